@@ -1,0 +1,92 @@
+//! The whole API on one local port, over an embedded DynamoDB: `cargo run --release -p devserver`.
+//! `cargo run -p devserver -- token <user-id>` prints a bearer token for that user.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use shared::config::{Config, Secret};
+use shared::local::EmbeddedDynamoDb;
+use shared::store::Store;
+
+const DEFAULT_PORT: u16 = 8000;
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::runtime::init_tracing();
+    let data_dir = PathBuf::from(std::env::var("DATA_DIR").unwrap_or_else(|_| ".data".into()));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => serve(&data_dir).await,
+        [command, user_id] if command == "token" => {
+            let secret = jwt_secret(&data_dir)?;
+            println!(
+                "{}",
+                shared::auth::issue_token(&secret, user_id, DEV_TOKEN_TTL)
+            );
+            Ok(())
+        }
+        _ => anyhow::bail!("usage: devserver [token <user-id>]"),
+    }
+}
+
+/// `JWT_SECRET` if set; otherwise a secret generated once and kept under the data directory,
+/// so tokens from `devserver token` stay valid across restarts.
+fn jwt_secret(data_dir: &Path) -> anyhow::Result<Secret> {
+    if let Ok(secret) = std::env::var("JWT_SECRET") {
+        return Ok(Secret::new(secret));
+    }
+    let path = data_dir.join("dev-jwt-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        return Ok(Secret::new(secret.trim()));
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("Generated a development JWT secret in {}", path.display());
+    Ok(Secret::new(secret))
+}
+
+async fn serve(data_dir: &Path) -> anyhow::Result<()> {
+    let dynamodb = EmbeddedDynamoDb::start(Some(&data_dir.join("dynamodb.sqlite"))).await?;
+    let secret = jwt_secret(data_dir)?;
+    let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    vars.entry("TABLE_NAME".into())
+        .or_insert_with(|| "chat".into());
+    vars.insert("DYNAMODB_ENDPOINT".into(), dynamodb.endpoint().to_owned());
+    vars.insert("JWT_SECRET".into(), secret.expose().to_owned());
+    vars.entry("CORS_ALLOW_ORIGINS".into())
+        .or_insert_with(|| "*".into());
+    let config = Config::from_vars(&vars)?;
+
+    let store = Store::connect(&config).await;
+    if store.ensure_table().await? {
+        eprintln!("Created table {}", config.table_name);
+    }
+    let state = shared::AppState::with_store(config, store);
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port.parse().context("PORT must be a port number")?,
+        Err(_) => DEFAULT_PORT,
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    eprintln!(
+        "Chat API on http://{} (data in {}); get a token with: cargo run -p devserver -- token <user-id>",
+        listener.local_addr()?,
+        data_dir.display()
+    );
+    axum::serve(listener, shared::api::all_groups(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    dynamodb.shutdown().await;
+    Ok(())
+}

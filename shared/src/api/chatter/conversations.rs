@@ -1,0 +1,400 @@
+//! Chatter's conversation and message endpoints.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::domain::{
+    Conversation, ConversationPatch, ConversationStatus, JsonObject, Message, NewConversation,
+};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::validate::Violations;
+
+/// How many of the latest messages `GET /conversations/{id}` includes; older ones are paged
+/// through `/messages`.
+pub const INLINE_MESSAGES: usize = 200;
+const MAX_TITLE_CHARS: usize = 255;
+const MAX_DESCRIPTION_CHARS: usize = 2_000;
+/// Keeps a conversation item well below DynamoDB's 400 KB limit.
+const MAX_SYSTEM_PROMPT_CHARS: usize = 32_000;
+const MAX_TOKENS: i64 = 1_000_000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/chat/conversations",
+            get(list_conversations).post(create_conversation),
+        )
+        .route(
+            "/api/v1/chat/conversations/{conversation_id}",
+            get(get_conversation)
+                .put(update_conversation)
+                .delete(delete_conversation),
+        )
+        .route(
+            "/api/v1/chat/conversations/{conversation_id}/messages",
+            get(list_messages),
+        )
+        .route(
+            "/api/v1/chat/conversations/{conversation_id}/messages/{message_id}",
+            delete(delete_message),
+        )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ConversationCreate {
+    pub title: String,
+    pub description: Option<String>,
+    pub profile_id: Option<String>,
+    pub system_prompt: Option<String>,
+    #[serde(default)]
+    pub enable_retrieval: bool,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<i64>,
+    #[schema(value_type = Option<Object>)]
+    pub workflow_config: Option<JsonObject>,
+    #[schema(value_type = Option<Object>)]
+    pub extra_metadata: Option<JsonObject>,
+}
+
+impl TryFrom<ConversationCreate> for NewConversation {
+    type Error = ApiError;
+
+    fn try_from(body: ConversationCreate) -> Result<Self, ApiError> {
+        let mut v = Violations::new();
+        v.length(
+            Some(body.title.trim()),
+            1,
+            MAX_TITLE_CHARS,
+            &["body", "title"],
+        );
+        v.length(
+            body.description.as_deref(),
+            0,
+            MAX_DESCRIPTION_CHARS,
+            &["body", "description"],
+        );
+        v.length(
+            body.system_prompt.as_deref(),
+            0,
+            MAX_SYSTEM_PROMPT_CHARS,
+            &["body", "system_prompt"],
+        );
+        v.range(body.temperature, 0.0, 2.0, &["body", "temperature"]);
+        v.range(body.max_tokens, 1, MAX_TOKENS, &["body", "max_tokens"]);
+        v.finish()?;
+        Ok(Self {
+            title: body.title.trim().to_owned(),
+            description: body.description,
+            profile_id: body.profile_id,
+            system_prompt: body.system_prompt,
+            enable_retrieval: body.enable_retrieval,
+            temperature: body.temperature,
+            max_tokens: body.max_tokens.and_then(|t| u32::try_from(t).ok()),
+            workflow_config: body.workflow_config,
+            extra_metadata: body.extra_metadata,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ConversationUpdate {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<ConversationStatus>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<i64>,
+    #[schema(value_type = Option<Object>)]
+    pub workflow_config: Option<JsonObject>,
+    #[schema(value_type = Option<Object>)]
+    pub extra_metadata: Option<JsonObject>,
+}
+
+impl TryFrom<ConversationUpdate> for ConversationPatch {
+    type Error = ApiError;
+
+    fn try_from(body: ConversationUpdate) -> Result<Self, ApiError> {
+        let mut v = Violations::new();
+        let title = body.title.as_deref().map(str::trim);
+        v.length(title, 1, MAX_TITLE_CHARS, &["body", "title"]);
+        v.length(
+            body.description.as_deref(),
+            0,
+            MAX_DESCRIPTION_CHARS,
+            &["body", "description"],
+        );
+        v.range(body.temperature, 0.0, 2.0, &["body", "temperature"]);
+        v.range(body.max_tokens, 1, MAX_TOKENS, &["body", "max_tokens"]);
+        v.finish()?;
+        Ok(Self {
+            title: title.map(str::to_owned),
+            description: body.description,
+            status: body.status,
+            temperature: body.temperature,
+            max_tokens: body.max_tokens.and_then(|t| u32::try_from(t).ok()),
+            workflow_config: body.workflow_config,
+            extra_metadata: body.extra_metadata,
+        })
+    }
+}
+
+/// `limit` and `offset` of a list, checked against the bounds the contract gives.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Number of results per page (1 to 100).
+    pub limit: Option<i64>,
+    /// Number of results to skip.
+    pub offset: Option<i64>,
+}
+
+impl PageQuery {
+    fn page(&self, default_limit: usize) -> ApiResult<(usize, usize)> {
+        let mut v = Violations::new();
+        v.range(self.limit, 1, 100, &["query", "limit"]);
+        v.range(self.offset, 0, 1_000_000, &["query", "offset"]);
+        v.finish()?;
+        let limit = self.limit.map_or(default_limit, |l| l as usize);
+        Ok((limit, self.offset.unwrap_or(0) as usize))
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetConversationQuery {
+    /// Include the latest messages in the response (default true).
+    pub include_messages: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationSearchResponse {
+    pub conversations: Vec<Conversation>,
+    pub total: u64,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationWithMessages {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    pub messages: Vec<Message>,
+}
+
+/// The body of a successful delete.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeleteResponse {
+    pub message: String,
+}
+
+fn conversation_not_found() -> ApiError {
+    ApiError::NotFound("Conversation not found.".into())
+}
+
+/// Ownership and existence are one question: both answer 404.
+fn or_not_found(err: crate::store::StoreError) -> ApiError {
+    match err {
+        crate::store::StoreError::NotFound => conversation_not_found(),
+        other => other.into(),
+    }
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/chat/conversations", tag = "conversations",
+    request_body = ConversationCreate,
+    responses(
+        (status = 201, description = "Conversation created", body = Conversation),
+        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_conversation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ConversationCreate>,
+) -> ApiResult<(StatusCode, Json<Conversation>)> {
+    let conversation = Conversation::create(&caller.user_id, body.try_into()?);
+    state.store.create_conversation(&conversation).await?;
+    Ok((StatusCode::CREATED, Json(conversation)))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/chat/conversations", tag = "conversations",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "The caller's conversations, most recently updated first", body = ConversationSearchResponse),
+        (status = 422, description = "Invalid paging", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_conversations(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<ConversationSearchResponse>> {
+    let (limit, offset) = query.page(20)?;
+    let (conversations, total) = state
+        .store
+        .list_conversations(&caller.user_id, limit, offset)
+        .await?;
+    Ok(Json(ConversationSearchResponse {
+        conversations,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/chat/conversations/{conversation_id}", tag = "conversations",
+    params(("conversation_id" = String, Path, description = "Conversation ID"), GetConversationQuery),
+    responses(
+        (status = 200, description = "The conversation", body = ConversationWithMessages),
+        (status = 404, description = "No such conversation of the caller", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_conversation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(conversation_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<GetConversationQuery>,
+) -> ApiResult<Json<ConversationWithMessages>> {
+    let (record, messages) = if query.include_messages.unwrap_or(true) {
+        state
+            .store
+            .conversation_with_messages(&caller.user_id, &conversation_id, INLINE_MESSAGES)
+            .await
+    } else {
+        state
+            .store
+            .conversation(&caller.user_id, &conversation_id)
+            .await
+            .map(|record| (record, Vec::new()))
+    }
+    .map_err(or_not_found)?;
+    Ok(Json(ConversationWithMessages {
+        conversation: record.conversation,
+        messages,
+    }))
+}
+
+#[utoipa::path(
+    put, path = "/api/v1/chat/conversations/{conversation_id}", tag = "conversations",
+    params(("conversation_id" = String, Path, description = "Conversation ID")),
+    request_body = ConversationUpdate,
+    responses(
+        (status = 200, description = "The updated conversation", body = Conversation),
+        (status = 404, description = "No such conversation of the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_conversation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(conversation_id): ApiPath<String>,
+    ApiJson(body): ApiJson<ConversationUpdate>,
+) -> ApiResult<Json<Conversation>> {
+    let patch: ConversationPatch = body.try_into()?;
+    let conversation = if patch.is_empty() {
+        state
+            .store
+            .conversation(&caller.user_id, &conversation_id)
+            .await
+            .map(|record| record.conversation)
+    } else {
+        state
+            .store
+            .update_conversation(&caller.user_id, &conversation_id, &patch)
+            .await
+    }
+    .map_err(or_not_found)?;
+    Ok(Json(conversation))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/chat/conversations/{conversation_id}", tag = "conversations",
+    params(("conversation_id" = String, Path, description = "Conversation ID")),
+    responses(
+        (status = 200, description = "Deleted with all its messages", body = DeleteResponse),
+        (status = 404, description = "No such conversation of the caller", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_conversation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(conversation_id): ApiPath<String>,
+) -> ApiResult<Json<DeleteResponse>> {
+    state
+        .store
+        .delete_conversation(&caller.user_id, &conversation_id)
+        .await
+        .map_err(or_not_found)?;
+    Ok(Json(DeleteResponse {
+        message: "Conversation deleted successfully".into(),
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/chat/conversations/{conversation_id}/messages", tag = "conversations",
+    params(("conversation_id" = String, Path, description = "Conversation ID"), PageQuery),
+    responses(
+        (status = 200, description = "Messages in sequence order", body = Vec<Message>),
+        (status = 404, description = "No such conversation of the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid paging", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(conversation_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Vec<Message>>> {
+    let (limit, offset) = query.page(50)?;
+    let messages = state
+        .store
+        .messages(&caller.user_id, &conversation_id, limit, offset)
+        .await
+        .map_err(or_not_found)?;
+    Ok(Json(messages))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/chat/conversations/{conversation_id}/messages/{message_id}", tag = "conversations",
+    params(
+        ("conversation_id" = String, Path, description = "Conversation ID"),
+        ("message_id" = String, Path, description = "Message ID"),
+    ),
+    responses(
+        (status = 200, description = "Deleted; the conversation's counters drop accordingly", body = DeleteResponse),
+        (status = 404, description = "No such message in a conversation of the caller", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((conversation_id, message_id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<DeleteResponse>> {
+    state
+        .store
+        .delete_message(&caller.user_id, &conversation_id, &message_id)
+        .await
+        .map_err(|err| match err {
+            crate::store::StoreError::NotFound => ApiError::NotFound("Message not found.".into()),
+            other => other.into(),
+        })?;
+    Ok(Json(DeleteResponse {
+        message: "Message deleted successfully".into(),
+    }))
+}

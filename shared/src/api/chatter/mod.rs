@@ -1,0 +1,3 @@
+//! The Chatter dialect: snake_case JSON under `/api/v1/chat`.
+
+pub mod conversations;

@@ -1,0 +1,66 @@
+//! The API's own OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::http::header;
+use axum::routing::get;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::chatter::conversations;
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Chat API", description = "Serverless chat backend serving the Chatter and FreeChat dialects."),
+    paths(
+        conversations::create_conversation,
+        conversations::list_conversations,
+        conversations::get_conversation,
+        conversations::update_conversation,
+        conversations::delete_conversation,
+        conversations::list_messages,
+        conversations::delete_message,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Built on first request and kept: the document never changes while the process lives.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    serde_json::to_string(&document()).expect("an OpenAPI document always serialises")
+});
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/openapi.json",
+        get(|| async {
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                DOCUMENT.as_str(),
+            )
+        }),
+    )
+}

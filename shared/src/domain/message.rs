@@ -1,0 +1,98 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::JsonObject;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageRole {
+    User,
+    Assistant,
+    System,
+    Tool,
+}
+
+/// A stored message (Chatter's `MessageResponse`). `sequence_number` is unique and increasing
+/// within its conversation and never reused, even after a delete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub id: String,
+    pub conversation_id: String,
+    pub role: MessageRole,
+    pub content: String,
+    pub sequence_number: u64,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub total_tokens: Option<u32>,
+    pub model_used: Option<String>,
+    pub provider_used: Option<String>,
+    pub response_time_ms: Option<u64>,
+    pub cost: Option<f64>,
+    pub finish_reason: Option<String>,
+    /// Workflow details kept with the message (citations, tool calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<JsonObject>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message before the store gives it its place in the conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageDraft {
+    pub role: MessageRole,
+    pub content: String,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub model_used: Option<String>,
+    pub provider_used: Option<String>,
+    pub response_time_ms: Option<u64>,
+    pub cost: Option<f64>,
+    pub finish_reason: Option<String>,
+    pub metadata: Option<JsonObject>,
+}
+
+impl MessageDraft {
+    pub fn new(role: MessageRole, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            prompt_tokens: None,
+            completion_tokens: None,
+            model_used: None,
+            provider_used: None,
+            response_time_ms: None,
+            cost: None,
+            finish_reason: None,
+            metadata: None,
+        }
+    }
+
+    pub fn total_tokens(&self) -> Option<u32> {
+        match (self.prompt_tokens, self.completion_tokens) {
+            (None, None) => None,
+            (p, c) => Some(p.unwrap_or(0) + c.unwrap_or(0)),
+        }
+    }
+
+    pub fn into_message(self, conversation_id: &str, sequence_number: u64) -> Message {
+        let total_tokens = self.total_tokens();
+        Message {
+            id: super::new_id(),
+            conversation_id: conversation_id.to_owned(),
+            role: self.role,
+            content: self.content,
+            sequence_number,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            total_tokens,
+            model_used: self.model_used,
+            provider_used: self.provider_used,
+            response_time_ms: self.response_time_ms,
+            cost: self.cost,
+            finish_reason: self.finish_reason,
+            metadata: self.metadata,
+            created_at: super::now(),
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The one error type of the API and its mapping to RFC 9457 `application/problem+json`.
+//!
+//! Handlers return `Result<_, ApiError>`; this module is the only place that decides status
+//! codes, headers and what a client may read. Internal causes are logged in full and never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// One part of the path to an invalid input: a field name or an array index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LocPart {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&str> for LocPart {
+    fn from(value: &str) -> Self {
+        Self::Key(value.to_owned())
+    }
+}
+
+impl From<usize> for LocPart {
+    fn from(value: usize) -> Self {
+        Self::Index(value)
+    }
+}
+
+/// One validation failure, in the shape FastAPI clients already parse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    pub loc: Vec<LocPart>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    pub fn new(
+        loc: impl IntoIterator<Item = LocPart>,
+        msg: impl Into<String>,
+        kind: impl Into<String>,
+    ) -> Self {
+        Self {
+            loc: loc.into_iter().collect(),
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
+}
+
+/// The RFC 9457 body. `instance` is filled in by the HTTP layer, which knows the request path.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+impl Problem {
+    /// Renders the problem as a complete response, keeping a copy in the extensions so the
+    /// HTTP layer can add `instance` without parsing the body.
+    pub fn into_response_with(self, status: StatusCode) -> Response {
+        let mut response = (status, Json(&self)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+        );
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("payload too large: {0}")]
+    PayloadTooLarge(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("rate limit exceeded")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("service unavailable: {detail}")]
+    Unavailable {
+        detail: String,
+        retry_after_secs: u64,
+    },
+    #[error("upstream failure: {detail}")]
+    Upstream { status: StatusCode, detail: String },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A single-field validation failure.
+    pub fn invalid(
+        loc: impl IntoIterator<Item = LocPart>,
+        msg: impl Into<String>,
+        kind: impl Into<String>,
+    ) -> Self {
+        Self::Validation(vec![FieldError::new(loc, msg, kind)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream { status, .. } => *status,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "malformed-request",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NotFound(_) => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload-too-large",
+            Self::UnsupportedMediaType(_) => "unsupported-media-type",
+            Self::Validation(_) => "validation-error",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::Unavailable { .. } => "service-unavailable",
+            Self::Upstream { .. } => "upstream-error",
+            Self::Internal(_) => "internal-error",
+        }
+    }
+
+    /// What the client may read: never the cause of an internal error.
+    fn detail(&self) -> String {
+        match self {
+            Self::BadRequest(d)
+            | Self::Unauthorized(d)
+            | Self::NotFound(d)
+            | Self::Conflict(d)
+            | Self::PayloadTooLarge(d)
+            | Self::UnsupportedMediaType(d)
+            | Self::Unavailable { detail: d, .. }
+            | Self::Upstream { detail: d, .. } => d.clone(),
+            Self::MethodNotAllowed => "This method is not allowed on this resource.".into(),
+            Self::Validation(errors) => match errors.as_slice() {
+                [one] => one.msg.clone(),
+                many => format!("{} fields are invalid.", many.len()),
+            },
+            Self::RateLimited { retry_after_secs } => {
+                format!("Too many requests; retry after {retry_after_secs} seconds.")
+            }
+            Self::Internal(_) => {
+                "An internal error occurred; the x-correlation-id header identifies it in the logs."
+                    .into()
+            }
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        Problem {
+            kind: format!("/problems/{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            instance: None,
+            errors: match self {
+                Self::Validation(errors) => Some(errors.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+        }
+        let mut response = self.problem().into_response_with(status);
+        let headers = response.headers_mut();
+        match &self {
+            Self::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            Self::RateLimited { retry_after_secs }
+            | Self::Unavailable {
+                retry_after_secs, ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn internal_errors_hide_their_cause() {
+        let response = ApiError::Internal(anyhow::anyhow!("password=hunter2")).into_response();
+        assert_eq!(response.status(), 500);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            PROBLEM_CONTENT_TYPE
+        );
+        let body = body_json(response).await;
+        assert!(!body.to_string().contains("hunter2"));
+        assert_eq!(body["type"], "/problems/internal-error");
+    }
+
+    #[tokio::test]
+    async fn validation_errors_list_each_field() {
+        let response = ApiError::Validation(vec![
+            FieldError::new(["body".into(), "title".into()], "Field required", "missing"),
+            FieldError::new(
+                ["query".into(), "limit".into()],
+                "must be at most 100",
+                "less_than_equal",
+            ),
+        ])
+        .into_response();
+        assert_eq!(response.status(), 422);
+        let body = body_json(response).await;
+        assert_eq!(
+            body["errors"][0]["loc"],
+            serde_json::json!(["body", "title"])
+        );
+        assert_eq!(body["errors"][1]["type"], "less_than_equal");
+        assert_eq!(body["status"], 422);
+    }
+
+    #[test]
+    fn unauthorized_challenges_for_a_bearer_token() {
+        let response = ApiError::Unauthorized("no token".into()).into_response();
+        assert!(
+            response.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Extractors that turn every way a request can be malformed into the API's problem responses.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, FieldError, LocPart};
+
+/// A JSON body: 415 without a JSON content type, 413 over the body limit, 400 when it does not
+/// parse, 422 when it parses but does not fit the expected shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json_media_type);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "Send the body as application/json.".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("The request body is too large.".into())
+            } else {
+                ApiError::BadRequest("The request body could not be read.".into())
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let inner = err.inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::Validation(vec![field_error("body", err.path(), &inner.to_string())])
+            }
+            _ => not_json(inner),
+        }
+    })?;
+    deserializer.end().map_err(|e| not_json(&e))?;
+    Ok(value)
+}
+
+fn not_json(err: &serde_json::Error) -> ApiError {
+    ApiError::BadRequest(format!("The request body is not valid JSON: {err}."))
+}
+
+/// `application/json` or any `application/*+json`, whatever the parameters.
+fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Query parameters, with a 422 naming the parameter when one does not parse.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
+            .map_err(|err| {
+                let message = err.inner().to_string();
+                ApiError::Validation(vec![field_error("query", err.path(), &message)])
+            })
+    }
+}
+
+/// Path parameters; a path whose parameters do not parse names no resource, so it is a 404.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|_| ApiError::NotFound("No resource matches this path.".into()))
+    }
+}
+
+/// Builds a FastAPI-style error from serde's: `missing field` becomes a `missing` error at the
+/// field itself, the rest a type error at the path serde stopped on.
+fn field_error(origin: &str, path: &serde_path_to_error::Path, message: &str) -> FieldError {
+    let mut loc = vec![LocPart::from(origin)];
+    loc.extend(path.iter().filter_map(|segment| match segment {
+        serde_path_to_error::Segment::Map { key } => Some(LocPart::Key(key.clone())),
+        serde_path_to_error::Segment::Seq { index } => Some(LocPart::Index(*index)),
+        serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => None,
+    }));
+    let message = message.split(" at line ").next().unwrap_or(message);
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        loc.push(LocPart::Key(field.to_owned()));
+        return FieldError::new(loc, "Field required", "missing");
+    }
+    let kind = if message.starts_with("invalid type") {
+        "type_error"
+    } else {
+        "value_error"
+    };
+    FieldError::new(loc, message, kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        title: String,
+        limits: Option<Vec<u32>>,
+    }
+
+    fn validation_errors(err: ApiError) -> Vec<FieldError> {
+        match err {
+            ApiError::Validation(errors) => errors,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let errors = validation_errors(parse_json::<Body>(b"{}").unwrap_err());
+        assert_eq!(
+            errors[0].loc,
+            vec![LocPart::from("body"), LocPart::from("title")]
+        );
+        assert_eq!(errors[0].kind, "missing");
+    }
+
+    #[test]
+    fn a_wrong_type_points_at_the_value() {
+        let errors = validation_errors(
+            parse_json::<Body>(br#"{"title":"t","limits":[1,"x"]}"#).unwrap_err(),
+        );
+        assert_eq!(
+            errors[0].loc,
+            vec![
+                LocPart::from("body"),
+                LocPart::from("limits"),
+                LocPart::from(1)
+            ]
+        );
+        assert_eq!(errors[0].kind, "type_error");
+    }
+
+    #[test]
+    fn broken_json_is_a_bad_request() {
+        assert!(matches!(
+            parse_json::<Body>(b"{\"title\":").unwrap_err(),
+            ApiError::BadRequest(_)
+        ));
+        assert!(matches!(
+            parse_json::<Body>(b"{\"title\":\"a\"} trailing").unwrap_err(),
+            ApiError::BadRequest(_)
+        ));
+    }
+}

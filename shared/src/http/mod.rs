@@ -1,0 +1,31 @@
+//! The HTTP layer shared by every function: extractors, validation and middleware, and the
+//! assembly of a function's routes into a service.
+
+pub mod extract;
+pub mod middleware;
+pub mod validate;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+use crate::AppState;
+
+/// Wraps a function's routes with everything the API promises on every response.
+///
+/// `protected` routes need a bearer token and count against the caller's rate limits;
+/// `public` ones (the OpenAPI document) do not.
+pub fn service(state: AppState, protected: Router<AppState>, public: Router<AppState>) -> Router {
+    let config = state.config.clone();
+    protected
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ))
+        .merge(public)
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::cors(&config))
+        .layer(axum::middleware::from_fn(middleware::observe))
+        .with_state(state)
+}

@@ -1,0 +1,46 @@
+//! The library behind every chat function: configuration, authentication, errors, the HTTP
+//! layer, the DynamoDB store, the domain and the routers of each endpoint group.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+#[cfg(feature = "local")]
+pub mod local;
+pub mod runtime;
+pub mod store;
+
+use std::sync::Arc;
+
+use auth::Authenticator;
+use config::Config;
+use store::Store;
+
+/// What every handler can reach; built once per cold start and cloned per request.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub auth: Arc<Authenticator>,
+}
+
+impl AppState {
+    pub async fn new(config: Config) -> Self {
+        let store = Store::connect(&config).await;
+        Self::with_store(config, store)
+    }
+
+    pub fn with_store(config: Config, store: Store) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .build()
+            .unwrap_or_default();
+        Self {
+            auth: Arc::new(Authenticator::new(&config.jwt, http)),
+            config: Arc::new(config),
+            store,
+        }
+    }
+}

@@ -1,0 +1,610 @@
+//! Conversations and their messages.
+//!
+//! A conversation and its messages share one partition (`CONV#<id>`), so a conversation's
+//! messages come back in order from one query and an append is one transaction over the
+//! partition. Ownership is checked on every read and write: another user's conversation is
+//! indistinguishable from a missing one.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update, WriteRequest,
+};
+use chrono::{DateTime, Utc};
+
+use super::items::{ConversationItem, Item, MessageItem, from_item, to_item};
+use super::{Store, StoreError, classify, keys};
+use crate::domain::{Conversation, ConversationPatch, Message, MessageDraft};
+
+/// A conversation with the bookkeeping an append needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRecord {
+    pub conversation: Conversation,
+    pub last_sequence: u64,
+}
+
+/// Under contention an append re-reads the conversation and tries again, this many times.
+const MAX_APPEND_ATTEMPTS: u32 = 60;
+/// BatchWriteItem takes at most this many requests.
+const BATCH_WRITE_LIMIT: usize = 25;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn attr<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::Other(anyhow::Error::new(e)))
+}
+
+fn timestamp(value: DateTime<Utc>) -> AttributeValue {
+    s(value.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
+fn conversation_key(conversation_id: &str) -> Item {
+    Item::from([
+        (
+            keys::PK.to_owned(),
+            s(keys::conversation_pk(conversation_id)),
+        ),
+        (keys::SK.to_owned(), s(keys::CONVERSATION_SK)),
+    ])
+}
+
+fn user_stats_key(user_id: &str) -> Item {
+    Item::from([
+        (keys::PK.to_owned(), s(keys::user_pk(user_id))),
+        (keys::SK.to_owned(), s(keys::USER_STATS_SK)),
+    ])
+}
+
+/// Whether a cancelled transaction failed on a condition (as opposed to a conflict).
+fn cancelled_by_condition<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> Option<bool> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match err.as_service_error()? {
+        TransactWriteItemsError::TransactionCanceledException(e) => Some(
+            e.cancellation_reasons()
+                .iter()
+                .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        ),
+        _ => None,
+    }
+}
+
+fn write_failed<R: std::fmt::Debug + Send + Sync + 'static>(
+    err: aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+    on_condition: StoreError,
+) -> StoreError {
+    match cancelled_by_condition(&err) {
+        Some(true) => on_condition,
+        Some(false) => StoreError::Conflict,
+        None => classify(err),
+    }
+}
+
+impl Store {
+    pub async fn create_conversation(&self, conversation: &Conversation) -> Result<(), StoreError> {
+        let item = to_item(&ConversationItem::new(conversation.clone(), 0))?;
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(anyhow::Error::new)?;
+        let count = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(user_stats_key(&conversation.user_id)))
+            .update_expression("ADD conversation_count :one")
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(anyhow::Error::new)?;
+        self.client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await
+            .map_err(|e| write_failed(e, StoreError::Conflict))?;
+        Ok(())
+    }
+
+    /// The caller's conversation, or `NotFound` whether it is missing or someone else's.
+    pub async fn conversation(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<ConversationRecord, StoreError> {
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(conversation_key(conversation_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        let item: ConversationItem = from_item(output.item.ok_or(StoreError::NotFound)?)?;
+        if item.conversation.user_id != user_id {
+            return Err(StoreError::NotFound);
+        }
+        Ok(ConversationRecord {
+            conversation: item.conversation,
+            last_sequence: item.last_sequence,
+        })
+    }
+
+    /// A page of the caller's conversations, most recently updated first, and how many there are.
+    pub async fn list_conversations(
+        &self,
+        user_id: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<Conversation>, u64), StoreError> {
+        let page = async {
+            let mut found = Vec::with_capacity(offset + limit);
+            let mut start = None;
+            loop {
+                let output = self
+                    .client()
+                    .query()
+                    .table_name(self.table())
+                    .index_name(keys::GSI1)
+                    .key_condition_expression("gsi1pk = :pk")
+                    .expression_attribute_values(":pk", s(keys::user_conversations_pk(user_id)))
+                    .scan_index_forward(false)
+                    .limit(i32::try_from(offset + limit - found.len()).unwrap_or(i32::MAX))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                found.extend(output.items.unwrap_or_default());
+                start = output.last_evaluated_key;
+                if start.is_none() || found.len() >= offset + limit {
+                    break;
+                }
+            }
+            found
+                .into_iter()
+                .skip(offset)
+                .map(|item| from_item::<ConversationItem>(item).map(|i| i.conversation))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let total = async {
+            let output = self
+                .client()
+                .get_item()
+                .table_name(self.table())
+                .set_key(Some(user_stats_key(user_id)))
+                .projection_expression("conversation_count")
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok::<_, StoreError>(
+                output
+                    .item
+                    .and_then(|i| i.get("conversation_count")?.as_n().ok()?.parse().ok())
+                    .unwrap_or(0u64),
+            )
+        };
+        tokio::try_join!(page, total)
+    }
+
+    /// Applies the patch to the caller's conversation and returns the result.
+    pub async fn update_conversation(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        patch: &ConversationPatch,
+    ) -> Result<Conversation, StoreError> {
+        let now = crate::domain::now();
+        let mut sets = vec!["updated_at = :now", "gsi1sk = :recency"];
+        let mut values = Item::from([
+            (":now".to_owned(), timestamp(now)),
+            (
+                ":recency".to_owned(),
+                s(keys::recency_sk(now, conversation_id)),
+            ),
+            (":uid".to_owned(), s(user_id)),
+        ]);
+        let mut set = |clause: &'static str, name: &str, value: AttributeValue| {
+            sets.push(clause);
+            values.insert(name.to_owned(), value);
+        };
+        if let Some(v) = &patch.title {
+            set("title = :title", ":title", s(v));
+        }
+        if let Some(v) = &patch.description {
+            set("description = :description", ":description", s(v));
+        }
+        if let Some(v) = patch.status {
+            set("#status = :status", ":status", attr(&v)?);
+        }
+        if let Some(v) = patch.temperature {
+            set("temperature = :temperature", ":temperature", n(v));
+        }
+        if let Some(v) = patch.max_tokens {
+            set("max_tokens = :max_tokens", ":max_tokens", n(v));
+        }
+        if let Some(v) = &patch.workflow_config {
+            set("workflow_config = :wc", ":wc", attr(v)?);
+        }
+        if let Some(v) = &patch.extra_metadata {
+            set("extra_metadata = :em", ":em", attr(v)?);
+        }
+        let mut request = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(conversation_key(conversation_id)))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression("attribute_exists(pk) AND user_id = :uid")
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew);
+        if patch.status.is_some() {
+            request = request.expression_attribute_names("#status", "status");
+        }
+        let output = request.send().await.map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception())
+            {
+                StoreError::NotFound
+            } else {
+                classify(e)
+            }
+        })?;
+        let item: ConversationItem = from_item(output.attributes.unwrap_or_default())?;
+        Ok(item.conversation)
+    }
+
+    /// Deletes the caller's conversation, then every message stored under it.
+    ///
+    /// The conversation goes first, in one transaction with the user's counter, so it is
+    /// gone from every route at once and no append can land while its messages are removed.
+    pub async fn delete_conversation(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<(), StoreError> {
+        let delete = Delete::builder()
+            .table_name(self.table())
+            .set_key(Some(conversation_key(conversation_id)))
+            .condition_expression("user_id = :uid")
+            .expression_attribute_values(":uid", s(user_id))
+            .build()
+            .map_err(anyhow::Error::new)?;
+        let count = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(user_stats_key(user_id)))
+            .update_expression("ADD conversation_count :minus_one")
+            .expression_attribute_values(":minus_one", n(-1))
+            .build()
+            .map_err(anyhow::Error::new)?;
+        self.client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await
+            .map_err(|e| write_failed(e, StoreError::NotFound))?;
+        self.purge_partition(&keys::conversation_pk(conversation_id))
+            .await
+    }
+
+    async fn purge_partition(&self, pk: &str) -> Result<(), StoreError> {
+        let mut start = None;
+        loop {
+            let output = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .projection_expression("pk, sk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            let keys: Vec<Item> = output.items.unwrap_or_default();
+            for chunk in keys.chunks(BATCH_WRITE_LIMIT) {
+                let requests = chunk
+                    .iter()
+                    .map(|key| {
+                        let delete = aws_sdk_dynamodb::types::DeleteRequest::builder()
+                            .set_key(Some(key.clone()))
+                            .build()
+                            .map_err(anyhow::Error::new)?;
+                        Ok(WriteRequest::builder().delete_request(delete).build())
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                self.batch_write(requests).await?;
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// BatchWriteItem, resubmitting what DynamoDB leaves unprocessed under load.
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let mut backoff = Duration::from_millis(20);
+        while !requests.is_empty() {
+            let output = self
+                .client()
+                .batch_write_item()
+                .request_items(self.table(), requests)
+                .send()
+                .await
+                .map_err(classify)?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut u| u.remove(self.table()))
+                .unwrap_or_default();
+            if !requests.is_empty() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+        Ok(())
+    }
+
+    /// A page of the caller's messages in sequence order.
+    pub async fn messages(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        // The ownership check and the query run together; the page is dropped if it is not
+        // the caller's, so an outsider learns nothing and the owner waits for one round trip.
+        let (_, messages) = tokio::try_join!(
+            self.conversation(user_id, conversation_id),
+            self.query_messages(conversation_id, limit, offset)
+        )?;
+        Ok(messages)
+    }
+
+    /// The caller's conversation with its latest `limit` messages, in sequence order.
+    pub async fn conversation_with_messages(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        limit: usize,
+    ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
+        let latest = async {
+            let output = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(keys::conversation_pk(conversation_id)))
+                .expression_attribute_values(":prefix", s(keys::MESSAGE_SK_PREFIX))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(classify)?;
+            let mut messages = output
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
+                .collect::<Result<Vec<_>, _>>()?;
+            messages.reverse();
+            Ok(messages)
+        };
+        tokio::try_join!(self.conversation(user_id, conversation_id), latest)
+    }
+
+    async fn query_messages(
+        &self,
+        conversation_id: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let mut found: Vec<Item> = Vec::with_capacity(offset + limit);
+        let mut start = None;
+        loop {
+            let output = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(keys::conversation_pk(conversation_id)))
+                .expression_attribute_values(":prefix", s(keys::MESSAGE_SK_PREFIX))
+                .limit(i32::try_from(offset + limit - found.len()).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            found.extend(output.items.unwrap_or_default());
+            start = output.last_evaluated_key;
+            if start.is_none() || found.len() >= offset + limit {
+                break;
+            }
+        }
+        found
+            .into_iter()
+            .skip(offset)
+            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
+            .collect()
+    }
+
+    /// Appends messages after the last one, in one transaction with the conversation's counters.
+    ///
+    /// The write is conditioned on the sequence number the caller read, so concurrent writers
+    /// never share or skip a number; the loser re-reads and tries again.
+    pub async fn append_messages(
+        &self,
+        mut record: ConversationRecord,
+        drafts: Vec<MessageDraft>,
+    ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
+        let mut backoff = Duration::from_millis(2);
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            match self.try_append(&record, &drafts).await {
+                Err(StoreError::Conflict) => {
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                    record = self
+                        .conversation(&record.conversation.user_id, &record.conversation.id)
+                        .await?;
+                }
+                outcome => return outcome,
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn try_append(
+        &self,
+        record: &ConversationRecord,
+        drafts: &[MessageDraft],
+    ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
+        let conversation = &record.conversation;
+        let messages: Vec<Message> = drafts
+            .iter()
+            .zip(record.last_sequence + 1..)
+            .map(|(draft, seq)| draft.clone().into_message(&conversation.id, seq))
+            .collect();
+        let now = messages
+            .last()
+            .map_or_else(crate::domain::now, |m| m.created_at);
+        let tokens: u64 = messages
+            .iter()
+            .filter_map(|m| m.total_tokens)
+            .map(u64::from)
+            .sum();
+        let cost: f64 = messages.iter().filter_map(|m| m.cost).sum();
+        let last_sequence = record.last_sequence + messages.len() as u64;
+
+        let mut request = self.client().transact_write_items();
+        for message in &messages {
+            let put = Put::builder()
+                .table_name(self.table())
+                .set_item(Some(to_item(&MessageItem::new(message.clone()))?))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(anyhow::Error::new)?;
+            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        let counters = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(conversation_key(&conversation.id)))
+            .update_expression(
+                "SET last_sequence = :last, updated_at = :now, last_message_at = :now, \
+                 gsi1sk = :recency ADD message_count :count, total_tokens :tokens, total_cost :cost",
+            )
+            .condition_expression("last_sequence = :expected AND user_id = :uid")
+            .expression_attribute_values(":last", n(last_sequence))
+            .expression_attribute_values(":expected", n(record.last_sequence))
+            .expression_attribute_values(":uid", s(&conversation.user_id))
+            .expression_attribute_values(":now", timestamp(now))
+            .expression_attribute_values(":recency", s(keys::recency_sk(now, &conversation.id)))
+            .expression_attribute_values(":count", n(messages.len()))
+            .expression_attribute_values(":tokens", n(tokens))
+            .expression_attribute_values(":cost", n(cost))
+            .build()
+            .map_err(anyhow::Error::new)?;
+        request
+            .transact_items(TransactWriteItem::builder().update(counters).build())
+            .send()
+            .await
+            .map_err(|e| write_failed(e, StoreError::Conflict))?;
+
+        let mut updated = record.clone();
+        let c = &mut updated.conversation;
+        c.message_count += messages.len() as u64;
+        c.total_tokens += tokens;
+        c.total_cost += cost;
+        c.updated_at = now;
+        c.last_message_at = Some(now);
+        updated.last_sequence = last_sequence;
+        Ok((updated, messages))
+    }
+
+    /// Deletes one of the caller's messages; the conversation's counters drop by what it held.
+    pub async fn delete_message(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        let lookup = async {
+            let output = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .index_name(keys::LSI1)
+                .key_condition_expression("pk = :pk AND lsi1sk = :id")
+                .expression_attribute_values(":pk", s(keys::conversation_pk(conversation_id)))
+                .expression_attribute_values(":id", s(keys::message_id_sk(message_id)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(classify)?;
+            let item = output
+                .items
+                .and_then(|items| items.into_iter().next())
+                .ok_or(StoreError::NotFound)?;
+            from_item::<MessageItem>(item)
+        };
+        let (_, item) = tokio::try_join!(self.conversation(user_id, conversation_id), lookup)?;
+        let message = item.message;
+        let now = crate::domain::now();
+        let delete = Delete::builder()
+            .table_name(self.table())
+            .key(keys::PK, s(item.pk))
+            .key(keys::SK, s(item.sk))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(anyhow::Error::new)?;
+        let counters = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(conversation_key(conversation_id)))
+            .update_expression(
+                "SET updated_at = :now, gsi1sk = :recency \
+                 ADD message_count :count, total_tokens :tokens, total_cost :cost",
+            )
+            .condition_expression("user_id = :uid")
+            .expression_attribute_values(":uid", s(user_id))
+            .expression_attribute_values(":now", timestamp(now))
+            .expression_attribute_values(":recency", s(keys::recency_sk(now, conversation_id)))
+            .expression_attribute_values(":count", n(-1))
+            .expression_attribute_values(
+                ":tokens",
+                n(-i64::from(message.total_tokens.unwrap_or(0))),
+            )
+            .expression_attribute_values(":cost", n(-message.cost.unwrap_or(0.0)))
+            .build()
+            .map_err(anyhow::Error::new)?;
+        self.client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(TransactWriteItem::builder().update(counters).build())
+            .send()
+            .await
+            .map_err(|e| write_failed(e, StoreError::NotFound))?;
+        Ok(())
+    }
+}
+
+/// Full jitter keeps concurrent writers that lost together from colliding again.
+fn jitter(max: Duration) -> Duration {
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    let seed = uuid::Uuid::new_v4().as_u128() as u64;
+    Duration::from_nanos(seed % nanos.max(1))
+}

@@ -1,0 +1,140 @@
+//! DynamoDB access: one table for both API dialects (see `keys` for its layout).
+
+mod conversations;
+pub mod items;
+pub mod keys;
+mod rate_limit;
+pub mod table;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+pub use conversations::ConversationRecord;
+pub use rate_limit::RateLimitStatus;
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("item not found")]
+    NotFound,
+    /// Another writer changed the item first; the caller may re-read and retry.
+    #[error("concurrent update")]
+    Conflict,
+    #[error("item of {bytes} bytes exceeds DynamoDB's 400 KB limit")]
+    ItemTooLarge { bytes: usize },
+    #[error("DynamoDB is unavailable or throttling")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::NotFound("The resource was not found.".into()),
+            StoreError::Conflict => {
+                ApiError::Conflict("The resource was changed by another request; retry.".into())
+            }
+            StoreError::ItemTooLarge { bytes } => ApiError::PayloadTooLarge(format!(
+                "The content would take {bytes} bytes to store; the limit is {} bytes.",
+                items::MAX_ITEM_BYTES
+            )),
+            StoreError::Unavailable(source) => {
+                tracing::warn!(error = ?source, "storage unavailable");
+                ApiError::Unavailable {
+                    detail: "Storage is temporarily unavailable; retry shortly.".into(),
+                    retry_after_secs: 2,
+                }
+            }
+            StoreError::Other(source) => ApiError::Internal(source),
+        }
+    }
+}
+
+/// Error codes after which a retry can succeed: throttling and DynamoDB's own faults.
+const TRANSIENT_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "LimitExceededException",
+];
+
+fn classify<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let transient = match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(e) => e.err().code().is_some_and(|c| TRANSIENT_CODES.contains(&c)),
+        _ => false,
+    };
+    if transient {
+        StoreError::Unavailable(anyhow::Error::new(err))
+    } else {
+        StoreError::Other(anyhow::Error::new(err))
+    }
+}
+
+/// The table and the client to reach it; cheap to clone, built once per cold start.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    table: Arc<str>,
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<Arc<str>>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Builds the SDK client. With an explicit endpoint (the local run, the tests) it uses
+    /// static credentials and no region lookup, so nothing probes the network at start.
+    pub async fn connect(config: &Config) -> Self {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(3))
+            .operation_timeout(Duration::from_secs(8))
+            .build();
+        let sdk_config = match &config.dynamodb_endpoint {
+            Some(endpoint) => {
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .endpoint_url(endpoint)
+                    .region(aws_config::Region::new("us-east-1"))
+                    .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                        "local", "local", None, None, "static",
+                    ))
+                    .timeout_config(timeouts)
+                    .load()
+                    .await
+            }
+            None => {
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .timeout_config(timeouts)
+                    .load()
+                    .await
+            }
+        };
+        Self::new(Client::new(&sdk_config), config.table_name.as_str())
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
