@@ -1,1 +1,7 @@
+//! Integration tests: the real stack in-process (embedded DynamoDB, API on a random port),
+//! spoken to over HTTP.
 
+mod auth;
+mod conversations;
+mod http_layer;
+mod openapi;

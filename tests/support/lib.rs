@@ -1,1 +1,174 @@
+//! Starts the real stack in-process for tests: an embedded DynamoDB on a random port, the
+//! API on another, and a client that speaks HTTP to it.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
+use shared::AppState;
+use shared::config::{Config, Secret};
+use shared::local::EmbeddedDynamoDb;
+use shared::store::Store;
+
+/// The HS256 secret the tests and the event fixtures share.
+pub const TEST_SECRET: &str = "fixture-secret-0123456789abcdef0123456789";
+
+/// The variables a test stack starts from; `spawn_with` may add or override any of them.
+pub fn base_vars(endpoint: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("TABLE_NAME".into(), "chat-test".into()),
+        ("DYNAMODB_ENDPOINT".into(), endpoint.into()),
+        ("JWT_SECRET".into(), TEST_SECRET.into()),
+        ("RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
+        ("RATE_LIMIT_PER_HOUR".into(), "1000000".into()),
+        ("CORS_ALLOW_ORIGINS".into(), "https://app.example".into()),
+    ])
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    _dynamodb: Arc<EmbeddedDynamoDb>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts a stack whose configuration differs from the default by `overrides`.
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        let dynamodb = EmbeddedDynamoDb::start(None)
+            .await
+            .expect("embedded DynamoDB starts");
+        let mut vars = base_vars(dynamodb.endpoint());
+        for (k, v) in overrides {
+            vars.insert((*k).into(), (*v).into());
+        }
+        let config = Config::from_vars(&vars).expect("test configuration is valid");
+        let store = Store::connect(&config).await;
+        store.ensure_table().await.expect("table is created");
+        let state = AppState::with_store(config, store);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let app = shared::api::all_groups(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            base_url,
+            state,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            _dynamodb: Arc::new(dynamodb),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    pub fn token(&self, user_id: &str) -> String {
+        shared::auth::issue_token(
+            &Secret::new(TEST_SECRET),
+            user_id,
+            Duration::from_secs(3600),
+        )
+    }
+
+    /// A request as `user_id`.
+    pub fn request(&self, method: Method, path: &str, user_id: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base_url))
+            .bearer_auth(self.token(user_id))
+    }
+
+    pub async fn get(&self, path: &str, user_id: &str) -> Reply {
+        Reply::from(
+            self.request(Method::GET, path, user_id)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, user_id: &str) -> Reply {
+        Reply::from(
+            self.request(Method::DELETE, path, user_id)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, user_id: &str, body: &Value) -> Reply {
+        let request = self.request(Method::POST, path, user_id).json(body);
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    pub async fn put(&self, path: &str, user_id: &str, body: &Value) -> Reply {
+        let request = self.request(Method::PUT, path, user_id).json(body);
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    /// Creates a conversation for `user_id` and returns its id.
+    pub async fn create_conversation(&self, user_id: &str, title: &str) -> String {
+        let reply = self
+            .post(
+                "/api/v1/chat/conversations",
+                user_id,
+                &serde_json::json!({ "title": title }),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A finished response: status, headers and the body parsed as JSON (or `Null`).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// Asserts that this is an RFC 9457 problem with the given status.
+    pub fn assert_problem(&self, status: u16) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(self.header("content-type"), "application/problem+json");
+        assert_eq!(self.body["status"], status);
+        for field in ["type", "title", "detail", "instance"] {
+            assert!(
+                self.body[field].is_string(),
+                "problem lacks {field}: {}",
+                self.body
+            );
+        }
+    }
+}

@@ -1,0 +1,165 @@
+use std::collections::BTreeSet;
+
+use api_tests::TestApp;
+use serde_json::Value;
+
+/// The operations of the contracts this code implements so far, as (method, path).
+const IMPLEMENTED: &[(&str, &str, &str)] = &[
+    (
+        "chatter-chat-api.json",
+        "post",
+        "/api/v1/chat/conversations",
+    ),
+    ("chatter-chat-api.json", "get", "/api/v1/chat/conversations"),
+    (
+        "chatter-chat-api.json",
+        "get",
+        "/api/v1/chat/conversations/{conversation_id}",
+    ),
+    (
+        "chatter-chat-api.json",
+        "put",
+        "/api/v1/chat/conversations/{conversation_id}",
+    ),
+    (
+        "chatter-chat-api.json",
+        "delete",
+        "/api/v1/chat/conversations/{conversation_id}",
+    ),
+    (
+        "chatter-chat-api.json",
+        "get",
+        "/api/v1/chat/conversations/{conversation_id}/messages",
+    ),
+    (
+        "chatter-chat-api.json",
+        "delete",
+        "/api/v1/chat/conversations/{conversation_id}/messages/{message_id}",
+    ),
+];
+
+fn contract(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/contracts")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Follows `$ref`s and merges `allOf`, returning (properties, required) of an object schema;
+/// an array schema answers for its items.
+fn fields(doc: &Value, schema: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let pointer = reference.trim_start_matches('#');
+        return fields(
+            doc,
+            doc.pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling {reference}")),
+        );
+    }
+    if schema["type"] == "array" {
+        return fields(doc, &schema["items"]);
+    }
+    let mut properties: BTreeSet<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut required: BTreeSet<String> = schema["required"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        let (p, r) = fields(doc, part);
+        properties.extend(p);
+        required.extend(r);
+    }
+    (properties, required)
+}
+
+/// The success status and its JSON schema.
+fn success(operation: &Value) -> (String, Value) {
+    let (status, response) = operation["responses"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(status, _)| status.starts_with('2'))
+        .expect("a success response");
+    (
+        status.clone(),
+        response["content"]["application/json"]["schema"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn the_served_openapi_document_matches_the_contract_for_every_implemented_operation() {
+    let app = TestApp::spawn().await;
+    let ours: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(ours["openapi"].as_str().unwrap().starts_with("3.1"));
+    for (file, method, path) in IMPLEMENTED {
+        let theirs = contract(file);
+        let expected = &theirs["paths"][path][method];
+        assert!(expected.is_object(), "{method} {path} is not in {file}");
+        let actual = &ours["paths"][path][method];
+        assert!(
+            actual.is_object(),
+            "{method} {path} is missing from /openapi.json"
+        );
+
+        let (expected_status, expected_schema) = success(expected);
+        let (actual_status, actual_schema) = success(actual);
+        assert_eq!(actual_status, expected_status, "{method} {path}");
+        let (_, expected_required) = fields(&theirs, &expected_schema);
+        let (actual_properties, actual_required) = fields(&ours, &actual_schema);
+        for field in &expected_required {
+            assert!(
+                actual_properties.contains(field),
+                "{method} {path}: no field {field}"
+            );
+            assert!(
+                actual_required.contains(field),
+                "{method} {path}: {field} is not required"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_route_the_document_lists_is_served() {
+    let app = TestApp::spawn().await;
+    let ours: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, operations) in ours["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{conversation_id}", "c")
+                .replace("{message_id}", "m");
+            let request = app.request(method.to_uppercase().parse().unwrap(), &concrete, "alice");
+            let status = request.send().await.unwrap().status();
+            assert_ne!(status, 405, "{method} {path}");
+            assert!(
+                status != 404 || path.contains('{'),
+                "{method} {path} answered 404"
+            );
+        }
+    }
+}
