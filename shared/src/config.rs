@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Duration;
 
 /// A value that must never reach a log line: `Debug` and `Display` print a placeholder.
 #[derive(Clone, PartialEq, Eq)]
@@ -52,6 +53,46 @@ pub struct RateLimits {
     pub per_hour: u32,
 }
 
+/// One OpenAI-compatible endpoint and what it costs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderConfig {
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub default_model: String,
+    /// Price in the account's currency per 1,000 prompt tokens.
+    pub prompt_price_per_1k: f64,
+    pub completion_price_per_1k: f64,
+}
+
+/// `LLM_PROVIDERS` entries as written: the key itself stays in the variable it names.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderEntry {
+    base_url: String,
+    api_key_env: Option<String>,
+    default_model: String,
+    #[serde(default)]
+    prompt_price_per_1k: f64,
+    #[serde(default)]
+    completion_price_per_1k: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LlmConfig {
+    /// Named providers; the one built from `LLM_BASE_URL` is called [`DEFAULT_PROVIDER`].
+    pub providers: HashMap<String, ProviderConfig>,
+    pub default_provider: String,
+    /// Limit on a whole non-streaming completion; below API Gateway's 30 s cut.
+    pub request_timeout: Duration,
+    /// Longest silence tolerated between two chunks of a stream.
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+pub const DEFAULT_PROVIDER: &str = "default";
+pub const DEFAULT_LLM_BASE_URL: &str = "http://127.0.0.1:11434/v1";
+pub const DEFAULT_LLM_MODEL: &str = "llama3.2";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
@@ -63,6 +104,7 @@ pub struct Config {
     pub cors_allow_origins: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    pub llm: LlmConfig,
 }
 
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
@@ -136,8 +178,71 @@ impl Config {
                 get("MAX_BODY_BYTES"),
                 DEFAULT_MAX_BODY_BYTES,
             )?,
+            llm: llm_config(vars, &get)?,
         })
     }
+}
+
+fn llm_config(
+    vars: &HashMap<String, String>,
+    get: &dyn Fn(&'static str) -> Option<String>,
+) -> Result<LlmConfig, ConfigError> {
+    let price = |name: &'static str| parse_or(name, get(name), 0.0_f64);
+    let mut providers = HashMap::from([(
+        DEFAULT_PROVIDER.to_owned(),
+        ProviderConfig {
+            base_url: get("LLM_BASE_URL").unwrap_or_else(|| DEFAULT_LLM_BASE_URL.into()),
+            api_key: get("LLM_API_KEY").map(Secret::new),
+            default_model: get("LLM_MODEL").unwrap_or_else(|| DEFAULT_LLM_MODEL.into()),
+            prompt_price_per_1k: price("LLM_PROMPT_PRICE_PER_1K")?,
+            completion_price_per_1k: price("LLM_COMPLETION_PRICE_PER_1K")?,
+        },
+    )]);
+    if let Some(json) = get("LLM_PROVIDERS") {
+        let entries: HashMap<String, ProviderEntry> =
+            serde_json::from_str(&json).map_err(|e| ConfigError::Invalid {
+                name: "LLM_PROVIDERS",
+                reason: e.to_string(),
+            })?;
+        for (name, entry) in entries {
+            let api_key = match &entry.api_key_env {
+                Some(var) => Some(Secret::new(vars.get(var).cloned().ok_or_else(|| {
+                    ConfigError::Invalid {
+                        name: "LLM_PROVIDERS",
+                        reason: format!("provider {name} names {var}, which is not set"),
+                    }
+                })?)),
+                None => None,
+            };
+            providers.insert(
+                name,
+                ProviderConfig {
+                    base_url: entry.base_url,
+                    api_key,
+                    default_model: entry.default_model,
+                    prompt_price_per_1k: entry.prompt_price_per_1k,
+                    completion_price_per_1k: entry.completion_price_per_1k,
+                },
+            );
+        }
+    }
+    let default_provider = get("LLM_DEFAULT_PROVIDER").unwrap_or_else(|| DEFAULT_PROVIDER.into());
+    if !providers.contains_key(&default_provider) {
+        return Err(ConfigError::Invalid {
+            name: "LLM_DEFAULT_PROVIDER",
+            reason: format!("no provider is named {default_provider}"),
+        });
+    }
+    let seconds = |name: &'static str, default: u64| {
+        parse_or(name, get(name), default).map(Duration::from_secs)
+    };
+    Ok(LlmConfig {
+        providers,
+        default_provider,
+        request_timeout: seconds("LLM_TIMEOUT_SECS", 25)?,
+        idle_timeout: seconds("LLM_IDLE_TIMEOUT_SECS", 30)?,
+        connect_timeout: seconds("LLM_CONNECT_TIMEOUT_SECS", 5)?,
+    })
 }
 
 fn parse_or<T: std::str::FromStr>(
@@ -217,6 +322,43 @@ mod tests {
             ["https://a.example", "https://b.example"]
         );
         assert_eq!(config.dynamodb_endpoint, None);
+    }
+
+    #[test]
+    fn named_providers_take_their_key_from_the_variable_they_name() {
+        let config = Config::from_vars(&vars(&[
+            ("TABLE_NAME", "t"),
+            ("JWT_SECRET", SECRET),
+            ("OPENAI_KEY", "sk-test"),
+            (
+                "LLM_PROVIDERS",
+                r#"{"openai": {"base_url": "https://api.openai.example/v1", "api_key_env": "OPENAI_KEY",
+                    "default_model": "gpt-x", "prompt_price_per_1k": 0.5, "completion_price_per_1k": 1.5}}"#,
+            ),
+        ]))
+        .unwrap();
+        let openai = &config.llm.providers["openai"];
+        assert_eq!(openai.api_key.as_ref().unwrap().expose(), "sk-test");
+        assert_eq!(openai.completion_price_per_1k, 1.5);
+        assert_eq!(
+            config.llm.providers[DEFAULT_PROVIDER].base_url,
+            DEFAULT_LLM_BASE_URL
+        );
+        assert_eq!(config.llm.default_provider, DEFAULT_PROVIDER);
+    }
+
+    #[test]
+    fn a_provider_naming_an_unset_key_variable_fails_the_start() {
+        let err = Config::from_vars(&vars(&[
+            ("TABLE_NAME", "t"),
+            ("JWT_SECRET", SECRET),
+            (
+                "LLM_PROVIDERS",
+                r#"{"x": {"base_url": "http://x", "api_key_env": "NOPE", "default_model": "m"}}"#,
+            ),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("NOPE"));
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod llm;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod runtime;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 
 use auth::Authenticator;
 use config::Config;
+use llm::Providers;
 use store::Store;
 
 /// What every handler can reach; built once per cold start and cloned per request.
@@ -24,6 +27,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub auth: Arc<Authenticator>,
+    pub llm: Arc<Providers>,
 }
 
 impl AppState {
@@ -33,11 +37,14 @@ impl AppState {
     }
 
     pub fn with_store(config: Config, store: Store) -> Self {
+        // One HTTP client per cold start, shared by the LLM providers and the JWKS fetch.
         let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(3))
+            .connect_timeout(config.llm.connect_timeout)
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
             .build()
             .unwrap_or_default();
         Self {
+            llm: Arc::new(Providers::new(&config.llm, &http)),
             auth: Arc::new(Authenticator::new(&config.jwt, http)),
             config: Arc::new(config),
             store,

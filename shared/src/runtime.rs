@@ -25,9 +25,18 @@ pub fn init_tracing() {
 /// Runs one endpoint group as a Lambda function. Configuration errors stop the cold start
 /// with the variable's name, before any request is accepted.
 pub async fn run(group: Group) -> Result<(), Error> {
+    lambda_http::run(start(group).await?).await
+}
+
+/// Runs one endpoint group with Lambda response streaming, so Server-Sent Events reach the
+/// client as they are written.
+pub async fn run_streaming(group: Group) -> Result<(), Error> {
+    lambda_http::run_with_streaming_response(start(group).await?).await
+}
+
+async fn start(group: Group) -> Result<axum::Router, Error> {
     init_tracing();
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let state = AppState::new(config).await;
-    lambda_http::run(group.service(state)).await
+    Ok(group.service(AppState::new(config).await))
 }

@@ -1,6 +1,8 @@
 //! Starts the real stack in-process for tests: an embedded DynamoDB on a random port, the
 //! API on another, and a client that speaks HTTP to it.
 
+pub mod fake_llm;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,8 @@ use shared::AppState;
 use shared::config::{Config, Secret};
 use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
+
+pub use fake_llm::{FakeLlm, Script};
 
 /// The HS256 secret the tests and the event fixtures share.
 pub const TEST_SECRET: &str = "fixture-secret-0123456789abcdef0123456789";

@@ -12,18 +12,29 @@ use crate::AppState;
 pub enum Group {
     /// Chatter conversations and messages.
     Conversations,
-    /// What the API offers: its OpenAPI document.
+    /// Chatter's request/response chat: `/chat` and `/template/{name}`.
+    Chat,
+    /// Chatter's `/streaming`, run under Lambda response streaming.
+    ChatStream,
+    /// What the API offers: templates and its OpenAPI document.
     Catalog,
 }
 
 impl Group {
-    pub const ALL: [Group; 2] = [Group::Conversations, Group::Catalog];
+    pub const ALL: [Group; 4] = [
+        Group::Conversations,
+        Group::Chat,
+        Group::ChatStream,
+        Group::Catalog,
+    ];
 
     /// The group's routes, as (authenticated, public).
     fn routes(self) -> (Router<AppState>, Router<AppState>) {
         match self {
             Group::Conversations => (chatter::conversations::routes(), Router::new()),
-            Group::Catalog => (Router::new(), openapi::routes()),
+            Group::Chat => (chatter::chat::chat_routes(), Router::new()),
+            Group::ChatStream => (chatter::chat::streaming_routes(), Router::new()),
+            Group::Catalog => (chatter::chat::catalog_routes(), openapi::routes()),
         }
     }
 

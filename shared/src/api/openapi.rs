@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::chatter::conversations;
+use super::chatter::{chat, conversations};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -22,7 +22,12 @@ use crate::AppState;
         conversations::delete_conversation,
         conversations::list_messages,
         conversations::delete_message,
+        chat::chat,
+        chat::chat_with_template,
+        chat::streaming,
+        chat::list_templates,
     ),
+    components(schemas(chat::StreamingChatChunk)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

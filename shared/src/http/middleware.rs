@@ -33,9 +33,13 @@ fn inbound_correlation_id(headers: &HeaderMap) -> Option<String> {
     plain.then(|| value.to_owned())
 }
 
+/// The request's correlation id, for handlers that put it in their bodies (stream chunks).
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
 /// Gives every request a correlation id, logs it once finished, and completes problem
 /// responses with the path they answer.
-pub async fn observe(request: Request, next: Next) -> Response {
+pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let correlation_id = inbound_correlation_id(request.headers())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -52,6 +56,9 @@ pub async fn observe(request: Request, next: Next) -> Response {
         route = %route,
         user_id = tracing::field::Empty,
     );
+    request
+        .extensions_mut()
+        .insert(CorrelationId(correlation_id.clone()));
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Some(problem) = response.extensions().get::<Problem>()
         && problem.instance.is_none()

@@ -16,11 +16,16 @@ use crate::AppState;
 /// `public` ones (the OpenAPI document) do not.
 pub fn service(state: AppState, protected: Router<AppState>, public: Router<AppState>) -> Router {
     let config = state.config.clone();
-    protected
-        .route_layer(axum::middleware::from_fn_with_state(
+    // axum refuses a route layer over no routes; a group may have only public ones.
+    let protected = if protected.has_routes() {
+        protected.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authenticate,
         ))
+    } else {
+        protected
+    };
+    protected
         .merge(public)
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

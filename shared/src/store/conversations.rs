@@ -23,6 +23,44 @@ pub struct ConversationRecord {
     pub last_sequence: u64,
 }
 
+impl ConversationRecord {
+    /// A conversation that has no messages yet.
+    pub fn new(conversation: Conversation) -> Self {
+        Self {
+            conversation,
+            last_sequence: 0,
+        }
+    }
+
+    /// Gives the drafts their sequence numbers and returns the record as it is once they are
+    /// stored, with the messages and what they add to the counters.
+    fn with_appended(&self, drafts: &[MessageDraft]) -> (Self, Vec<Message>, u64, f64) {
+        let conversation = &self.conversation;
+        let messages: Vec<Message> = drafts
+            .iter()
+            .zip(self.last_sequence + 1..)
+            .map(|(draft, seq)| draft.clone().into_message(&conversation.id, seq))
+            .collect();
+        let tokens: u64 = messages
+            .iter()
+            .filter_map(|m| m.total_tokens)
+            .map(u64::from)
+            .sum();
+        let cost: f64 = messages.iter().filter_map(|m| m.cost).sum();
+        let mut next = self.clone();
+        next.last_sequence += messages.len() as u64;
+        if let Some(last) = messages.last() {
+            let c = &mut next.conversation;
+            c.message_count += messages.len() as u64;
+            c.total_tokens += tokens;
+            c.total_cost += cost;
+            c.updated_at = last.created_at;
+            c.last_message_at = Some(last.created_at);
+        }
+        (next, messages, tokens, cost)
+    }
+}
+
 /// Under contention an append re-reads the conversation and tries again, this many times.
 const MAX_APPEND_ATTEMPTS: u32 = 60;
 /// BatchWriteItem takes at most this many requests.
@@ -95,7 +133,22 @@ fn write_failed<R: std::fmt::Debug + Send + Sync + 'static>(
 
 impl Store {
     pub async fn create_conversation(&self, conversation: &Conversation) -> Result<(), StoreError> {
-        let item = to_item(&ConversationItem::new(conversation.clone(), 0))?;
+        self.create_conversation_with(ConversationRecord::new(conversation.clone()), Vec::new())
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates a conversation together with its first messages, in one transaction.
+    pub async fn create_conversation_with(
+        &self,
+        record: ConversationRecord,
+        drafts: Vec<MessageDraft>,
+    ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
+        let (created, messages, _, _) = record.with_appended(&drafts);
+        let item = to_item(&ConversationItem::new(
+            created.conversation.clone(),
+            created.last_sequence,
+        ))?;
         let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(item))
@@ -104,19 +157,34 @@ impl Store {
             .map_err(anyhow::Error::new)?;
         let count = Update::builder()
             .table_name(self.table())
-            .set_key(Some(user_stats_key(&conversation.user_id)))
+            .set_key(Some(user_stats_key(&created.conversation.user_id)))
             .update_expression("ADD conversation_count :one")
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(anyhow::Error::new)?;
-        self.client()
+        let mut request = self
+            .client()
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
+            .transact_items(TransactWriteItem::builder().update(count).build());
+        for message in &messages {
+            request = request.transact_items(self.put_message(message)?);
+        }
+        request
             .send()
             .await
             .map_err(|e| write_failed(e, StoreError::Conflict))?;
-        Ok(())
+        Ok((created, messages))
+    }
+
+    fn put_message(&self, message: &Message) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(to_item(&MessageItem::new(message.clone()))?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(anyhow::Error::new)?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     /// The caller's conversation, or `NotFound` whether it is missing or someone else's.
@@ -474,32 +542,12 @@ impl Store {
         record: &ConversationRecord,
         drafts: &[MessageDraft],
     ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
-        let conversation = &record.conversation;
-        let messages: Vec<Message> = drafts
-            .iter()
-            .zip(record.last_sequence + 1..)
-            .map(|(draft, seq)| draft.clone().into_message(&conversation.id, seq))
-            .collect();
-        let now = messages
-            .last()
-            .map_or_else(crate::domain::now, |m| m.created_at);
-        let tokens: u64 = messages
-            .iter()
-            .filter_map(|m| m.total_tokens)
-            .map(u64::from)
-            .sum();
-        let cost: f64 = messages.iter().filter_map(|m| m.cost).sum();
-        let last_sequence = record.last_sequence + messages.len() as u64;
-
+        let (updated, messages, tokens, cost) = record.with_appended(drafts);
+        let conversation = &updated.conversation;
+        let now = conversation.updated_at;
         let mut request = self.client().transact_write_items();
         for message in &messages {
-            let put = Put::builder()
-                .table_name(self.table())
-                .set_item(Some(to_item(&MessageItem::new(message.clone()))?))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(anyhow::Error::new)?;
-            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+            request = request.transact_items(self.put_message(message)?);
         }
         let counters = Update::builder()
             .table_name(self.table())
@@ -509,7 +557,7 @@ impl Store {
                  gsi1sk = :recency ADD message_count :count, total_tokens :tokens, total_cost :cost",
             )
             .condition_expression("last_sequence = :expected AND user_id = :uid")
-            .expression_attribute_values(":last", n(last_sequence))
+            .expression_attribute_values(":last", n(updated.last_sequence))
             .expression_attribute_values(":expected", n(record.last_sequence))
             .expression_attribute_values(":uid", s(&conversation.user_id))
             .expression_attribute_values(":now", timestamp(now))
@@ -524,15 +572,6 @@ impl Store {
             .send()
             .await
             .map_err(|e| write_failed(e, StoreError::Conflict))?;
-
-        let mut updated = record.clone();
-        let c = &mut updated.conversation;
-        c.message_count += messages.len() as u64;
-        c.total_tokens += tokens;
-        c.total_cost += cost;
-        c.updated_at = now;
-        c.last_message_at = Some(now);
-        updated.last_sequence = last_sequence;
         Ok((updated, messages))
     }
 

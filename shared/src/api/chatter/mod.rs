@@ -1,3 +1,4 @@
 //! The Chatter dialect: snake_case JSON under `/api/v1/chat`.
 
+pub mod chat;
 pub mod conversations;

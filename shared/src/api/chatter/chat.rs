@@ -1,0 +1,325 @@
+//! Chatter's chat endpoints: `/chat`, `/template/{name}`, `/streaming` and `/templates`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_stream::wrappers::ReceiverStream;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::chat::{ChatInput, Turn, TurnEvent, TurnOutcome, Workflow, templates};
+use crate::domain::{Conversation, JsonObject, Message};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::middleware::CorrelationId;
+use crate::http::validate::Violations;
+
+/// Keeps a message, with its metadata, well inside DynamoDB's 400 KB item.
+pub const MAX_MESSAGE_CHARS: usize = 64_000;
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+pub fn chat_routes() -> Router<AppState> {
+    Router::new().route("/api/v1/chat/chat", post(chat)).route(
+        "/api/v1/chat/template/{template_name}",
+        post(chat_with_template),
+    )
+}
+
+pub fn streaming_routes() -> Router<AppState> {
+    Router::new().route("/api/v1/chat/streaming", post(streaming))
+}
+
+pub fn catalog_routes() -> Router<AppState> {
+    Router::new().route("/api/v1/chat/templates", get(list_templates))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChatRequest {
+    pub message: String,
+    pub conversation_id: Option<String>,
+    pub profile_id: Option<String>,
+    #[serde(default)]
+    pub stream: bool,
+    pub workflow: Option<Workflow>,
+    pub provider: Option<String>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<i64>,
+    pub context_limit: Option<i64>,
+    pub enable_retrieval: Option<bool>,
+    pub document_ids: Option<Vec<String>>,
+    pub system_prompt_override: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub workflow_config: Option<JsonObject>,
+    pub workflow_type: Option<String>,
+    /// Applies a built-in template, as `/template/{name}` does.
+    pub workflow_template: Option<String>,
+}
+
+impl ChatRequest {
+    /// Validates the request; `template` is the one named in the path, if any.
+    fn into_input(self, template: Option<&str>) -> ApiResult<ChatInput> {
+        let mut v = Violations::new();
+        v.length(
+            Some(self.message.trim()),
+            1,
+            MAX_MESSAGE_CHARS,
+            &["body", "message"],
+        );
+        v.range(self.temperature, 0.0, 2.0, &["body", "temperature"]);
+        v.range(self.max_tokens, 1, 8192, &["body", "max_tokens"]);
+        v.range(
+            self.context_limit,
+            1,
+            10_000_000,
+            &["body", "context_limit"],
+        );
+        v.finish()?;
+        let template = match template.or(self.workflow_template.as_deref()) {
+            Some(name) => Some(
+                templates::find(name)
+                    .ok_or_else(|| ApiError::NotFound(format!("Template '{name}' not found.")))?,
+            ),
+            None => None,
+        };
+        Ok(ChatInput {
+            message: self.message,
+            conversation_id: self.conversation_id,
+            provider: self.provider,
+            workflow: self.workflow,
+            template,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens.map(|t| t as u32),
+            context_limit: self.context_limit.map(|t| t as u32),
+            system_prompt_override: self.system_prompt_override,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatResponse {
+    pub conversation_id: String,
+    pub message: Message,
+    pub conversation: Conversation,
+}
+
+impl From<TurnOutcome> for ChatResponse {
+    fn from(outcome: TurnOutcome) -> Self {
+        Self {
+            conversation_id: outcome.conversation.id.clone(),
+            message: outcome.message,
+            conversation: outcome.conversation,
+        }
+    }
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/chat/chat", tag = "chat",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The stored answer", body = ChatResponse),
+        (status = 404, description = "No such conversation or template", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The model provider failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The model provider is unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The model did not answer in time", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn chat(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ChatRequest>,
+) -> ApiResult<Json<ChatResponse>> {
+    let turn = Turn::begin(&state, &caller.user_id, body.into_input(None)?).await?;
+    Ok(Json(turn.run(&state).await?.into()))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/chat/template/{template_name}", tag = "chat",
+    params(("template_name" = String, Path, description = "Template name")),
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The stored answer", body = ChatResponse),
+        (status = 404, description = "No such template or conversation", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn chat_with_template(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(template_name): ApiPath<String>,
+    ApiJson(body): ApiJson<ChatRequest>,
+) -> ApiResult<Json<ChatResponse>> {
+    let input = body.into_input(Some(&template_name))?;
+    let turn = Turn::begin(&state, &caller.user_id, input).await?;
+    Ok(Json(turn.run(&state).await?.into()))
+}
+
+/// One Server-Sent Event of `/streaming`.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct StreamingChatChunk {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub content: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub usage: Option<serde_json::Value>,
+    pub conversation_id: Option<String>,
+    pub message_id: Option<String>,
+    pub correlation_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl StreamingChatChunk {
+    fn from_event(event: TurnEvent) -> Vec<Self> {
+        match event {
+            TurnEvent::NodeStarted { node } => vec![Self {
+                kind: "node_start",
+                metadata: Some(serde_json::json!({ "node": node })),
+                ..Default::default()
+            }],
+            TurnEvent::Token(text) => vec![Self {
+                kind: "token",
+                content: Some(text),
+                ..Default::default()
+            }],
+            TurnEvent::NodeCompleted { node, duration_ms } => vec![Self {
+                kind: "node_complete",
+                metadata: Some(serde_json::json!({ "node": node, "duration_ms": duration_ms })),
+                ..Default::default()
+            }],
+            TurnEvent::Finished(outcome) => vec![
+                Self {
+                    kind: "usage",
+                    usage: Some(serde_json::json!({
+                        "prompt_tokens": outcome.usage.prompt_tokens,
+                        "completion_tokens": outcome.usage.completion_tokens,
+                        "total_tokens": outcome.usage.prompt_tokens + outcome.usage.completion_tokens,
+                        "cost": outcome.cost,
+                    })),
+                    ..Default::default()
+                },
+                Self {
+                    kind: "end",
+                    message_id: Some(outcome.message.id.clone()),
+                    metadata: Some(serde_json::json!({
+                        "finish_reason": outcome.message.finish_reason,
+                        "model": outcome.message.model_used,
+                        "provider": outcome.message.provider_used,
+                        "response_time_ms": outcome.message.response_time_ms,
+                    })),
+                    ..Default::default()
+                },
+            ],
+            TurnEvent::Failed { message } => vec![Self {
+                kind: "error",
+                content: Some(message),
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn into_event(mut self, conversation_id: &str, correlation_id: &str) -> Event {
+        self.conversation_id = Some(conversation_id.to_owned());
+        self.correlation_id = Some(correlation_id.to_owned());
+        Event::default().data(serde_json::to_string(&self).unwrap_or_default())
+    }
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/chat/streaming", tag = "chat",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "Server-Sent Events: `data: <StreamingChatChunk>` frames (start, node_start, token, node_complete, usage, end or error), then `data: [DONE]`", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such conversation or template", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn streaming(
+    State(state): State<AppState>,
+    caller: Caller,
+    Extension(CorrelationId(correlation_id)): Extension<CorrelationId>,
+    ApiJson(body): ApiJson<ChatRequest>,
+) -> ApiResult<Response> {
+    let turn = Turn::begin(&state, &caller.user_id, body.into_input(None)?).await?;
+    let conversation_id = turn.record.conversation.id.clone();
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(turn.stream(state, sender));
+
+    let start = StreamingChatChunk {
+        kind: "start",
+        ..Default::default()
+    };
+    let chunks = futures_util::stream::iter([start])
+        .chain(
+            ReceiverStream::new(receiver).flat_map(|event| {
+                futures_util::stream::iter(StreamingChatChunk::from_event(event))
+            }),
+        )
+        .map(move |chunk| Ok::<_, Infallible>(chunk.into_event(&conversation_id, &correlation_id)))
+        .chain(futures_util::stream::once(async {
+            Ok(Event::default().data("[DONE]"))
+        }));
+    let mut response = Sse::new(chunks)
+        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowTemplateInfo {
+    pub name: String,
+    pub workflow_type: Workflow,
+    pub description: String,
+    pub required_tools: Vec<String>,
+    pub required_retrievers: Vec<String>,
+    #[schema(value_type = Object)]
+    pub default_params: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowTemplatesResponse {
+    pub templates: BTreeMap<String, WorkflowTemplateInfo>,
+    pub total_count: usize,
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/chat/templates", tag = "chat",
+    responses((status = 200, description = "The built-in workflow templates", body = WorkflowTemplatesResponse)),
+    security(("bearer" = []))
+)]
+pub async fn list_templates(_caller: Caller) -> Json<WorkflowTemplatesResponse> {
+    let templates: BTreeMap<_, _> = templates::TEMPLATES
+        .iter()
+        .map(|t| {
+            let info = WorkflowTemplateInfo {
+                name: t.name.into(),
+                workflow_type: t.workflow,
+                description: t.description.into(),
+                required_tools: t.required_tools.iter().map(|s| (*s).into()).collect(),
+                required_retrievers: t.required_retrievers.iter().map(|s| (*s).into()).collect(),
+                default_params: t.default_params(),
+            };
+            (t.name.to_owned(), info)
+        })
+        .collect();
+    Json(WorkflowTemplatesResponse {
+        total_count: templates.len(),
+        templates,
+    })
+}

@@ -1,0 +1,10 @@
+//! A chat turn, whichever dialect asked for it: store the user's message, build the prompt,
+//! call the model, store the answer with its usage and cost.
+
+mod prompt;
+pub mod templates;
+mod turn;
+
+pub use prompt::estimate_tokens;
+pub use templates::{Template, Workflow};
+pub use turn::{ChatInput, Turn, TurnEvent, TurnOutcome};

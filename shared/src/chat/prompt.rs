@@ -1,0 +1,110 @@
+//! Building the prompt: system prompt, the history that fits the context window, the new message.
+
+use crate::domain::{Message, MessageRole};
+use crate::llm::PromptMessage;
+
+/// Per-message overhead of the chat format, in tokens.
+const MESSAGE_OVERHEAD: usize = 4;
+
+/// A tokenizer-free estimate (about four bytes a token for English text): close enough to
+/// budget a context window and to account for usage when a provider reports none.
+pub fn estimate_tokens(text: &str) -> usize {
+    text.len().div_ceil(4) + MESSAGE_OVERHEAD
+}
+
+/// The prompt for a turn: `system`, then as many of the latest `history` messages as fit in
+/// `budget` tokens (and in `max_history` messages), oldest dropped first, then `new_message`.
+pub fn build(
+    system: Option<&str>,
+    history: &[Message],
+    max_history: usize,
+    new_message: &str,
+    budget: usize,
+) -> Vec<PromptMessage> {
+    let fixed = system.map_or(0, estimate_tokens) + estimate_tokens(new_message);
+    let mut remaining = budget.saturating_sub(fixed);
+    let kept: Vec<&Message> = history
+        .iter()
+        .rev()
+        .filter(|m| matches!(m.role, MessageRole::User | MessageRole::Assistant))
+        .take(max_history)
+        .take_while(|m| {
+            let cost = estimate_tokens(&m.content);
+            let fits = cost <= remaining;
+            remaining = remaining.saturating_sub(cost);
+            fits
+        })
+        .collect();
+    system
+        .map(|s| PromptMessage::new("system", s))
+        .into_iter()
+        .chain(kept.into_iter().rev().map(|m| {
+            let role = if m.role == MessageRole::User {
+                "user"
+            } else {
+                "assistant"
+            };
+            PromptMessage::new(role, m.content.as_str())
+        }))
+        .chain(std::iter::once(PromptMessage::new("user", new_message)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::MessageDraft;
+
+    fn history(n: u64) -> Vec<Message> {
+        (1..=n)
+            .map(|i| {
+                let role = if i % 2 == 1 {
+                    MessageRole::User
+                } else {
+                    MessageRole::Assistant
+                };
+                MessageDraft::new(role, format!("message number {i:04}")).into_message("c", i)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_oldest_messages_are_dropped_to_fit_the_budget() {
+        let each = estimate_tokens("message number 0001");
+        let prompt = build(
+            Some("sys"),
+            &history(10),
+            100,
+            "now",
+            estimate_tokens("sys") + estimate_tokens("now") + 3 * each,
+        );
+        let contents: Vec<&str> = prompt.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(
+            contents,
+            [
+                "sys",
+                "message number 0008",
+                "message number 0009",
+                "message number 0010",
+                "now"
+            ]
+        );
+        assert_eq!(prompt[1].role, "assistant");
+    }
+
+    #[test]
+    fn the_message_window_caps_history_too() {
+        let prompt = build(None, &history(10), 2, "now", 100_000);
+        assert_eq!(prompt.len(), 3);
+        assert_eq!(prompt[0].content, "message number 0009");
+    }
+
+    #[test]
+    fn a_tiny_budget_still_sends_the_new_message() {
+        let prompt = build(Some("sys"), &history(4), 100, "now", 1);
+        assert_eq!(
+            prompt.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(),
+            ["system", "user"]
+        );
+    }
+}

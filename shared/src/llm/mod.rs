@@ -1,0 +1,149 @@
+//! Language-model providers: a trait for what the chat needs, an OpenAI-compatible Chat
+//! Completions implementation, and the registry of named providers with their prices.
+
+mod openai;
+mod providers;
+
+use std::pin::Pin;
+
+use axum::http::StatusCode;
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+
+pub use openai::OpenAiCompatible;
+pub use providers::{Provider, Providers};
+
+use crate::error::ApiError;
+
+/// One message of a prompt, in the Chat Completions wire shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl PromptMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub messages: Vec<PromptMessage>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub content: String,
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<String>,
+}
+
+/// What a streaming completion yields, in order: deltas, then the finish reason and usage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    Delta(String),
+    Finish(String),
+    Usage(Usage),
+}
+
+pub type CompletionStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, LlmError>> + Send>>;
+
+#[async_trait::async_trait]
+pub trait LlmClient: Send + Sync {
+    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError>;
+    /// Opens a stream; failures before the first byte of the answer are retried inside.
+    async fn stream(&self, request: &CompletionRequest) -> Result<CompletionStream, LlmError>;
+}
+
+/// Why a completion failed, told apart by whose fault it is.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("the model provider at {base_url} is unreachable: {reason}")]
+    Unreachable { base_url: String, reason: String },
+    #[error("the model provider at {base_url} did not answer in time")]
+    Timeout { base_url: String },
+    #[error("the model provider at {base_url} is rate limiting")]
+    RateLimited { base_url: String },
+    /// The provider refused the request itself (the prompt, the parameters, the model name).
+    #[error("the model provider rejected the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    /// The provider failed, or refused our credentials.
+    #[error("the model provider at {base_url} failed ({status}): {message}")]
+    Upstream {
+        base_url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("the model provider at {base_url} sent a malformed response: {reason}")]
+    Protocol { base_url: String, reason: String },
+}
+
+impl LlmError {
+    /// Worth another attempt: nothing was generated and the provider may recover.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } | Self::RateLimited { .. } => true,
+            Self::Upstream { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// What a client may read about this failure: never a provider's credentials or body.
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::Rejected { .. } => self.to_string(),
+            Self::Upstream {
+                base_url, status, ..
+            } => format!("The model provider at {base_url} failed with status {status}."),
+            other => format!("{}.", capitalise(&other.to_string())),
+        }
+    }
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+impl From<LlmError> for ApiError {
+    fn from(err: LlmError) -> Self {
+        tracing::warn!(error = %err, "model call failed");
+        let detail = err.client_message();
+        match err {
+            LlmError::Rejected { .. } => ApiError::invalid(
+                ["body".into(), "message".into()],
+                detail,
+                "upstream_rejected",
+            ),
+            LlmError::Timeout { .. } => ApiError::Upstream {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                detail: format!("{detail} Long generations should use /api/v1/chat/streaming."),
+            },
+            LlmError::Unreachable { .. } | LlmError::RateLimited { .. } => ApiError::Unavailable {
+                detail,
+                retry_after_secs: 5,
+            },
+            LlmError::Upstream { .. } | LlmError::Protocol { .. } => ApiError::Upstream {
+                status: StatusCode::BAD_GATEWAY,
+                detail,
+            },
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! An OpenAI-compatible Chat Completions client (OpenAI, Ollama, vLLM, LiteLLM, ...).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Completion, CompletionRequest, CompletionStream, LlmClient, LlmError, PromptMessage,
+    StreamEvent, Usage,
+};
+use crate::config::Secret;
+
+/// Attempts after the first when the provider fails before answering.
+const RETRIES: usize = 2;
+
+pub struct OpenAiCompatible {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: Option<Secret>,
+    request_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: &'a [PromptMessage],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct WireResponse {
+    #[serde(default)]
+    choices: Vec<WireChoice>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice {
+    message: Option<WireContent>,
+    delta: Option<WireContent>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireContent {
+    content: Option<String>,
+}
+
+impl OpenAiCompatible {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        api_key: Option<Secret>,
+        request_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Self {
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            request_timeout,
+            idle_timeout,
+        }
+    }
+
+    fn transport_error(&self, err: &reqwest::Error) -> LlmError {
+        if err.is_timeout() {
+            LlmError::Timeout {
+                base_url: self.base_url.clone(),
+            }
+        } else {
+            LlmError::Unreachable {
+                base_url: self.base_url.clone(),
+                reason: without_url(err),
+            }
+        }
+    }
+
+    fn protocol_error(&self, reason: impl Into<String>) -> LlmError {
+        LlmError::Protocol {
+            base_url: self.base_url.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Sends the request until the provider accepts it, retrying what may pass on a retry.
+    async fn send(
+        &self,
+        request: &CompletionRequest,
+        stream: bool,
+    ) -> Result<reqwest::Response, LlmError> {
+        let body = WireRequest {
+            model: &request.model,
+            messages: &request.messages,
+            temperature: request.temperature,
+            max_tokens: request.max_tokens,
+            stream,
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+        };
+        let attempt = || async {
+            let mut call = self
+                .http
+                .post(format!("{}/chat/completions", self.base_url))
+                .json(&body);
+            if let Some(key) = &self.api_key {
+                call = call.bearer_auth(key.expose());
+            }
+            let response = call.send().await.map_err(|e| self.transport_error(&e))?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            let message = upstream_message(&response.text().await.unwrap_or_default());
+            Err(match status.as_u16() {
+                429 => LlmError::RateLimited {
+                    base_url: self.base_url.clone(),
+                },
+                code @ (400 | 404 | 413 | 422) => LlmError::Rejected {
+                    status: code,
+                    message,
+                },
+                code => LlmError::Upstream {
+                    base_url: self.base_url.clone(),
+                    status: code,
+                    message,
+                },
+            })
+        };
+        attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_max_times(RETRIES)
+                    .with_jitter(),
+            )
+            .when(LlmError::is_transient)
+            .await
+    }
+}
+
+/// The provider's own error message if it sent one in the usual shape, else the start of the body.
+fn upstream_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("error"))
+                .and_then(|m| m.as_str().map(str::to_owned))
+        })
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
+/// reqwest's messages embed the URL, which can carry credentials; the base URL is named apart.
+fn without_url(err: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(err);
+    let mut reason = String::from(if err.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    });
+    while let Some(cause) = source {
+        reason = cause.to_string();
+        source = cause.source();
+    }
+    reason
+}
+
+#[async_trait::async_trait]
+impl LlmClient for OpenAiCompatible {
+    async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
+        let call = async {
+            let response = self.send(request, false).await?;
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            serde_json::from_slice::<WireResponse>(&bytes)
+                .map_err(|e| self.protocol_error(e.to_string()))
+        };
+        let wire = tokio::time::timeout(self.request_timeout, call)
+            .await
+            .map_err(|_| LlmError::Timeout {
+                base_url: self.base_url.clone(),
+            })??;
+        let choice = wire
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.protocol_error("no choices in the response"))?;
+        Ok(Completion {
+            content: choice.message.and_then(|m| m.content).unwrap_or_default(),
+            usage: wire.usage,
+            finish_reason: choice.finish_reason,
+        })
+    }
+
+    async fn stream(&self, request: &CompletionRequest) -> Result<CompletionStream, LlmError> {
+        let response = tokio::time::timeout(self.idle_timeout, self.send(request, true))
+            .await
+            .map_err(|_| LlmError::Timeout {
+                base_url: self.base_url.clone(),
+            })??;
+        Ok(Box::pin(self.parse_stream(response.bytes_stream())))
+    }
+}
+
+struct StreamState<S> {
+    events: S,
+    base_url: String,
+    idle_timeout: Duration,
+    pending: VecDeque<Result<StreamEvent, LlmError>>,
+    finished: bool,
+    done: bool,
+}
+
+impl OpenAiCompatible {
+    /// Turns the provider's SSE chunks into stream events. Silence longer than the idle timeout,
+    /// a dropped connection or a chunk that does not parse ends the stream with an error.
+    fn parse_stream<B>(
+        &self,
+        bytes: B,
+    ) -> impl Stream<Item = Result<StreamEvent, LlmError>> + Send + use<B>
+    where
+        B: Stream<Item = reqwest::Result<bytes::Bytes>> + Send + Unpin + 'static,
+    {
+        let state = StreamState {
+            events: bytes.eventsource(),
+            base_url: self.base_url.clone(),
+            idle_timeout: self.idle_timeout,
+            pending: VecDeque::new(),
+            finished: false,
+            done: false,
+        };
+        futures_util::stream::unfold(state, |mut st| async move {
+            loop {
+                if let Some(item) = st.pending.pop_front() {
+                    return Some((item, st));
+                }
+                if st.done {
+                    return None;
+                }
+                let protocol = |reason: String| LlmError::Protocol {
+                    base_url: st.base_url.clone(),
+                    reason,
+                };
+                match tokio::time::timeout(st.idle_timeout, st.events.next()).await {
+                    Err(_) => {
+                        st.done = true;
+                        st.pending.push_back(Err(LlmError::Timeout {
+                            base_url: st.base_url.clone(),
+                        }));
+                    }
+                    Ok(None) => {
+                        st.done = true;
+                        if !st.finished {
+                            st.pending.push_back(Err(protocol(
+                                "the stream ended before the answer was complete".into(),
+                            )));
+                        }
+                    }
+                    Ok(Some(Err(e))) => {
+                        st.done = true;
+                        st.pending.push_back(Err(protocol(format!(
+                            "the connection dropped mid-stream ({e})"
+                        ))));
+                    }
+                    Ok(Some(Ok(event))) if event.data.trim() == "[DONE]" => {
+                        st.done = true;
+                    }
+                    Ok(Some(Ok(event))) => {
+                        match serde_json::from_str::<WireResponse>(&event.data) {
+                            Err(e) => {
+                                st.done = true;
+                                st.pending
+                                    .push_back(Err(protocol(format!("unreadable chunk ({e})"))));
+                            }
+                            Ok(chunk) => {
+                                for choice in chunk.choices {
+                                    if let Some(text) = choice.delta.and_then(|d| d.content)
+                                        && !text.is_empty()
+                                    {
+                                        st.pending.push_back(Ok(StreamEvent::Delta(text)));
+                                    }
+                                    if let Some(reason) = choice.finish_reason {
+                                        st.finished = true;
+                                        st.pending.push_back(Ok(StreamEvent::Finish(reason)));
+                                    }
+                                }
+                                if let Some(usage) = chunk.usage {
+                                    st.pending.push_back(Ok(StreamEvent::Usage(usage)));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

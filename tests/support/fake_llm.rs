@@ -1,0 +1,224 @@
+//! A scripted OpenAI-compatible Chat Completions server on a random loopback port.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+/// What the fake does with one request.
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// Answers with these tokens, `delay` apart when streaming, reporting `usage` if given.
+    Reply {
+        tokens: Vec<String>,
+        delay: Duration,
+        usage: Option<(u32, u32)>,
+    },
+    /// Fails with this status before answering.
+    Status(u16),
+    /// Never answers.
+    Hang,
+    /// Streams this many tokens, then a chunk that is not JSON.
+    Malformed { after: usize },
+    /// Streams this many tokens, then drops the connection.
+    Drop { after: usize },
+}
+
+impl Script {
+    /// A reply split into word tokens (spaces kept), reporting usage 10 + 1 per token.
+    pub fn reply(text: &str) -> Self {
+        let tokens: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
+        let usage = Some((10, tokens.len() as u32));
+        Self::Reply {
+            tokens,
+            delay: Duration::ZERO,
+            usage,
+        }
+    }
+
+    pub fn slow_reply(text: &str, delay: Duration) -> Self {
+        match Self::reply(text) {
+            Self::Reply { tokens, usage, .. } => Self::Reply {
+                tokens,
+                delay,
+                usage,
+            },
+            other => other,
+        }
+    }
+
+    pub fn without_usage(self) -> Self {
+        match self {
+            Self::Reply { tokens, delay, .. } => Self::Reply {
+                tokens,
+                delay,
+                usage: None,
+            },
+            other => other,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    scripts: Mutex<VecDeque<Script>>,
+    fallback: Mutex<Option<Script>>,
+    requests: Mutex<Vec<Value>>,
+    last_token_sent: Mutex<Option<Instant>>,
+}
+
+pub struct FakeLlm {
+    pub base_url: String,
+    shared: Arc<Shared>,
+}
+
+impl FakeLlm {
+    pub async fn start() -> Self {
+        let shared = Arc::new(Shared::default());
+        let router = Router::new()
+            .route("/v1/chat/completions", post(complete))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { base_url, shared }
+    }
+
+    /// The next request gets this script (queued in order).
+    pub fn push(&self, script: Script) -> &Self {
+        self.shared.scripts.lock().unwrap().push_back(script);
+        self
+    }
+
+    /// Requests with no queued script get this one (default: a short reply).
+    pub fn always(&self, script: Script) {
+        *self.shared.fallback.lock().unwrap() = Some(script);
+    }
+
+    /// Every request body received, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    pub fn calls(&self) -> usize {
+        self.shared.requests.lock().unwrap().len()
+    }
+
+    /// When the last token of the last streamed reply left the fake.
+    pub fn last_token_sent(&self) -> Option<Instant> {
+        *self.shared.last_token_sent.lock().unwrap()
+    }
+}
+
+async fn complete(State(shared): State<Arc<Shared>>, Json(request): Json<Value>) -> Response {
+    shared.requests.lock().unwrap().push(request.clone());
+    let script = shared
+        .scripts
+        .lock()
+        .unwrap()
+        .pop_front()
+        .or_else(|| shared.fallback.lock().unwrap().clone())
+        .unwrap_or_else(|| Script::reply("Hello from the fake model."));
+    let streaming = request["stream"] == true;
+    match script {
+        Script::Status(code) => (
+            StatusCode::from_u16(code).unwrap(),
+            Json(json!({"error": {"message": format!("scripted failure {code}")}})),
+        )
+            .into_response(),
+        Script::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        Script::Reply { tokens, usage, .. } if !streaming => {
+            let mut body = json!({
+                "id": "chatcmpl-fake", "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": tokens.concat()}, "finish_reason": "stop"}],
+            });
+            if let Some((prompt, completion)) = usage {
+                body["usage"] = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+            }
+            Json(body).into_response()
+        }
+        script => stream(shared, script),
+    }
+}
+
+fn frame(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+fn token_frame(token: &str) -> Bytes {
+    frame(&json!({"choices": [{"index": 0, "delta": {"content": token}, "finish_reason": null}]}))
+}
+
+fn stream(shared: Arc<Shared>, script: Script) -> Response {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::spawn(async move {
+        let send_tokens = |tokens: Vec<String>, delay: Duration| {
+            let sender = sender.clone();
+            let shared = shared.clone();
+            async move {
+                for token in tokens {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if sender.send(Ok(token_frame(&token))).await.is_err() {
+                        return false;
+                    }
+                    *shared.last_token_sent.lock().unwrap() = Some(Instant::now());
+                }
+                true
+            }
+        };
+        let words = |n: usize| (0..n).map(|i| format!("part{i} ")).collect::<Vec<_>>();
+        match script {
+            Script::Reply {
+                tokens,
+                delay,
+                usage,
+            } => {
+                if !send_tokens(tokens, delay).await {
+                    return;
+                }
+                let _ = sender
+                    .send(Ok(frame(
+                        &json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+                    )))
+                    .await;
+                if let Some((prompt, completion)) = usage {
+                    let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+                    let _ = sender
+                        .send(Ok(frame(&json!({"choices": [], "usage": usage}))))
+                        .await;
+                }
+                let _ = sender.send(Ok(Bytes::from("data: [DONE]\n\n"))).await;
+            }
+            Script::Malformed { after } => {
+                send_tokens(words(after), Duration::ZERO).await;
+                let _ = sender.send(Ok(Bytes::from("data: {not json\n\n"))).await;
+            }
+            Script::Drop { after } => {
+                send_tokens(words(after), Duration::ZERO).await;
+                // Small pause so the tokens are flushed before the connection breaks.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = sender
+                    .send(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "dropped",
+                    )))
+                    .await;
+            }
+            Script::Status(_) | Script::Hang => unreachable!("answered before streaming"),
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    ([("content-type", "text/event-stream")], body).into_response()
+}
