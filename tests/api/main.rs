@@ -2,6 +2,8 @@
 //! spoken to over HTTP.
 
 mod auth;
+mod chat;
 mod conversations;
 mod http_layer;
 mod openapi;
+mod streaming;

@@ -134,11 +134,12 @@ impl TestApp {
     }
 }
 
-/// A finished response: status, headers and the body parsed as JSON (or `Null`).
+/// A finished response: status, headers, and the body as text and parsed as JSON (or `Null`).
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
+    pub text: String,
     pub body: Value,
 }
 
@@ -146,11 +147,12 @@ impl Reply {
     pub async fn from(response: reqwest::Response) -> Self {
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Self {
             status,
             headers,
+            text,
             body,
         }
     }

@@ -1,0 +1,392 @@
+use api_tests::{FakeLlm, Script, TestApp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const CHAT: &str = "/api/v1/chat/chat";
+
+async fn app_with_model(extra: &[(&str, &str)]) -> (TestApp, FakeLlm) {
+    let fake = FakeLlm::start().await;
+    let mut vars = vec![
+        ("LLM_BASE_URL", fake.base_url.as_str()),
+        ("LLM_MODEL", "fake-model"),
+        ("LLM_PROMPT_PRICE_PER_1K", "1.0"),
+        ("LLM_COMPLETION_PRICE_PER_1K", "2.0"),
+    ];
+    vars.extend_from_slice(extra);
+    (TestApp::spawn_with(&vars).await, fake)
+}
+
+async fn stored(app: &TestApp, user: &str, conversation_id: &str) -> Vec<Value> {
+    app.get(
+        &format!("/api/v1/chat/conversations/{conversation_id}/messages"),
+        user,
+    )
+    .await
+    .body
+    .as_array()
+    .unwrap()
+    .clone()
+}
+
+#[tokio::test]
+async fn a_first_message_creates_a_conversation_titled_from_it_and_stores_both_sides() {
+    let (app, fake) = app_with_model(&[]).await;
+    fake.push(Script::reply("Paris is the capital."));
+    let message = "What is the capital of France? Please answer in one short sentence only.";
+    let reply = app.post(CHAT, "alice", &json!({"message": message})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+
+    let answer = &reply.body["message"];
+    assert_eq!(answer["role"], "assistant");
+    assert_eq!(answer["content"], "Paris is the capital.");
+    assert_eq!(answer["prompt_tokens"], 10);
+    assert_eq!(answer["completion_tokens"], 4);
+    assert_eq!(answer["total_tokens"], 14);
+    assert_eq!(answer["model_used"], "fake-model");
+    assert_eq!(answer["provider_used"], "default");
+    assert_eq!(answer["finish_reason"], "stop");
+    assert_eq!(answer["sequence_number"], 2);
+    assert!(answer["response_time_ms"].is_u64());
+    // 10 prompt tokens at 1.0 and 4 completion tokens at 2.0 per thousand.
+    assert!((answer["cost"].as_f64().unwrap() - 0.018).abs() < 1e-12);
+
+    let conversation = &reply.body["conversation"];
+    assert_eq!(reply.body["conversation_id"], conversation["id"]);
+    assert_eq!(conversation["title"], format!("{}...", &message[..50]));
+    assert_eq!(conversation["message_count"], 2);
+    assert_eq!(conversation["total_tokens"], 14);
+    assert!(conversation["last_message_at"].is_string());
+
+    let id = conversation["id"].as_str().unwrap();
+    let messages = stored(&app, "alice", id).await;
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["role"], "user");
+    assert_eq!(messages[0]["content"], message);
+    let sent = &fake.requests()[0];
+    assert_eq!(sent["model"], "fake-model");
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "user", "content": message}])
+    );
+}
+
+#[tokio::test]
+async fn a_conversation_remembers_its_history_and_system_prompt() {
+    let (app, fake) = app_with_model(&[]).await;
+    let created = app
+        .post("/api/v1/chat/conversations", "alice", &json!({"title": "t", "system_prompt": "Be terse.", "temperature": 0.3, "max_tokens": 99}))
+        .await;
+    let id = created.body["id"].as_str().unwrap();
+    fake.push(Script::reply("Hi."));
+    app.post(
+        CHAT,
+        "alice",
+        &json!({"message": "Hello", "conversation_id": id}),
+    )
+    .await;
+    fake.push(Script::reply("Fine."));
+    let reply = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "How are you?", "conversation_id": id}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["message"]["sequence_number"], 4);
+
+    let sent = &fake.requests()[1];
+    assert_eq!(
+        sent["messages"],
+        json!([
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi."},
+            {"role": "user", "content": "How are you?"},
+        ])
+    );
+    assert_eq!(sent["temperature"], 0.3);
+    assert_eq!(sent["max_tokens"], 99);
+}
+
+#[tokio::test]
+async fn request_settings_override_the_conversation_and_the_context_limit_drops_old_history() {
+    let (app, fake) = app_with_model(&[]).await;
+    let id = app.create_conversation("alice", "t").await;
+    for text in ["one", "two", "three"] {
+        app.post(
+            CHAT,
+            "alice",
+            &json!({"message": text, "conversation_id": id}),
+        )
+        .await;
+    }
+    let reply = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "four", "conversation_id": id, "temperature": 1.5, "max_tokens": 7,
+                    "system_prompt_override": "Override.", "context_limit": 40}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent["temperature"], 1.5);
+    assert_eq!(sent["max_tokens"], 7);
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(
+        messages[0],
+        json!({"role": "system", "content": "Override."})
+    );
+    assert_eq!(messages.last().unwrap()["content"], "four");
+    // 40 tokens hold the system prompt, the new message and only the latest exchanges.
+    assert!(messages.len() < 8, "{messages:?}");
+    assert!(!messages.iter().any(|m| m["content"] == "one"));
+}
+
+#[tokio::test]
+async fn another_users_conversation_is_404_and_the_model_is_not_called() {
+    let (app, fake) = app_with_model(&[]).await;
+    let id = app.create_conversation("alice", "private").await;
+    let reply = app
+        .post(
+            CHAT,
+            "mallory",
+            &json!({"message": "hi", "conversation_id": id}),
+        )
+        .await;
+    reply.assert_problem(404);
+    assert_eq!(fake.calls(), 0);
+    assert!(stored(&app, "alice", &id).await.is_empty());
+}
+
+#[tokio::test]
+async fn invalid_requests_are_422() {
+    let (app, fake) = app_with_model(&[]).await;
+    for (body, field) in [
+        (json!({"message": "  "}), "message"),
+        (json!({"message": "hi", "temperature": 2.1}), "temperature"),
+        (json!({"message": "hi", "max_tokens": 9000}), "max_tokens"),
+        (json!({"message": "hi", "workflow": "banana"}), "workflow"),
+        (json!({"message": "hi", "provider": "nobody"}), "provider"),
+        (json!({"message": "hi", "workflow": "rag"}), "workflow"),
+    ] {
+        let reply = app.post(CHAT, "alice", &body).await;
+        reply.assert_problem(422);
+        assert_eq!(reply.body["errors"][0]["loc"][1], field, "{body}");
+    }
+    let rag = app
+        .post(CHAT, "alice", &json!({"message": "hi", "workflow": "rag"}))
+        .await;
+    assert!(rag.body["detail"].as_str().unwrap().contains("rag"));
+    assert_eq!(fake.calls(), 0);
+    assert_eq!(
+        app.get("/api/v1/chat/conversations", "alice").await.body["total"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_named_provider_is_used_with_its_own_model_and_prices() {
+    let other = FakeLlm::start().await;
+    let providers = json!({"other": {"base_url": other.base_url, "api_key_env": "OTHER_KEY", "default_model": "other-model",
+                                      "prompt_price_per_1k": 10.0, "completion_price_per_1k": 0.0}})
+    .to_string();
+    let (app, fake) =
+        app_with_model(&[("LLM_PROVIDERS", &providers), ("OTHER_KEY", "sk-other")]).await;
+    let reply = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "hi", "provider": "other"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["message"]["provider_used"], "other");
+    assert_eq!(reply.body["message"]["model_used"], "other-model");
+    assert!((reply.body["message"]["cost"].as_f64().unwrap() - 0.1).abs() < 1e-12);
+    assert_eq!(reply.body["conversation"]["llm_provider"], "other");
+    assert_eq!((other.calls(), fake.calls()), (1, 0));
+
+    // The conversation keeps its provider for the next turn.
+    let id = reply.body["conversation_id"].as_str().unwrap();
+    app.post(
+        CHAT,
+        "alice",
+        &json!({"message": "again", "conversation_id": id}),
+    )
+    .await;
+    assert_eq!((other.calls(), fake.calls()), (2, 0));
+}
+
+#[tokio::test]
+async fn an_unreachable_model_is_503_naming_it_and_the_message_stays_stored() {
+    let app = TestApp::spawn_with(&[("LLM_BASE_URL", "http://127.0.0.1:9/v1")]).await;
+    let id = app.create_conversation("alice", "t").await;
+    let reply = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "anyone there?", "conversation_id": id}),
+        )
+        .await;
+    reply.assert_problem(503);
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("http://127.0.0.1:9/v1"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.header("retry-after").parse::<u64>().is_ok());
+    let messages = stored(&app, "alice", &id).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["content"], "anyone there?");
+}
+
+#[tokio::test]
+async fn upstream_failures_are_retried_then_reported_by_whose_fault_they_are() {
+    let (app, fake) = app_with_model(&[]).await;
+    fake.push(Script::Status(500)).push(Script::Status(503));
+    let recovered = app.post(CHAT, "alice", &json!({"message": "hi"})).await;
+    assert_eq!(
+        recovered.status,
+        StatusCode::OK,
+        "a transient failure is retried"
+    );
+    assert_eq!(fake.calls(), 3);
+
+    fake.always(Script::Status(500));
+    app.post(CHAT, "alice", &json!({"message": "hi"}))
+        .await
+        .assert_problem(502);
+    assert_eq!(fake.calls(), 6, "two retries, then the error");
+
+    fake.always(Script::Status(429));
+    app.post(CHAT, "alice", &json!({"message": "hi"}))
+        .await
+        .assert_problem(503);
+
+    fake.always(Script::Status(400));
+    let before = fake.calls();
+    let rejected = app.post(CHAT, "alice", &json!({"message": "hi"})).await;
+    rejected.assert_problem(422);
+    assert_eq!(
+        fake.calls(),
+        before + 1,
+        "the client's fault is not retried"
+    );
+}
+
+#[tokio::test]
+async fn a_model_that_hangs_is_a_504_pointing_to_streaming_and_the_message_stays_stored() {
+    let (app, fake) = app_with_model(&[("LLM_TIMEOUT_SECS", "1")]).await;
+    fake.always(Script::Hang);
+    let id = app.create_conversation("alice", "t").await;
+    let reply = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "slow?", "conversation_id": id}),
+        )
+        .await;
+    reply.assert_problem(504);
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/streaming")
+    );
+    assert_eq!(stored(&app, "alice", &id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn usage_is_estimated_when_the_provider_reports_none() {
+    let (app, fake) = app_with_model(&[]).await;
+    fake.push(Script::reply("An answer of several words.").without_usage());
+    let reply = app.post(CHAT, "alice", &json!({"message": "hi"})).await;
+    let message = &reply.body["message"];
+    assert!(message["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(message["completion_tokens"].as_u64().unwrap() > 0);
+    assert!(message["cost"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn the_templates_are_listed_with_their_defaults() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/api/v1/chat/templates", "alice").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["total_count"], 6);
+    let templates = reply.body["templates"].as_object().unwrap();
+    for (name, workflow) in [
+        ("general_chat", "plain"),
+        ("document_qa", "rag"),
+        ("code_assistant", "tools"),
+        ("customer_support", "full"),
+        ("research_assistant", "rag"),
+        ("data_analyst", "tools"),
+    ] {
+        let t = &templates[name];
+        assert_eq!(t["name"], name);
+        assert_eq!(t["workflow_type"], workflow);
+        assert!(t["description"].as_str().unwrap().len() > 10);
+        assert!(t["required_tools"].is_array() && t["required_retrievers"].is_array());
+        assert!(t["default_params"]["system_message"].is_string());
+        assert!(t["default_params"]["temperature"].is_number());
+    }
+}
+
+#[tokio::test]
+async fn a_template_supplies_the_system_prompt_and_defaults_the_request_can_override() {
+    let (app, fake) = app_with_model(&[]).await;
+    let reply = app
+        .post(
+            "/api/v1/chat/template/general_chat",
+            "alice",
+            &json!({"message": "hi"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent["messages"][0]["role"], "system");
+    assert!(
+        sent["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("helpful")
+    );
+    assert_eq!(sent["temperature"], 0.7);
+
+    app.post(
+        CHAT,
+        "alice",
+        &json!({"message": "hi", "workflow_template": "general_chat", "temperature": 0.1}),
+    )
+    .await;
+    assert_eq!(fake.requests().pop().unwrap()["temperature"], 0.1);
+
+    app.post(
+        "/api/v1/chat/template/nonexistent",
+        "alice",
+        &json!({"message": "hi"}),
+    )
+    .await
+    .assert_problem(404);
+    app.post(
+        CHAT,
+        "alice",
+        &json!({"message": "hi", "workflow_template": "nonexistent"}),
+    )
+    .await
+    .assert_problem(404);
+    let rag = app
+        .post(
+            "/api/v1/chat/template/document_qa",
+            "alice",
+            &json!({"message": "hi"}),
+        )
+        .await;
+    rag.assert_problem(422);
+    assert!(rag.body["detail"].as_str().unwrap().contains("rag"));
+}

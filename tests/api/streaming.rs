@@ -1,0 +1,263 @@
+use std::time::{Duration, Instant};
+
+use api_tests::{FakeLlm, Script, TestApp};
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const STREAMING: &str = "/api/v1/chat/streaming";
+
+async fn app_with_model(extra: &[(&str, &str)]) -> (TestApp, FakeLlm) {
+    let fake = FakeLlm::start().await;
+    let mut vars = vec![("LLM_BASE_URL", fake.base_url.as_str())];
+    vars.extend_from_slice(extra);
+    (TestApp::spawn_with(&vars).await, fake)
+}
+
+/// The `data:` payloads of an SSE body, JSON-decoded (`[DONE]` as a string).
+fn frames(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
+        .map(|data| serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_owned())))
+        .collect()
+}
+
+fn kinds(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| {
+            f["type"]
+                .as_str()
+                .map_or_else(|| f.as_str().unwrap_or_default().to_owned(), str::to_owned)
+        })
+        .collect()
+}
+
+/// Sends a streaming request and reads the whole stream.
+async fn stream(app: &TestApp, user: &str, body: &Value) -> (api_tests::Reply, Vec<Value>) {
+    let response = app
+        .request(Method::POST, STREAMING, user)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let reply = api_tests::Reply::from(response).await;
+    let frames = frames(reply.text.as_str());
+    (reply, frames)
+}
+
+async fn messages(app: &TestApp, user: &str, conversation_id: &str) -> Vec<Value> {
+    app.get(
+        &format!("/api/v1/chat/conversations/{conversation_id}/messages"),
+        user,
+    )
+    .await
+    .body
+    .as_array()
+    .unwrap()
+    .clone()
+}
+
+#[tokio::test]
+async fn a_stream_sends_every_chunk_kind_in_order_and_stores_the_answer() {
+    let (app, fake) = app_with_model(&[]).await;
+    fake.push(Script::reply("Once upon a time."));
+    let (response, frames) = stream(&app, "alice", &json!({"message": "Tell me a story"})).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), "text/event-stream");
+    assert_eq!(response.header("cache-control"), "no-cache");
+    assert_eq!(response.header("x-accel-buffering"), "no");
+    assert_eq!(
+        kinds(&frames),
+        [
+            "start",
+            "node_start",
+            "token",
+            "token",
+            "token",
+            "token",
+            "node_complete",
+            "usage",
+            "end",
+            "[DONE]"
+        ]
+    );
+    let correlation = response.header("x-correlation-id");
+    let conversation_id = frames[0]["conversation_id"].as_str().unwrap();
+    for frame in &frames[..frames.len() - 1] {
+        assert_eq!(frame["conversation_id"], conversation_id);
+        assert_eq!(frame["correlation_id"], correlation);
+    }
+    assert_eq!(frames[1]["metadata"]["node"], "generate");
+    let text: String = frames
+        .iter()
+        .filter(|f| f["type"] == "token")
+        .map(|f| f["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "Once upon a time.");
+    assert_eq!(frames[7]["usage"]["total_tokens"], 14);
+
+    let stored = messages(&app, "alice", conversation_id).await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1]["content"], "Once upon a time.");
+    assert_eq!(stored[1]["id"], frames[8]["message_id"]);
+    assert_eq!(stored[1]["finish_reason"], "stop");
+    assert_eq!(fake.requests()[0]["stream_options"]["include_usage"], true);
+}
+
+#[tokio::test]
+async fn an_upstream_that_drops_mid_stream_leaves_the_partial_answer_stored_as_an_error() {
+    let (app, fake) = app_with_model(&[]).await;
+    fake.push(Script::Drop { after: 2 });
+    let (_, frames) = stream(&app, "alice", &json!({"message": "go"})).await;
+    assert_eq!(
+        kinds(&frames),
+        ["start", "node_start", "token", "token", "error", "[DONE]"]
+    );
+    assert!(
+        frames[4]["content"].as_str().unwrap().contains("dropped"),
+        "{}",
+        frames[4]
+    );
+    let stored = messages(
+        &app,
+        "alice",
+        frames[0]["conversation_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1]["content"], "part0 part1 ");
+    assert_eq!(stored[1]["finish_reason"], "error");
+}
+
+#[tokio::test]
+async fn a_malformed_upstream_stream_is_reported_and_what_came_before_is_kept() {
+    let (app, fake) = app_with_model(&[]).await;
+    fake.push(Script::Malformed { after: 1 });
+    let (_, frames) = stream(&app, "alice", &json!({"message": "go"})).await;
+    assert_eq!(
+        kinds(&frames),
+        ["start", "node_start", "token", "error", "[DONE]"]
+    );
+    let stored = messages(
+        &app,
+        "alice",
+        frames[0]["conversation_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(stored[1]["finish_reason"], "error");
+}
+
+#[tokio::test]
+async fn an_upstream_failure_before_any_token_is_an_error_chunk_and_only_the_question_is_stored() {
+    let (app, fake) = app_with_model(&[]).await;
+    fake.always(Script::Status(500));
+    let (response, frames) = stream(&app, "alice", &json!({"message": "go"})).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(kinds(&frames), ["start", "node_start", "error", "[DONE]"]);
+    assert!(frames[2]["content"].as_str().unwrap().contains("500"));
+    let stored = messages(
+        &app,
+        "alice",
+        frames[0]["conversation_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["role"], "user");
+}
+
+#[tokio::test]
+async fn a_silent_upstream_times_out_into_an_error_chunk() {
+    let (app, fake) = app_with_model(&[("LLM_IDLE_TIMEOUT_SECS", "1")]).await;
+    fake.always(Script::Hang);
+    let (_, frames) = stream(&app, "alice", &json!({"message": "go"})).await;
+    assert_eq!(kinds(&frames), ["start", "node_start", "error", "[DONE]"]);
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_leaves_what_was_generated_stored_as_interrupted() {
+    let (app, fake) = app_with_model(&[]).await;
+    let words = "one two three four five six seven eight nine ten eleven twelve";
+    fake.push(Script::slow_reply(words, Duration::from_millis(100)));
+    let response = app
+        .request(Method::POST, STREAMING, "alice")
+        .json(&json!({"message": "count"}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("\"type\":\"token\"") {
+        seen.push_str(&String::from_utf8_lossy(
+            &body.next().await.unwrap().unwrap(),
+        ));
+    }
+    let conversation_id = frames(&seen)[0]["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(body);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = messages(&app, "alice", &conversation_id).await;
+        if stored.len() == 2 {
+            assert_eq!(stored[1]["finish_reason"], "interrupted");
+            let content = stored[1]["content"].as_str().unwrap();
+            assert!(
+                content.starts_with("one ") && content.len() < words.len(),
+                "{content}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the partial answer was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn tokens_reach_the_client_as_they_are_generated() {
+    let (app, fake) = app_with_model(&[]).await;
+    fake.push(Script::slow_reply(
+        "a b c d e f g h",
+        Duration::from_millis(150),
+    ));
+    let response = app
+        .request(Method::POST, STREAMING, "alice")
+        .json(&json!({"message": "x"}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("\"type\":\"token\"") {
+        seen.push_str(&String::from_utf8_lossy(
+            &body.next().await.unwrap().unwrap(),
+        ));
+    }
+    let first_token_received = Instant::now();
+    while body.next().await.is_some() {}
+    let last_token_sent = fake.last_token_sent().unwrap();
+    assert!(
+        first_token_received < last_token_sent,
+        "the first token waited for the last"
+    );
+}
+
+#[tokio::test]
+async fn invalid_stream_requests_are_problems_not_streams() {
+    let (app, _) = app_with_model(&[]).await;
+    let reply = app.post(STREAMING, "alice", &json!({"message": ""})).await;
+    reply.assert_problem(422);
+    let id = app.create_conversation("alice", "t").await;
+    app.post(
+        STREAMING,
+        "mallory",
+        &json!({"message": "hi", "conversation_id": id}),
+    )
+    .await
+    .assert_problem(404);
+}
