@@ -105,6 +105,8 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     pub llm: LlmConfig,
+    /// Silence after which a stream sends a comment, so proxies keep the connection open.
+    pub sse_heartbeat: Duration,
 }
 
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
@@ -179,6 +181,11 @@ impl Config {
                 DEFAULT_MAX_BODY_BYTES,
             )?,
             llm: llm_config(vars, &get)?,
+            sse_heartbeat: Duration::from_secs(parse_or(
+                "SSE_HEARTBEAT_SECS",
+                get("SSE_HEARTBEAT_SECS"),
+                15,
+            )?),
         })
     }
 }

@@ -261,3 +261,15 @@ async fn invalid_stream_requests_are_problems_not_streams() {
     .await
     .assert_problem(404);
 }
+
+#[tokio::test]
+async fn a_silent_stretch_is_filled_with_heartbeat_comments() {
+    let (app, fake) = app_with_model(&[("SSE_HEARTBEAT_SECS", "1")]).await;
+    fake.push(Script::slow_reply(
+        "slow answer",
+        Duration::from_millis(2500),
+    ));
+    let (reply, frames) = stream(&app, "alice", &json!({"message": "take your time"})).await;
+    assert!(reply.text.contains(": heartbeat\n"), "{}", reply.text);
+    assert_eq!(kinds(&frames).last().unwrap(), "[DONE]");
+}

@@ -2,6 +2,7 @@
 //! API on another, and a client that speaks HTTP to it.
 
 pub mod fake_llm;
+pub mod lambda_emulator;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderValue;
@@ -26,7 +25,6 @@ use crate::http::validate::Violations;
 
 /// Keeps a message, with its metadata, well inside DynamoDB's 400 KB item.
 pub const MAX_MESSAGE_CHARS: usize = 64_000;
-const HEARTBEAT: Duration = Duration::from_secs(15);
 
 pub fn chat_routes() -> Router<AppState> {
     Router::new().route("/api/v1/chat/chat", post(chat)).route(
@@ -254,6 +252,7 @@ pub async fn streaming(
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Response> {
     let turn = Turn::begin(&state, &caller.user_id, body.into_input(None)?).await?;
+    let heartbeat = state.config.sse_heartbeat;
     let conversation_id = turn.record.conversation.id.clone();
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
     tokio::spawn(turn.stream(state, sender));
@@ -273,7 +272,7 @@ pub async fn streaming(
             Ok(Event::default().data("[DONE]"))
         }));
     let mut response = Sse::new(chunks)
-        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
         .into_response();
     let headers = response.headers_mut();
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
