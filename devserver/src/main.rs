@@ -83,10 +83,24 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
         data_dir.display()
     );
     axum::serve(listener, shared::api::all_groups(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     dynamodb.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish what is running, then close the database.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
