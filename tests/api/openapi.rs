@@ -3,39 +3,45 @@ use std::collections::BTreeSet;
 use api_tests::TestApp;
 use serde_json::Value;
 
-/// The operations of the contracts this code implements so far, as (method, path).
+const CHATTER_CHAT: &str = "chatter-chat-api.json";
+
+/// The operations of the contracts this code implements so far: (contract, method, path).
 const IMPLEMENTED: &[(&str, &str, &str)] = &[
+    (CHATTER_CHAT, "post", "/api/v1/chat/conversations"),
+    (CHATTER_CHAT, "get", "/api/v1/chat/conversations"),
     (
-        "chatter-chat-api.json",
-        "post",
-        "/api/v1/chat/conversations",
-    ),
-    ("chatter-chat-api.json", "get", "/api/v1/chat/conversations"),
-    (
-        "chatter-chat-api.json",
+        CHATTER_CHAT,
         "get",
         "/api/v1/chat/conversations/{conversation_id}",
     ),
     (
-        "chatter-chat-api.json",
+        CHATTER_CHAT,
         "put",
         "/api/v1/chat/conversations/{conversation_id}",
     ),
     (
-        "chatter-chat-api.json",
+        CHATTER_CHAT,
         "delete",
         "/api/v1/chat/conversations/{conversation_id}",
     ),
     (
-        "chatter-chat-api.json",
+        CHATTER_CHAT,
         "get",
         "/api/v1/chat/conversations/{conversation_id}/messages",
     ),
     (
-        "chatter-chat-api.json",
+        CHATTER_CHAT,
         "delete",
         "/api/v1/chat/conversations/{conversation_id}/messages/{message_id}",
     ),
+    (CHATTER_CHAT, "post", "/api/v1/chat/chat"),
+    (CHATTER_CHAT, "post", "/api/v1/chat/streaming"),
+    (
+        CHATTER_CHAT,
+        "post",
+        "/api/v1/chat/template/{template_name}",
+    ),
+    (CHATTER_CHAT, "get", "/api/v1/chat/templates"),
 ];
 
 fn contract(name: &str) -> Value {
