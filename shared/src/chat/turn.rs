@@ -31,6 +31,10 @@ pub struct ChatInput {
     pub max_tokens: Option<u32>,
     pub context_limit: Option<u32>,
     pub system_prompt_override: Option<String>,
+    /// Caps how many earlier messages the prompt carries (FreeChat's `messageWindowSize`).
+    pub history_limit: Option<usize>,
+    /// Kept with the stored user message (FreeChat's debug view shows it).
+    pub user_metadata: Option<crate::domain::JsonObject>,
 }
 
 /// A turn whose user message is stored and whose prompt is ready.
@@ -105,7 +109,11 @@ impl Turn {
         let (record, history) = match &input.conversation_id {
             Some(id) => state
                 .store
-                .conversation_with_messages(user_id, id, HISTORY_FETCH)
+                .conversation_with_messages(
+                    user_id,
+                    id,
+                    input.history_limit.unwrap_or(HISTORY_FETCH),
+                )
                 .await
                 .map_err(|e| match e {
                     StoreError::NotFound => ApiError::NotFound("Conversation not found.".into()),
@@ -143,7 +151,10 @@ impl Turn {
             .or(template.map(|t| t.system_message));
         let budget = input.context_limit.unwrap_or(conversation.context_window) as usize;
         let memory = if conversation.memory_enabled {
-            template.map_or(HISTORY_FETCH, |t| t.memory_window as usize)
+            input
+                .history_limit
+                .or(template.map(|t| t.memory_window as usize))
+                .unwrap_or(HISTORY_FETCH)
         } else {
             0
         };
@@ -162,7 +173,8 @@ impl Turn {
         };
 
         let is_new = input.conversation_id.is_none();
-        let user = MessageDraft::new(MessageRole::User, input.message);
+        let mut user = MessageDraft::new(MessageRole::User, input.message);
+        user.metadata = input.user_metadata;
         let (record, mut stored) = if is_new {
             state
                 .store
