@@ -99,6 +99,7 @@ impl ChatRequest {
             max_tokens: self.max_tokens.map(|t| t as u32),
             context_limit: self.context_limit.map(|t| t as u32),
             system_prompt_override: self.system_prompt_override,
+            ..Default::default()
         })
     }
 }
