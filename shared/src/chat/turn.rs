@@ -170,6 +170,7 @@ impl Turn {
                 .or(conversation.temperature)
                 .or(template.map(|t| t.temperature)),
             max_tokens: input.max_tokens.or(conversation.max_tokens),
+            tools: Vec::new(),
         };
 
         let is_new = input.conversation_id.is_none();
@@ -272,6 +273,7 @@ impl Turn {
                             }
                         }
                         Ok(StreamEvent::Finish(reason)) => finish = Some(reason),
+                        Ok(StreamEvent::ToolCalls(_)) => {}
                         Ok(StreamEvent::Usage(u)) => usage = Some(u),
                         Err(e) => {
                             failure = Some(e);

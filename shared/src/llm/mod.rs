@@ -20,6 +20,12 @@ use crate::error::ApiError;
 pub struct PromptMessage {
     pub role: String,
     pub content: String,
+    /// The calls an assistant message asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl PromptMessage {
@@ -27,8 +33,37 @@ impl PromptMessage {
         Self {
             role: role.into(),
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
+}
+
+/// A function the model asked to call; `arguments` is JSON text as the model wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type", default = "function_kind")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+fn function_kind() -> String {
+    "function".into()
+}
+
+/// A tool offered to the model: its name, what it does, and a JSON Schema of its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +72,7 @@ pub struct CompletionRequest {
     pub messages: Vec<PromptMessage>,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+    pub tools: Vec<ToolSpec>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,17 +81,29 @@ pub struct Usage {
     pub completion_tokens: u32,
 }
 
+impl Usage {
+    pub fn add(self, other: Usage) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens + other.prompt_tokens,
+            completion_tokens: self.completion_tokens + other.completion_tokens,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     pub content: String,
+    pub tool_calls: Vec<ToolCall>,
     pub usage: Option<Usage>,
     pub finish_reason: Option<String>,
 }
 
-/// What a streaming completion yields, in order: deltas, then the finish reason and usage.
+/// What a streaming completion yields, in order: deltas, the tool calls the model asked for
+/// (assembled from their fragments), then the finish reason and usage.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     Delta(String),
+    ToolCalls(Vec<ToolCall>),
     Finish(String),
     Usage(Usage),
 }
@@ -67,6 +115,8 @@ pub trait LlmClient: Send + Sync {
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError>;
     /// Opens a stream; failures before the first byte of the answer are retried inside.
     async fn stream(&self, request: &CompletionRequest) -> Result<CompletionStream, LlmError>;
+    /// One embedding vector per input, in order.
+    async fn embed(&self, model: &str, inputs: &[String]) -> Result<Vec<Vec<f32>>, LlmError>;
 }
 
 /// Why a completion failed, told apart by whose fault it is.

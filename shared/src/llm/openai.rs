@@ -9,8 +9,8 @@ use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Completion, CompletionRequest, CompletionStream, LlmClient, LlmError, PromptMessage,
-    StreamEvent, Usage,
+    Completion, CompletionRequest, CompletionStream, FunctionCall, LlmClient, LlmError,
+    PromptMessage, StreamEvent, ToolCall, ToolSpec, Usage,
 };
 use crate::config::Secret;
 
@@ -36,6 +36,33 @@ struct WireRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: &'a ToolSpec,
+}
+
+#[derive(Serialize)]
+struct EmbeddingRequest<'a> {
+    model: &'a str,
+    input: &'a [String],
+}
+
+#[derive(Deserialize)]
+struct EmbeddingResponse {
+    data: Vec<Embedding>,
+}
+
+#[derive(Deserialize)]
+struct Embedding {
+    #[serde(default)]
+    index: usize,
+    embedding: Vec<f32>,
 }
 
 #[derive(Serialize)]
@@ -52,14 +79,38 @@ struct WireResponse {
 
 #[derive(Deserialize)]
 struct WireChoice {
-    message: Option<WireContent>,
-    delta: Option<WireContent>,
+    message: Option<WireMessage>,
+    delta: Option<WireDelta>,
     finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct WireContent {
+struct WireMessage {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCall>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallFragment>,
+}
+
+/// Streamed tool calls arrive in pieces: the id and name first, the arguments in parts.
+#[derive(Deserialize)]
+struct ToolCallFragment {
+    #[serde(default)]
+    index: usize,
+    id: Option<String>,
+    function: Option<FunctionFragment>,
+}
+
+#[derive(Deserialize)]
+struct FunctionFragment {
+    name: Option<String>,
+    arguments: Option<String>,
 }
 
 impl OpenAiCompatible {
@@ -99,27 +150,17 @@ impl OpenAiCompatible {
         }
     }
 
-    /// Sends the request until the provider accepts it, retrying what may pass on a retry.
-    async fn send(
+    /// Posts `body` to `path` until the provider accepts it, retrying what may pass on a retry.
+    async fn post<T: Serialize + Sync>(
         &self,
-        request: &CompletionRequest,
-        stream: bool,
+        path: &str,
+        body: &T,
     ) -> Result<reqwest::Response, LlmError> {
-        let body = WireRequest {
-            model: &request.model,
-            messages: &request.messages,
-            temperature: request.temperature,
-            max_tokens: request.max_tokens,
-            stream,
-            stream_options: stream.then_some(StreamOptions {
-                include_usage: true,
-            }),
-        };
         let attempt = || async {
             let mut call = self
                 .http
-                .post(format!("{}/chat/completions", self.base_url))
-                .json(&body);
+                .post(format!("{}/{path}", self.base_url))
+                .json(body);
             if let Some(key) = &self.api_key {
                 call = call.bearer_auth(key.expose());
             }
@@ -155,6 +196,52 @@ impl OpenAiCompatible {
             .when(LlmError::is_transient)
             .await
     }
+
+    async fn send(
+        &self,
+        request: &CompletionRequest,
+        stream: bool,
+    ) -> Result<reqwest::Response, LlmError> {
+        let body = WireRequest {
+            model: &request.model,
+            messages: &request.messages,
+            temperature: request.temperature,
+            max_tokens: request.max_tokens,
+            stream,
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+            tools: request
+                .tools
+                .iter()
+                .map(|function| WireTool {
+                    kind: "function",
+                    function,
+                })
+                .collect(),
+        };
+        self.post("chat/completions", &body).await
+    }
+
+    /// Reads a whole JSON response within the request timeout.
+    async fn read_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        response: impl std::future::Future<Output = Result<reqwest::Response, LlmError>>,
+    ) -> Result<T, LlmError> {
+        let call = async {
+            let bytes = response
+                .await?
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            serde_json::from_slice::<T>(&bytes).map_err(|e| self.protocol_error(e.to_string()))
+        };
+        tokio::time::timeout(self.request_timeout, call)
+            .await
+            .map_err(|_| LlmError::Timeout {
+                base_url: self.base_url.clone(),
+            })?
+    }
 }
 
 /// The provider's own error message if it sent one in the usual shape, else the start of the body.
@@ -187,30 +274,39 @@ fn without_url(err: &reqwest::Error) -> String {
 #[async_trait::async_trait]
 impl LlmClient for OpenAiCompatible {
     async fn complete(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
-        let call = async {
-            let response = self.send(request, false).await?;
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| self.transport_error(&e))?;
-            serde_json::from_slice::<WireResponse>(&bytes)
-                .map_err(|e| self.protocol_error(e.to_string()))
-        };
-        let wire = tokio::time::timeout(self.request_timeout, call)
-            .await
-            .map_err(|_| LlmError::Timeout {
-                base_url: self.base_url.clone(),
-            })??;
+        let wire: WireResponse = self.read_json(self.send(request, false)).await?;
         let choice = wire
             .choices
             .into_iter()
             .next()
             .ok_or_else(|| self.protocol_error("no choices in the response"))?;
+        let (content, tool_calls) = choice
+            .message
+            .map(|m| (m.content.unwrap_or_default(), m.tool_calls))
+            .unwrap_or_default();
         Ok(Completion {
-            content: choice.message.and_then(|m| m.content).unwrap_or_default(),
+            content,
+            tool_calls,
             usage: wire.usage,
             finish_reason: choice.finish_reason,
         })
+    }
+
+    async fn embed(&self, model: &str, inputs: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
+        let body = EmbeddingRequest {
+            model,
+            input: inputs,
+        };
+        let mut wire: EmbeddingResponse = self.read_json(self.post("embeddings", &body)).await?;
+        if wire.data.len() != inputs.len() {
+            return Err(self.protocol_error(format!(
+                "{} embeddings for {} inputs",
+                wire.data.len(),
+                inputs.len()
+            )));
+        }
+        wire.data.sort_by_key(|e| e.index);
+        Ok(wire.data.into_iter().map(|e| e.embedding).collect())
     }
 
     async fn stream(&self, request: &CompletionRequest) -> Result<CompletionStream, LlmError> {
@@ -228,6 +324,8 @@ struct StreamState<S> {
     base_url: String,
     idle_timeout: Duration,
     pending: VecDeque<Result<StreamEvent, LlmError>>,
+    /// Tool calls being assembled from their fragments, by index.
+    calls: Vec<ToolCall>,
     finished: bool,
     done: bool,
 }
@@ -247,6 +345,7 @@ impl OpenAiCompatible {
             base_url: self.base_url.clone(),
             idle_timeout: self.idle_timeout,
             pending: VecDeque::new(),
+            calls: Vec::new(),
             finished: false,
             done: false,
         };
@@ -314,5 +413,30 @@ impl OpenAiCompatible {
                 }
             }
         })
+    }
+}
+
+fn merge_fragment(calls: &mut Vec<ToolCall>, fragment: ToolCallFragment) {
+    while calls.len() <= fragment.index {
+        calls.push(ToolCall {
+            id: String::new(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: String::new(),
+                arguments: String::new(),
+            },
+        });
+    }
+    let call = &mut calls[fragment.index];
+    if let Some(id) = fragment.id {
+        call.id = id;
+    }
+    if let Some(function) = fragment.function {
+        if let Some(name) = function.name {
+            call.function.name.push_str(&name);
+        }
+        if let Some(arguments) = function.arguments {
+            call.function.arguments.push_str(&arguments);
+        }
     }
 }
