@@ -394,13 +394,21 @@ impl OpenAiCompatible {
                             }
                             Ok(chunk) => {
                                 for choice in chunk.choices {
-                                    if let Some(text) = choice.delta.and_then(|d| d.content)
-                                        && !text.is_empty()
-                                    {
-                                        st.pending.push_back(Ok(StreamEvent::Delta(text)));
+                                    if let Some(delta) = choice.delta {
+                                        if let Some(text) = delta.content.filter(|t| !t.is_empty())
+                                        {
+                                            st.pending.push_back(Ok(StreamEvent::Delta(text)));
+                                        }
+                                        for fragment in delta.tool_calls {
+                                            merge_fragment(&mut st.calls, fragment);
+                                        }
                                     }
                                     if let Some(reason) = choice.finish_reason {
                                         st.finished = true;
+                                        if !st.calls.is_empty() {
+                                            let calls = std::mem::take(&mut st.calls);
+                                            st.pending.push_back(Ok(StreamEvent::ToolCalls(calls)));
+                                        }
                                         st.pending.push_back(Ok(StreamEvent::Finish(reason)));
                                     }
                                 }
