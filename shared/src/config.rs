@@ -87,6 +87,28 @@ pub struct LlmConfig {
     /// Longest silence tolerated between two chunks of a stream.
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Model for `/embeddings`; without one, retrieval ranks chunks lexically (BM25).
+    pub embedding_model: Option<String>,
+    /// Provider serving the embedding model (default: the default provider).
+    pub embedding_provider: Option<String>,
+}
+
+/// An MCP server reached over the Streamable HTTP transport.
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpServerConfig {
+    pub name: String,
+    pub url: String,
+    /// Sent with every request (authorisation, typically), so never logged.
+    pub headers: Vec<(String, Secret)>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McpServerEntry {
+    name: String,
+    url: String,
+    #[serde(default)]
+    headers: HashMap<String, String>,
 }
 
 pub const DEFAULT_PROVIDER: &str = "default";
@@ -107,6 +129,7 @@ pub struct Config {
     pub llm: LlmConfig,
     /// Silence after which a stream sends a comment, so proxies keep the connection open.
     pub sse_heartbeat: Duration,
+    pub mcp_servers: Vec<McpServerConfig>,
 }
 
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
@@ -186,6 +209,7 @@ impl Config {
                 get("SSE_HEARTBEAT_SECS"),
                 15,
             )?),
+            mcp_servers: mcp_servers(get("MCP_SERVERS"))?,
         })
     }
 }
@@ -249,7 +273,32 @@ fn llm_config(
         request_timeout: seconds("LLM_TIMEOUT_SECS", 25)?,
         idle_timeout: seconds("LLM_IDLE_TIMEOUT_SECS", 30)?,
         connect_timeout: seconds("LLM_CONNECT_TIMEOUT_SECS", 5)?,
+        embedding_model: get("EMBEDDING_MODEL"),
+        embedding_provider: get("EMBEDDING_PROVIDER"),
     })
+}
+
+fn mcp_servers(json: Option<String>) -> Result<Vec<McpServerConfig>, ConfigError> {
+    let Some(json) = json else {
+        return Ok(Vec::new());
+    };
+    let entries: Vec<McpServerEntry> =
+        serde_json::from_str(&json).map_err(|e| ConfigError::Invalid {
+            name: "MCP_SERVERS",
+            reason: e.to_string(),
+        })?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| McpServerConfig {
+            name: entry.name,
+            url: entry.url,
+            headers: entry
+                .headers
+                .into_iter()
+                .map(|(name, value)| (name, Secret::new(value)))
+                .collect(),
+        })
+        .collect())
 }
 
 fn parse_or<T: std::str::FromStr>(
