@@ -13,6 +13,7 @@ pub mod llm;
 pub mod local;
 pub mod runtime;
 pub mod store;
+pub mod tools;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<Authenticator>,
     pub llm: Arc<Providers>,
+    pub mcp: Arc<tools::McpHub>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             .unwrap_or_default();
         Self {
             llm: Arc::new(Providers::new(&config.llm, &http)),
+            mcp: Arc::new(tools::McpHub::new(&config.mcp_servers, http.clone())),
             auth: Arc::new(Authenticator::new(&config.jwt, http)),
             config: Arc::new(config),
             store,
