@@ -16,7 +16,8 @@ pub enum Group {
     Chat,
     /// Chatter's `/streaming`, run under Lambda response streaming.
     ChatStream,
-    /// What the API offers: templates and its OpenAPI document.
+    /// What the API offers and how it has run: templates, tools, MCP status, performance
+    /// statistics, and the OpenAPI document.
     Catalog,
 }
 
@@ -34,7 +35,10 @@ impl Group {
             Group::Conversations => (chatter::conversations::routes(), Router::new()),
             Group::Chat => (chatter::chat::chat_routes(), Router::new()),
             Group::ChatStream => (chatter::chat::streaming_routes(), Router::new()),
-            Group::Catalog => (chatter::chat::catalog_routes(), openapi::routes()),
+            Group::Catalog => (
+                chatter::chat::catalog_routes().merge(chatter::workflows::routes()),
+                openapi::routes(),
+            ),
         }
     }
 

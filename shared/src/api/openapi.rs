@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::chatter::{chat, conversations};
+use super::chatter::{chat, conversations, workflows};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -26,6 +26,9 @@ use crate::AppState;
         chat::chat_with_template,
         chat::streaming,
         chat::list_templates,
+        workflows::available_tools,
+        workflows::mcp_status,
+        workflows::performance_stats,
     ),
     components(schemas(chat::StreamingChatChunk)),
     modifiers(&BearerAuth)

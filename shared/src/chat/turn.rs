@@ -9,15 +9,21 @@ use tokio::sync::mpsc;
 use super::templates::{Template, Workflow};
 use super::{estimate_tokens, prompt};
 use crate::AppState;
-use crate::domain::{Conversation, Message, MessageDraft, MessageRole, NewConversation};
+use crate::domain::{
+    Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation,
+};
 use crate::error::{ApiError, ApiResult};
-use crate::llm::{CompletionRequest, LlmError, Provider, StreamEvent, Usage};
-use crate::store::{ConversationRecord, StoreError};
+use crate::llm::{CompletionRequest, PromptMessage, Provider, StreamEvent, ToolCall, Usage};
+use crate::store::{ConversationRecord, Execution, StoreError};
+use crate::tools::{ToolRun, Toolset};
 
 /// How many recent messages are read to fill the context window.
 const HISTORY_FETCH: usize = 100;
 const TITLE_CHARS: usize = 50;
 const GENERATE_NODE: &str = "generate";
+const TOOL_NODE: &str = "tool";
+/// Tool calls a turn may make when neither the request nor its template says.
+const DEFAULT_MAX_TOOL_CALLS: u32 = 10;
 
 /// A validated chat request, whichever dialect it came in.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +40,9 @@ pub struct ChatInput {
     /// Caps how many earlier messages the prompt carries (FreeChat's `messageWindowSize`).
     pub history_limit: Option<usize>,
     /// Kept with the stored user message (FreeChat's debug view shows it).
-    pub user_metadata: Option<crate::domain::JsonObject>,
+    pub user_metadata: Option<JsonObject>,
+    /// Most tool calls the turn may make (`workflow_config.max_tool_calls`).
+    pub max_tool_calls: Option<u32>,
 }
 
 /// A turn whose user message is stored and whose prompt is ready.
@@ -43,6 +51,9 @@ pub struct Turn {
     pub user_message: Message,
     pub provider: Arc<Provider>,
     pub request: CompletionRequest,
+    workflow: Workflow,
+    toolset: Toolset,
+    max_tool_calls: usize,
     started: Instant,
 }
 
@@ -54,16 +65,19 @@ pub struct TurnOutcome {
     pub cost: f64,
 }
 
-/// What a streaming turn reports, in order, to whichever dialect frames it.
+/// What a streaming turn reports, in order, to whichever dialect frames it. Each model call
+/// and each tool run is a node, announced when it starts and when it completes.
 #[derive(Debug)]
 pub enum TurnEvent {
     NodeStarted {
         node: &'static str,
+        details: JsonObject,
     },
     Token(String),
     NodeCompleted {
         node: &'static str,
         duration_ms: u64,
+        details: JsonObject,
     },
     Finished(Box<TurnOutcome>),
     Failed {
@@ -89,14 +103,81 @@ fn title_from(message: &str) -> String {
     title
 }
 
+/// What one model call produced, and how it ended.
+#[derive(Default)]
+struct Round {
+    content: String,
+    tool_calls: Vec<ToolCall>,
+    usage: Option<Usage>,
+    finish_reason: Option<String>,
+}
+
+enum RoundEnd {
+    Complete,
+    Failed(ApiError),
+    Interrupted,
+}
+
+/// Everything the workflow produced, and how it ended.
+struct Generation {
+    content: String,
+    usage: Usage,
+    finish_reason: String,
+    tool_runs: Vec<ToolRun>,
+    end: RoundEnd,
+}
+
+fn details(pairs: impl IntoIterator<Item = (&'static str, serde_json::Value)>) -> JsonObject {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// The start of a tool's output, for progress events; the model gets all of it.
+fn summary(text: &str) -> String {
+    const SUMMARY_CHARS: usize = 200;
+    let mut summary: String = text.chars().take(SUMMARY_CHARS).collect();
+    if text.chars().count() > SUMMARY_CHARS {
+        summary.push_str("...");
+    }
+    summary
+}
+
+fn estimated_usage(request: &CompletionRequest, content: &str) -> Usage {
+    Usage {
+        prompt_tokens: request
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content) as u32)
+            .sum(),
+        completion_tokens: estimate_tokens(content) as u32,
+    }
+}
+
+/// The class under which a failed execution is counted.
+fn error_class(error: &ApiError) -> &'static str {
+    match error.status().as_u16() {
+        504 => "timeout",
+        502 => "upstream_error",
+        503 => "unavailable",
+        500 => "internal",
+        _ => "rejected",
+    }
+}
+
+async fn emit(events: Option<&mpsc::Sender<TurnEvent>>, event: TurnEvent) {
+    if let Some(events) = events {
+        let _ = events.send(event).await;
+    }
+}
+
 impl Turn {
-    /// Resolves the conversation, provider and prompt, and stores the user's message.
+    /// Resolves the conversation, provider, tools and prompt, and stores the user's message.
     pub async fn begin(state: &AppState, user_id: &str, input: ChatInput) -> ApiResult<Self> {
+        let template = input.template;
         let workflow = input
             .workflow
-            .or(input.template.map(|t| t.workflow))
+            .or(template.map(|t| t.workflow))
             .unwrap_or(Workflow::Plain);
-        if workflow != Workflow::Plain {
+        if matches!(workflow, Workflow::Rag | Workflow::Full) {
             return Err(ApiError::invalid(
                 ["body".into(), "workflow".into()],
                 format!(
@@ -143,7 +224,15 @@ impl Turn {
                 "unknown_provider",
             )
         })?;
-        let template = input.template;
+        let toolset = if workflow == Workflow::Tools {
+            let discovered = Toolset::discover(&state.mcp).await;
+            match template.filter(|t| !t.required_tools.is_empty()) {
+                Some(t) => discovered.only(t.required_tools),
+                None => discovered,
+            }
+        } else {
+            Toolset::default()
+        };
         let system = input
             .system_prompt_override
             .as_deref()
@@ -170,13 +259,16 @@ impl Turn {
                 .or(conversation.temperature)
                 .or(template.map(|t| t.temperature)),
             max_tokens: input.max_tokens.or(conversation.max_tokens),
-            tools: Vec::new(),
+            tools: toolset.specs(),
         };
+        let max_tool_calls = input
+            .max_tool_calls
+            .or(template.and_then(|t| t.max_tool_calls))
+            .unwrap_or(DEFAULT_MAX_TOOL_CALLS) as usize;
 
-        let is_new = input.conversation_id.is_none();
         let mut user = MessageDraft::new(MessageRole::User, input.message);
         user.metadata = input.user_metadata;
-        let (record, mut stored) = if is_new {
+        let (record, mut stored) = if input.conversation_id.is_none() {
             state
                 .store
                 .create_conversation_with(record, vec![user])
@@ -189,29 +281,192 @@ impl Turn {
             user_message: stored.remove(0),
             provider,
             request,
+            workflow,
+            toolset,
+            max_tool_calls,
             started: Instant::now(),
         })
     }
 
-    /// Stores the model's answer and adds its usage and cost to the conversation.
-    pub async fn finish(
+    /// One model call. Streaming forwards each token as it arrives and notices a client
+    /// that has gone away.
+    async fn call_model(
+        &self,
+        request: &CompletionRequest,
+        events: Option<&mpsc::Sender<TurnEvent>>,
+    ) -> (Round, RoundEnd) {
+        let Some(events) = events else {
+            return match self.provider.client.complete(request).await {
+                Ok(c) => (
+                    Round {
+                        content: c.content,
+                        tool_calls: c.tool_calls,
+                        usage: c.usage,
+                        finish_reason: c.finish_reason,
+                    },
+                    RoundEnd::Complete,
+                ),
+                Err(e) => (Round::default(), RoundEnd::Failed(e.into())),
+            };
+        };
+        let mut round = Round::default();
+        let mut chunks = match self.provider.client.stream(request).await {
+            Ok(chunks) => chunks,
+            Err(e) => return (round, RoundEnd::Failed(e.into())),
+        };
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(StreamEvent::Delta(text)) => {
+                    round.content.push_str(&text);
+                    if events.send(TurnEvent::Token(text)).await.is_err() {
+                        return (round, RoundEnd::Interrupted);
+                    }
+                }
+                Ok(StreamEvent::ToolCalls(calls)) => round.tool_calls.extend(calls),
+                Ok(StreamEvent::Finish(reason)) => round.finish_reason = Some(reason),
+                Ok(StreamEvent::Usage(usage)) => round.usage = Some(usage),
+                Err(e) => return (round, RoundEnd::Failed(e.into())),
+            }
+        }
+        (round, RoundEnd::Complete)
+    }
+
+    /// The workflow: call the model; while it asks for tools (and the limit allows), run them
+    /// in parallel, store each call and result, and call the model again with the results.
+    async fn generate(
+        &mut self,
+        state: &AppState,
+        events: Option<&mpsc::Sender<TurnEvent>>,
+    ) -> Generation {
+        let mut messages = self.request.messages.clone();
+        let mut usage = Usage::default();
+        let mut tool_runs = Vec::new();
+        let mut calls_left = self.max_tool_calls;
+        loop {
+            let request = CompletionRequest {
+                messages: messages.clone(),
+                // Once the limit is reached the model gets no tools, so it has to answer.
+                tools: if calls_left > 0 {
+                    self.request.tools.clone()
+                } else {
+                    Vec::new()
+                },
+                ..self.request.clone()
+            };
+            let node_started = Instant::now();
+            emit(
+                events,
+                TurnEvent::NodeStarted {
+                    node: GENERATE_NODE,
+                    details: JsonObject::new(),
+                },
+            )
+            .await;
+            let (round, end) = self.call_model(&request, events).await;
+            usage = usage
+                + round
+                    .usage
+                    .unwrap_or_else(|| estimated_usage(&request, &round.content));
+            let generation = |end| Generation {
+                content: round.content.clone(),
+                usage,
+                finish_reason: round.finish_reason.clone().unwrap_or_else(|| "stop".into()),
+                tool_runs: tool_runs.clone(),
+                end,
+            };
+            if !matches!(end, RoundEnd::Complete) {
+                return generation(end);
+            }
+            emit(
+                events,
+                TurnEvent::NodeCompleted {
+                    node: GENERATE_NODE,
+                    duration_ms: node_started.elapsed().as_millis() as u64,
+                    details: JsonObject::new(),
+                },
+            )
+            .await;
+            // Past the limit the model was offered no tools; calls it makes anyway go unanswered.
+            if round.tool_calls.is_empty() || calls_left == 0 {
+                return generation(RoundEnd::Complete);
+            }
+
+            let calls: Vec<ToolCall> = round.tool_calls.iter().take(calls_left).cloned().collect();
+            calls_left -= calls.len();
+            for call in &calls {
+                emit(
+                    events,
+                    TurnEvent::NodeStarted {
+                        node: TOOL_NODE,
+                        details: details([
+                            ("tool", call.function.name.clone().into()),
+                            ("arguments", call.function.arguments.clone().into()),
+                        ]),
+                    },
+                )
+                .await;
+            }
+            let runs = futures_util::future::join_all(
+                calls.iter().map(|call| self.toolset.run(&state.mcp, call)),
+            )
+            .await;
+            for run in &runs {
+                emit(
+                    events,
+                    TurnEvent::NodeCompleted {
+                        node: TOOL_NODE,
+                        duration_ms: run.duration_ms,
+                        details: details([
+                            ("tool", run.name.clone().into()),
+                            ("arguments", run.arguments.clone().into()),
+                            ("result", summary(&run.output).into()),
+                            ("is_error", run.is_error.into()),
+                        ]),
+                    },
+                )
+                .await;
+            }
+            let drafts = runs.iter().map(|run| {
+                let mut draft = MessageDraft::new(MessageRole::Tool, run.output.clone());
+                draft.metadata = Some(details([
+                    ("tool_call_id", run.call_id.clone().into()),
+                    ("tool", run.name.clone().into()),
+                    ("arguments", run.arguments.clone().into()),
+                    ("is_error", run.is_error.into()),
+                    ("duration_ms", run.duration_ms.into()),
+                ]));
+                draft
+            });
+            match state
+                .store
+                .append_messages(self.record.clone(), drafts.collect())
+                .await
+            {
+                Ok((record, _)) => self.record = record,
+                Err(e) => return generation(RoundEnd::Failed(e.into())),
+            }
+            messages.push(PromptMessage {
+                tool_calls: calls,
+                ..PromptMessage::new("assistant", round.content.clone())
+            });
+            messages.extend(runs.iter().map(|run| PromptMessage {
+                tool_call_id: Some(run.call_id.clone()),
+                ..PromptMessage::new("tool", run.output.clone())
+            }));
+            tool_runs.extend(runs);
+        }
+    }
+
+    /// Stores the answer with its usage and cost, and records the execution.
+    async fn finish(
         self,
         state: &AppState,
-        content: String,
-        usage: Option<Usage>,
+        generation: &Generation,
         finish_reason: &str,
     ) -> ApiResult<TurnOutcome> {
-        let usage = usage.unwrap_or_else(|| Usage {
-            prompt_tokens: self
-                .request
-                .messages
-                .iter()
-                .map(|m| estimate_tokens(&m.content) as u32)
-                .sum(),
-            completion_tokens: estimate_tokens(&content) as u32,
-        });
+        let usage = generation.usage;
         let cost = self.provider.cost(usage);
-        let mut draft = MessageDraft::new(MessageRole::Assistant, content);
+        let mut draft = MessageDraft::new(MessageRole::Assistant, generation.content.clone());
         draft.prompt_tokens = Some(usage.prompt_tokens);
         draft.completion_tokens = Some(usage.completion_tokens);
         draft.model_used = Some(self.request.model.clone());
@@ -219,6 +474,7 @@ impl Turn {
         draft.response_time_ms = Some(self.started.elapsed().as_millis() as u64);
         draft.cost = Some(cost);
         draft.finish_reason = Some(finish_reason.to_owned());
+        draft.metadata = self.metadata(generation);
         let (record, mut stored) = state
             .store
             .append_messages(self.record, vec![draft])
@@ -231,93 +487,141 @@ impl Turn {
         })
     }
 
-    /// Runs the turn without streaming. On a model failure the user's message stays stored.
-    pub async fn run(self, state: &AppState) -> ApiResult<TurnOutcome> {
-        let completion = self.provider.client.complete(&self.request).await?;
-        if completion.content.is_empty() {
-            return Err(ApiError::Upstream {
-                status: axum::http::StatusCode::BAD_GATEWAY,
-                detail: "The model returned an empty answer.".into(),
-            });
+    /// What the stored answer keeps about how it was made.
+    fn metadata(&self, generation: &Generation) -> Option<JsonObject> {
+        if self.workflow == Workflow::Plain {
+            return None;
         }
-        let reason = completion.finish_reason.unwrap_or_else(|| "stop".into());
-        self.finish(state, completion.content, completion.usage, &reason)
-            .await
+        let tool_calls: Vec<serde_json::Value> = generation
+            .tool_runs
+            .iter()
+            .map(|run| {
+                serde_json::json!({
+                    "tool": run.name, "arguments": run.arguments,
+                    "is_error": run.is_error, "duration_ms": run.duration_ms,
+                })
+            })
+            .collect();
+        let mut metadata = details([
+            ("workflow", self.workflow.as_str().into()),
+            ("tool_calls", tool_calls.into()),
+        ]);
+        if !self.toolset.unavailable.is_empty() {
+            metadata.insert(
+                "unavailable_tools".into(),
+                self.toolset.unavailable.clone().into(),
+            );
+        }
+        Some(metadata)
+    }
+
+    fn execution(&self, generation: &Generation, error: Option<&ApiError>) -> Execution {
+        let mcp_used = self.workflow == Workflow::Tools && !self.toolset.tools().is_empty();
+        let hit = mcp_used && self.toolset.cache_hit;
+        Execution {
+            workflow: self.workflow.as_str().into(),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            error_class: error.map(|e| error_class(e).to_owned()),
+            tool_runs: generation
+                .tool_runs
+                .iter()
+                .map(|r| (r.name.clone(), r.duration_ms, r.is_error))
+                .collect(),
+            cache_hits: u32::from(hit),
+            cache_misses: u32::from(mcp_used && !hit),
+        }
+    }
+
+    /// Records the execution; statistics are worth a warning, never a failed turn.
+    async fn record(state: &AppState, user_id: &str, execution: Execution) {
+        if let Err(e) = state.store.record_execution(user_id, &execution).await {
+            tracing::warn!(error = ?e, "execution statistics not recorded");
+        }
+    }
+
+    /// Stores the answer (when there is one) and records the execution, side by side.
+    async fn conclude(
+        self,
+        state: &AppState,
+        generation: &Generation,
+        finish_reason: &str,
+        error: Option<&ApiError>,
+    ) -> Option<ApiResult<TurnOutcome>> {
+        let execution = self.execution(generation, error);
+        let user_id = self.record.conversation.user_id.clone();
+        let store = async {
+            if generation.content.is_empty() {
+                None
+            } else {
+                Some(self.finish(state, generation, finish_reason).await)
+            }
+        };
+        let (stored, ()) = tokio::join!(store, Self::record(state, &user_id, execution));
+        stored
+    }
+
+    /// Runs the turn without streaming. On a model failure the user's message stays stored.
+    pub async fn run(mut self, state: &AppState) -> ApiResult<TurnOutcome> {
+        let mut generation = self.generate(state, None).await;
+        let error = match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
+            RoundEnd::Failed(e) => Some(e),
+            _ if generation.content.is_empty() => Some(empty_answer()),
+            _ => None,
+        };
+        let reason = generation.finish_reason.clone();
+        match error {
+            Some(error) => {
+                // What was generated before a failure is not kept here: the client gets an
+                // error, and a half answer would read as a whole one in the history.
+                generation.content.clear();
+                self.conclude(state, &generation, &reason, Some(&error))
+                    .await;
+                Err(error)
+            }
+            None => self
+                .conclude(state, &generation, &reason, None)
+                .await
+                .unwrap_or_else(|| Err(empty_answer())),
+        }
     }
 
     /// Runs the turn as a stream of events. Whatever was generated is stored, also when the
     /// model fails mid-answer (`finish_reason: "error"`) or the client goes away
     /// (`"interrupted"`).
-    pub async fn stream(self, state: AppState, events: mpsc::Sender<TurnEvent>) {
-        let node_started = Instant::now();
-        let _ = events
-            .send(TurnEvent::NodeStarted {
-                node: GENERATE_NODE,
-            })
+    pub async fn stream(mut self, state: AppState, events: mpsc::Sender<TurnEvent>) {
+        let mut generation = self.generate(&state, Some(&events)).await;
+        let (reason, error, interrupted) =
+            match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
+                RoundEnd::Interrupted => ("interrupted".to_owned(), None, true),
+                RoundEnd::Failed(e) => ("error".to_owned(), Some(e), false),
+                RoundEnd::Complete if generation.content.is_empty() => (
+                    generation.finish_reason.clone(),
+                    Some(empty_answer()),
+                    false,
+                ),
+                RoundEnd::Complete => (generation.finish_reason.clone(), None, false),
+            };
+        let stored = self
+            .conclude(&state, &generation, &reason, error.as_ref())
             .await;
-        let mut content = String::new();
-        let mut usage = None;
-        let mut finish = None;
-        let mut failure: Option<LlmError> = None;
-        let mut interrupted = false;
-        match self.provider.client.stream(&self.request).await {
-            Err(e) => failure = Some(e),
-            Ok(mut chunks) => {
-                while let Some(chunk) = chunks.next().await {
-                    match chunk {
-                        Ok(StreamEvent::Delta(text)) => {
-                            content.push_str(&text);
-                            if events.send(TurnEvent::Token(text)).await.is_err() {
-                                interrupted = true;
-                                break;
-                            }
-                        }
-                        Ok(StreamEvent::Finish(reason)) => finish = Some(reason),
-                        Ok(StreamEvent::ToolCalls(_)) => {}
-                        Ok(StreamEvent::Usage(u)) => usage = Some(u),
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        let reason = match (&failure, interrupted) {
-            (_, true) => "interrupted".to_owned(),
-            (Some(_), _) => "error".to_owned(),
-            _ => finish.unwrap_or_else(|| "stop".into()),
-        };
-        let stored = if content.is_empty() {
-            None
-        } else {
-            Some(self.finish(&state, content, usage, &reason).await)
-        };
-        if let Some(err) = failure {
-            tracing::warn!(error = %err, "model stream failed");
-            let _ = events
-                .send(TurnEvent::Failed {
-                    message: err.client_message(),
-                })
-                .await;
-            return;
-        }
-        let _ = events
-            .send(TurnEvent::NodeCompleted {
-                node: GENERATE_NODE,
-                duration_ms: node_started.elapsed().as_millis() as u64,
-            })
-            .await;
-        let last = match stored {
-            Some(Ok(outcome)) => TurnEvent::Finished(Box::new(outcome)),
-            Some(Err(err)) => TurnEvent::Failed {
-                message: err.problem().detail,
+        let last = match (error, stored) {
+            _ if interrupted => return,
+            (Some(error), _) | (None, Some(Err(error))) => TurnEvent::Failed {
+                message: error.problem().detail,
             },
-            None => TurnEvent::Failed {
-                message: "The model returned an empty answer.".into(),
+            (None, Some(Ok(outcome))) => TurnEvent::Finished(Box::new(outcome)),
+            (None, None) => TurnEvent::Failed {
+                message: empty_answer().problem().detail,
             },
         };
         let _ = events.send(last).await;
+    }
+}
+
+fn empty_answer() -> ApiError {
+    ApiError::Upstream {
+        status: axum::http::StatusCode::BAD_GATEWAY,
+        detail: "The model returned an empty answer.".into(),
     }
 }
 

@@ -1,10 +1,10 @@
 //! DynamoDB access: one table for both API dialects (see `keys` for its layout).
 
 mod conversations;
-pub mod documents;
 pub mod items;
 pub mod keys;
 mod rate_limit;
+mod stats;
 pub mod table;
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 pub use conversations::ConversationRecord;
 pub use rate_limit::RateLimitStatus;
+pub use stats::{Execution, ExecutionStats, ToolFigures};
 
 use crate::config::Config;
 use crate::error::ApiError;

@@ -99,6 +99,12 @@ impl ChatRequest {
             max_tokens: self.max_tokens.map(|t| t as u32),
             context_limit: self.context_limit.map(|t| t as u32),
             system_prompt_override: self.system_prompt_override,
+            max_tool_calls: self
+                .workflow_config
+                .as_ref()
+                .and_then(|c| c.get("max_tool_calls"))
+                .and_then(serde_json::Value::as_u64)
+                .map(|n| n.min(50) as u32),
             ..Default::default()
         })
     }
@@ -183,21 +189,32 @@ pub struct StreamingChatChunk {
 impl StreamingChatChunk {
     fn from_event(event: TurnEvent) -> Vec<Self> {
         match event {
-            TurnEvent::NodeStarted { node } => vec![Self {
-                kind: "node_start",
-                metadata: Some(serde_json::json!({ "node": node })),
-                ..Default::default()
-            }],
+            TurnEvent::NodeStarted { node, mut details } => {
+                details.insert("node".into(), node.into());
+                vec![Self {
+                    kind: "node_start",
+                    metadata: Some(details.into()),
+                    ..Default::default()
+                }]
+            }
             TurnEvent::Token(text) => vec![Self {
                 kind: "token",
                 content: Some(text),
                 ..Default::default()
             }],
-            TurnEvent::NodeCompleted { node, duration_ms } => vec![Self {
-                kind: "node_complete",
-                metadata: Some(serde_json::json!({ "node": node, "duration_ms": duration_ms })),
-                ..Default::default()
-            }],
+            TurnEvent::NodeCompleted {
+                node,
+                duration_ms,
+                mut details,
+            } => {
+                details.insert("node".into(), node.into());
+                details.insert("duration_ms".into(), duration_ms.into());
+                vec![Self {
+                    kind: "node_complete",
+                    metadata: Some(details.into()),
+                    ..Default::default()
+                }]
+            }
             TurnEvent::Finished(outcome) => vec![
                 Self {
                     kind: "usage",
