@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod documents;
 pub mod domain;
 pub mod error;
 pub mod http;

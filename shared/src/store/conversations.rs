@@ -66,19 +66,19 @@ const MAX_APPEND_ATTEMPTS: u32 = 60;
 /// BatchWriteItem takes at most this many requests.
 const BATCH_WRITE_LIMIT: usize = 25;
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: impl ToString) -> AttributeValue {
+pub(super) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn attr<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+pub(super) fn attr<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
     serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::Other(anyhow::Error::new(e)))
 }
 
-fn timestamp(value: DateTime<Utc>) -> AttributeValue {
+pub(super) fn timestamp(value: DateTime<Utc>) -> AttributeValue {
     s(value.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
@@ -405,7 +405,10 @@ impl Store {
     }
 
     /// BatchWriteItem, resubmitting what DynamoDB leaves unprocessed under load.
-    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+    pub(super) async fn batch_write(
+        &self,
+        mut requests: Vec<WriteRequest>,
+    ) -> Result<(), StoreError> {
         let mut backoff = Duration::from_millis(20);
         while !requests.is_empty() {
             let output = self

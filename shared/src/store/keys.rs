@@ -7,6 +7,9 @@
 //! | user counters       | `USER#<uid>`       | `STATS`           | –                   | –                       | –               |
 //! | execution stats     | `USER#<uid>`       | `EXECUTIONS`      | –                   | –                       | –               |
 //! | rate-limit window   | `RATE#<uid>#<hour>`| `WINDOW`          | –                   | –                       | –               |
+//! | document            | `DOC#<id>`         | `META`            | `USER#<uid>#DOCS`   | `<created_at>#<id>`     | –               |
+//! | document text part  | `DOC#<id>`         | `TEXT#<part:04>`  | –                   | –                       | –               |
+//! | document chunk      | `DOC#<id>`         | `CHUNK#<idx:06>`  | `USER#<uid>#CHUNKS` | `<doc id>#<idx:06>`     | –               |
 
 use chrono::{DateTime, Utc};
 
@@ -25,6 +28,9 @@ pub const MESSAGE_SK_PREFIX: &str = "MSG#";
 pub const USER_STATS_SK: &str = "STATS";
 pub const EXECUTION_STATS_SK: &str = "EXECUTIONS";
 pub const RATE_WINDOW_SK: &str = "WINDOW";
+pub const DOCUMENT_SK: &str = "META";
+pub const DOCUMENT_TEXT_SK_PREFIX: &str = "TEXT#";
+pub const CHUNK_SK_PREFIX: &str = "CHUNK#";
 
 pub fn conversation_pk(conversation_id: &str) -> String {
     format!("CONV#{conversation_id}")
@@ -59,6 +65,34 @@ pub fn rate_window_pk(user_id: &str, hour: &str) -> String {
     format!("RATE#{user_id}#{hour}")
 }
 
+pub fn document_pk(document_id: &str) -> String {
+    format!("DOC#{document_id}")
+}
+
+/// The extracted text is kept in parts, in order, each well below the item size limit.
+pub fn document_text_sk(part: u32) -> String {
+    format!("{DOCUMENT_TEXT_SK_PREFIX}{part:04}")
+}
+
+/// Zero-padded so that a document's chunks come back in order from one query.
+pub fn chunk_sk(chunk_index: u32) -> String {
+    format!("{CHUNK_SK_PREFIX}{chunk_index:06}")
+}
+
+/// A user's documents in `gsi1`, oldest first by creation time.
+pub fn user_documents_pk(user_id: &str) -> String {
+    format!("USER#{user_id}#DOCS")
+}
+
+/// A user's chunks in `gsi1`: retrieval reads them all in one query, never a table scan.
+pub fn user_chunks_pk(user_id: &str) -> String {
+    format!("USER#{user_id}#CHUNKS")
+}
+
+pub fn user_chunk_sk(document_id: &str, chunk_index: u32) -> String {
+    format!("{document_id}#{chunk_index:06}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +108,12 @@ mod tests {
         let earlier = "2026-01-01T00:00:00.000001Z".parse().unwrap();
         let later = "2026-01-01T00:00:00.100000Z".parse().unwrap();
         assert!(recency_sk(earlier, "b") < recency_sk(later, "a"));
+    }
+
+    #[test]
+    fn chunk_keys_sort_in_index_order() {
+        assert!(chunk_sk(9) < chunk_sk(10));
+        assert!(chunk_sk(99_999) < chunk_sk(100_000));
+        assert!(user_chunk_sk("d", 9) < user_chunk_sk("d", 10));
     }
 }

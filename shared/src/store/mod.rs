@@ -1,6 +1,7 @@
 //! DynamoDB access: one table for both API dialects (see `keys` for its layout).
 
 mod conversations;
+pub mod documents;
 pub mod items;
 pub mod keys;
 mod rate_limit;

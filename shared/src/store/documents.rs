@@ -1,0 +1,675 @@
+//! Documents, their text and their chunks.
+//!
+//! A document's metadata, its extracted text (in parts) and its chunks share one partition
+//! (`DOC#<id>`), so deleting a document is one partition purge and its chunks come back in
+//! order from one query. The metadata is indexed under its owner (`USER#<uid>#DOCS` in
+//! `gsi1`) for listing; each chunk is indexed under its owner too (`USER#<uid>#CHUNKS`), so
+//! retrieval reads all of a user's chunks with one query and never scans the table.
+//! Ownership is checked on every read and write: another user's document is a missing one.
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, PutRequest, ReturnValue, WriteRequest,
+};
+use serde::{Deserialize, Serialize};
+
+use super::conversations::{attr, n, s, timestamp};
+use super::items::{Item, from_item, to_item};
+use super::{Store, StoreError, classify, keys};
+use crate::documents::model::{Document, DocumentChunk, DocumentPatch};
+
+/// BatchWriteItem takes at most this many requests.
+const BATCH_WRITE_LIMIT: usize = 25;
+/// Batches written at once when storing a document's chunks.
+const CONCURRENT_BATCHES: usize = 4;
+/// Bytes of text per text item: far below the 400 KB item limit, whatever the attributes.
+const TEXT_PART_BYTES: usize = 256 * 1024;
+
+/// An embedding stored compactly: the vector's `f32`s as little-endian bytes in one binary
+/// attribute (4 bytes a dimension, against about 10 for a list of DynamoDB numbers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedVector(pub Vec<f32>);
+
+impl PackedVector {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// `None` when the length is not a whole number of `f32`s.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if !bytes.len().is_multiple_of(4) {
+            return None;
+        }
+        Some(Self(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ))
+    }
+}
+
+impl Serialize for PackedVector {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.to_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for PackedVector {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = PackedVector;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("little-endian f32 bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<PackedVector, E> {
+                PackedVector::from_bytes(v)
+                    .ok_or_else(|| E::invalid_length(v.len(), &"a multiple of 4 bytes"))
+            }
+        }
+        deserializer.deserialize_bytes(Bytes)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentItem {
+    pub pk: String,
+    pub sk: String,
+    pub gsi1pk: String,
+    pub gsi1sk: String,
+    #[serde(flatten)]
+    pub document: Document,
+}
+
+impl DocumentItem {
+    pub fn new(document: Document) -> Self {
+        Self {
+            pk: keys::document_pk(&document.id),
+            sk: keys::DOCUMENT_SK.to_owned(),
+            gsi1pk: keys::user_documents_pk(&document.owner_id),
+            gsi1sk: keys::recency_sk(document.created_at, &document.id),
+            document,
+        }
+    }
+}
+
+/// A chunk with its owner (for the per-user index) and its embedding, if it has one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkItem {
+    pub pk: String,
+    pub sk: String,
+    pub gsi1pk: String,
+    pub gsi1sk: String,
+    pub owner_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<PackedVector>,
+    #[serde(flatten)]
+    pub chunk: DocumentChunk,
+}
+
+impl ChunkItem {
+    pub fn new(owner_id: &str, chunk: DocumentChunk, embedding: Option<Vec<f32>>) -> Self {
+        Self {
+            pk: keys::document_pk(&chunk.document_id),
+            sk: keys::chunk_sk(chunk.chunk_index),
+            gsi1pk: keys::user_chunks_pk(owner_id),
+            gsi1sk: keys::user_chunk_sk(&chunk.document_id, chunk.chunk_index),
+            owner_id: owner_id.to_owned(),
+            embedding: embedding.map(PackedVector),
+            chunk,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TextItem {
+    pk: String,
+    sk: String,
+    text: String,
+}
+
+/// Splits text into parts of at most `max` bytes, on character boundaries.
+fn text_parts(text: &str, max: usize) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(max);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (part, tail) = rest.split_at(end);
+        parts.push(part);
+        rest = tail;
+    }
+    parts
+}
+
+fn document_key(document_id: &str) -> Item {
+    Item::from([
+        (keys::PK.to_owned(), s(keys::document_pk(document_id))),
+        (keys::SK.to_owned(), s(keys::DOCUMENT_SK)),
+    ])
+}
+
+fn put_request(item: Item) -> Result<WriteRequest, StoreError> {
+    let put = PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .map_err(anyhow::Error::new)?;
+    Ok(WriteRequest::builder().put_request(put).build())
+}
+
+fn not_found_on_condition<E, R>(err: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    let condition_failed = err
+        .as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        .is_some_and(|c| c == "ConditionalCheckFailedException");
+    if condition_failed {
+        StoreError::NotFound
+    } else {
+        classify(err)
+    }
+}
+
+impl Store {
+    /// Stores a new document's metadata; it must not exist yet.
+    pub async fn create_document(&self, document: &Document) -> Result<(), StoreError> {
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(to_item(&DocumentItem::new(document.clone()))?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| match not_found_on_condition(e) {
+                StoreError::NotFound => StoreError::Conflict,
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    /// Writes the outcome of (re)processing: status, counts, settings and times. The rest
+    /// (title, tags, ...) is left to concurrent metadata updates.
+    pub async fn save_processing(&self, document: &Document) -> Result<(), StoreError> {
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(document_key(&document.id)))
+            .update_expression(
+                "SET #status = :status, processing_started_at = :started, \
+                 processing_completed_at = :completed, processing_error = :error, \
+                 chunk_size = :size, chunk_overlap = :overlap, chunk_count = :count, \
+                 version = :version, updated_at = :updated",
+            )
+            .condition_expression("attribute_exists(pk) AND owner_id = :uid")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", attr(&document.status)?)
+            .expression_attribute_values(":started", attr(&document.processing_started_at)?)
+            .expression_attribute_values(":completed", attr(&document.processing_completed_at)?)
+            .expression_attribute_values(":error", attr(&document.processing_error)?)
+            .expression_attribute_values(":size", n(document.chunk_size))
+            .expression_attribute_values(":overlap", n(document.chunk_overlap))
+            .expression_attribute_values(":count", n(document.chunk_count))
+            .expression_attribute_values(":version", n(document.version))
+            .expression_attribute_values(":updated", timestamp(document.updated_at))
+            .expression_attribute_values(":uid", s(&document.owner_id))
+            .send()
+            .await
+            .map_err(not_found_on_condition)?;
+        Ok(())
+    }
+
+    /// The caller's document, or `NotFound` whether it is missing or someone else's.
+    pub async fn document(&self, user_id: &str, document_id: &str) -> Result<Document, StoreError> {
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(document_key(document_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        let item: DocumentItem = from_item(output.item.ok_or(StoreError::NotFound)?)?;
+        if item.document.owner_id != user_id {
+            return Err(StoreError::NotFound);
+        }
+        Ok(item.document)
+    }
+
+    /// Every document of the user, oldest first. Documents are metadata only (their text
+    /// lives apart), so a user's whole list is small enough to read for filtering and stats.
+    pub async fn documents(&self, user_id: &str) -> Result<Vec<Document>, StoreError> {
+        self.query_all(
+            Some(keys::GSI1),
+            "gsi1pk = :pk",
+            keys::user_documents_pk(user_id),
+            None,
+        )
+        .await?
+        .into_iter()
+        .map(|item| from_item::<DocumentItem>(item).map(|i| i.document))
+        .collect()
+    }
+
+    /// Records a read: one more view and the time of this access.
+    pub async fn record_document_view(
+        &self,
+        user_id: &str,
+        document_id: &str,
+    ) -> Result<Document, StoreError> {
+        let output = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(document_key(document_id)))
+            .update_expression("SET last_accessed_at = :now ADD view_count :one")
+            .condition_expression("attribute_exists(pk) AND owner_id = :uid")
+            .expression_attribute_values(":now", timestamp(crate::domain::now()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":uid", s(user_id))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(not_found_on_condition)?;
+        let item: DocumentItem = from_item(output.attributes.unwrap_or_default())?;
+        Ok(item.document)
+    }
+
+    /// Counts a search that returned these documents. Best effort: a failure is logged,
+    /// never the search's.
+    pub async fn record_document_searches(&self, user_id: &str, document_ids: &[String]) {
+        let now = crate::domain::now();
+        let updates = document_ids.iter().map(|id| async move {
+            let outcome = self
+                .client()
+                .update_item()
+                .table_name(self.table())
+                .set_key(Some(document_key(id)))
+                .update_expression("SET last_accessed_at = :now ADD search_count :one")
+                .condition_expression("attribute_exists(pk) AND owner_id = :uid")
+                .expression_attribute_values(":now", timestamp(now))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":uid", s(user_id))
+                .send()
+                .await;
+            if let Err(e) = outcome {
+                tracing::warn!(document_id = %id, error = %e, "search count not recorded");
+            }
+        });
+        futures_util::future::join_all(updates).await;
+    }
+
+    /// Applies the patch to the caller's document and returns the result.
+    pub async fn update_document(
+        &self,
+        user_id: &str,
+        document_id: &str,
+        patch: &DocumentPatch,
+    ) -> Result<Document, StoreError> {
+        let mut sets = vec!["updated_at = :now"];
+        let mut values = Item::from([
+            (":now".to_owned(), timestamp(crate::domain::now())),
+            (":uid".to_owned(), s(user_id)),
+        ]);
+        let mut set = |clause: &'static str, name: &str, value: AttributeValue| {
+            sets.push(clause);
+            values.insert(name.to_owned(), value);
+        };
+        if let Some(v) = &patch.title {
+            set("title = :title", ":title", s(v));
+        }
+        if let Some(v) = &patch.description {
+            set("description = :description", ":description", s(v));
+        }
+        if let Some(v) = &patch.tags {
+            set("tags = :tags", ":tags", attr(v)?);
+        }
+        if let Some(v) = &patch.extra_metadata {
+            set("extra_metadata = :em", ":em", attr(v)?);
+        }
+        if let Some(v) = patch.is_public {
+            set("is_public = :public", ":public", AttributeValue::Bool(v));
+        }
+        let output = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(document_key(document_id)))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression("attribute_exists(pk) AND owner_id = :uid")
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(not_found_on_condition)?;
+        let item: DocumentItem = from_item(output.attributes.unwrap_or_default())?;
+        Ok(item.document)
+    }
+
+    /// Deletes the caller's document, then its text and chunks.
+    ///
+    /// The metadata goes first, conditioned on the owner, so the document is 404 everywhere
+    /// at once and retrieval (which only ranks chunks of live documents) stops seeing it.
+    pub async fn delete_document(
+        &self,
+        user_id: &str,
+        document_id: &str,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .delete_item()
+            .table_name(self.table())
+            .set_key(Some(document_key(document_id)))
+            .condition_expression("owner_id = :uid")
+            .expression_attribute_values(":uid", s(user_id))
+            .send()
+            .await
+            .map_err(not_found_on_condition)?;
+        self.purge(&keys::document_pk(document_id), None).await
+    }
+
+    /// Stores a document's extracted text, replacing what was there.
+    pub async fn put_document_text(&self, document_id: &str, text: &str) -> Result<(), StoreError> {
+        let pk = keys::document_pk(document_id);
+        self.purge(&pk, Some(keys::DOCUMENT_TEXT_SK_PREFIX)).await?;
+        let requests = text_parts(text, TEXT_PART_BYTES)
+            .into_iter()
+            .zip(0..)
+            .map(|(part, index)| {
+                put_request(to_item(&TextItem {
+                    pk: pk.clone(),
+                    sk: keys::document_text_sk(index),
+                    text: part.to_owned(),
+                })?)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.write_batches(requests).await
+    }
+
+    /// A document's extracted text, as stored (the caller checks ownership first).
+    pub async fn document_text(&self, document_id: &str) -> Result<String, StoreError> {
+        let parts = self
+            .query_all(
+                None,
+                "pk = :pk AND begins_with(sk, :prefix)",
+                keys::document_pk(document_id),
+                Some(keys::DOCUMENT_TEXT_SK_PREFIX),
+            )
+            .await?;
+        parts
+            .into_iter()
+            .map(|item| from_item::<TextItem>(item).map(|t| t.text))
+            .collect()
+    }
+
+    /// Stores chunks (with their embeddings), several batches at a time.
+    pub async fn put_chunks(&self, chunks: Vec<ChunkItem>) -> Result<(), StoreError> {
+        let requests = chunks
+            .iter()
+            .map(|chunk| put_request(to_item(chunk)?))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.write_batches(requests).await
+    }
+
+    /// Removes a document's chunks (before it is chunked anew).
+    pub async fn delete_chunks(&self, document_id: &str) -> Result<(), StoreError> {
+        self.purge(&keys::document_pk(document_id), Some(keys::CHUNK_SK_PREFIX))
+            .await
+    }
+
+    /// The chunks `offset..offset + limit` of a document, by index: its chunk indexes run
+    /// from 0 without gaps, so the page is one key range, whatever the offset.
+    pub async fn chunk_page(
+        &self,
+        document_id: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<DocumentChunk>, StoreError> {
+        let (Ok(first), Ok(last)) = (
+            u32::try_from(offset),
+            u32::try_from(offset + limit.max(1) - 1),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let output = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+            .expression_attribute_values(":pk", s(keys::document_pk(document_id)))
+            .expression_attribute_values(":first", s(keys::chunk_sk(first)))
+            .expression_attribute_values(":last", s(keys::chunk_sk(last)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| from_item::<ChunkItem>(item).map(|c| c.chunk))
+            .collect()
+    }
+
+    /// Every chunk of one document, in order, read consistently (so a document uploaded a
+    /// moment ago is complete).
+    pub async fn document_chunks(&self, document_id: &str) -> Result<Vec<ChunkItem>, StoreError> {
+        self.query_all(
+            None,
+            "pk = :pk AND begins_with(sk, :prefix)",
+            keys::document_pk(document_id),
+            Some(keys::CHUNK_SK_PREFIX),
+        )
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect()
+    }
+
+    /// Every chunk of every document of the user, from the user's chunk index.
+    pub async fn user_chunks(&self, user_id: &str) -> Result<Vec<ChunkItem>, StoreError> {
+        self.query_all(
+            Some(keys::GSI1),
+            "gsi1pk = :pk",
+            keys::user_chunks_pk(user_id),
+            None,
+        )
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect()
+    }
+
+    /// All pages of a query on `:pk` (and `:prefix`, when the condition names it).
+    async fn query_all(
+        &self,
+        index: Option<&str>,
+        condition: &str,
+        pk: String,
+        prefix: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut values = Item::from([(":pk".to_owned(), s(pk))]);
+        if let Some(prefix) = prefix {
+            values.insert(":prefix".to_owned(), s(prefix));
+        }
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(condition)
+                .set_expression_attribute_values(Some(values.clone()))
+                // Base-table reads are consistent; a global index cannot be.
+                .consistent_read(index.is_none())
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            items.extend(output.items.unwrap_or_default());
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// Deletes every item of a partition, or those whose sort key starts with `prefix`.
+    async fn purge(&self, pk: &str, prefix: Option<&str>) -> Result<(), StoreError> {
+        let condition = match prefix {
+            Some(_) => "pk = :pk AND begins_with(sk, :prefix)",
+            None => "pk = :pk",
+        };
+        let requests = self
+            .query_all(None, condition, pk.to_owned(), prefix)
+            .await?
+            .into_iter()
+            .map(|item| {
+                let key = Item::from_iter(
+                    item.into_iter()
+                        .filter(|(name, _)| name == keys::PK || name == keys::SK),
+                );
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(key))
+                    .build()
+                    .map_err(anyhow::Error::new)?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.write_batches(requests).await
+    }
+
+    /// BatchWriteItem in batches of 25, a few at once.
+    async fn write_batches(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        while !requests.is_empty() {
+            let rest =
+                requests.split_off(requests.len().min(BATCH_WRITE_LIMIT * CONCURRENT_BATCHES));
+            let batches = requests
+                .chunks(BATCH_WRITE_LIMIT)
+                .map(|batch| self.batch_write(batch.to_vec()));
+            futures_util::future::try_join_all(batches).await?;
+            requests = rest;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::documents::model::{DocumentStatus, DocumentType};
+
+    fn document() -> Document {
+        let now = crate::domain::now();
+        Document {
+            id: "d-1".into(),
+            owner_id: "alice".into(),
+            title: Some("Guide".into()),
+            description: None,
+            tags: Some(vec!["a".into(), "b".into()]),
+            extra_metadata: None,
+            is_public: false,
+            filename: "guide.md".into(),
+            original_filename: "guide.md".into(),
+            file_size: 12,
+            file_hash: "00".into(),
+            mime_type: "text/markdown".into(),
+            document_type: DocumentType::Markdown,
+            status: DocumentStatus::Processed,
+            processing_started_at: Some(now),
+            processing_completed_at: Some(now),
+            processing_error: None,
+            chunk_size: 1000,
+            chunk_overlap: 200,
+            chunk_count: 1,
+            version: 1,
+            parent_document_id: None,
+            view_count: 0,
+            search_count: 0,
+            last_accessed_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn chunk() -> DocumentChunk {
+        let now = crate::domain::now();
+        DocumentChunk {
+            id: "c-1".into(),
+            document_id: "d-1".into(),
+            content: "Hello".into(),
+            chunk_index: 7,
+            start_char: Some(0),
+            end_char: Some(5),
+            extra_metadata: None,
+            token_count: Some(2),
+            language: None,
+            embedding_model: Some("embed-x".into()),
+            embedding_provider: Some("default".into()),
+            embedding_created_at: Some(now),
+            content_hash: "ab".into(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn a_document_survives_the_round_trip() {
+        let stored = DocumentItem::new(document());
+        let item = to_item(&stored).unwrap();
+        assert_eq!(item["pk"], AttributeValue::S("DOC#d-1".into()));
+        assert_eq!(item["gsi1pk"], AttributeValue::S("USER#alice#DOCS".into()));
+        assert_eq!(item["status"], AttributeValue::S("processed".into()));
+        let back: DocumentItem = from_item(item).unwrap();
+        assert_eq!(back, stored);
+    }
+
+    #[test]
+    fn a_chunks_vector_is_stored_as_little_endian_bytes_and_comes_back_exactly() {
+        let vector = vec![0.5_f32, -1.25, 3.0e-7, f32::MAX];
+        let stored = ChunkItem::new("alice", chunk(), Some(vector.clone()));
+        let item = to_item(&stored).unwrap();
+        let AttributeValue::B(blob) = &item["embedding"] else {
+            panic!(
+                "the vector is not a binary attribute: {:?}",
+                item["embedding"]
+            );
+        };
+        assert_eq!(blob.as_ref().len(), 16);
+        assert_eq!(&blob.as_ref()[..4], &0.5_f32.to_le_bytes());
+        assert_eq!(item["sk"], AttributeValue::S("CHUNK#000007".into()));
+        assert_eq!(item["gsi1sk"], AttributeValue::S("d-1#000007".into()));
+        let back: ChunkItem = from_item(item).unwrap();
+        assert_eq!(back.embedding, Some(PackedVector(vector)));
+        assert_eq!(back, stored);
+    }
+
+    #[test]
+    fn a_chunk_without_a_vector_has_no_vector_attribute() {
+        let item = to_item(&ChunkItem::new("alice", chunk(), None)).unwrap();
+        assert!(!item.contains_key("embedding"));
+        let back: ChunkItem = from_item(item).unwrap();
+        assert_eq!(back.embedding, None);
+    }
+
+    #[test]
+    fn a_vector_of_the_largest_common_size_fits_an_item_many_times_over() {
+        let item = to_item(&ChunkItem::new("alice", chunk(), Some(vec![0.1; 3072]))).unwrap();
+        assert!(super::super::items::item_size(&item) < 13_000);
+    }
+
+    #[test]
+    fn text_parts_split_on_character_boundaries() {
+        let text = "ééé";
+        assert_eq!(text_parts(text, 3), ["é", "é", "é"]);
+        assert_eq!(text_parts("abcdef", 4), ["abcd", "ef"]);
+        assert!(text_parts("", 4).is_empty());
+    }
+}
