@@ -7,3 +7,4 @@ mod conversations;
 mod http_layer;
 mod openapi;
 mod streaming;
+mod workflows;

@@ -29,6 +29,8 @@ pub enum Script {
     Malformed { after: usize },
     /// Streams this many tokens, then drops the connection.
     Drop { after: usize },
+    /// Asks for these tool calls, `(name, arguments)`; streamed as fragments, as providers do.
+    ToolCalls(Vec<(String, Value)>),
 }
 
 impl Script {
@@ -52,6 +54,10 @@ impl Script {
             },
             other => other,
         }
+    }
+
+    pub fn tool_call(name: &str, arguments: Value) -> Self {
+        Self::ToolCalls(vec![(name.to_owned(), arguments)])
     }
 
     pub fn without_usage(self) -> Self {
@@ -137,6 +143,21 @@ async fn complete(State(shared): State<Arc<Shared>>, Json(request): Json<Value>)
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
+        Script::ToolCalls(calls) if !streaming => {
+            let calls: Vec<Value> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, (name, arguments))| {
+                    json!({"id": format!("call_{i}"), "type": "function",
+                           "function": {"name": name, "arguments": arguments.to_string()}})
+                })
+                .collect();
+            Json(json!({
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+            }))
+            .into_response()
+        }
         Script::Reply { tokens, usage, .. } if !streaming => {
             let mut body = json!({
                 "id": "chatcmpl-fake", "object": "chat.completion",
@@ -215,6 +236,23 @@ fn stream(shared: Arc<Shared>, script: Script) -> Response {
                         "dropped",
                     )))
                     .await;
+            }
+            Script::ToolCalls(calls) => {
+                for (i, (name, arguments)) in calls.iter().enumerate() {
+                    let arguments = arguments.to_string();
+                    let (first, second) = arguments.split_at(arguments.len() / 2);
+                    let opening = json!({"index": i, "id": format!("call_{i}"), "type": "function",
+                                         "function": {"name": name, "arguments": first}});
+                    let rest = json!({"index": i, "function": {"arguments": second}});
+                    for fragment in [opening, rest] {
+                        let chunk = json!({"choices": [{"index": 0, "delta": {"tool_calls": [fragment]}, "finish_reason": null}]});
+                        let _ = sender.send(Ok(frame(&chunk))).await;
+                    }
+                }
+                let _ = sender
+                    .send(Ok(frame(&json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}))))
+                    .await;
+                let _ = sender.send(Ok(Bytes::from("data: [DONE]\n\n"))).await;
             }
             Script::Status(_) | Script::Hang => unreachable!("answered before streaming"),
         }

@@ -3,6 +3,7 @@
 
 pub mod fake_llm;
 pub mod lambda_emulator;
+pub mod mcp_server;
 
 use std::collections::HashMap;
 use std::sync::Arc;
