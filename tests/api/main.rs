@@ -4,6 +4,7 @@
 mod auth;
 mod chat;
 mod conversations;
+mod documents;
 mod http_layer;
 mod openapi;
 mod streaming;

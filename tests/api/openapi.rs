@@ -4,6 +4,7 @@ use api_tests::TestApp;
 use serde_json::Value;
 
 const CHATTER_CHAT: &str = "chatter-chat-api.json";
+const CHATTER_DOCUMENTS: &str = "chatter-documents-api.json";
 
 /// The operations of the contracts this code implements so far: (contract, method, path).
 const IMPLEMENTED: &[(&str, &str, &str)] = &[
@@ -42,6 +43,37 @@ const IMPLEMENTED: &[(&str, &str, &str)] = &[
         "/api/v1/chat/template/{template_name}",
     ),
     (CHATTER_CHAT, "get", "/api/v1/chat/templates"),
+    (CHATTER_DOCUMENTS, "post", "/api/v1/documents/upload"),
+    (CHATTER_DOCUMENTS, "get", "/api/v1/documents"),
+    (CHATTER_DOCUMENTS, "get", "/api/v1/documents/{document_id}"),
+    (CHATTER_DOCUMENTS, "put", "/api/v1/documents/{document_id}"),
+    (
+        CHATTER_DOCUMENTS,
+        "delete",
+        "/api/v1/documents/{document_id}",
+    ),
+    (CHATTER_DOCUMENTS, "post", "/api/v1/documents/search"),
+    (
+        CHATTER_DOCUMENTS,
+        "get",
+        "/api/v1/documents/{document_id}/chunks",
+    ),
+    (
+        CHATTER_DOCUMENTS,
+        "post",
+        "/api/v1/documents/{document_id}/process",
+    ),
+    (CHATTER_DOCUMENTS, "get", "/api/v1/documents/stats/overview"),
+    (
+        CHATTER_DOCUMENTS,
+        "get",
+        "/api/v1/documents/{document_id}/download",
+    ),
+    (
+        CHATTER_DOCUMENTS,
+        "post",
+        "/api/v1/documents/{document_id}/reprocess",
+    ),
 ];
 
 fn contract(name: &str) -> Value {
@@ -158,7 +190,8 @@ async fn every_route_the_document_lists_is_served() {
         for method in operations.as_object().unwrap().keys() {
             let concrete = path
                 .replace("{conversation_id}", "c")
-                .replace("{message_id}", "m");
+                .replace("{message_id}", "m")
+                .replace("{document_id}", "d");
             let request = app.request(method.to_uppercase().parse().unwrap(), &concrete, "alice");
             let status = request.send().await.unwrap().status();
             assert_ne!(status, 405, "{method} {path}");

@@ -1,4 +1,6 @@
-//! A scripted OpenAI-compatible Chat Completions server on a random loopback port.
+//! A scripted OpenAI-compatible Chat Completions server on a random loopback port, with an
+//! `/embeddings` endpoint whose vectors are deterministic (a hashed bag of words), so texts
+//! that share words really are closer than texts that do not.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -78,6 +80,8 @@ struct Shared {
     fallback: Mutex<Option<Script>>,
     requests: Mutex<Vec<Value>>,
     last_token_sent: Mutex<Option<Instant>>,
+    embedding_requests: Mutex<Vec<Value>>,
+    embedding_failure: Mutex<Option<u16>>,
 }
 
 pub struct FakeLlm {
@@ -90,6 +94,7 @@ impl FakeLlm {
         let shared = Arc::new(Shared::default());
         let router = Router::new()
             .route("/v1/chat/completions", post(complete))
+            .route("/v1/embeddings", post(embed))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
@@ -115,6 +120,16 @@ impl FakeLlm {
 
     pub fn calls(&self) -> usize {
         self.shared.requests.lock().unwrap().len()
+    }
+
+    /// Every `/embeddings` request body received, in order.
+    pub fn embedding_requests(&self) -> Vec<Value> {
+        self.shared.embedding_requests.lock().unwrap().clone()
+    }
+
+    /// From now on `/embeddings` fails with this status (`None`: answers again).
+    pub fn fail_embeddings(&self, status: Option<u16>) {
+        *self.shared.embedding_failure.lock().unwrap() = status;
     }
 
     /// When the last token of the last streamed reply left the fake.
@@ -170,6 +185,69 @@ async fn complete(State(shared): State<Arc<Shared>>, Json(request): Json<Value>)
         }
         script => stream(shared, script),
     }
+}
+
+/// Dimensions of the fake's embeddings.
+pub const EMBEDDING_DIMENSIONS: usize = 256;
+
+/// The fake's embedding of a text: each word (lowercased, common words left out) adds one to
+/// the dimension its hash picks, and the vector is scaled to length 1. Texts that share words
+/// point the same way; texts that share none are orthogonal.
+pub fn fake_embedding(text: &str) -> Vec<f32> {
+    const COMMON: &[&str] = &[
+        "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "is", "it", "of",
+        "on", "or", "the", "to", "was", "what", "which", "with",
+    ];
+    let mut vector = vec![0.0_f32; EMBEDDING_DIMENSIONS];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .filter(|w| !w.is_empty() && !COMMON.contains(&w.as_str()))
+    {
+        // FNV-1a: stable across runs and platforms, unlike the standard library's hasher.
+        let hash = word.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        vector[(hash % EMBEDDING_DIMENSIONS as u64) as usize] += 1.0;
+    }
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|x| *x /= norm);
+    }
+    vector
+}
+
+async fn embed(State(shared): State<Arc<Shared>>, Json(request): Json<Value>) -> Response {
+    shared
+        .embedding_requests
+        .lock()
+        .unwrap()
+        .push(request.clone());
+    if let Some(code) = *shared.embedding_failure.lock().unwrap() {
+        return (
+            StatusCode::from_u16(code).unwrap(),
+            Json(json!({"error": {"message": format!("scripted embedding failure {code}")}})),
+        )
+            .into_response();
+    }
+    let inputs: Vec<String> = match &request["input"] {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(many) => many
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect(),
+        _ => return StatusCode::UNPROCESSABLE_ENTITY.into_response(),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| json!({"object": "embedding", "index": index, "embedding": fake_embedding(text)}))
+        .collect();
+    Json(
+        json!({"object": "list", "data": data, "model": request["model"],
+                "usage": {"prompt_tokens": 0, "total_tokens": 0}}),
+    )
+    .into_response()
 }
 
 fn frame(value: &Value) -> Bytes {

@@ -19,14 +19,17 @@ pub enum Group {
     /// What the API offers and how it has run: templates, tools, MCP status, performance
     /// statistics, and the OpenAPI document.
     Catalog,
+    /// Chatter documents: upload, processing, chunks and search for retrieval.
+    Documents,
 }
 
 impl Group {
-    pub const ALL: [Group; 4] = [
+    pub const ALL: [Group; 5] = [
         Group::Conversations,
         Group::Chat,
         Group::ChatStream,
         Group::Catalog,
+        Group::Documents,
     ];
 
     /// The group's routes, as (authenticated, public).
@@ -39,6 +42,7 @@ impl Group {
                 chatter::chat::catalog_routes().merge(chatter::workflows::routes()),
                 openapi::routes(),
             ),
+            Group::Documents => (chatter::documents::routes(), Router::new()),
         }
     }
 

@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::chatter::{chat, conversations, workflows};
+use super::chatter::{chat, conversations, documents, workflows};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -29,6 +29,17 @@ use crate::AppState;
         workflows::available_tools,
         workflows::mcp_status,
         workflows::performance_stats,
+        documents::upload_document,
+        documents::list_documents,
+        documents::get_document,
+        documents::update_document,
+        documents::delete_document,
+        documents::search_documents,
+        documents::document_chunks,
+        documents::process_document,
+        documents::document_stats,
+        documents::download_document,
+        documents::reprocess_document,
     ),
     components(schemas(chat::StreamingChatChunk)),
     modifiers(&BearerAuth)

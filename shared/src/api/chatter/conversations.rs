@@ -156,7 +156,7 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    fn page(&self, default_limit: usize) -> ApiResult<(usize, usize)> {
+    pub(crate) fn page(&self, default_limit: usize) -> ApiResult<(usize, usize)> {
         let mut v = Violations::new();
         v.range(self.limit, 1, 100, &["query", "limit"]);
         v.range(self.offset, 0, 1_000_000, &["query", "offset"]);

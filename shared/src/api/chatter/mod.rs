@@ -2,4 +2,5 @@
 
 pub mod chat;
 pub mod conversations;
+pub mod documents;
 pub mod workflows;
