@@ -169,16 +169,11 @@ async fn invalid_requests_are_422() {
         (json!({"message": "hi", "max_tokens": 9000}), "max_tokens"),
         (json!({"message": "hi", "workflow": "banana"}), "workflow"),
         (json!({"message": "hi", "provider": "nobody"}), "provider"),
-        (json!({"message": "hi", "workflow": "rag"}), "workflow"),
     ] {
         let reply = app.post(CHAT, "alice", &body).await;
         reply.assert_problem(422);
         assert_eq!(reply.body["errors"][0]["loc"][1], field, "{body}");
     }
-    let rag = app
-        .post(CHAT, "alice", &json!({"message": "hi", "workflow": "rag"}))
-        .await;
-    assert!(rag.body["detail"].as_str().unwrap().contains("rag"));
     assert_eq!(fake.calls(), 0);
     assert_eq!(
         app.get("/api/v1/chat/conversations", "alice").await.body["total"],
@@ -380,13 +375,4 @@ async fn a_template_supplies_the_system_prompt_and_defaults_the_request_can_over
     )
     .await
     .assert_problem(404);
-    let rag = app
-        .post(
-            "/api/v1/chat/template/document_qa",
-            "alice",
-            &json!({"message": "hi"}),
-        )
-        .await;
-    rag.assert_problem(422);
-    assert!(rag.body["detail"].as_str().unwrap().contains("rag"));
 }

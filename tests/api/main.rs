@@ -7,5 +7,6 @@ mod conversations;
 mod documents;
 mod http_layer;
 mod openapi;
+mod rag;
 mod streaming;
 mod workflows;

@@ -122,6 +122,26 @@ impl TestApp {
         Reply::from(request.send().await.unwrap()).await
     }
 
+    /// Uploads a plain-text document for `user_id` and returns its id.
+    pub async fn upload_text(&self, user_id: &str, title: &str, text: &str) -> String {
+        let boundary = "api-tests-boundary";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{title}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"doc.txt\"\r\n\
+             Content-Type: text/plain\r\n\r\n{text}\r\n--{boundary}--\r\n"
+        );
+        let request = self
+            .request(Method::POST, "/api/v1/documents/upload", user_id)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
+        let reply = Reply::from(request.send().await.unwrap()).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
     /// Creates a conversation for `user_id` and returns its id.
     pub async fn create_conversation(&self, user_id: &str, title: &str) -> String {
         let reply = self

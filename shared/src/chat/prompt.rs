@@ -1,5 +1,6 @@
 //! Building the prompt: system prompt, the history that fits the context window, the new message.
 
+use crate::documents::Source;
 use crate::domain::{Message, MessageRole};
 use crate::llm::PromptMessage;
 
@@ -10,6 +11,29 @@ const MESSAGE_OVERHEAD: usize = 4;
 /// budget a context window and to account for usage when a provider reports none.
 pub fn estimate_tokens(text: &str) -> usize {
     text.len().div_ceil(4) + MESSAGE_OVERHEAD
+}
+
+/// The system prompt with the retrieved sources appended as numbered passages, so that the
+/// model can cite them as [1], [2], ...
+pub fn with_sources(system: Option<&str>, sources: &[Source]) -> String {
+    let mut prompt = system.map(|s| format!("{s}\n\n")).unwrap_or_default();
+    if sources.is_empty() {
+        prompt.push_str("No passage of the user's documents matches this question; say so if the answer depends on them.");
+        return prompt;
+    }
+    prompt.push_str(
+        "Answer from these passages of the user's documents, citing them by number like [1]:\n",
+    );
+    for (i, source) in sources.iter().enumerate() {
+        prompt.push_str(&format!(
+            "\n[{}] {} (part {}):\n{}\n",
+            i + 1,
+            source.title,
+            source.chunk_index + 1,
+            source.content.trim()
+        ));
+    }
+    prompt
 }
 
 /// The prompt for a turn: `system`, then as many of the latest `history` messages as fit in
@@ -97,6 +121,25 @@ mod tests {
         let prompt = build(None, &history(10), 2, "now", 100_000);
         assert_eq!(prompt.len(), 3);
         assert_eq!(prompt[0].content, "message number 0009");
+    }
+
+    #[test]
+    fn sources_are_numbered_after_the_system_prompt() {
+        let source = |title: &str, content: &str| Source {
+            document_id: "d".into(),
+            title: title.into(),
+            chunk_index: 0,
+            score: 0.9,
+            content: content.into(),
+        };
+        let prompt = with_sources(
+            Some("Be brief."),
+            &[source("Guide", "Alpha."), source("FAQ", "Beta.")],
+        );
+        assert!(prompt.starts_with("Be brief.\n\n"));
+        assert!(prompt.contains("[1] Guide (part 1):\nAlpha."));
+        assert!(prompt.contains("[2] FAQ (part 1):\nBeta."));
+        assert!(with_sources(None, &[]).contains("No passage"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::templates::{Template, Workflow};
 use super::{estimate_tokens, prompt};
 use crate::AppState;
+use crate::documents::{self, RetrievalQuery, Source};
 use crate::domain::{
     Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation,
 };
@@ -22,6 +23,7 @@ const HISTORY_FETCH: usize = 100;
 const TITLE_CHARS: usize = 50;
 const GENERATE_NODE: &str = "generate";
 const TOOL_NODE: &str = "tool";
+const RETRIEVE_NODE: &str = "retrieve";
 /// Tool calls a turn may make when neither the request nor its template says.
 const DEFAULT_MAX_TOOL_CALLS: u32 = 10;
 
@@ -43,6 +45,10 @@ pub struct ChatInput {
     pub user_metadata: Option<JsonObject>,
     /// Most tool calls the turn may make (`workflow_config.max_tool_calls`).
     pub max_tool_calls: Option<u32>,
+    /// Retrieval on or off for this turn; `None` follows the conversation.
+    pub enable_retrieval: Option<bool>,
+    /// Retrieve only from these of the caller's documents.
+    pub document_ids: Option<Vec<String>>,
 }
 
 /// A turn whose user message is stored and whose prompt is ready.
@@ -54,6 +60,9 @@ pub struct Turn {
     workflow: Workflow,
     toolset: Toolset,
     max_tool_calls: usize,
+    /// What retrieval found, cited by number in the prompt.
+    sources: Vec<Source>,
+    retrieval_ms: u64,
     started: Instant,
 }
 
@@ -173,20 +182,10 @@ impl Turn {
     /// Resolves the conversation, provider, tools and prompt, and stores the user's message.
     pub async fn begin(state: &AppState, user_id: &str, input: ChatInput) -> ApiResult<Self> {
         let template = input.template;
-        let workflow = input
+        let requested = input
             .workflow
             .or(template.map(|t| t.workflow))
             .unwrap_or(Workflow::Plain);
-        if matches!(workflow, Workflow::Rag | Workflow::Full) {
-            return Err(ApiError::invalid(
-                ["body".into(), "workflow".into()],
-                format!(
-                    "The '{}' workflow is not available on this deployment yet.",
-                    workflow.as_str()
-                ),
-                "workflow_unavailable",
-            ));
-        }
         let (record, history) = match &input.conversation_id {
             Some(id) => state
                 .store
@@ -213,6 +212,14 @@ impl Turn {
             ),
         };
         let conversation = &record.conversation;
+        let retrieval = input
+            .enable_retrieval
+            .unwrap_or(conversation.enable_retrieval);
+        let workflow = match (requested, retrieval) {
+            (Workflow::Plain, true) => Workflow::Rag,
+            (Workflow::Tools, true) => Workflow::Full,
+            (workflow, _) => workflow,
+        };
         let provider_name = input
             .provider
             .as_deref()
@@ -224,7 +231,7 @@ impl Turn {
                 "unknown_provider",
             )
         })?;
-        let toolset = if workflow == Workflow::Tools {
+        let toolset = if matches!(workflow, Workflow::Tools | Workflow::Full) {
             let discovered = Toolset::discover(&state.mcp).await;
             match template.filter(|t| !t.required_tools.is_empty()) {
                 Some(t) => discovered.only(t.required_tools),
@@ -233,11 +240,36 @@ impl Turn {
         } else {
             Toolset::default()
         };
+        let retrieval_started = Instant::now();
+        let sources = if matches!(workflow, Workflow::Rag | Workflow::Full) {
+            documents::retrieve(
+                state,
+                RetrievalQuery {
+                    user_id,
+                    query: &input.message,
+                    limit: template
+                        .and_then(|t| t.max_documents)
+                        .unwrap_or(conversation.retrieval_limit)
+                        as usize,
+                    score_threshold: conversation.retrieval_score_threshold,
+                    document_ids: input.document_ids.as_deref(),
+                },
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        let retrieval_ms = retrieval_started.elapsed().as_millis() as u64;
         let system = input
             .system_prompt_override
             .as_deref()
             .or(conversation.system_prompt.as_deref())
             .or(template.map(|t| t.system_message));
+        let system = if matches!(workflow, Workflow::Rag | Workflow::Full) {
+            Some(prompt::with_sources(system, &sources))
+        } else {
+            system.map(str::to_owned)
+        };
         let budget = input.context_limit.unwrap_or(conversation.context_window) as usize;
         let memory = if conversation.memory_enabled {
             input
@@ -253,7 +285,7 @@ impl Turn {
                 .clone()
                 .filter(|_| conversation.llm_provider.as_deref() == Some(provider.name.as_str()))
                 .unwrap_or_else(|| provider.config.default_model.clone()),
-            messages: prompt::build(system, &history, memory, &input.message, budget),
+            messages: prompt::build(system.as_deref(), &history, memory, &input.message, budget),
             temperature: input
                 .temperature
                 .or(conversation.temperature)
@@ -284,6 +316,8 @@ impl Turn {
             workflow,
             toolset,
             max_tool_calls,
+            sources,
+            retrieval_ms,
             started: Instant::now(),
         })
     }
@@ -338,6 +372,25 @@ impl Turn {
         state: &AppState,
         events: Option<&mpsc::Sender<TurnEvent>>,
     ) -> Generation {
+        if matches!(self.workflow, Workflow::Rag | Workflow::Full) {
+            emit(
+                events,
+                TurnEvent::NodeStarted {
+                    node: RETRIEVE_NODE,
+                    details: JsonObject::new(),
+                },
+            )
+            .await;
+            emit(
+                events,
+                TurnEvent::NodeCompleted {
+                    node: RETRIEVE_NODE,
+                    duration_ms: self.retrieval_ms,
+                    details: details([("sources", self.sources.len().into())]),
+                },
+            )
+            .await;
+        }
         let mut messages = self.request.messages.clone();
         let mut usage = Usage::default();
         let mut tool_runs = Vec::new();
@@ -506,6 +559,19 @@ impl Turn {
             ("workflow", self.workflow.as_str().into()),
             ("tool_calls", tool_calls.into()),
         ]);
+        if matches!(self.workflow, Workflow::Rag | Workflow::Full) {
+            let citations: Vec<serde_json::Value> = self
+                .sources
+                .iter()
+                .map(|source| {
+                    serde_json::json!({
+                        "document_id": source.document_id, "title": source.title,
+                        "chunk_index": source.chunk_index, "score": source.score,
+                    })
+                })
+                .collect();
+            metadata.insert("sources".into(), citations.into());
+        }
         if !self.toolset.unavailable.is_empty() {
             metadata.insert(
                 "unavailable_tools".into(),
@@ -516,7 +582,8 @@ impl Turn {
     }
 
     fn execution(&self, generation: &Generation, error: Option<&ApiError>) -> Execution {
-        let mcp_used = self.workflow == Workflow::Tools && !self.toolset.tools().is_empty();
+        let mcp_used = matches!(self.workflow, Workflow::Tools | Workflow::Full)
+            && !self.toolset.tools().is_empty();
         let hit = mcp_used && self.toolset.cache_hit;
         Execution {
             workflow: self.workflow.as_str().into(),

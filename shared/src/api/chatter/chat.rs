@@ -25,6 +25,8 @@ use crate::http::validate::Violations;
 
 /// Keeps a message, with its metadata, well inside DynamoDB's 400 KB item.
 pub const MAX_MESSAGE_CHARS: usize = 64_000;
+/// Most documents one turn may name for retrieval.
+pub const MAX_DOCUMENT_IDS: usize = 50;
 
 pub fn chat_routes() -> Router<AppState> {
     Router::new().route("/api/v1/chat/chat", post(chat)).route(
@@ -81,6 +83,12 @@ impl ChatRequest {
             10_000_000,
             &["body", "context_limit"],
         );
+        v.range(
+            self.document_ids.as_ref().map(Vec::len),
+            0,
+            MAX_DOCUMENT_IDS,
+            &["body", "document_ids"],
+        );
         v.finish()?;
         let template = match template.or(self.workflow_template.as_deref()) {
             Some(name) => Some(
@@ -105,6 +113,8 @@ impl ChatRequest {
                 .and_then(|c| c.get("max_tool_calls"))
                 .and_then(serde_json::Value::as_u64)
                 .map(|n| n.min(50) as u32),
+            enable_retrieval: self.enable_retrieval,
+            document_ids: self.document_ids,
             ..Default::default()
         })
     }
@@ -234,6 +244,7 @@ impl StreamingChatChunk {
                         "model": outcome.message.model_used,
                         "provider": outcome.message.provider_used,
                         "response_time_ms": outcome.message.response_time_ms,
+                        "sources": outcome.message.metadata.as_ref().and_then(|m| m.get("sources")),
                     })),
                     ..Default::default()
                 },
