@@ -237,12 +237,15 @@ fn llm_config(
             })?;
         for (name, entry) in entries {
             let api_key = match &entry.api_key_env {
-                Some(var) => Some(Secret::new(vars.get(var).cloned().ok_or_else(|| {
-                    ConfigError::Invalid {
-                        name: "LLM_PROVIDERS",
-                        reason: format!("provider {name} names {var}, which is not set"),
-                    }
-                })?)),
+                Some(var) => Some(Secret::new(
+                    vars.get(var)
+                        .map(|v| v.trim())
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| ConfigError::Invalid {
+                            name: "LLM_PROVIDERS",
+                            reason: format!("provider {name} names {var}, which is not set"),
+                        })?,
+                )),
                 None => None,
             };
             providers.insert(
@@ -270,7 +273,9 @@ fn llm_config(
     Ok(LlmConfig {
         providers,
         default_provider,
-        request_timeout: seconds("LLM_TIMEOUT_SECS", 25)?,
+        // API Gateway cuts at 30 s and the function stops at 29 s: 20 s for the model leaves
+        // room for storing the answer, so a slow model is the function's clean 504.
+        request_timeout: seconds("LLM_TIMEOUT_SECS", 20)?,
         idle_timeout: seconds("LLM_IDLE_TIMEOUT_SECS", 30)?,
         connect_timeout: seconds("LLM_CONNECT_TIMEOUT_SECS", 5)?,
         embedding_model: get("EMBEDDING_MODEL"),
