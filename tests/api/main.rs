@@ -6,6 +6,7 @@ mod chat;
 mod conversations;
 mod documents;
 mod http_layer;
+mod idempotency;
 mod openapi;
 mod rag;
 mod streaming;

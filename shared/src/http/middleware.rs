@@ -170,7 +170,7 @@ pub fn cors(config: &Config) -> CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             CORRELATION_ID,
-            HeaderName::from_static("idempotency-key"),
+            super::idempotency::IDEMPOTENCY_KEY,
         ])
         .expose_headers([
             CORRELATION_ID,
@@ -179,6 +179,7 @@ pub fn cors(config: &Config) -> CorsLayer {
             REMAINING_MINUTE,
             REMAINING_HOUR,
             header::RETRY_AFTER,
+            super::idempotency::REPLAYED,
         ])
         .max_age(std::time::Duration::from_secs(600))
 }

@@ -2,6 +2,7 @@
 //! assembly of a function's routes into a service.
 
 pub mod extract;
+pub mod idempotency;
 pub mod middleware;
 pub mod validate;
 
@@ -17,11 +18,17 @@ use crate::AppState;
 pub fn service(state: AppState, protected: Router<AppState>, public: Router<AppState>) -> Router {
     let config = state.config.clone();
     // axum refuses a route layer over no routes; a group may have only public ones.
+    // Route layers run outermost last: the caller is known before idempotency needs it.
     let protected = if protected.has_routes() {
-        protected.route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::authenticate,
-        ))
+        protected
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                idempotency::idempotent,
+            ))
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                middleware::authenticate,
+            ))
     } else {
         protected
     };

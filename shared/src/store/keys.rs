@@ -6,6 +6,7 @@
 //! | message             | `CONV#<id>`        | `MSG#<seq:012>`   | –                   | –                       | `MSGID#<msgid>` |
 //! | user counters       | `USER#<uid>`       | `STATS`           | –                   | –                       | –               |
 //! | execution stats     | `USER#<uid>`       | `EXECUTIONS`      | –                   | –                       | –               |
+//! | idempotency record  | `IDEM#<sha256>`    | `RESPONSE`        | –                   | –                       | –               |
 //! | rate-limit window   | `RATE#<uid>#<hour>`| `WINDOW`          | –                   | –                       | –               |
 //! | document            | `DOC#<id>`         | `META`            | `USER#<uid>#DOCS`   | `<created_at>#<id>`     | –               |
 //! | document text part  | `DOC#<id>`         | `TEXT#<part:04>`  | –                   | –                       | –               |
@@ -27,6 +28,9 @@ pub const CONVERSATION_SK: &str = "META";
 pub const MESSAGE_SK_PREFIX: &str = "MSG#";
 pub const USER_STATS_SK: &str = "STATS";
 pub const EXECUTION_STATS_SK: &str = "EXECUTIONS";
+/// Followed by the hash of the user and the key (see `idempotency`).
+pub const IDEMPOTENCY_PK_PREFIX: &str = "IDEM#";
+pub const IDEMPOTENCY_SK: &str = "RESPONSE";
 pub const RATE_WINDOW_SK: &str = "WINDOW";
 pub const DOCUMENT_SK: &str = "META";
 pub const DOCUMENT_TEXT_SK_PREFIX: &str = "TEXT#";

@@ -4,6 +4,7 @@ mod conversations;
 pub mod documents;
 pub mod items;
 pub mod keys;
+pub mod idempotency;
 mod rate_limit;
 mod stats;
 pub mod table;
