@@ -1,10 +1,17 @@
-//! The chat domain: conversations and their messages, independent of wire dialect and storage.
+//! The chat domain: conversations and their messages, and FreeChat's characters and chat
+//! sessions over them, independent of wire dialect and storage.
 
+mod character;
 mod conversation;
 mod message;
+mod session;
 
+pub use character::{
+    Backend, BackendSettings, Character, CharacterInfo, Persona, QuotaType, Visibility,
+};
 pub use conversation::{Conversation, ConversationPatch, ConversationStatus, NewConversation};
 pub use message::{Message, MessageDraft, MessageRole};
+pub use session::{ChatSession, ChatSettings, LifetimeUsage};
 
 use chrono::{DateTime, SubsecRound, Utc};
 

@@ -1,0 +1,125 @@
+//! FreeChat's chat sessions. A session is a conversation: these are the fields FreeChat adds
+//! to it, and the lifetime usage its quotas count.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{BackendSettings, Conversation, Message, MessageRole, Persona, QuotaType};
+
+/// Who talks to which character through which backend, and how they present themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatSession {
+    pub character_uid: String,
+    pub backend_id: String,
+    pub user_nickname: Option<String>,
+    pub user_profile: Option<String>,
+    pub character_nickname: Option<String>,
+    pub about: Option<String>,
+    pub ext: Option<String>,
+    /// When the user last read the chat (FreeChat's `gmtRead`); chats list by it.
+    pub read_at: DateTime<Utc>,
+}
+
+impl ChatSession {
+    pub fn persona<'a>(&'a self, context: Option<&'a str>) -> Persona<'a> {
+        Persona {
+            character_nickname: self.character_nickname.as_deref(),
+            user_nickname: self.user_nickname.as_deref(),
+            user_profile: self.user_profile.as_deref(),
+            about: self.about.as_deref(),
+            context,
+        }
+    }
+}
+
+/// What a conversation has consumed over its whole life. Deleting, rolling back or clearing
+/// messages never lowers it, so a quota cannot be reset by editing the history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifetimeUsage {
+    /// The model's answers.
+    pub replies: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl LifetimeUsage {
+    /// What these messages add: the model's answers and the tokens they took.
+    pub fn of(messages: &[Message]) -> Self {
+        messages
+            .iter()
+            .filter(|m| m.role == MessageRole::Assistant)
+            .fold(Self::default(), |usage, m| Self {
+                replies: usage.replies + 1,
+                input_tokens: usage.input_tokens + u64::from(m.prompt_tokens.unwrap_or(0)),
+                output_tokens: usage.output_tokens + u64::from(m.completion_tokens.unwrap_or(0)),
+            })
+    }
+
+    pub fn total_tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+
+    /// The usage and the limit when the backend's quota is used up.
+    pub fn exhausts(&self, backend: &BackendSettings) -> Option<(u64, u64)> {
+        let used = match backend.quota_type {
+            QuotaType::Messages => self.replies,
+            QuotaType::Tokens => self.total_tokens(),
+            QuotaType::None => return None,
+        };
+        (used >= backend.init_quota).then_some((used, backend.init_quota))
+    }
+}
+
+/// The settings a chat's conversation carries from its character and backend, so that a
+/// Chatter turn in the same conversation speaks as the character with the same model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatSettings {
+    pub system_prompt: String,
+    pub provider: String,
+    pub model: String,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+}
+
+impl ChatSettings {
+    pub fn differ_from(&self, conversation: &Conversation) -> bool {
+        conversation.system_prompt.as_deref() != Some(self.system_prompt.as_str())
+            || conversation.llm_provider.as_deref() != Some(self.provider.as_str())
+            || conversation.llm_model.as_deref() != Some(self.model.as_str())
+            || conversation.temperature != self.temperature
+            || conversation.max_tokens != self.max_tokens
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(quota_type: QuotaType, init_quota: u64) -> BackendSettings {
+        BackendSettings {
+            quota_type,
+            init_quota,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_quota_is_used_up_once_usage_reaches_it() {
+        let usage = LifetimeUsage {
+            replies: 2,
+            input_tokens: 30,
+            output_tokens: 10,
+        };
+        assert_eq!(usage.exhausts(&backend(QuotaType::Messages, 3)), None);
+        assert_eq!(
+            usage.exhausts(&backend(QuotaType::Messages, 2)),
+            Some((2, 2))
+        );
+        assert_eq!(usage.exhausts(&backend(QuotaType::Tokens, 41)), None);
+        assert_eq!(
+            usage.exhausts(&backend(QuotaType::Tokens, 40)),
+            Some((40, 40))
+        );
+        assert_eq!(usage.exhausts(&backend(QuotaType::None, 0)), None);
+    }
+}
