@@ -12,9 +12,9 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 
-use super::items::{ConversationItem, Item, MessageItem, from_item, to_item};
+use super::items::{ConversationItem, Item, MessageItem, from_item, to_item, usage_attributes};
 use super::{Store, StoreError, classify, keys};
-use crate::domain::{Conversation, ConversationPatch, Message, MessageDraft};
+use crate::domain::{Conversation, ConversationPatch, LifetimeUsage, Message, MessageDraft};
 
 /// A conversation with the bookkeeping an append needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +64,9 @@ impl ConversationRecord {
 /// Under contention an append re-reads the conversation and tries again, this many times.
 const MAX_APPEND_ATTEMPTS: u32 = 60;
 /// BatchWriteItem takes at most this many requests.
-const BATCH_WRITE_LIMIT: usize = 25;
+pub(super) const BATCH_WRITE_LIMIT: usize = 25;
+/// TransactWriteItems takes at most 100 actions; removals keep one for the counters.
+const REMOVALS_PER_TRANSACTION: usize = 99;
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -82,7 +84,7 @@ pub(super) fn timestamp(value: DateTime<Utc>) -> AttributeValue {
     s(value.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
-fn conversation_key(conversation_id: &str) -> Item {
+pub(super) fn conversation_key(conversation_id: &str) -> Item {
     Item::from([
         (
             keys::PK.to_owned(),
@@ -92,7 +94,7 @@ fn conversation_key(conversation_id: &str) -> Item {
     ])
 }
 
-fn user_stats_key(user_id: &str) -> Item {
+pub(super) fn user_stats_key(user_id: &str) -> Item {
     Item::from([
         (keys::PK.to_owned(), s(keys::user_pk(user_id))),
         (keys::SK.to_owned(), s(keys::USER_STATS_SK)),
@@ -117,7 +119,7 @@ fn cancelled_by_condition<R>(
     }
 }
 
-fn write_failed<R: std::fmt::Debug + Send + Sync + 'static>(
+pub(super) fn write_failed<R: std::fmt::Debug + Send + Sync + 'static>(
     err: aws_sdk_dynamodb::error::SdkError<
         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
         R,
@@ -145,21 +147,33 @@ impl Store {
         drafts: Vec<MessageDraft>,
     ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
         let (created, messages, _, _) = record.with_appended(&drafts);
-        let item = to_item(&ConversationItem::new(
-            created.conversation.clone(),
-            created.last_sequence,
-        ))?;
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(anyhow::Error::new)?;
+        let mut item = ConversationItem::new(created.conversation.clone(), created.last_sequence);
+        item.usage = LifetimeUsage::of(&messages);
+        self.insert_conversation(item, &messages, Vec::new())
+            .await?;
+        Ok((created, messages))
+    }
+
+    /// Writes a new conversation item with its messages and the owner's count in one
+    /// transaction, together with `extra` actions that must succeed or fail with it. Any
+    /// failed condition is a `Conflict`.
+    pub(super) async fn insert_conversation(
+        &self,
+        item: ConversationItem,
+        messages: &[Message],
+        extra: Vec<TransactWriteItem>,
+    ) -> Result<(), StoreError> {
         let count = Update::builder()
             .table_name(self.table())
-            .set_key(Some(user_stats_key(&created.conversation.user_id)))
+            .set_key(Some(user_stats_key(&item.conversation.user_id)))
             .update_expression("ADD conversation_count :one")
             .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(anyhow::Error::new)?;
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(to_item(&item)?))
+            .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(anyhow::Error::new)?;
         let mut request = self
@@ -167,14 +181,17 @@ impl Store {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
             .transact_items(TransactWriteItem::builder().update(count).build());
-        for message in &messages {
+        for message in messages {
             request = request.transact_items(self.put_message(message)?);
+        }
+        for action in extra {
+            request = request.transact_items(action);
         }
         request
             .send()
             .await
             .map_err(|e| write_failed(e, StoreError::Conflict))?;
-        Ok((created, messages))
+        Ok(())
     }
 
     fn put_message(&self, message: &Message) -> Result<TransactWriteItem, StoreError> {
@@ -455,6 +472,23 @@ impl Store {
         limit: usize,
     ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
         let latest = async {
+            let mut messages = self.latest_messages(conversation_id, limit).await?;
+            messages.reverse();
+            Ok(messages)
+        };
+        tokio::try_join!(self.conversation(user_id, conversation_id), latest)
+    }
+
+    /// A conversation's latest `limit` messages, newest first, read page by page so that large
+    /// messages cannot cut the answer short at DynamoDB's 1 MB per query.
+    pub(super) async fn latest_messages(
+        &self,
+        conversation_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        while found.len() < limit {
             let output = self
                 .client()
                 .query()
@@ -463,21 +497,21 @@ impl Store {
                 .expression_attribute_values(":pk", s(keys::conversation_pk(conversation_id)))
                 .expression_attribute_values(":prefix", s(keys::MESSAGE_SK_PREFIX))
                 .scan_index_forward(false)
-                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
                 .consistent_read(true)
+                .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(classify)?;
-            let mut messages = output
-                .items
-                .unwrap_or_default()
-                .into_iter()
-                .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
-                .collect::<Result<Vec<_>, _>>()?;
-            messages.reverse();
-            Ok(messages)
-        };
-        tokio::try_join!(self.conversation(user_id, conversation_id), latest)
+            for item in output.items.unwrap_or_default() {
+                found.push(from_item::<MessageItem>(item)?.message);
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     async fn query_messages(
@@ -546,6 +580,7 @@ impl Store {
         drafts: &[MessageDraft],
     ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
         let (updated, messages, tokens, cost) = record.with_appended(drafts);
+        let usage = LifetimeUsage::of(&messages);
         let conversation = &updated.conversation;
         let now = conversation.updated_at;
         let mut request = self.client().transact_write_items();
@@ -555,10 +590,14 @@ impl Store {
         let counters = Update::builder()
             .table_name(self.table())
             .set_key(Some(conversation_key(&conversation.id)))
-            .update_expression(
+            .update_expression(format!(
                 "SET last_sequence = :last, updated_at = :now, last_message_at = :now, \
-                 gsi1sk = :recency ADD message_count :count, total_tokens :tokens, total_cost :cost",
-            )
+                 gsi1sk = :recency ADD message_count :count, total_tokens :tokens, total_cost :cost, \
+                 {} :replies, {} :input, {} :output",
+                usage_attributes::REPLIES,
+                usage_attributes::INPUT_TOKENS,
+                usage_attributes::OUTPUT_TOKENS,
+            ))
             .condition_expression("last_sequence = :expected AND user_id = :uid")
             .expression_attribute_values(":last", n(updated.last_sequence))
             .expression_attribute_values(":expected", n(record.last_sequence))
@@ -568,6 +607,9 @@ impl Store {
             .expression_attribute_values(":count", n(messages.len()))
             .expression_attribute_values(":tokens", n(tokens))
             .expression_attribute_values(":cost", n(cost))
+            .expression_attribute_values(":replies", n(usage.replies))
+            .expression_attribute_values(":input", n(usage.input_tokens))
+            .expression_attribute_values(":output", n(usage.output_tokens))
             .build()
             .map_err(anyhow::Error::new)?;
         request
@@ -605,15 +647,43 @@ impl Store {
             from_item::<MessageItem>(item)
         };
         let (_, item) = tokio::try_join!(self.conversation(user_id, conversation_id), lookup)?;
-        let message = item.message;
+        self.remove_messages(user_id, conversation_id, &[item.message])
+            .await
+    }
+
+    /// Removes the caller's newest `count` messages (every one when `count` is `None`) and
+    /// returns them, newest first. Their sequence numbers are never given out again.
+    pub async fn remove_latest_messages(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        count: Option<usize>,
+    ) -> Result<Vec<Message>, StoreError> {
+        let (_, removed) = tokio::try_join!(
+            self.conversation(user_id, conversation_id),
+            self.latest_messages(conversation_id, count.unwrap_or(usize::MAX))
+        )?;
+        for chunk in removed.chunks(REMOVALS_PER_TRANSACTION) {
+            self.remove_messages(user_id, conversation_id, chunk)
+                .await?;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes messages in one transaction with what they held on the conversation's
+    /// counters, so the two never disagree. A message already gone fails the whole removal.
+    async fn remove_messages(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        messages: &[Message],
+    ) -> Result<(), StoreError> {
         let now = crate::domain::now();
-        let delete = Delete::builder()
-            .table_name(self.table())
-            .key(keys::PK, s(item.pk))
-            .key(keys::SK, s(item.sk))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(anyhow::Error::new)?;
+        let tokens: i64 = messages
+            .iter()
+            .map(|m| i64::from(m.total_tokens.unwrap_or(0)))
+            .sum();
+        let cost: f64 = messages.iter().filter_map(|m| m.cost).sum();
         let counters = Update::builder()
             .table_name(self.table())
             .set_key(Some(conversation_key(conversation_id)))
@@ -625,18 +695,26 @@ impl Store {
             .expression_attribute_values(":uid", s(user_id))
             .expression_attribute_values(":now", timestamp(now))
             .expression_attribute_values(":recency", s(keys::recency_sk(now, conversation_id)))
-            .expression_attribute_values(":count", n(-1))
-            .expression_attribute_values(
-                ":tokens",
-                n(-i64::from(message.total_tokens.unwrap_or(0))),
-            )
-            .expression_attribute_values(":cost", n(-message.cost.unwrap_or(0.0)))
+            .expression_attribute_values(":count", n(-(messages.len() as i64)))
+            .expression_attribute_values(":tokens", n(-tokens))
+            .expression_attribute_values(":cost", n(-cost))
             .build()
             .map_err(anyhow::Error::new)?;
-        self.client()
+        let mut request = self
+            .client()
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(TransactWriteItem::builder().update(counters).build())
+            .transact_items(TransactWriteItem::builder().update(counters).build());
+        for message in messages {
+            let delete = Delete::builder()
+                .table_name(self.table())
+                .key(keys::PK, s(keys::conversation_pk(conversation_id)))
+                .key(keys::SK, s(keys::message_sk(message.sequence_number)))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .map_err(anyhow::Error::new)?;
+            request = request.transact_items(TransactWriteItem::builder().delete(delete).build());
+        }
+        request
             .send()
             .await
             .map_err(|e| write_failed(e, StoreError::NotFound))?;

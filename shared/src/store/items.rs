@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::keys;
-use crate::domain::{Conversation, Message};
+use crate::domain::{Backend, Character, ChatSession, Conversation, LifetimeUsage, Message};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -22,6 +22,12 @@ pub struct ConversationItem {
     pub gsi1sk: String,
     /// The highest sequence number ever given to a message here; appends are conditioned on it.
     pub last_sequence: u64,
+    /// Only on a FreeChat chat session; Chatter never reads or writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<ChatSession>,
+    /// Counted by every append, never by a delete (see [`LifetimeUsage`]).
+    #[serde(default, flatten, with = "usage_attributes")]
+    pub usage: LifetimeUsage,
     #[serde(flatten)]
     pub conversation: Conversation,
 }
@@ -34,7 +40,109 @@ impl ConversationItem {
             gsi1pk: keys::user_conversations_pk(&conversation.user_id),
             gsi1sk: keys::recency_sk(conversation.updated_at, &conversation.id),
             last_sequence,
+            session: None,
+            usage: LifetimeUsage::default(),
             conversation,
+        }
+    }
+}
+
+/// The attribute names of a conversation's lifetime usage, prefixed so that they cannot be
+/// mistaken for Chatter's `total_tokens`, which drops when a message is deleted.
+pub mod usage_attributes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::domain::LifetimeUsage;
+
+    pub const REPLIES: &str = "usage_replies";
+    pub const INPUT_TOKENS: &str = "usage_input_tokens";
+    pub const OUTPUT_TOKENS: &str = "usage_output_tokens";
+
+    #[derive(Serialize, Deserialize)]
+    struct Attributes {
+        #[serde(default)]
+        usage_replies: u64,
+        #[serde(default)]
+        usage_input_tokens: u64,
+        #[serde(default)]
+        usage_output_tokens: u64,
+    }
+
+    pub fn serialize<S: Serializer>(
+        usage: &LifetimeUsage,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        Attributes {
+            usage_replies: usage.replies,
+            usage_input_tokens: usage.input_tokens,
+            usage_output_tokens: usage.output_tokens,
+        }
+        .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<LifetimeUsage, D::Error> {
+        let a = Attributes::deserialize(deserializer)?;
+        Ok(LifetimeUsage {
+            replies: a.usage_replies,
+            input_tokens: a.usage_input_tokens,
+            output_tokens: a.usage_output_tokens,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CharacterItem {
+    pub pk: String,
+    pub sk: String,
+    #[serde(flatten)]
+    pub character: Character,
+}
+
+impl CharacterItem {
+    pub fn new(character: Character) -> Self {
+        Self {
+            pk: keys::character_pk(&character.uid),
+            sk: keys::CHARACTER_SK.to_owned(),
+            character,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendItem {
+    pub pk: String,
+    pub sk: String,
+    #[serde(flatten)]
+    pub backend: Backend,
+}
+
+impl BackendItem {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            pk: keys::character_pk(&backend.character_uid),
+            sk: keys::backend_sk(&backend.id),
+            backend,
+        }
+    }
+}
+
+/// Names the item an id leads to: the character of a numeric id or of a backend, or the
+/// user's chat with a backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointerItem {
+    pub pk: String,
+    pub sk: String,
+    pub target: String,
+}
+
+impl PointerItem {
+    pub fn new(pk: String, sk: String, target: impl Into<String>) -> Self {
+        Self {
+            pk,
+            sk,
+            target: target.into(),
         }
     }
 }
@@ -151,6 +259,90 @@ mod tests {
         let back: MessageItem = from_item(item).unwrap();
         assert_eq!(back, stored);
         assert_eq!(back.message.total_tokens, Some(15));
+    }
+
+    #[test]
+    fn a_chat_session_and_its_usage_survive_the_round_trip() {
+        let mut stored = ConversationItem::new(conversation(), 3);
+        stored.session = Some(ChatSession {
+            character_uid: "char-1".into(),
+            backend_id: "backend-1".into(),
+            user_nickname: Some("Ann".into()),
+            user_profile: None,
+            character_nickname: Some("Captain".into()),
+            about: Some("On deck.".into()),
+            ext: None,
+            read_at: crate::domain::now(),
+        });
+        stored.usage = LifetimeUsage {
+            replies: 2,
+            input_tokens: 40,
+            output_tokens: 9,
+        };
+        let item = to_item(&stored).unwrap();
+        assert_eq!(item["usage_replies"], AttributeValue::N("2".into()));
+        assert!(matches!(&item["session"], AttributeValue::M(_)));
+        let back: ConversationItem = from_item(item).unwrap();
+        assert_eq!(back, stored);
+    }
+
+    #[test]
+    fn a_conversation_written_before_sessions_reads_as_one_without_session_or_usage() {
+        let mut item = to_item(&ConversationItem::new(conversation(), 1)).unwrap();
+        item.remove("usage_replies");
+        item.remove("usage_input_tokens");
+        item.remove("usage_output_tokens");
+        let back: ConversationItem = from_item(item).unwrap();
+        assert_eq!(back.session, None);
+        assert_eq!(back.usage, LifetimeUsage::default());
+    }
+
+    #[test]
+    fn a_character_and_its_backend_survive_the_round_trip() {
+        use crate::domain::{BackendSettings, CharacterInfo, QuotaType, Visibility};
+        let mut character = Character::create(
+            "owner",
+            42,
+            CharacterInfo {
+                name: "Jack".into(),
+                visibility: Visibility::PublicOrg,
+                tags: vec!["sea".into(), "demo".into()],
+                profile: Some("A sailor.".into()),
+                ..Default::default()
+            },
+        );
+        let backend = Backend::create(
+            &character.uid,
+            BackendSettings {
+                quota_type: QuotaType::Tokens,
+                init_quota: 1000,
+                temperature: Some(0.5),
+                model: Some("m".into()),
+                ..Default::default()
+            },
+        );
+        character.default_backend_id = Some(backend.id.clone());
+
+        let stored = CharacterItem::new(character);
+        let item = to_item(&stored).unwrap();
+        assert_eq!(item["sk"], AttributeValue::S("META".into()));
+        assert_eq!(item["visibility"], AttributeValue::S("public_org".into()));
+        assert_eq!(from_item::<CharacterItem>(item).unwrap(), stored);
+
+        let stored = BackendItem::new(backend);
+        let item = to_item(&stored).unwrap();
+        assert_eq!(
+            item["pk"],
+            AttributeValue::S(format!("CHAR#{}", stored.backend.character_uid))
+        );
+        assert_eq!(item["quota_type"], AttributeValue::S("tokens".into()));
+        assert_eq!(from_item::<BackendItem>(item).unwrap(), stored);
+
+        let pointer = PointerItem::new(keys::character_id_pk(42), keys::POINTER_SK.into(), "uid");
+        assert_eq!(
+            from_item::<PointerItem>(to_item(&pointer).unwrap()).unwrap(),
+            pointer
+        );
     }
 
     #[test]

@@ -1,16 +1,27 @@
 //! Every key format of the single table, defined once.
 //!
-//! | item                | pk                 | sk                | gsi1pk              | gsi1sk                  | lsi1sk          |
-//! |---------------------|--------------------|-------------------|---------------------|-------------------------|-----------------|
-//! | conversation        | `CONV#<id>`        | `META`            | `USER#<uid>#CONVS`  | `<updated_at>#<id>`     | –               |
-//! | message             | `CONV#<id>`        | `MSG#<seq:012>`   | –                   | –                       | `MSGID#<msgid>` |
-//! | user counters       | `USER#<uid>`       | `STATS`           | –                   | –                       | –               |
-//! | execution stats     | `USER#<uid>`       | `EXECUTIONS`      | –                   | –                       | –               |
-//! | idempotency record  | `IDEM#<sha256>`    | `RESPONSE`        | –                   | –                       | –               |
-//! | rate-limit window   | `RATE#<uid>#<hour>`| `WINDOW`          | –                   | –                       | –               |
-//! | document            | `DOC#<id>`         | `META`            | `USER#<uid>#DOCS`   | `<created_at>#<id>`     | –               |
-//! | document text part  | `DOC#<id>`         | `TEXT#<part:04>`  | –                   | –                       | –               |
-//! | document chunk      | `DOC#<id>`         | `CHUNK#<idx:06>`  | `USER#<uid>#CHUNKS` | `<doc id>#<idx:06>`     | –               |
+//! | item                | pk                  | sk                | gsi1pk              | gsi1sk                  | lsi1sk          |
+//! |---------------------|---------------------|-------------------|---------------------|-------------------------|-----------------|
+//! | conversation        | `CONV#<id>`         | `META`            | `USER#<uid>#CONVS`  | `<updated_at>#<id>`     | –               |
+//! | message             | `CONV#<id>`         | `MSG#<seq:012>`   | –                   | –                       | `MSGID#<msgid>` |
+//! | user counters       | `USER#<uid>`        | `STATS`           | –                   | –                       | –               |
+//! | execution stats     | `USER#<uid>`        | `EXECUTIONS`      | –                   | –                       | –               |
+//! | idempotency record  | `IDEM#<sha256>`     | `RESPONSE`        | –                   | –                       | –               |
+//! | user's chat         | `USER#<uid>`        | `CHAT#<backend>`  | –                   | –                       | –               |
+//! | rate-limit window   | `RATE#<uid>#<hour>` | `WINDOW`          | –                   | –                       | –               |
+//! | document            | `DOC#<id>`          | `META`            | `USER#<uid>#DOCS`   | `<created_at>#<id>`     | –               |
+//! | document text part  | `DOC#<id>`          | `TEXT#<part:04>`  | –                   | –                       | –               |
+//! | document chunk      | `DOC#<id>`          | `CHUNK#<idx:06>`  | `USER#<uid>#CHUNKS` | `<doc id>#<idx:06>`     | –               |
+//! | character           | `CHAR#<uid>`        | `META`            | –                   | –                       | –               |
+//! | character backend   | `CHAR#<uid>`        | `BACKEND#<id>`    | –                   | –                       | –               |
+//! | character id        | `CHARID#<number>`   | `POINTER`         | –                   | –                       | –               |
+//! | backend id          | `BACKEND#<id>`      | `POINTER`         | –                   | –                       | –               |
+//! | character counter   | `COUNTER#CHARACTER` | `COUNTER`         | –                   | –                       | –               |
+//!
+//! A FreeChat chat session is a conversation item with a `session` attribute. The user's chat
+//! items point from a backend to the user's chat with it (one per user and backend); the id
+//! pointers name the character a numeric character id or a backend id belongs to. So every
+//! lookup FreeChat makes by id is a strongly consistent GetItem or Query.
 
 use chrono::{DateTime, Utc};
 
@@ -32,6 +43,12 @@ pub const EXECUTION_STATS_SK: &str = "EXECUTIONS";
 pub const IDEMPOTENCY_PK_PREFIX: &str = "IDEM#";
 pub const IDEMPOTENCY_SK: &str = "RESPONSE";
 pub const RATE_WINDOW_SK: &str = "WINDOW";
+pub const CHAT_SK_PREFIX: &str = "CHAT#";
+pub const CHARACTER_SK: &str = "META";
+pub const BACKEND_SK_PREFIX: &str = "BACKEND#";
+pub const POINTER_SK: &str = "POINTER";
+pub const CHARACTER_COUNTER_PK: &str = "COUNTER#CHARACTER";
+pub const COUNTER_SK: &str = "COUNTER";
 pub const DOCUMENT_SK: &str = "META";
 pub const DOCUMENT_TEXT_SK_PREFIX: &str = "TEXT#";
 pub const CHUNK_SK_PREFIX: &str = "CHUNK#";
@@ -63,6 +80,28 @@ pub fn recency_sk(updated_at: DateTime<Utc>, id: &str) -> String {
 
 pub fn user_pk(user_id: &str) -> String {
     format!("USER#{user_id}")
+}
+
+/// Under the user's partition: the user's chat with this backend.
+pub fn chat_sk(backend_id: &str) -> String {
+    format!("{CHAT_SK_PREFIX}{backend_id}")
+}
+
+pub fn character_pk(character_uid: &str) -> String {
+    format!("CHAR#{character_uid}")
+}
+
+/// Under the character's partition, so a character and its backends come back from one query.
+pub fn backend_sk(backend_id: &str) -> String {
+    format!("{BACKEND_SK_PREFIX}{backend_id}")
+}
+
+pub fn character_id_pk(character_id: u64) -> String {
+    format!("CHARID#{character_id}")
+}
+
+pub fn backend_pk(backend_id: &str) -> String {
+    format!("BACKEND#{backend_id}")
 }
 
 pub fn rate_window_pk(user_id: &str, hour: &str) -> String {

@@ -1,11 +1,13 @@
 //! DynamoDB access: one table for both API dialects (see `keys` for its layout).
 
+mod characters;
 mod conversations;
 pub mod documents;
+pub mod idempotency;
 pub mod items;
 pub mod keys;
-pub mod idempotency;
 mod rate_limit;
+mod sessions;
 mod stats;
 pub mod table;
 
@@ -17,6 +19,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 pub use conversations::ConversationRecord;
 pub use rate_limit::RateLimitStatus;
+pub use sessions::ChatRecord;
 pub use stats::{Execution, ExecutionStats, ToolFigures};
 
 use crate::config::Config;
