@@ -102,6 +102,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
+    /// A chat's quota is used up; unlike a rate limit, waiting does not lift it.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
     #[error("service unavailable: {detail}")]
     Unavailable {
         detail: String,
@@ -133,7 +136,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -151,6 +154,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Validation(_) => "validation-error",
             Self::RateLimited { .. } => "rate-limited",
+            Self::QuotaExceeded(_) => "quota-exceeded",
             Self::Unavailable { .. } => "service-unavailable",
             Self::Upstream { .. } => "upstream-error",
             Self::Internal(_) => "internal-error",
@@ -166,6 +170,7 @@ impl ApiError {
             | Self::Conflict(d)
             | Self::PayloadTooLarge(d)
             | Self::UnsupportedMediaType(d)
+            | Self::QuotaExceeded(d)
             | Self::Unavailable { detail: d, .. }
             | Self::Upstream { detail: d, .. } => d.clone(),
             Self::MethodNotAllowed => "This method is not allowed on this resource.".into(),

@@ -1,6 +1,7 @@
 //! Endpoint groups: each Lambda function serves one group; the local run serves them all.
 
 pub mod chatter;
+pub mod freechat;
 pub mod openapi;
 
 use axum::Router;

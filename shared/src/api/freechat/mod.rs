@@ -1,0 +1,264 @@
+//! The FreeChat dialect: camelCase JSON under `/api/v1/character` and `/api/v1/chat`.
+//!
+//! Characters and their backends live in their own items; a chat session is a conversation
+//! of the Chatter dialect with FreeChat's fields on it, so both dialects see the same chat.
+
+pub mod characters;
+pub mod messages;
+pub mod send;
+pub mod sessions;
+
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::domain::{Message, MessageRole};
+use crate::error::ApiError;
+use crate::llm::Usage;
+use crate::store::StoreError;
+
+/// The chat-session routes served by request and response (the `sessions` function).
+pub fn session_routes() -> Router<AppState> {
+    sessions::routes()
+        .merge(messages::routes())
+        .merge(send::routes())
+}
+
+/// What FreeChat's `POST`s and `PUT`s answer on success.
+pub(crate) const DONE: bool = true;
+
+/// Ownership and existence are one question: another user's chat, or private character, is
+/// missing.
+pub(crate) fn missing(what: &str) -> ApiError {
+    ApiError::NotFound(format!("{what} not found."))
+}
+
+/// Maps the store's `NotFound` to [`missing`].
+pub(crate) fn or_missing(what: &'static str) -> impl FnOnce(StoreError) -> ApiError {
+    move |err| match err {
+        StoreError::NotFound => missing(what),
+        other => other.into(),
+    }
+}
+
+/// One part of a message's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = ChatContentDTO)]
+pub struct ChatContentDto {
+    /// `text` (the default); images are not supported.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub content: String,
+}
+
+/// A chat message, as clients send it and as records show it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ChatMessageDTO)]
+pub struct ChatMessageDto {
+    /// `user` | `assistant` | `system`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The user's name, for a user message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contents: Option<Vec<ChatContentDto>>,
+    /// Information for this exchange only, added to the system prompt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The text, as an alternative to `contents`.
+    #[serde(skip_serializing)]
+    #[schema(write_only)]
+    pub content_text: Option<String>,
+}
+
+impl ChatMessageDto {
+    fn text(role: &str, text: impl Into<String>) -> Self {
+        Self {
+            role: Some(role.to_owned()),
+            contents: Some(vec![ChatContentDto {
+                kind: Some("text".into()),
+                content: text.into(),
+            }]),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = TokenUsageDTO)]
+pub struct TokenUsageDto {
+    pub input_token_count: u64,
+    pub output_token_count: u64,
+    pub total_token_count: u64,
+}
+
+impl TokenUsageDto {
+    pub fn new(input: u64, output: u64) -> Self {
+        Self {
+            input_token_count: input,
+            output_token_count: output,
+            total_token_count: input + output,
+        }
+    }
+}
+
+impl From<Usage> for TokenUsageDto {
+    fn from(usage: Usage) -> Self {
+        Self::new(usage.prompt_tokens.into(), usage.completion_tokens.into())
+    }
+}
+
+/// A model's answer. In a stream, frames carry only `text` (the delta) until the last one,
+/// which carries the whole `message`, `finishReason` and `tokenUsage`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = LlmResultDTO)]
+pub struct LlmResultDto {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<ChatMessageDto>,
+    /// Lowercase: `stop` | `length` | `content_filter` | `tool_calls`, or `error` when a stream
+    /// failed midway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_usage: Option<TokenUsageDto>,
+    /// Why a stream ended with `finishReason: "error"` (an extension to FreeChat's shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl LlmResultDto {
+    /// A whole answer: its text, both as `text` and as the assistant's `message`.
+    pub fn answer(text: String, finish_reason: &str, usage: Option<Usage>) -> Self {
+        Self {
+            text: Some(text.clone()),
+            ..Self::last(text, finish_reason, usage)
+        }
+    }
+
+    /// The last frame of a stream: the whole answer as `message` only, since every `text` of
+    /// a stream is a delta.
+    pub fn last(text: String, finish_reason: &str, usage: Option<Usage>) -> Self {
+        Self {
+            message: Some(ChatMessageDto::text("assistant", text)),
+            finish_reason: Some(finish_reason.to_lowercase()),
+            token_usage: usage.map(TokenUsageDto::from),
+            ..Default::default()
+        }
+    }
+
+    /// One delta of a stream.
+    pub fn delta(text: String) -> Self {
+        Self {
+            text: Some(text),
+            ..Default::default()
+        }
+    }
+
+    /// The last frame of a stream that failed midway, with what was generated before.
+    pub fn failed(partial: String, error: String) -> Self {
+        Self {
+            message: Some(ChatMessageDto::text("assistant", partial)),
+            finish_reason: Some("error".into()),
+            error: Some(error),
+            ..Default::default()
+        }
+    }
+
+    /// As a Server-Sent Event: FreeChat frames are `data: <LlmResultDTO>`, with no closing
+    /// `[DONE]`.
+    pub fn into_event(self) -> axum::response::sse::Event {
+        axum::response::sse::Event::default().data(serde_json::to_string(&self).unwrap_or_default())
+    }
+}
+
+/// A stored message as FreeChat lists it; `messageId` is its sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ChatMessageRecordDTO)]
+pub struct ChatMessageRecordDto {
+    pub message: ChatMessageDto,
+    pub message_id: u64,
+    pub gmt_create: DateTime<Utc>,
+    /// Debug listings only: the system prompt of a user message's turn, or a reply's token
+    /// usage, as JSON text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ext: Option<String>,
+}
+
+/// Where a FreeChat turn keeps, on the stored user message, what the listings show.
+pub(crate) const METADATA_KEY: &str = "freechat";
+
+/// What a FreeChat turn keeps with its user message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TurnMetadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Kept only when the sender owns the character (FreeChat's debug view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+}
+
+impl TurnMetadata {
+    fn of(message: &Message) -> Self {
+        message
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get(METADATA_KEY))
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl ChatMessageRecordDto {
+    /// A stored message; `debug` adds its `ext`.
+    pub fn of(message: &Message, debug: bool) -> Self {
+        let metadata = TurnMetadata::of(message);
+        let role = match message.role {
+            MessageRole::User => "user",
+            MessageRole::Assistant => "assistant",
+            MessageRole::System => "system",
+            MessageRole::Tool => "tool_result",
+        };
+        let ext = match message.role {
+            MessageRole::User => metadata
+                .system_prompt
+                .map(|prompt| serde_json::json!({"type": "SYSTEM", "text": prompt}).to_string()),
+            MessageRole::Assistant => message.prompt_tokens.map(|input| {
+                let output = message.completion_tokens.unwrap_or(0);
+                serde_json::to_string(&TokenUsageDto::new(input.into(), output.into()))
+                    .unwrap_or_default()
+            }),
+            MessageRole::System | MessageRole::Tool => None,
+        };
+        let mut dto = ChatMessageDto::text(role, message.content.clone());
+        dto.name = metadata.name;
+        dto.context = metadata.context;
+        Self {
+            message: dto,
+            message_id: message.sequence_number,
+            gmt_create: message.created_at,
+            ext: ext.filter(|_| debug),
+        }
+    }
+
+    /// The character's greeting, shown before the first message; it is never stored.
+    pub fn greeting(text: &str, at: DateTime<Utc>) -> Self {
+        Self {
+            message: ChatMessageDto::text("assistant", text),
+            message_id: 0,
+            gmt_create: at,
+            ext: None,
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! Talking in a chat: `/send/{chatId}` and its stream go through the chat turn every dialect
+//! shares; `/send/assistant/...` asks another character for the user's next message, and
+//! stores nothing.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+
+use super::characters::{default_backend, visible_character};
+use super::sessions::{backend_model, chat_settings, own_chat};
+use super::{ChatMessageDto, LlmResultDto, METADATA_KEY, TurnMetadata, missing};
+use crate::AppState;
+use crate::api::chatter::chat::MAX_MESSAGE_CHARS;
+use crate::auth::Caller;
+use crate::chat::{ChatInput, Turn, TurnEvent, estimate_tokens};
+use crate::domain::{Backend, Character, JsonObject, MessageRole, Persona};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::sse;
+use crate::http::validate::Violations;
+use crate::llm::{
+    CompletionRequest, CompletionStream, PromptMessage, Provider, StreamEvent, Usage,
+};
+use crate::store::ChatRecord;
+
+const MAX_NAME_CHARS: usize = 100;
+const MAX_CONTEXT_CHARS: usize = 32_000;
+/// What the assistant is asked to do, after its own character prompt.
+const ASSISTANT_TASK: &str = "Write the next message of the person you speak for in the \
+    conversation so far, in their voice. Answer with that message only.";
+/// Stands in for an empty history, as a prompt needs a message to answer.
+const NO_HISTORY_YET: &str = "(The conversation has not started yet.)";
+
+/// Request/response routes, served by the sessions function.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/chat/send/{chatId}", post(send_message))
+        .route(
+            "/api/v1/chat/send/assistant/{chatId}/{assistantUid}",
+            get(send_assistant),
+        )
+}
+
+/// Streaming routes, served by the streaming function.
+pub fn streaming_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/chat/send/stream/{chatId}",
+            post(stream_send_message),
+        )
+        .route(
+            "/api/v1/chat/send/stream/assistant/{chatId}/{assistantUid}",
+            get(stream_send_assistant),
+        )
+}
+
+/// What the user said, validated.
+struct Said {
+    text: String,
+    name: Option<String>,
+    context: Option<String>,
+}
+
+impl ChatMessageDto {
+    /// The user's text: `contentText`, else the text parts of `contents`, one a line.
+    fn said(self) -> ApiResult<Said> {
+        let mut v = Violations::new();
+        v.check(
+            self.role
+                .as_deref()
+                .is_none_or(|r| r.eq_ignore_ascii_case("user")),
+            &["body", "role"],
+            "Only user messages can be sent.",
+            "value_error",
+        );
+        let contents = self.contents.unwrap_or_default();
+        v.check(
+            contents
+                .iter()
+                .all(|c| c.kind.as_deref().is_none_or(|k| k == "text")),
+            &["body", "contents"],
+            "Only text contents are supported.",
+            "value_error",
+        );
+        let text = match self.content_text.filter(|t| !t.trim().is_empty()) {
+            Some(text) => text,
+            None => contents
+                .into_iter()
+                .map(|c| c.content)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        };
+        v.length(
+            Some(text.trim()),
+            1,
+            MAX_MESSAGE_CHARS,
+            &["body", "contents"],
+        );
+        v.length(self.name.as_deref(), 0, MAX_NAME_CHARS, &["body", "name"]);
+        v.length(
+            self.context.as_deref(),
+            0,
+            MAX_CONTEXT_CHARS,
+            &["body", "context"],
+        );
+        v.finish()?;
+        Ok(Said {
+            text,
+            name: self.name,
+            context: self.context.filter(|c| !c.trim().is_empty()),
+        })
+    }
+}
+
+/// A chat that can take a turn: its character and backend are there, and its quota is not
+/// used up.
+struct ReadyChat {
+    chat: ChatRecord,
+    character: Character,
+    backend: Backend,
+}
+
+async fn ready_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult<ReadyChat> {
+    let chat = own_chat(state, user_id, chat_id).await?;
+    let (character, backends) =
+        visible_character(state, user_id, &chat.session.character_uid).await?;
+    let backend = backends
+        .into_iter()
+        .find(|b| b.id == chat.session.backend_id)
+        .ok_or_else(|| missing("Backend"))?;
+    if let Some((used, limit)) = chat.usage.exhausts(&backend.settings) {
+        return Err(ApiError::QuotaExceeded(format!(
+            "Usage {used} exceeds limit {limit}"
+        )));
+    }
+    Ok(ReadyChat {
+        chat,
+        character,
+        backend,
+    })
+}
+
+/// Stores the user's message and prepares the model call: the character's system prompt
+/// (with this message's context), the last `messageWindowSize` messages, the backend's model.
+async fn begin_turn(
+    state: &AppState,
+    user_id: &str,
+    chat_id: &str,
+    body: ChatMessageDto,
+) -> ApiResult<Turn> {
+    let said = body.said()?;
+    let ReadyChat {
+        chat,
+        character,
+        backend,
+    } = ready_chat(state, user_id, chat_id).await?;
+    // The conversation keeps the character's prompt and the backend's model, so that a
+    // Chatter turn in it speaks the same way; they follow edits of either.
+    let settings = chat_settings(state, &character, &backend, &chat.session)?;
+    if settings.differ_from(chat.conversation()) {
+        state
+            .store
+            .save_chat(&chat, &chat.session, &settings)
+            .await?;
+    }
+    let system_prompt = character.system_prompt(&chat.session.persona(said.context.as_deref()));
+    let metadata = TurnMetadata {
+        name: said.name,
+        context: said.context,
+        system_prompt: character
+            .is_owned_by(user_id)
+            .then(|| system_prompt.clone()),
+    };
+    let user_metadata = JsonObject::from_iter([(
+        METADATA_KEY.to_owned(),
+        serde_json::to_value(metadata).map_err(anyhow::Error::from)?,
+    )]);
+    Turn::begin(
+        state,
+        user_id,
+        ChatInput {
+            message: said.text,
+            conversation_id: Some(chat.id().to_owned()),
+            provider: Some(settings.provider),
+            temperature: settings.temperature,
+            max_tokens: settings.max_tokens,
+            system_prompt_override: Some(system_prompt),
+            history_limit: Some(backend.settings.message_window_size as usize),
+            user_metadata: Some(user_metadata),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/chat/send/{chatId}", tag = "chat", operation_id = "sendMessage",
+    params(("chatId" = String, Path, description = "Chat session identifier")),
+    request_body = ChatMessageDto,
+    responses(
+        (status = 200, description = "The character's answer, stored with the message", body = LlmResultDto),
+        (status = 404, description = "No such chat of the caller, or its character or backend is gone", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid message", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The chat's quota is used up", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The model provider failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The model provider is unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The model did not answer in time", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn send_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(chat_id): ApiPath<String>,
+    ApiJson(body): ApiJson<ChatMessageDto>,
+) -> ApiResult<Json<LlmResultDto>> {
+    let turn = begin_turn(&state, &caller.user_id, &chat_id, body).await?;
+    let outcome = turn.run(&state).await?;
+    let message = outcome.message;
+    Ok(Json(LlmResultDto::answer(
+        message.content,
+        message.finish_reason.as_deref().unwrap_or("stop"),
+        Some(outcome.usage),
+    )))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/chat/send/stream/{chatId}", tag = "chat", operation_id = "streamSendMessage",
+    params(("chatId" = String, Path, description = "Chat session identifier")),
+    request_body = ChatMessageDto,
+    responses(
+        (status = 200, description = "Server-Sent Events: `data: {\"text\": <delta>}` frames, then one `LlmResultDTO` with the whole `message`, `finishReason` and `tokenUsage` (`finishReason: \"error\"` and `error` when the model failed midway); no `[DONE]`", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such chat of the caller, or its character or backend is gone", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid message", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The chat's quota is used up", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stream_send_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(chat_id): ApiPath<String>,
+    ApiJson(body): ApiJson<ChatMessageDto>,
+) -> ApiResult<Response> {
+    let turn = begin_turn(&state, &caller.user_id, &chat_id, body).await?;
+    let heartbeat = state.config.sse_heartbeat;
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(turn.stream(state, sender));
+    // The text so far rides along, for the last frame of a stream that fails midway.
+    let frames = futures_util::stream::unfold(
+        (receiver, String::new()),
+        |(mut receiver, mut text)| async move {
+            loop {
+                let frame = match receiver.recv().await? {
+                    TurnEvent::Token(delta) => {
+                        text.push_str(&delta);
+                        LlmResultDto::delta(delta)
+                    }
+                    TurnEvent::Finished(outcome) => {
+                        let message = outcome.message;
+                        let reason = message.finish_reason.as_deref().unwrap_or("stop");
+                        LlmResultDto::last(message.content.clone(), reason, Some(outcome.usage))
+                    }
+                    TurnEvent::Failed { message } => {
+                        LlmResultDto::failed(std::mem::take(&mut text), message)
+                    }
+                    // Workflow progress has no FreeChat frame.
+                    _ => continue,
+                };
+                return Some((frame, (receiver, text)));
+            }
+        },
+    );
+    Ok(sse::response(
+        frames.map(LlmResultDto::into_event),
+        heartbeat,
+    ))
+}
+
+/// The assistant's model call: the assistant character, speaking for the user, reads the
+/// chat with the roles swapped, so that its answer is the user's next message.
+async fn assistant_request(
+    state: &AppState,
+    user_id: &str,
+    chat_id: &str,
+    assistant_uid: &str,
+) -> ApiResult<(Arc<Provider>, CompletionRequest)> {
+    // The assistant's answer counts against nothing, but as in FreeChat a chat whose quota
+    // is used up gets no help either.
+    let ReadyChat {
+        chat, character, ..
+    } = ready_chat(state, user_id, chat_id).await?;
+    let (assistant, backends) = visible_character(state, user_id, assistant_uid).await?;
+    let backend = default_backend(&assistant, &backends)
+        .ok_or_else(|| ApiError::BadRequest("No backend found.".into()))?;
+    let (provider, model) = backend_model(state, backend)?;
+    let session = &chat.session;
+    let persona = Persona {
+        character_nickname: session.user_nickname.as_deref(),
+        user_nickname: Some(
+            session
+                .character_nickname
+                .as_deref()
+                .unwrap_or(character.display_name()),
+        ),
+        user_profile: character.info.description.as_deref(),
+        about: session.about.as_deref(),
+        context: None,
+    };
+    let system = format!("{}\n\n{ASSISTANT_TASK}", assistant.system_prompt(&persona));
+    let window = backend.settings.message_window_size as usize;
+    let newest = state.store.newest_messages(&chat, window).await?;
+    let greeting = character
+        .info
+        .greeting
+        .as_deref()
+        .filter(|g| newest.len() < window && !g.trim().is_empty())
+        .map(|g| PromptMessage::new("user", g));
+    let mut history: Vec<PromptMessage> = newest
+        .iter()
+        .rev()
+        .filter_map(|m| match m.role {
+            MessageRole::User => Some(PromptMessage::new("assistant", m.content.as_str())),
+            MessageRole::Assistant => Some(PromptMessage::new("user", m.content.as_str())),
+            MessageRole::System | MessageRole::Tool => None,
+        })
+        .collect();
+    if let Some(greeting) = greeting {
+        history.insert(0, greeting);
+    }
+    if history.is_empty() {
+        history.push(PromptMessage::new("user", NO_HISTORY_YET));
+    }
+    let messages = std::iter::once(PromptMessage::new("system", system))
+        .chain(history)
+        .collect();
+    let request = CompletionRequest {
+        model,
+        messages,
+        temperature: backend.settings.temperature,
+        max_tokens: backend.settings.max_tokens,
+        tools: Vec::new(),
+    };
+    Ok((provider, request))
+}
+
+/// What a completion cost, estimated as the chat turn does when a provider reports nothing.
+fn estimated_usage(request: &CompletionRequest, answer: &str) -> Usage {
+    Usage {
+        prompt_tokens: request
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content) as u32)
+            .sum(),
+        completion_tokens: estimate_tokens(answer) as u32,
+    }
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/chat/send/assistant/{chatId}/{assistantUid}", tag = "chat", operation_id = "sendAssistant",
+    params(
+        ("chatId" = String, Path, description = "Chat session identifier"),
+        ("assistantUid" = String, Path, description = "The assistant character's uid"),
+    ),
+    responses(
+        (status = 200, description = "A suggested next user message; nothing is stored", body = LlmResultDto),
+        (status = 400, description = "The assistant has no backend", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such chat of the caller, or assistant visible to them", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The chat's quota is used up", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The model provider failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn send_assistant(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((chat_id, assistant_uid)): ApiPath<(String, String)>,
+) -> ApiResult<Json<LlmResultDto>> {
+    let (provider, request) =
+        assistant_request(&state, &caller.user_id, &chat_id, &assistant_uid).await?;
+    let completion = provider.client.complete(&request).await?;
+    let usage = completion
+        .usage
+        .unwrap_or_else(|| estimated_usage(&request, &completion.content));
+    let reason = completion.finish_reason.unwrap_or_else(|| "stop".into());
+    Ok(Json(LlmResultDto::answer(
+        completion.content,
+        &reason,
+        Some(usage),
+    )))
+}
+
+/// Relays a completion stream as FreeChat frames.
+struct Relay {
+    chunks: CompletionStream,
+    request: CompletionRequest,
+    text: String,
+    finish: Option<String>,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl Relay {
+    async fn next_frame(mut self) -> Option<(LlmResultDto, Self)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let frame = match self.chunks.next().await {
+                Some(Ok(StreamEvent::Delta(delta))) => {
+                    self.text.push_str(&delta);
+                    LlmResultDto::delta(delta)
+                }
+                Some(Ok(StreamEvent::Finish(reason))) => {
+                    self.finish = Some(reason);
+                    continue;
+                }
+                Some(Ok(StreamEvent::Usage(usage))) => {
+                    self.usage = Some(usage);
+                    continue;
+                }
+                // No tools are offered to the assistant.
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => {
+                    self.done = true;
+                    LlmResultDto::failed(std::mem::take(&mut self.text), err.client_message())
+                }
+                None => {
+                    self.done = true;
+                    let text = std::mem::take(&mut self.text);
+                    let usage = self
+                        .usage
+                        .unwrap_or_else(|| estimated_usage(&self.request, &text));
+                    let reason = self.finish.clone().unwrap_or_else(|| "stop".into());
+                    LlmResultDto::last(text, &reason, Some(usage))
+                }
+            };
+            return Some((frame, self));
+        }
+    }
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/chat/send/stream/assistant/{chatId}/{assistantUid}", tag = "chat", operation_id = "streamSendAssistant",
+    params(
+        ("chatId" = String, Path, description = "Chat session identifier"),
+        ("assistantUid" = String, Path, description = "The assistant character's uid"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events framed as streamSendMessage's; nothing is stored", content_type = "text/event-stream", body = String),
+        (status = 400, description = "The assistant has no backend", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such chat of the caller, or assistant visible to them", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The chat's quota is used up", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stream_send_assistant(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((chat_id, assistant_uid)): ApiPath<(String, String)>,
+) -> ApiResult<Response> {
+    let (provider, request) =
+        assistant_request(&state, &caller.user_id, &chat_id, &assistant_uid).await?;
+    let chunks = provider.client.stream(&request).await?;
+    let relay = Relay {
+        chunks,
+        request,
+        text: String::new(),
+        finish: None,
+        usage: None,
+        done: false,
+    };
+    let frames = futures_util::stream::unfold(relay, Relay::next_frame);
+    Ok(sse::response(
+        frames.map(LlmResultDto::into_event),
+        state.config.sse_heartbeat,
+    ))
+}

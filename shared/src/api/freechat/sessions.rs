@@ -1,0 +1,609 @@
+//! FreeChat's chat sessions: starting, listing, updating and deleting them, their memory and
+//! its usage.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::characters::{CharacterSummaryDto, default_backend, visible_character};
+use super::messages::page;
+use super::{ChatMessageRecordDto, DONE, TokenUsageDto, missing, or_missing};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::domain::{
+    Backend, Character, ChatSession, ChatSettings, Conversation, NewConversation, QuotaType,
+    Visibility,
+};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::validate::Violations;
+use crate::llm::Provider;
+use crate::store::{ChatRecord, StoreError};
+
+const MAX_NICKNAME_CHARS: usize = 100;
+const MAX_TEXT_CHARS: usize = 4_000;
+const MAX_EXT_CHARS: usize = 32_000;
+const MAX_ID_CHARS: usize = 100;
+/// How many chats' latest messages are read at once when listing.
+const LATEST_READS_IN_FLIGHT: usize = 16;
+
+pub fn routes() -> Router<AppState> {
+    // `GET /{characterId}` and `PUT`/`DELETE /{chatId}` share the route's one parameter name.
+    Router::new()
+        .route("/api/v1/chat", get(list_chats).post(start_chat))
+        .route(
+            "/api/v1/chat/{id}",
+            get(get_default_chat_id)
+                .put(update_chat)
+                .delete(delete_chat),
+        )
+        .route("/api/v1/chat/memory/usage/{chatId}", get(get_memory_usage))
+        .route("/api/v1/chat/memory/{chatId}", delete(clear_memory))
+        .route(
+            "/api/v1/chat/messages/rollback/{chatId}/{count}",
+            post(rollback_messages),
+        )
+}
+
+/// The `text/plain` body FreeChat answers some operations with.
+fn plain_text(text: String) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text)
+}
+
+/// How the user appears in a chat. FreeChat's `apiKeyName` and `apiKeyValue` are ignored:
+/// a backend names its provider, whose key the deployment holds.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ChatCreateDTO)]
+pub struct ChatCreateDto {
+    pub character_uid: String,
+    /// The character's default backend when absent.
+    pub backend_id: Option<String>,
+    pub user_nickname: Option<String>,
+    pub user_profile: Option<String>,
+    pub character_nickname: Option<String>,
+    /// The scene of the chat.
+    pub about: Option<String>,
+    pub ext: Option<String>,
+}
+
+impl ChatCreateDto {
+    fn validate(&self) -> ApiResult<()> {
+        let mut v = Violations::new();
+        v.length(
+            Some(self.character_uid.as_str()),
+            1,
+            MAX_ID_CHARS,
+            &["body", "characterUid"],
+        );
+        for (value, max, field) in [
+            (&self.backend_id, MAX_ID_CHARS, "backendId"),
+            (&self.user_nickname, MAX_NICKNAME_CHARS, "userNickname"),
+            (
+                &self.character_nickname,
+                MAX_NICKNAME_CHARS,
+                "characterNickname",
+            ),
+            (&self.user_profile, MAX_TEXT_CHARS, "userProfile"),
+            (&self.about, MAX_TEXT_CHARS, "about"),
+            (&self.ext, MAX_EXT_CHARS, "ext"),
+        ] {
+            v.length(value.as_deref(), 0, max, &["body", field]);
+        }
+        v.finish()
+    }
+
+    /// Writes the fields present over the session; an empty text clears one.
+    fn apply(self, session: &mut ChatSession) {
+        let set = |field: &mut Option<String>, value: Option<String>| {
+            if let Some(value) = value {
+                *field = Some(value).filter(|v| !v.trim().is_empty());
+            }
+        };
+        set(&mut session.user_nickname, self.user_nickname);
+        set(&mut session.user_profile, self.user_profile);
+        set(&mut session.character_nickname, self.character_nickname);
+        set(&mut session.about, self.about);
+        set(&mut session.ext, self.ext);
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ChatUpdateDTO)]
+pub struct ChatUpdateDto {
+    /// Must be the chat's character: a chat never changes character.
+    #[serde(flatten)]
+    pub chat: ChatCreateDto,
+    /// When the user read the chat; chats list most recently read first.
+    pub gmt_read: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ChatContextDTO)]
+pub struct ChatContextDto {
+    pub chat_id: String,
+    pub gmt_create: DateTime<Utc>,
+    pub gmt_modified: DateTime<Utc>,
+    pub gmt_read: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_nickname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub character_nickname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
+    pub backend_id: String,
+    /// The backend's quota, counted in `quotaType` units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_type: Option<QuotaType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ext: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ChatSessionDTO)]
+pub struct ChatSessionDto {
+    pub context: ChatContextDto,
+    pub character: CharacterSummaryDto,
+    /// The configured provider the chat's backend calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The newest message, or the character's greeting before there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_message_record: Option<ChatMessageRecordDto>,
+    pub proactive_chat_waiting_time: u32,
+    /// `online` (a public character), `invisible` (the caller's own private one) or
+    /// `offline` (the backend is gone).
+    pub sender_status: &'static str,
+    /// Whether the caller owns the character, and so may list debug messages with `ext`.
+    pub is_debug_enabled: bool,
+    /// Always false: keys belong to the deployment's providers.
+    pub is_customized_api_key_enabled: bool,
+}
+
+impl ChatSessionDto {
+    fn of(
+        chat: &ChatRecord,
+        character: &Character,
+        backend: Option<&Backend>,
+        latest: Option<ChatMessageRecordDto>,
+        user_id: &str,
+    ) -> Self {
+        let conversation = chat.conversation();
+        let session = chat.session.clone();
+        let is_debug_enabled = character.is_owned_by(user_id);
+        let sender_status = match (backend, character.info.visibility) {
+            (None, _) => "offline",
+            (Some(_), Visibility::Public) => "online",
+            (Some(_), _) => "invisible",
+        };
+        Self {
+            context: ChatContextDto {
+                chat_id: conversation.id.clone(),
+                gmt_create: conversation.created_at,
+                gmt_modified: conversation.updated_at,
+                gmt_read: session.read_at,
+                user_nickname: session.user_nickname,
+                user_profile: session.user_profile,
+                character_nickname: session.character_nickname,
+                about: session.about,
+                backend_id: session.backend_id,
+                quota: backend.map(|b| b.settings.init_quota),
+                quota_type: backend.map(|b| b.settings.quota_type),
+                ext: session.ext,
+            },
+            character: character.into(),
+            provider: conversation.llm_provider.clone(),
+            latest_message_record: latest,
+            proactive_chat_waiting_time: backend
+                .map_or(0, |b| b.settings.proactive_chat_waiting_time),
+            sender_status,
+            is_debug_enabled,
+            is_customized_api_key_enabled: false,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = MemoryUsageDTO)]
+pub struct MemoryUsageDto {
+    /// The character's replies over the chat's whole life.
+    pub message_usage: u64,
+    pub token_usage: TokenUsageDto,
+}
+
+/// The provider a backend calls, and the model it asks for.
+pub(crate) fn backend_model(
+    state: &AppState,
+    backend: &Backend,
+) -> ApiResult<(Arc<Provider>, String)> {
+    let wanted = backend.settings.provider.as_deref();
+    let provider = state.llm.get(wanted).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "The backend names the provider '{}', which this deployment does not have.",
+            wanted.unwrap_or_default()
+        ))
+    })?;
+    let model = backend
+        .settings
+        .model
+        .clone()
+        .unwrap_or_else(|| provider.config.default_model.clone());
+    Ok((provider, model))
+}
+
+/// What a chat's conversation carries from its character and backend: the character's
+/// system prompt for this session, and the backend's provider, model and sampling.
+pub(crate) fn chat_settings(
+    state: &AppState,
+    character: &Character,
+    backend: &Backend,
+    session: &ChatSession,
+) -> ApiResult<ChatSettings> {
+    let (provider, model) = backend_model(state, backend)?;
+    Ok(ChatSettings {
+        system_prompt: character.system_prompt(&session.persona(None)),
+        provider: provider.name.clone(),
+        model,
+        temperature: backend.settings.temperature,
+        max_tokens: backend.settings.max_tokens,
+    })
+}
+
+/// FreeChat's answer when a chat cannot have the backend asked for.
+fn no_backend() -> ApiError {
+    ApiError::BadRequest("No backend found.".into())
+}
+
+/// The chat session `chat_id` of the caller.
+pub(crate) async fn own_chat(
+    state: &AppState,
+    user_id: &str,
+    chat_id: &str,
+) -> ApiResult<ChatRecord> {
+    state
+        .store
+        .chat(user_id, chat_id)
+        .await
+        .map_err(or_missing("Chat"))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/chat", tag = "chat", operation_id = "startChat",
+    request_body = ChatCreateDto,
+    responses(
+        (status = 200, description = "The chat's id; the same one again for the same backend", body = String, content_type = "text/plain"),
+        (status = 400, description = "The backend is not one of the character's, or the character has none", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such character visible to the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn start_chat(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ChatCreateDto>,
+) -> ApiResult<impl IntoResponse> {
+    body.validate()?;
+    let user_id = &caller.user_id;
+    let (character, backends) = visible_character(&state, user_id, &body.character_uid).await?;
+    let backend = match body.backend_id.as_deref() {
+        Some(id) => backends.iter().find(|b| b.id == id),
+        None => default_backend(&character, &backends),
+    }
+    .ok_or_else(no_backend)?;
+    let mut session = ChatSession {
+        character_uid: character.uid.clone(),
+        backend_id: backend.id.clone(),
+        user_nickname: None,
+        user_profile: None,
+        character_nickname: None,
+        about: None,
+        ext: None,
+        read_at: crate::domain::now(),
+    };
+    body.apply(&mut session);
+    let settings = chat_settings(&state, &character, backend, &session)?;
+    let title = session
+        .character_nickname
+        .as_deref()
+        .unwrap_or(character.display_name());
+    let conversation = Conversation::create(
+        user_id,
+        NewConversation {
+            title: format!("Chat with {title}"),
+            system_prompt: Some(settings.system_prompt),
+            llm_provider: Some(settings.provider),
+            llm_model: Some(settings.model),
+            temperature: settings.temperature,
+            max_tokens: settings.max_tokens,
+            ..Default::default()
+        },
+    );
+    let chat_id = state.store.start_chat(conversation, session).await?;
+    Ok(plain_text(chat_id))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/chat", tag = "chat", operation_id = "listChats",
+    responses(
+        (status = 200, description = "The caller's chats with characters they can see, most recently read first", body = Vec<ChatSessionDto>),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_chats(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<ChatSessionDto>>> {
+    let user_id = &caller.user_id;
+    let store = &state.store;
+    let chats = store.list_chats(user_id).await?;
+    let uids: BTreeSet<&str> = chats
+        .iter()
+        .map(|c| c.session.character_uid.as_str())
+        .collect();
+    let backend_ids: BTreeSet<(&str, &str)> = chats
+        .iter()
+        .map(|c| {
+            (
+                c.session.character_uid.as_str(),
+                c.session.backend_id.as_str(),
+            )
+        })
+        .collect();
+    let (characters, backends) = tokio::try_join!(
+        store.characters_by_uid(uids),
+        store.backends_by_id(backend_ids)
+    )?;
+    // A chat whose character is gone, or no longer visible to its user, is left out, as
+    // FreeChat does; it stays in Chatter's list.
+    let listed: Vec<(&ChatRecord, &Character)> = chats
+        .iter()
+        .filter_map(|chat| {
+            let character = characters
+                .get(&chat.session.character_uid)
+                .filter(|c| c.is_visible_to(user_id))?;
+            Some((chat, character))
+        })
+        .collect();
+    // The reads are made before they are streamed, so the stream holds no borrowing closure
+    // (which would not be `Send` for every lifetime, as an axum handler must be).
+    let reads: Vec<_> = listed
+        .iter()
+        .map(|(chat, _)| store.newest_messages(chat, 1))
+        .collect();
+    let latest: Vec<_> = futures_util::stream::iter(reads)
+        .buffered(LATEST_READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let mut sessions: Vec<ChatSessionDto> = listed
+        .into_iter()
+        .zip(latest)
+        .map(|((chat, character), newest)| {
+            let latest = match newest.first() {
+                Some(message) => Some(ChatMessageRecordDto::of(message, false)),
+                None => character
+                    .info
+                    .greeting
+                    .as_deref()
+                    .map(|g| ChatMessageRecordDto::greeting(g, chat.conversation().created_at)),
+            };
+            let backend = backends.get(&chat.session.backend_id);
+            ChatSessionDto::of(chat, character, backend, latest, user_id)
+        })
+        .collect();
+    sessions.sort_by(|a, b| {
+        (b.context.gmt_read, b.context.gmt_modified)
+            .cmp(&(a.context.gmt_read, a.context.gmt_modified))
+    });
+    Ok(Json(sessions))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/chat/{characterId}", tag = "chat", operation_id = "getDefaultChatId",
+    params(("characterId" = u64, Path, description = "Character identifier")),
+    responses(
+        (status = 200, description = "The caller's chat with the character's default backend", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such character visible to the caller, or no chat with it yet", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_default_chat_id(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(character_id): ApiPath<u64>,
+) -> ApiResult<impl IntoResponse> {
+    let user_id = &caller.user_id;
+    let uid = state
+        .store
+        .character_uid(character_id)
+        .await
+        .map_err(or_missing("Character"))?;
+    let (character, backends) = visible_character(&state, user_id, &uid).await?;
+    let backend = default_backend(&character, &backends).ok_or_else(|| missing("Chat"))?;
+    let chat = state
+        .store
+        .chat_with_backend(user_id, &backend.id)
+        .await?
+        .ok_or_else(|| missing("Chat"))?;
+    Ok(plain_text(chat.id().to_owned()))
+}
+
+#[utoipa::path(
+    put, path = "/api/v1/chat/{chatId}", tag = "chat", operation_id = "updateChat",
+    params(("chatId" = String, Path, description = "Chat session identifier")),
+    request_body = ChatUpdateDto,
+    responses(
+        (status = 200, description = "Updated", body = bool),
+        (status = 400, description = "Another character, or a backend that is not the character's", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such chat of the caller, or its character or backend is gone", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller already has a chat with that backend", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_chat(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(chat_id): ApiPath<String>,
+    ApiJson(body): ApiJson<ChatUpdateDto>,
+) -> ApiResult<Json<bool>> {
+    body.chat.validate()?;
+    let user_id = &caller.user_id;
+    let chat = own_chat(&state, user_id, &chat_id).await?;
+    if body.chat.character_uid != chat.session.character_uid {
+        return Err(ApiError::BadRequest(
+            "A chat keeps its character; start another chat for another one.".into(),
+        ));
+    }
+    let (character, backends) =
+        visible_character(&state, user_id, &chat.session.character_uid).await?;
+    let mut session = chat.session.clone();
+    if let Some(id) = &body.chat.backend_id {
+        session.backend_id = backends
+            .iter()
+            .find(|b| &b.id == id)
+            .ok_or_else(no_backend)?
+            .id
+            .clone();
+    }
+    let backend = backends
+        .iter()
+        .find(|b| b.id == session.backend_id)
+        .ok_or_else(|| missing("Backend"))?;
+    if let Some(read_at) = body.gmt_read {
+        session.read_at = read_at;
+    }
+    body.chat.apply(&mut session);
+    let settings = chat_settings(&state, &character, backend, &session)?;
+    state
+        .store
+        .save_chat(&chat, &session, &settings)
+        .await
+        .map_err(|err| match err {
+            StoreError::Conflict => ApiError::Conflict(
+                "You already have a chat with this backend, or the chat changed meanwhile.".into(),
+            ),
+            other => or_missing("Chat")(other),
+        })?;
+    Ok(Json(DONE))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/chat/{chatId}", tag = "chat", operation_id = "deleteChat",
+    params(("chatId" = String, Path, description = "Chat session identifier")),
+    responses(
+        (status = 200, description = "Deleted with its messages", body = bool),
+        (status = 404, description = "No such chat of the caller", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_chat(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(chat_id): ApiPath<String>,
+) -> ApiResult<Json<bool>> {
+    let chat = own_chat(&state, &caller.user_id, &chat_id).await?;
+    state
+        .store
+        .delete_chat(&chat)
+        .await
+        .map_err(or_missing("Chat"))?;
+    Ok(Json(DONE))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/chat/memory/usage/{chatId}", tag = "chat", operation_id = "getMemoryUsage",
+    params(("chatId" = String, Path, description = "Chat session identifier")),
+    responses(
+        (status = 200, description = "What the chat has used over its whole life; clearing or rolling back messages does not lower it", body = MemoryUsageDto),
+        (status = 404, description = "No such chat of the caller", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_memory_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(chat_id): ApiPath<String>,
+) -> ApiResult<Json<MemoryUsageDto>> {
+    let usage = own_chat(&state, &caller.user_id, &chat_id).await?.usage;
+    Ok(Json(MemoryUsageDto {
+        message_usage: usage.replies,
+        token_usage: TokenUsageDto::new(usage.input_tokens, usage.output_tokens),
+    }))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/chat/memory/{chatId}", tag = "chat", operation_id = "clearMemory",
+    params(("chatId" = String, Path, description = "Chat session identifier")),
+    responses(
+        (status = 200, description = "Every message removed; what the chat shows now (its greeting, if any)", body = Vec<ChatMessageRecordDto>),
+        (status = 404, description = "No such chat of the caller", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn clear_memory(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(chat_id): ApiPath<String>,
+) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
+    let user_id = &caller.user_id;
+    let chat = own_chat(&state, user_id, &chat_id).await?;
+    state
+        .store
+        .remove_latest_messages(user_id, &chat_id, None)
+        .await
+        .map_err(or_missing("Chat"))?;
+    Ok(Json(page(&state, user_id, &chat, None, None, false).await?))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/chat/messages/rollback/{chatId}/{count}", tag = "chat", operation_id = "rollbackMessages",
+    params(
+        ("chatId" = String, Path, description = "Chat session identifier"),
+        ("count" = i64, Path, description = "Message count to be rolled back"),
+    ),
+    responses(
+        (status = 200, description = "The removed messages' ids, newest first", body = Vec<u64>),
+        (status = 404, description = "No such chat of the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A count below 1", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn rollback_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((chat_id, count)): ApiPath<(String, i64)>,
+) -> ApiResult<Json<Vec<u64>>> {
+    let mut v = Violations::new();
+    v.range(Some(count), 1, i64::MAX, &["path", "count"]);
+    v.finish()?;
+    let user_id = &caller.user_id;
+    own_chat(&state, user_id, &chat_id).await?;
+    let removed = state
+        .store
+        .remove_latest_messages(
+            user_id,
+            &chat_id,
+            Some(usize::try_from(count).unwrap_or(usize::MAX)),
+        )
+        .await
+        .map_err(or_missing("Chat"))?;
+    Ok(Json(removed.iter().map(|m| m.sequence_number).collect()))
+}
