@@ -5,6 +5,8 @@ use serde_json::Value;
 
 const CHATTER_CHAT: &str = "chatter-chat-api.json";
 const CHATTER_DOCUMENTS: &str = "chatter-documents-api.json";
+const FREECHAT_CHAT: &str = "freechat-chat-api.json";
+const FREECHAT_CHARACTER: &str = "freechat-character-api.json";
 
 /// The operations of the contracts this code implements so far: (contract, method, path).
 const IMPLEMENTED: &[(&str, &str, &str)] = &[
@@ -73,6 +75,99 @@ const IMPLEMENTED: &[(&str, &str, &str)] = &[
         CHATTER_DOCUMENTS,
         "post",
         "/api/v1/documents/{document_id}/reprocess",
+    ),
+    (FREECHAT_CHAT, "delete", "/api/v1/chat/{chatId}"),
+    (FREECHAT_CHAT, "put", "/api/v1/chat/{chatId}"),
+    (FREECHAT_CHAT, "get", "/api/v1/chat"),
+    (FREECHAT_CHAT, "post", "/api/v1/chat"),
+    (FREECHAT_CHAT, "post", "/api/v1/chat/send/{chatId}"),
+    (FREECHAT_CHAT, "post", "/api/v1/chat/send/stream/{chatId}"),
+    (
+        FREECHAT_CHAT,
+        "post",
+        "/api/v1/chat/messages/rollback/{chatId}/{count}",
+    ),
+    (FREECHAT_CHAT, "get", "/api/v1/chat/{characterId}"),
+    (
+        FREECHAT_CHAT,
+        "get",
+        "/api/v1/chat/send/stream/assistant/{chatId}/{assistantUid}",
+    ),
+    (
+        FREECHAT_CHAT,
+        "get",
+        "/api/v1/chat/send/assistant/{chatId}/{assistantUid}",
+    ),
+    (FREECHAT_CHAT, "get", "/api/v1/chat/messages/{chatId}"),
+    (
+        FREECHAT_CHAT,
+        "get",
+        "/api/v1/chat/messages/{chatId}/{limit}/{offset}",
+    ),
+    (
+        FREECHAT_CHAT,
+        "get",
+        "/api/v1/chat/messages/{chatId}/{limit}",
+    ),
+    (
+        FREECHAT_CHAT,
+        "get",
+        "/api/v1/chat/messages/debug/{chatId}/{limit}",
+    ),
+    (
+        FREECHAT_CHAT,
+        "get",
+        "/api/v1/chat/messages/debug/{chatId}/{limit}/{offset}",
+    ),
+    (FREECHAT_CHAT, "get", "/api/v1/chat/messages/debug/{chatId}"),
+    (FREECHAT_CHAT, "get", "/api/v1/chat/memory/usage/{chatId}"),
+    (FREECHAT_CHAT, "delete", "/api/v1/chat/memory/{chatId}"),
+    (
+        FREECHAT_CHARACTER,
+        "delete",
+        "/api/v1/character/{characterId}",
+    ),
+    (FREECHAT_CHARACTER, "put", "/api/v1/character/{characterId}"),
+    (
+        FREECHAT_CHARACTER,
+        "delete",
+        "/api/v1/character/backend/{characterBackendId}",
+    ),
+    (
+        FREECHAT_CHARACTER,
+        "put",
+        "/api/v1/character/backend/{characterBackendId}",
+    ),
+    (
+        FREECHAT_CHARACTER,
+        "put",
+        "/api/v1/character/backend/default/{characterBackendId}",
+    ),
+    (FREECHAT_CHARACTER, "post", "/api/v1/character"),
+    (
+        FREECHAT_CHARACTER,
+        "post",
+        "/api/v1/character/backend/{characterUid}",
+    ),
+    (
+        FREECHAT_CHARACTER,
+        "get",
+        "/api/v1/character/summary/{characterId}",
+    ),
+    (
+        FREECHAT_CHARACTER,
+        "get",
+        "/api/v1/character/details/{characterId}",
+    ),
+    (
+        FREECHAT_CHARACTER,
+        "get",
+        "/api/v1/character/backends/{characterUid}",
+    ),
+    (
+        FREECHAT_CHARACTER,
+        "get",
+        "/api/v1/character/backend/default/{characterUid}",
     ),
 ];
 

@@ -15,22 +15,29 @@ pub enum Group {
     Conversations,
     /// Chatter's request/response chat: `/chat` and `/template/{name}`.
     Chat,
-    /// Chatter's `/streaming`, run under Lambda response streaming.
+    /// The streaming routes of both dialects, run under Lambda response streaming: Chatter's
+    /// `/streaming`, FreeChat's `/send/stream/...`.
     ChatStream,
     /// What the API offers and how it has run: templates, tools, MCP status, performance
     /// statistics, and the OpenAPI document.
     Catalog,
     /// Chatter documents: upload, processing, chunks and search for retrieval.
     Documents,
+    /// FreeChat characters and their backends.
+    Characters,
+    /// FreeChat chat sessions: starting, listing, messages, memory, sending.
+    Sessions,
 }
 
 impl Group {
-    pub const ALL: [Group; 5] = [
+    pub const ALL: [Group; 7] = [
         Group::Conversations,
         Group::Chat,
         Group::ChatStream,
         Group::Catalog,
         Group::Documents,
+        Group::Characters,
+        Group::Sessions,
     ];
 
     /// The group's routes, as (authenticated, public).
@@ -38,12 +45,17 @@ impl Group {
         match self {
             Group::Conversations => (chatter::conversations::routes(), Router::new()),
             Group::Chat => (chatter::chat::chat_routes(), Router::new()),
-            Group::ChatStream => (chatter::chat::streaming_routes(), Router::new()),
+            Group::ChatStream => (
+                chatter::chat::streaming_routes().merge(freechat::send::streaming_routes()),
+                Router::new(),
+            ),
             Group::Catalog => (
                 chatter::chat::catalog_routes().merge(chatter::workflows::routes()),
                 openapi::routes(),
             ),
             Group::Documents => (chatter::documents::routes(), Router::new()),
+            Group::Characters => (freechat::characters::routes(), Router::new()),
+            Group::Sessions => (freechat::session_routes(), Router::new()),
         }
     }
 

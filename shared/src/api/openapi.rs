@@ -9,6 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::chatter::{chat, conversations, documents, workflows};
+use super::freechat::{characters, messages, send, sessions};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -40,6 +41,35 @@ use crate::AppState;
         documents::document_stats,
         documents::download_document,
         documents::reprocess_document,
+        characters::create_character,
+        characters::get_character_summary,
+        characters::get_character_details,
+        characters::update_character,
+        characters::delete_character,
+        characters::add_character_backend,
+        characters::list_character_backends,
+        characters::get_default_character_backend,
+        characters::set_default_character_backend,
+        characters::update_character_backend,
+        characters::remove_character_backend,
+        sessions::start_chat,
+        sessions::list_chats,
+        sessions::get_default_chat_id,
+        sessions::update_chat,
+        sessions::delete_chat,
+        sessions::get_memory_usage,
+        sessions::clear_memory,
+        sessions::rollback_messages,
+        messages::list_messages,
+        messages::list_messages_with_limit,
+        messages::list_messages_with_offset,
+        messages::list_debug_messages,
+        messages::list_debug_messages_with_limit,
+        messages::list_debug_messages_with_offset,
+        send::send_message,
+        send::stream_send_message,
+        send::send_assistant,
+        send::stream_send_assistant,
     ),
     components(schemas(chat::StreamingChatChunk)),
     modifiers(&BearerAuth)
