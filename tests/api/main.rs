@@ -5,6 +5,7 @@ mod auth;
 mod chat;
 mod conversations;
 mod documents;
+mod faults;
 mod freechat;
 mod http_layer;
 mod idempotency;

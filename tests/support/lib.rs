@@ -2,6 +2,7 @@
 //! API on another, and a client that speaks HTTP to it.
 
 pub mod fake_llm;
+pub mod faulty_dynamodb;
 pub mod lambda_emulator;
 pub mod mcp_server;
 
@@ -17,6 +18,7 @@ use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
 
 pub use fake_llm::{FakeLlm, Script};
+pub use faulty_dynamodb::{Fault, FaultyDynamoDb};
 
 /// The HS256 secret the tests and the event fixtures share.
 pub const TEST_SECRET: &str = "fixture-secret-0123456789abcdef0123456789";
@@ -50,7 +52,28 @@ impl TestApp {
         let dynamodb = EmbeddedDynamoDb::start(None)
             .await
             .expect("embedded DynamoDB starts");
-        let mut vars = base_vars(dynamodb.endpoint());
+        let endpoint = dynamodb.endpoint().to_owned();
+        Self::spawn_over(dynamodb, &endpoint, overrides).await
+    }
+
+    /// Starts a stack that reaches its DynamoDB through a proxy that can inject faults.
+    pub async fn spawn_with_faults(overrides: &[(&str, &str)]) -> (Self, FaultyDynamoDb) {
+        let dynamodb = EmbeddedDynamoDb::start(None)
+            .await
+            .expect("embedded DynamoDB starts");
+        let proxy = FaultyDynamoDb::start(dynamodb.endpoint()).await;
+        (
+            Self::spawn_over(dynamodb, &proxy.endpoint, overrides).await,
+            proxy,
+        )
+    }
+
+    async fn spawn_over(
+        dynamodb: EmbeddedDynamoDb,
+        endpoint: &str,
+        overrides: &[(&str, &str)],
+    ) -> Self {
+        let mut vars = base_vars(endpoint);
         for (k, v) in overrides {
             vars.insert((*k).into(), (*v).into());
         }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 pub use conversations::ConversationRecord;
@@ -82,7 +83,14 @@ where
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             true
         }
-        SdkError::ServiceError(e) => e.err().code().is_some_and(|c| TRANSIENT_CODES.contains(&c)),
+        // A 5xx without a DynamoDB error code comes from something in between (a proxy, a
+        // load balancer): as transient as DynamoDB's own faults.
+        SdkError::ServiceError(e) => {
+            e.err().code().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                || (e.raw() as &dyn std::any::Any)
+                    .downcast_ref::<HttpResponse>()
+                    .is_some_and(|raw| raw.status().is_server_error())
+        }
         _ => false,
     };
     if transient {

@@ -1,0 +1,117 @@
+//! A proxy in front of the embedded DynamoDB that can make chosen operations fail, the way
+//! DynamoDB does under throttling or an outage.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Every request passes.
+    None,
+    /// Calls of this operation (e.g. "TransactWriteItems") after the first `after` pass are
+    /// refused with ThrottlingException.
+    Throttle { operation: String, after: usize },
+    /// Every request gets a 503 with no DynamoDB error, as from a failing load balancer.
+    Outage,
+}
+
+struct Shared {
+    upstream: String,
+    http: reqwest::Client,
+    fault: Mutex<(Fault, usize)>,
+}
+
+pub struct FaultyDynamoDb {
+    pub endpoint: String,
+    shared: Arc<Shared>,
+}
+
+impl FaultyDynamoDb {
+    pub async fn start(upstream: &str) -> Self {
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_owned(),
+            http: reqwest::Client::new(),
+            fault: Mutex::new((Fault::None, 0)),
+        });
+        let router = axum::Router::new()
+            .fallback(forward)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { endpoint, shared }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        *self.shared.fault.lock().unwrap() = (fault, 0);
+    }
+}
+
+async fn forward(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let operation = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit('.').next())
+        .unwrap_or_default()
+        .to_owned();
+    let refuse = {
+        let mut guard = shared.fault.lock().unwrap();
+        let (fault, seen) = &mut *guard;
+        match fault {
+            Fault::None => None,
+            Fault::Outage => Some((StatusCode::SERVICE_UNAVAILABLE, String::new())),
+            Fault::Throttle {
+                operation: op,
+                after,
+            } if *op == operation => {
+                *seen += 1;
+                (*seen > *after).then(|| {
+                    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+                    (StatusCode::BAD_REQUEST, body.to_owned())
+                })
+            }
+            Fault::Throttle { .. } => None,
+        }
+    };
+    if let Some((status, body)) = refuse {
+        return (
+            status,
+            [("content-type", "application/x-amz-json-1.0")],
+            body,
+        )
+            .into_response();
+    }
+    let mut request = shared
+        .http
+        .request(method, format!("{}{}", shared.upstream, uri.path()));
+    for (name, value) in &headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    match request.body(body).send().await {
+        Ok(upstream) => {
+            let status = upstream.status();
+            let headers = upstream.headers().clone();
+            let body = upstream.bytes().await.unwrap_or_default();
+            let mut response = (status, body).into_response();
+            for (name, value) in &headers {
+                if name != "content-length" && name != "transfer-encoding" {
+                    response.headers_mut().insert(name, value.clone());
+                }
+            }
+            response
+        }
+        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
