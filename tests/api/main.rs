@@ -3,6 +3,7 @@
 
 mod auth;
 mod chat;
+mod concurrency;
 mod conversations;
 mod documents;
 mod faults;

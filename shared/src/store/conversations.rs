@@ -558,6 +558,7 @@ impl Store {
         mut record: ConversationRecord,
         drafts: Vec<MessageDraft>,
     ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
+        let _queued = self.append_lock(&record.conversation.id).lock().await;
         let mut backoff = Duration::from_millis(2);
         for _ in 0..MAX_APPEND_ATTEMPTS {
             match self.try_append(&record, &drafts).await {

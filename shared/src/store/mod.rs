@@ -105,14 +105,34 @@ where
 pub struct Store {
     client: Client,
     table: Arc<str>,
+    append_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
+
+/// Appends to one conversation from this instance queue on one of these locks instead of
+/// racing each other's conditional writes; the conditions still settle races between
+/// instances.
+const APPEND_LOCK_STRIPES: usize = 64;
 
 impl Store {
     pub fn new(client: Client, table: impl Into<Arc<str>>) -> Self {
         Self {
             client,
             table: table.into(),
+            append_locks: (0..APPEND_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
+    }
+
+    /// The lock that appends to this conversation take in this instance.
+    fn append_lock(&self, conversation_id: &str) -> &tokio::sync::Mutex<()> {
+        // FNV-1a: cheap, and any even spread of ids over the stripes will do.
+        let hash = conversation_id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        &self.append_locks[(hash % APPEND_LOCK_STRIPES as u64) as usize]
     }
 
     /// Builds the SDK client. With an explicit endpoint (the local run, the tests) it uses

@@ -1,0 +1,89 @@
+use std::collections::HashSet;
+
+use api_tests::{FakeLlm, TestApp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Sends `per_conversation` chats to each conversation, all at once, and checks what the
+/// store holds: every question and answer once, numbered 1..n without gaps, and counters
+/// that add up.
+async fn concurrent_sends(conversations: usize, per_conversation: usize) {
+    let fake = FakeLlm::start().await;
+    let app = TestApp::spawn_with(&[
+        ("LLM_BASE_URL", &fake.base_url),
+        ("LLM_PROMPT_PRICE_PER_1K", "1"),
+    ])
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..conversations {
+        ids.push(app.create_conversation("alice", &format!("c{i}")).await);
+    }
+    let sends = ids
+        .iter()
+        .flat_map(|id| (0..per_conversation).map(move |n| (id.clone(), n)))
+        .map(|(id, n)| {
+            let request = app
+                .request(reqwest::Method::POST, "/api/v1/chat/chat", "alice")
+                .json(&json!({"message": format!("question {n} for {id}"), "conversation_id": id}));
+            tokio::spawn(async move { api_tests::Reply::from(request.send().await.unwrap()).await })
+        });
+    let replies = futures_util::future::join_all(sends).await;
+    for reply in &replies {
+        let reply = reply.as_ref().unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+
+    for id in &ids {
+        let messages: Vec<Value> = app
+            .store()
+            .messages("alice", id, 1000, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| serde_json::to_value(m).unwrap())
+            .collect();
+        assert_eq!(messages.len(), 2 * per_conversation);
+        let sequence: Vec<u64> = messages
+            .iter()
+            .map(|m| m["sequence_number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            sequence,
+            (1..=2 * per_conversation as u64).collect::<Vec<_>>()
+        );
+        let questions: HashSet<&str> = messages
+            .iter()
+            .filter(|m| m["role"] == "user")
+            .map(|m| m["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(questions.len(), per_conversation, "every question once");
+        let ids: HashSet<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), messages.len());
+
+        let conversation = app
+            .store()
+            .conversation("alice", id)
+            .await
+            .unwrap()
+            .conversation;
+        let tokens: u64 = messages
+            .iter()
+            .filter_map(|m| m["total_tokens"].as_u64())
+            .sum();
+        let cost: f64 = messages.iter().filter_map(|m| m["cost"].as_f64()).sum();
+        assert_eq!(conversation.message_count, messages.len() as u64);
+        assert_eq!(conversation.total_tokens, tokens);
+        assert!((conversation.total_cost - cost).abs() < 1e-9);
+    }
+    assert_eq!(fake.calls(), conversations * per_conversation);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_sends_over_ten_conversations_lose_and_repeat_nothing() {
+    concurrent_sends(10, 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_sends_to_one_conversation_lose_and_repeat_nothing() {
+    concurrent_sends(1, 200).await;
+}
