@@ -1,0 +1,66 @@
+//! `bench <command>`: the benchmarks behind BENCHMARKS.md. Run them through `scripts/bench`,
+//! which builds in release mode first and runs them one after another.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bench::{coldstart, overhead, streaming};
+
+const USAGE: &str = "usage: bench <command> [options]
+  overhead  [--iterations N] [--warmup N]          router vs bare storage calls, round trips
+  streaming [--runs N] [--tokens N] [--gap-ms N]    time to first token and per-token lag
+  coldstart --bin-dir DIR [--functions a,b] [--runs N] [--load N]
+                                                    cold start, warm latency, peak RSS per function
+  init                                              one cold init, step by step (run in a fresh process)";
+
+fn option<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("{name} needs a value\n{USAGE}")),
+        None => Ok(default),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match args.first().map(String::as_str) {
+        Some("overhead") => runtime.block_on(overhead::run(overhead::Options {
+            iterations: option(&args, "--iterations", 2000)?,
+            warmup: option(&args, "--warmup", 200)?,
+        })),
+        Some("streaming") => runtime.block_on(streaming::run(streaming::Options {
+            runs: option(&args, "--runs", 200)?,
+            tokens: option(&args, "--tokens", 20)?,
+            gap: Duration::from_millis(option(&args, "--gap-ms", 2)?),
+        })),
+        Some("coldstart") => {
+            let bin_dir: PathBuf = option(&args, "--bin-dir", PathBuf::from("target/release"))?;
+            let functions: String = option(&args, "--functions", String::new())?;
+            let functions = if functions.is_empty() {
+                let mut found: Vec<String> = std::fs::read_dir("functions")?
+                    .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                    .collect();
+                found.sort();
+                found
+            } else {
+                functions.split(',').map(str::to_owned).collect()
+            };
+            runtime.block_on(coldstart::run(coldstart::Options {
+                bin_dir,
+                functions,
+                runs: option(&args, "--runs", 20)?,
+                load: option(&args, "--load", 1000)?,
+            }))
+        }
+        Some("init") => runtime.block_on(coldstart::init_steps()),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}

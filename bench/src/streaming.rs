@@ -1,0 +1,182 @@
+//! Streaming overhead: time to first token and per-token lag through `/streaming` (the
+//! chat-stream function's router, served over loopback HTTP), against the same fake upstream
+//! read directly with the same HTTP client. Both clocks are this process's `Instant`, so the
+//! fake's send times and the client's arrival times compare directly.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+use shared::api::Group;
+
+use crate::fake_llm::FakeLlm;
+use crate::stack::{self, Stack};
+use crate::stats::{Sample, ms, ms_diff};
+
+pub struct Options {
+    pub runs: usize,
+    pub tokens: usize,
+    pub gap: Duration,
+}
+
+/// What one streamed request looked like from the client.
+struct Observed {
+    /// From sending the request to the first token's arrival.
+    first_token: Duration,
+    /// Each token's arrival, in order.
+    arrivals: Vec<Instant>,
+    /// Token events that arrived in the same read as the token before them.
+    batched: usize,
+}
+
+/// Reads a Server-Sent Events response, noting when each event that `is_token` picks arrived.
+async fn observe(
+    request: reqwest::RequestBuilder,
+    is_token: impl Fn(&str) -> bool,
+) -> anyhow::Result<Observed> {
+    let sent = Instant::now();
+    let response = request.send().await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "status {}",
+        response.status()
+    );
+    let mut body = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut arrivals = Vec::new();
+    let mut batched = 0;
+    while let Some(chunk) = body.next().await {
+        let at = Instant::now();
+        buffer.push_str(std::str::from_utf8(&chunk?)?);
+        let mut in_this_read = 0usize;
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if is_token(&event) {
+                arrivals.push(at);
+                in_this_read += 1;
+            }
+        }
+        batched += in_this_read.saturating_sub(1);
+    }
+    let first = *arrivals
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no token arrived"))?;
+    Ok(Observed {
+        first_token: first - sent,
+        arrivals,
+        batched,
+    })
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    stack::init_tracing();
+    let llm = FakeLlm::start().await?;
+    llm.configure(opts.tokens, opts.gap);
+    let stack = Stack::start(&llm.base_url).await?;
+    println!("{}", crate::machine::describe());
+    println!(
+        "streaming overhead: {} runs of {} tokens {:?} apart (the first at once), direct and through \
+         POST /api/v1/chat/streaming (new conversation each run) alternately; both over loopback HTTP \
+         with one reqwest client",
+        opts.runs, opts.tokens, opts.gap
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let api = format!("http://{}", listener.local_addr()?);
+    let router = Group::ChatStream.service(stack.state.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = reqwest::Client::new();
+    let token = stack::token("streamer");
+    let direct = || {
+        client
+            .post(format!("{}/chat/completions", llm.base_url))
+            .json(&json!({"model": "bench-model", "stream": true,
+                          "messages": [{"role": "user", "content": "Hello, how are you today?"}]}))
+    };
+    let through = || {
+        client
+            .post(format!("{api}/api/v1/chat/streaming"))
+            .bearer_auth(&token)
+            .json(&json!({"message": "Hello, how are you today?"}))
+    };
+    let is_upstream_token = |e: &str| e.contains("\"content\":\"w");
+    let is_api_token = |e: &str| e.contains("\"type\":\"token\"");
+
+    let mut first_direct = Vec::new();
+    let mut first_api = Vec::new();
+    let mut lag_direct = Vec::new();
+    let mut lag_api = Vec::new();
+    let mut batched = (0, 0);
+    let warmup = 10;
+    stack.round_trips.take();
+    for run in 0..opts.runs + warmup {
+        let order = [run % 2 == 0, run % 2 != 0];
+        for api_first in order {
+            let (observed, sent) = if api_first {
+                (observe(through(), is_api_token).await?, llm.sent())
+            } else {
+                (observe(direct(), is_upstream_token).await?, llm.sent())
+            };
+            anyhow::ensure!(
+                observed.arrivals.len() == opts.tokens && sent.len() == opts.tokens,
+                "expected {} tokens, saw {} (sent {})",
+                opts.tokens,
+                observed.arrivals.len(),
+                sent.len()
+            );
+            if run < warmup {
+                continue;
+            }
+            let lags = observed.arrivals.iter().zip(&sent).map(|(a, s)| *a - *s);
+            if api_first {
+                first_api.push(observed.first_token);
+                lag_api.extend(lags);
+                batched.1 += observed.batched;
+            } else {
+                first_direct.push(observed.first_token);
+                lag_direct.extend(lags);
+                batched.0 += observed.batched;
+            }
+        }
+    }
+    let trips = stack.round_trips.take();
+    let (first_direct, first_api) = (Sample::new(first_direct), Sample::new(first_api));
+    let (lag_direct, lag_api) = (Sample::new(lag_direct), Sample::new(lag_api));
+    println!();
+    println!("{:<44} {:>9} {:>9} {:>9}", "(ms)", "p50", "p99", "max");
+    let row = |label: &str, s: &Sample| {
+        println!(
+            "{:<44} {:>9} {:>9} {:>9}",
+            label,
+            ms(s.p50()),
+            ms(s.p99()),
+            ms(s.max())
+        );
+    };
+    row("time to first token, upstream directly", &first_direct);
+    row("time to first token, through /streaming", &first_api);
+    row("token lag (fake sent -> client), directly", &lag_direct);
+    row("token lag (fake sent -> client), /streaming", &lag_api);
+    println!();
+    println!(
+        "added to the first token (p50 through - p50 direct): {} ms (target <= 3 ms; includes the \
+         rate-limit count and storing the new conversation with the user's message)",
+        ms_diff(first_api.p50(), first_direct.p50())
+    );
+    println!(
+        "added per token (p50 lag through - p50 lag direct): {} ms (target <= 0.1 ms); p99: {} ms",
+        ms_diff(lag_api.p50(), lag_direct.p50()),
+        ms_diff(lag_api.p99(), lag_direct.p99())
+    );
+    println!(
+        "tokens that arrived in one read with the token before them: direct {}, through /streaming {} \
+         (of {} each)",
+        batched.0,
+        batched.1,
+        opts.runs * opts.tokens
+    );
+    println!(
+        "DynamoDB round trips per /streaming request: {}",
+        crate::counting::describe(&trips, (opts.runs + warmup) as u64)
+    );
+    Ok(())
+}
