@@ -9,6 +9,8 @@ use bench::{coldstart, overhead, streaming};
 const USAGE: &str = "usage: bench <command> [options]
   overhead  [--iterations N] [--warmup N]          router vs bare storage calls, round trips
   streaming [--runs N] [--tokens N] [--gap-ms N]    time to first token and per-token lag
+  lambda-streaming --bin-dir DIR [--runs N] [--tokens N] [--gap-ms N]
+                                                    per-token lag through the chat-stream binary
   coldstart --bin-dir DIR [--functions a,b] [--runs N] [--load N]
                                                     cold start, warm latency, peak RSS per function
   init                                              one cold init, step by step (run in a fresh process)";
@@ -38,6 +40,17 @@ fn main() -> anyhow::Result<()> {
             tokens: option(&args, "--tokens", 20)?,
             gap: Duration::from_millis(option(&args, "--gap-ms", 2)?),
         })),
+        Some("lambda-streaming") => {
+            let bin_dir: PathBuf = option(&args, "--bin-dir", PathBuf::from("target/release"))?;
+            runtime.block_on(streaming::run_lambda(
+                streaming::Options {
+                    runs: option(&args, "--runs", 200)?,
+                    tokens: option(&args, "--tokens", 20)?,
+                    gap: Duration::from_millis(option(&args, "--gap-ms", 2)?),
+                },
+                &bin_dir,
+            ))
+        }
         Some("coldstart") => {
             let bin_dir: PathBuf = option(&args, "--bin-dir", PathBuf::from("target/release"))?;
             let functions: String = option(&args, "--functions", String::new())?;
