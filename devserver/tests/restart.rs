@@ -8,9 +8,26 @@ use shared::config::Secret;
 
 const SECRET: &str = "restart-test-secret-0123456789abcdef0123";
 
+/// A running devserver, killed and reaped when dropped (also when a test panics).
+struct Server(Child);
+
+impl Server {
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the devserver on a random port and returns it with its base URL.
-fn start(data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_devserver"))
+fn start(data_dir: &std::path::Path) -> (Server, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_devserver"))
         .env("DATA_DIR", data_dir)
         .env("PORT", "0")
         .env("JWT_SECRET", SECRET)
@@ -21,20 +38,19 @@ fn start(data_dir: &std::path::Path) -> (Child, String) {
         .stdout(Stdio::null())
         .spawn()
         .expect("the devserver starts");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut server = Server(child);
+    let stderr = BufReader::new(server.0.stderr.take().expect("stderr is piped"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    for line in stderr.lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("Chat API on ") {
-            let url = rest.split_whitespace().next().unwrap().to_owned();
-            return (child, url);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the devserver did not announce its address"
-        );
-    }
-    panic!("the devserver exited before serving");
+    let url = stderr
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|_| Instant::now() < deadline)
+        .find_map(|line| {
+            let rest = line.strip_prefix("Chat API on ")?;
+            Some(rest.split_whitespace().next()?.to_owned())
+        })
+        .expect("the devserver announces its address");
+    (server, url)
 }
 
 async fn listed_ids(http: &reqwest::Client, url: &str, token: &str) -> Vec<String> {
@@ -65,7 +81,7 @@ async fn a_killed_local_server_restarts_with_every_acknowledged_write() {
     let data = std::env::temp_dir().join(format!("devserver-restart-{}", uuid::Uuid::new_v4()));
     let token = shared::auth::issue_token(&Secret::new(SECRET), "alice", Duration::from_secs(600));
     let http = reqwest::Client::new();
-    let (mut server, url) = start(&data);
+    let (server, url) = start(&data);
 
     let writers: Vec<_> = (0..8)
         .map(|w| {
@@ -93,8 +109,7 @@ async fn a_killed_local_server_restarts_with_every_acknowledged_write() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.kill().expect("the devserver is killed");
-    server.wait().unwrap();
+    server.kill();
     let mut acknowledged = Vec::new();
     for writer in writers {
         acknowledged.extend(writer.await.unwrap());
@@ -105,10 +120,9 @@ async fn a_killed_local_server_restarts_with_every_acknowledged_write() {
         acknowledged.len()
     );
 
-    let (mut restarted, url) = start(&data);
+    let (restarted, url) = start(&data);
     let stored = listed_ids(&http, &url, &token).await;
-    restarted.kill().unwrap();
-    restarted.wait().unwrap();
+    restarted.kill();
     let _ = std::fs::remove_dir_all(&data);
     let missing: Vec<&String> = acknowledged
         .iter()

@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi};
 use super::chatter::{chat, conversations, documents, workflows};
 use super::freechat::{characters, messages, send, sessions};
 use crate::AppState;
+use crate::error::Problem;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -71,8 +72,8 @@ use crate::AppState;
         send::send_assistant,
         send::stream_send_assistant,
     ),
-    components(schemas(chat::StreamingChatChunk)),
-    modifiers(&BearerAuth)
+    components(schemas(chat::StreamingChatChunk, Problem)),
+    modifiers(&BearerAuth, &CommonErrors)
 )]
 pub struct ApiDoc;
 
@@ -90,6 +91,76 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Documents the problems any authenticated operation may answer with, as the HTTP layer
+/// produces them for every route: bad tokens, rate limits, storage outages, and, for those
+/// with a body, malformed, oversized or mistyped bodies and reused idempotency keys.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    crate::error::PROBLEM_CONTENT_TYPE,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        let always = [
+            ("401", "Missing or invalid bearer token"),
+            ("404", "No such resource of the caller"),
+            ("422", "Invalid parameters"),
+            ("429", "Rate limit exceeded; see Retry-After"),
+            (
+                "500",
+                "Internal error; the correlation id identifies it in the logs",
+            ),
+            (
+                "503",
+                "Storage or a dependency is unavailable; see Retry-After",
+            ),
+        ];
+        let with_body = [
+            ("400", "Malformed body"),
+            (
+                "409",
+                "A request with this Idempotency-Key is still running",
+            ),
+            ("413", "Body too large"),
+            ("415", "Unsupported content type"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if operation.security.is_none() {
+                    continue;
+                }
+                let extra = if operation.request_body.is_some() {
+                    &with_body[..]
+                } else {
+                    &[]
+                };
+                for (status, description) in always.iter().chain(extra) {
+                    operation
+                        .responses
+                        .responses
+                        .entry((*status).to_owned())
+                        .or_insert_with(|| problem(description).into());
+                }
+            }
+        }
     }
 }
 

@@ -72,3 +72,79 @@ impl Violations {
         }
     }
 }
+
+/// DynamoDB stores numbers of magnitude up to 9.99...e125 and down to 1e-130.
+const DYNAMODB_MAX_NUMBER: f64 = 9.999_999_999_999_998e125;
+const DYNAMODB_MIN_NUMBER: f64 = 1e-130;
+/// DynamoDB nests documents at most 32 levels deep.
+const MAX_JSON_DEPTH: usize = 32;
+
+/// Why DynamoDB would refuse this client-supplied JSON value, if it would.
+fn storable(value: &serde_json::Value, depth: usize) -> Result<(), &'static str> {
+    use serde_json::Value;
+    if depth > MAX_JSON_DEPTH {
+        return Err("is nested more than 32 levels deep");
+    }
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f)
+                if f == 0.0 || (DYNAMODB_MIN_NUMBER..=DYNAMODB_MAX_NUMBER).contains(&f.abs()) =>
+            {
+                Ok(())
+            }
+            _ => Err("holds a number outside ±1e-130..9.99e125"),
+        },
+        Value::Array(items) => items.iter().try_for_each(|v| storable(v, depth + 1)),
+        Value::Object(map) => {
+            if map.keys().any(String::is_empty) {
+                return Err("has an empty key");
+            }
+            map.values().try_for_each(|v| storable(v, depth + 1))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Violations {
+    /// Checks that a free-form JSON object can be stored as it is.
+    pub fn storable_json(&mut self, value: Option<&crate::domain::JsonObject>, loc: &[&str]) {
+        let problem = value.and_then(|object| {
+            if object.keys().any(String::is_empty) {
+                return Some("has an empty key");
+            }
+            object.values().try_for_each(|v| storable(v, 2)).err()
+        });
+        if let Some(problem) = problem {
+            self.check(false, loc, format!("the object {problem}"), "value_error");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(value: serde_json::Value) -> Result<(), ApiError> {
+        let mut v = Violations::new();
+        v.storable_json(value.as_object(), &["body", "extra_metadata"]);
+        v.finish()
+    }
+
+    #[test]
+    fn ordinary_objects_are_storable() {
+        assert!(check(json!({"a": [1, 2.5, -3e100, 0, null, "x"], "b": {"c": true}})).is_ok());
+    }
+
+    #[test]
+    fn what_dynamodb_refuses_is_a_validation_error() {
+        assert!(check(json!({"n": 6.3e237})).is_err());
+        assert!(check(json!({"n": 1e-200})).is_err());
+        assert!(check(json!({"": 1})).is_err());
+        let mut deep = json!(1);
+        for _ in 0..40 {
+            deep = json!({ "k": deep });
+        }
+        assert!(check(deep).is_err());
+    }
+}

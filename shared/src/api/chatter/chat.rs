@@ -181,6 +181,16 @@ pub async fn chat_with_template(
     Ok(Json(turn.run(&state).await?.into()))
 }
 
+/// One event of a `text/event-stream` body, described per event as OpenAPI 3.2's
+/// `itemSchema` does (and as fuzzers check it): `data` holds a chunk as JSON, or `[DONE]`.
+#[derive(Debug, ToSchema)]
+pub struct ServerSentEvent {
+    pub data: String,
+    pub event: Option<String>,
+    pub id: Option<String>,
+    pub retry: Option<u64>,
+}
+
 /// One Server-Sent Event of `/streaming`.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct StreamingChatChunk {
@@ -268,7 +278,7 @@ impl StreamingChatChunk {
     post, path = "/api/v1/chat/streaming", tag = "chat",
     request_body = ChatRequest,
     responses(
-        (status = 200, description = "Server-Sent Events: `data: <StreamingChatChunk>` frames (start, node_start, token, node_complete, usage, end or error), then `data: [DONE]`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: `data: <StreamingChatChunk>` frames (start, node_start, token, node_complete, usage, end or error), then `data: [DONE]`", content_type = "text/event-stream", body = ServerSentEvent),
         (status = 404, description = "No such conversation or template", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),

@@ -88,6 +88,8 @@ impl TryFrom<ConversationCreate> for NewConversation {
         );
         v.range(body.temperature, 0.0, 2.0, &["body", "temperature"]);
         v.range(body.max_tokens, 1, MAX_TOKENS, &["body", "max_tokens"]);
+        v.storable_json(body.workflow_config.as_ref(), &["body", "workflow_config"]);
+        v.storable_json(body.extra_metadata.as_ref(), &["body", "extra_metadata"]);
         v.finish()?;
         Ok(Self {
             title: body.title.trim().to_owned(),
@@ -132,6 +134,8 @@ impl TryFrom<ConversationUpdate> for ConversationPatch {
         );
         v.range(body.temperature, 0.0, 2.0, &["body", "temperature"]);
         v.range(body.max_tokens, 1, MAX_TOKENS, &["body", "max_tokens"]);
+        v.storable_json(body.workflow_config.as_ref(), &["body", "workflow_config"]);
+        v.storable_json(body.extra_metadata.as_ref(), &["body", "extra_metadata"]);
         v.finish()?;
         Ok(Self {
             title: title.map(str::to_owned),

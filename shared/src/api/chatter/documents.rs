@@ -610,6 +610,7 @@ impl TryFrom<DocumentUpdate> for DocumentPatch {
         );
         let tags = body.tags.map(clean_tags);
         check_tags(&mut v, tags.as_deref());
+        v.storable_json(body.extra_metadata.as_ref(), &["body", "extra_metadata"]);
         v.finish()?;
         Ok(Self {
             title: title.map(str::to_owned),

@@ -438,7 +438,7 @@ async fn owned_backend(
     post, path = "/api/v1/character", tag = "character", operation_id = "createCharacter",
     request_body = CharacterInput,
     responses(
-        (status = 200, description = "The new character's numeric id", body = u64),
+        (status = 200, description = "The new character's numeric id", body = u64, content_type = "application/json"),
         (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -512,7 +512,7 @@ pub async fn get_character_details(
     params(("characterId" = u64, Path, description = "Character identifier")),
     request_body = CharacterInput,
     responses(
-        (status = 200, description = "Updated", body = bool),
+        (status = 200, description = "Updated", body = bool, content_type = "application/json"),
         (status = 404, description = "No such character of the caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Changed by another request meanwhile", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
@@ -541,7 +541,7 @@ pub async fn update_character(
     delete, path = "/api/v1/character/{characterId}", tag = "character", operation_id = "deleteCharacter",
     params(("characterId" = u64, Path, description = "Character identifier")),
     responses(
-        (status = 200, description = "Deleted with its backends", body = bool),
+        (status = 200, description = "Deleted with its backends", body = bool, content_type = "application/json"),
         (status = 404, description = "No such character of the caller", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -652,7 +652,7 @@ pub(crate) fn default_backend<'a>(
     put, path = "/api/v1/character/backend/default/{characterBackendId}", tag = "character", operation_id = "setDefaultCharacterBackend",
     params(("characterBackendId" = String, Path, description = "Character backend identifier")),
     responses(
-        (status = 200, description = "The backend is now its character's default", body = bool),
+        (status = 200, description = "The backend is now its character's default", body = bool, content_type = "application/json"),
         (status = 404, description = "No such backend of the caller", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -676,7 +676,7 @@ pub async fn set_default_character_backend(
     params(("characterBackendId" = String, Path, description = "Character backend identifier")),
     request_body = BackendInput,
     responses(
-        (status = 200, description = "Updated", body = bool),
+        (status = 200, description = "Updated", body = bool, content_type = "application/json"),
         (status = 404, description = "No such backend of the caller", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
@@ -710,7 +710,7 @@ pub async fn update_character_backend(
     delete, path = "/api/v1/character/backend/{characterBackendId}", tag = "character", operation_id = "removeCharacterBackend",
     params(("characterBackendId" = String, Path, description = "Character backend identifier")),
     responses(
-        (status = 200, description = "Removed; a removed default leaves the character without one", body = bool),
+        (status = 200, description = "Removed; a removed default leaves the character without one", body = bool, content_type = "application/json"),
         (status = 404, description = "No such backend of the caller", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

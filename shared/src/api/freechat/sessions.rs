@@ -450,7 +450,7 @@ pub async fn get_default_chat_id(
     params(("chatId" = String, Path, description = "Chat session identifier")),
     request_body = ChatUpdateDto,
     responses(
-        (status = 200, description = "Updated", body = bool),
+        (status = 200, description = "Updated", body = bool, content_type = "application/json"),
         (status = 400, description = "Another character, or a backend that is not the character's", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such chat of the caller, or its character or backend is gone", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The caller already has a chat with that backend", body = Problem, content_type = "application/problem+json"),
@@ -509,7 +509,7 @@ pub async fn update_chat(
     delete, path = "/api/v1/chat/{chatId}", tag = "chat", operation_id = "deleteChat",
     params(("chatId" = String, Path, description = "Chat session identifier")),
     responses(
-        (status = 200, description = "Deleted with its messages", body = bool),
+        (status = 200, description = "Deleted with its messages", body = bool, content_type = "application/json"),
         (status = 404, description = "No such chat of the caller", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
