@@ -261,11 +261,19 @@ fn llm_config(
         }
     }
     let default_provider = get("LLM_DEFAULT_PROVIDER").unwrap_or_else(|| DEFAULT_PROVIDER.into());
-    if !providers.contains_key(&default_provider) {
-        return Err(ConfigError::Invalid {
-            name: "LLM_DEFAULT_PROVIDER",
-            reason: format!("no provider is named {default_provider}"),
-        });
+    let embedding_provider = get("EMBEDDING_PROVIDER");
+    for (name, provider) in [
+        ("LLM_DEFAULT_PROVIDER", Some(&default_provider)),
+        ("EMBEDDING_PROVIDER", embedding_provider.as_ref()),
+    ] {
+        if let Some(provider) = provider
+            && !providers.contains_key(provider)
+        {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("no provider is named {provider}"),
+            });
+        }
     }
     let seconds = |name: &'static str, default: u64| {
         parse_or(name, get(name), default).map(Duration::from_secs)
@@ -279,7 +287,7 @@ fn llm_config(
         idle_timeout: seconds("LLM_IDLE_TIMEOUT_SECS", 30)?,
         connect_timeout: seconds("LLM_CONNECT_TIMEOUT_SECS", 5)?,
         embedding_model: get("EMBEDDING_MODEL"),
-        embedding_provider: get("EMBEDDING_PROVIDER"),
+        embedding_provider,
     })
 }
 
@@ -420,6 +428,23 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("NOPE"));
+    }
+
+    #[test]
+    fn an_unknown_embedding_provider_fails_the_start() {
+        let err = Config::from_vars(&vars(&[
+            ("TABLE_NAME", "t"),
+            ("JWT_SECRET", SECRET),
+            ("EMBEDDING_PROVIDER", "nobody"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "EMBEDDING_PROVIDER",
+                ..
+            }
+        ));
     }
 
     #[test]
