@@ -1571,3 +1571,40 @@ async fn chatter_and_freechat_routes_under_api_v1_chat_each_reach_their_own_hand
     .await
     .assert_problem(404);
 }
+
+#[tokio::test]
+async fn retried_starts_and_sends_with_an_idempotency_key_happen_once() {
+    let (app, fake) = app_with_model().await;
+    let (_, uid, _) = jack(&app, "alice", json!({"isDefault": true})).await;
+    let start_chat = || {
+        app.request(reqwest::Method::POST, CHAT, "alice")
+            .header("idempotency-key", "start-1")
+            .json(&json!({"characterUid": uid}))
+    };
+    let first = Reply::from(start_chat().send().await.unwrap()).await;
+    let again = Reply::from(start_chat().send().await.unwrap()).await;
+    assert_eq!(again.text, first.text);
+    assert_eq!(again.header("idempotent-replayed"), "true");
+    let chat = first.text;
+
+    let body = json!({"role": "user", "contents": [{"type": "text", "content": "Once only"}]});
+    let send_once = |path: String| {
+        app.request(reqwest::Method::POST, &path, "alice")
+            .header("idempotency-key", "send-1")
+            .json(&body)
+    };
+    let path = format!("{CHAT}/send/{chat}");
+    let sent = Reply::from(send_once(path.clone()).send().await.unwrap()).await;
+    let resent = Reply::from(send_once(path).send().await.unwrap()).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+    assert_eq!(resent.text, sent.text);
+    assert_eq!(fake.calls(), 1);
+    let usage = app
+        .get(&format!("{CHAT}/memory/usage/{chat}"), "alice")
+        .await;
+    assert_eq!(
+        usage.body["messageUsage"], 1,
+        "one reply counted: {}",
+        usage.body
+    );
+}

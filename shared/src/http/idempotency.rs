@@ -32,13 +32,14 @@ const IDEMPOTENT_ROUTES: &[&str] = &[
     "/api/v1/chat/template/{template_name}",
     "/api/v1/chat",
     "/api/v1/chat/send/{chatId}",
+    "/api/v1/chat/send/stream/{chatId}",
 ];
 const MAX_KEY_CHARS: usize = 255;
 
 /// How long a claim holds before another request may take the key over: longer than the
 /// function may run, so only a request that died loses its claim.
 fn lease(route: &str) -> Duration {
-    if route.ends_with("/streaming") {
+    if route.contains("stream") {
         Duration::from_secs(310)
     } else {
         Duration::from_secs(35)
