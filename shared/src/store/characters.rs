@@ -7,13 +7,12 @@
 //! default is an attribute of the character item, so there is never more than one.
 
 use aws_sdk_dynamodb::types::{
-    ConditionCheck, Delete, DeleteRequest, Put, ReturnValue, TransactWriteItem, Update,
-    WriteRequest,
+    ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update,
 };
 
 use chrono::{DateTime, Utc};
 
-use super::conversations::{BATCH_WRITE_LIMIT, n, s, timestamp, write_failed};
+use super::conversations::{n, s, timestamp, write_failed};
 use super::items::{BackendItem, CharacterItem, Item, PointerItem, from_item, to_item};
 use super::{Store, StoreError, classify, keys};
 use crate::domain::{Backend, Character};
@@ -99,16 +98,8 @@ impl Store {
 
     /// What the pointer item at `key` names, or `NotFound`.
     pub(super) async fn pointer(&self, key: Item) -> Result<String, StoreError> {
-        let output = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        let item: PointerItem = from_item(output.item.ok_or(StoreError::NotFound)?)?;
+        let item = self.get_consistent(key).await?;
+        let item: PointerItem = from_item(item.ok_or(StoreError::NotFound)?)?;
         Ok(item.target)
     }
 
@@ -235,19 +226,7 @@ impl Store {
         let keys = backends
             .iter()
             .flat_map(|b| [backend_key(b), backend_pointer_key(&b.id)]);
-        let requests = keys
-            .map(|key| {
-                let delete = DeleteRequest::builder()
-                    .set_key(Some(key))
-                    .build()
-                    .map_err(anyhow::Error::new)?;
-                Ok(WriteRequest::builder().delete_request(delete).build())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        for chunk in requests.chunks(BATCH_WRITE_LIMIT) {
-            self.batch_write(chunk.to_vec()).await?;
-        }
-        Ok(())
+        self.delete_all(keys).await
     }
 
     /// Adds a backend to its character. It becomes the default when asked to, or when the

@@ -8,11 +8,12 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
 
 use super::items::{ConversationItem, Item, MessageItem, from_item, to_item, usage_attributes};
+use super::ops::Partition;
 use super::{Store, StoreError, classify, keys};
 use crate::domain::{Conversation, ConversationPatch, LifetimeUsage, Message, MessageDraft};
 
@@ -63,8 +64,6 @@ impl ConversationRecord {
 
 /// Under contention an append re-reads the conversation and tries again, this many times.
 const MAX_APPEND_ATTEMPTS: u32 = 60;
-/// BatchWriteItem takes at most this many requests.
-pub(super) const BATCH_WRITE_LIMIT: usize = 25;
 /// TransactWriteItems takes at most 100 actions; removals keep one for the counters.
 const REMOVALS_PER_TRANSACTION: usize = 99;
 
@@ -210,16 +209,10 @@ impl Store {
         user_id: &str,
         conversation_id: &str,
     ) -> Result<ConversationRecord, StoreError> {
-        let output = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(conversation_key(conversation_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        let item: ConversationItem = from_item(output.item.ok_or(StoreError::NotFound)?)?;
+        let item = self
+            .get_consistent(conversation_key(conversation_id))
+            .await?;
+        let item: ConversationItem = from_item(item.ok_or(StoreError::NotFound)?)?;
         if item.conversation.user_id != user_id {
             return Err(StoreError::NotFound);
         }
@@ -237,29 +230,11 @@ impl Store {
         offset: usize,
     ) -> Result<(Vec<Conversation>, u64), StoreError> {
         let page = async {
-            let mut found = Vec::with_capacity(offset + limit);
-            let mut start = None;
-            loop {
-                let output = self
-                    .client()
-                    .query()
-                    .table_name(self.table())
-                    .index_name(keys::GSI1)
-                    .key_condition_expression("gsi1pk = :pk")
-                    .expression_attribute_values(":pk", s(keys::user_conversations_pk(user_id)))
-                    .scan_index_forward(false)
-                    .limit(i32::try_from(offset + limit - found.len()).unwrap_or(i32::MAX))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                found.extend(output.items.unwrap_or_default());
-                start = output.last_evaluated_key;
-                if start.is_none() || found.len() >= offset + limit {
-                    break;
-                }
-            }
-            found
+            let partition = Partition::of_gsi1(keys::user_conversations_pk(user_id))
+                .backward()
+                .limit(offset + limit);
+            self.query(partition)
+                .await?
                 .into_iter()
                 .skip(offset)
                 .map(|item| from_item::<ConversationItem>(item).map(|i| i.conversation))
@@ -382,69 +357,8 @@ impl Store {
             .send()
             .await
             .map_err(|e| write_failed(e, StoreError::NotFound))?;
-        self.purge_partition(&keys::conversation_pk(conversation_id))
+        self.purge(keys::conversation_pk(conversation_id), None)
             .await
-    }
-
-    async fn purge_partition(&self, pk: &str) -> Result<(), StoreError> {
-        let mut start = None;
-        loop {
-            let output = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(pk))
-                .projection_expression("pk, sk")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            let keys: Vec<Item> = output.items.unwrap_or_default();
-            for chunk in keys.chunks(BATCH_WRITE_LIMIT) {
-                let requests = chunk
-                    .iter()
-                    .map(|key| {
-                        let delete = aws_sdk_dynamodb::types::DeleteRequest::builder()
-                            .set_key(Some(key.clone()))
-                            .build()
-                            .map_err(anyhow::Error::new)?;
-                        Ok(WriteRequest::builder().delete_request(delete).build())
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()?;
-                self.batch_write(requests).await?;
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                return Ok(());
-            }
-        }
-    }
-
-    /// BatchWriteItem, resubmitting what DynamoDB leaves unprocessed under load.
-    pub(super) async fn batch_write(
-        &self,
-        mut requests: Vec<WriteRequest>,
-    ) -> Result<(), StoreError> {
-        let mut backoff = Duration::from_millis(20);
-        while !requests.is_empty() {
-            let output = self
-                .client()
-                .batch_write_item()
-                .request_items(self.table(), requests)
-                .send()
-                .await
-                .map_err(classify)?;
-            requests = output
-                .unprocessed_items
-                .and_then(|mut u| u.remove(self.table()))
-                .unwrap_or_default();
-            if !requests.is_empty() {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
-        Ok(())
     }
 
     /// A page of the caller's messages in sequence order.
@@ -486,32 +400,15 @@ impl Store {
         conversation_id: &str,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let mut found = Vec::new();
-        let mut start = None;
-        while found.len() < limit {
-            let output = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(keys::conversation_pk(conversation_id)))
-                .expression_attribute_values(":prefix", s(keys::MESSAGE_SK_PREFIX))
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            for item in output.items.unwrap_or_default() {
-                found.push(from_item::<MessageItem>(item)?.message);
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(found)
+        let partition = Partition::of(keys::conversation_pk(conversation_id))
+            .prefixed(keys::MESSAGE_SK_PREFIX)
+            .backward()
+            .limit(limit);
+        self.query(partition)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
+            .collect()
     }
 
     async fn query_messages(
@@ -520,29 +417,11 @@ impl Store {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let mut found: Vec<Item> = Vec::with_capacity(offset + limit);
-        let mut start = None;
-        loop {
-            let output = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(keys::conversation_pk(conversation_id)))
-                .expression_attribute_values(":prefix", s(keys::MESSAGE_SK_PREFIX))
-                .limit(i32::try_from(offset + limit - found.len()).unwrap_or(i32::MAX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            found.extend(output.items.unwrap_or_default());
-            start = output.last_evaluated_key;
-            if start.is_none() || found.len() >= offset + limit {
-                break;
-            }
-        }
-        found
+        let partition = Partition::of(keys::conversation_pk(conversation_id))
+            .prefixed(keys::MESSAGE_SK_PREFIX)
+            .limit(offset + limit);
+        self.query(partition)
+            .await?
             .into_iter()
             .skip(offset)
             .map(|item| from_item::<MessageItem>(item).map(|i| i.message))

@@ -7,20 +7,15 @@
 //! retrieval reads all of a user's chunks with one query and never scans the table.
 //! Ownership is checked on every read and write: another user's document is a missing one.
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, PutRequest, ReturnValue, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
 use super::conversations::{attr, n, s, timestamp};
 use super::items::{Item, from_item, to_item};
+use super::ops::Partition;
 use super::{Store, StoreError, classify, keys};
 use crate::documents::model::{Document, DocumentChunk, DocumentPatch};
 
-/// BatchWriteItem takes at most this many requests.
-const BATCH_WRITE_LIMIT: usize = 25;
-/// Batches written at once when storing a document's chunks.
-const CONCURRENT_BATCHES: usize = 4;
 /// Bytes of text per text item: far below the 400 KB item limit, whatever the attributes.
 const TEXT_PART_BYTES: usize = 256 * 1024;
 
@@ -151,14 +146,6 @@ fn document_key(document_id: &str) -> Item {
     ])
 }
 
-fn put_request(item: Item) -> Result<WriteRequest, StoreError> {
-    let put = PutRequest::builder()
-        .set_item(Some(item))
-        .build()
-        .map_err(anyhow::Error::new)?;
-    Ok(WriteRequest::builder().put_request(put).build())
-}
-
 fn not_found_on_condition<E, R>(err: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -226,16 +213,8 @@ impl Store {
 
     /// The caller's document, or `NotFound` whether it is missing or someone else's.
     pub async fn document(&self, user_id: &str, document_id: &str) -> Result<Document, StoreError> {
-        let output = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(document_key(document_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        let item: DocumentItem = from_item(output.item.ok_or(StoreError::NotFound)?)?;
+        let item = self.get_consistent(document_key(document_id)).await?;
+        let item: DocumentItem = from_item(item.ok_or(StoreError::NotFound)?)?;
         if item.document.owner_id != user_id {
             return Err(StoreError::NotFound);
         }
@@ -245,16 +224,11 @@ impl Store {
     /// Every document of the user, oldest first. Documents are metadata only (their text
     /// lives apart), so a user's whole list is small enough to read for filtering and stats.
     pub async fn documents(&self, user_id: &str) -> Result<Vec<Document>, StoreError> {
-        self.query_all(
-            Some(keys::GSI1),
-            "gsi1pk = :pk",
-            keys::user_documents_pk(user_id),
-            None,
-        )
-        .await?
-        .into_iter()
-        .map(|item| from_item::<DocumentItem>(item).map(|i| i.document))
-        .collect()
+        self.query(Partition::of_gsi1(keys::user_documents_pk(user_id)))
+            .await?
+            .into_iter()
+            .map(|item| from_item::<DocumentItem>(item).map(|i| i.document))
+            .collect()
     }
 
     /// Records a read: one more view and the time of this access.
@@ -370,35 +344,34 @@ impl Store {
             .send()
             .await
             .map_err(not_found_on_condition)?;
-        self.purge(&keys::document_pk(document_id), None).await
+        self.purge(keys::document_pk(document_id), None).await
     }
 
     /// Stores a document's extracted text, replacing what was there.
     pub async fn put_document_text(&self, document_id: &str, text: &str) -> Result<(), StoreError> {
         let pk = keys::document_pk(document_id);
-        self.purge(&pk, Some(keys::DOCUMENT_TEXT_SK_PREFIX)).await?;
-        let requests = text_parts(text, TEXT_PART_BYTES)
+        self.purge(pk.clone(), Some(keys::DOCUMENT_TEXT_SK_PREFIX))
+            .await?;
+        let items = text_parts(text, TEXT_PART_BYTES)
             .into_iter()
             .zip(0..)
             .map(|(part, index)| {
-                put_request(to_item(&TextItem {
+                to_item(&TextItem {
                     pk: pk.clone(),
                     sk: keys::document_text_sk(index),
                     text: part.to_owned(),
-                })?)
+                })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.write_batches(requests).await
+        self.put_all(items).await
     }
 
     /// A document's extracted text, as stored (the caller checks ownership first).
     pub async fn document_text(&self, document_id: &str) -> Result<String, StoreError> {
         let parts = self
-            .query_all(
-                None,
-                "pk = :pk AND begins_with(sk, :prefix)",
-                keys::document_pk(document_id),
-                Some(keys::DOCUMENT_TEXT_SK_PREFIX),
+            .query(
+                Partition::of(keys::document_pk(document_id))
+                    .prefixed(keys::DOCUMENT_TEXT_SK_PREFIX),
             )
             .await?;
         parts
@@ -409,16 +382,16 @@ impl Store {
 
     /// Stores chunks (with their embeddings), several batches at a time.
     pub async fn put_chunks(&self, chunks: Vec<ChunkItem>) -> Result<(), StoreError> {
-        let requests = chunks
+        let items = chunks
             .iter()
-            .map(|chunk| put_request(to_item(chunk)?))
+            .map(to_item)
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.write_batches(requests).await
+        self.put_all(items).await
     }
 
     /// Removes a document's chunks (before it is chunked anew).
     pub async fn delete_chunks(&self, document_id: &str) -> Result<(), StoreError> {
-        self.purge(&keys::document_pk(document_id), Some(keys::CHUNK_SK_PREFIX))
+        self.purge(keys::document_pk(document_id), Some(keys::CHUNK_SK_PREFIX))
             .await
     }
 
@@ -459,105 +432,20 @@ impl Store {
     /// Every chunk of one document, in order, read consistently (so a document uploaded a
     /// moment ago is complete).
     pub async fn document_chunks(&self, document_id: &str) -> Result<Vec<ChunkItem>, StoreError> {
-        self.query_all(
-            None,
-            "pk = :pk AND begins_with(sk, :prefix)",
-            keys::document_pk(document_id),
-            Some(keys::CHUNK_SK_PREFIX),
-        )
-        .await?
-        .into_iter()
-        .map(from_item)
-        .collect()
+        self.query(Partition::of(keys::document_pk(document_id)).prefixed(keys::CHUNK_SK_PREFIX))
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
     }
 
     /// Every chunk of every document of the user, from the user's chunk index.
     pub async fn user_chunks(&self, user_id: &str) -> Result<Vec<ChunkItem>, StoreError> {
-        self.query_all(
-            Some(keys::GSI1),
-            "gsi1pk = :pk",
-            keys::user_chunks_pk(user_id),
-            None,
-        )
-        .await?
-        .into_iter()
-        .map(from_item)
-        .collect()
-    }
-
-    /// All pages of a query on `:pk` (and `:prefix`, when the condition names it).
-    async fn query_all(
-        &self,
-        index: Option<&str>,
-        condition: &str,
-        pk: String,
-        prefix: Option<&str>,
-    ) -> Result<Vec<Item>, StoreError> {
-        let mut values = Item::from([(":pk".to_owned(), s(pk))]);
-        if let Some(prefix) = prefix {
-            values.insert(":prefix".to_owned(), s(prefix));
-        }
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .set_index_name(index.map(str::to_owned))
-                .key_condition_expression(condition)
-                .set_expression_attribute_values(Some(values.clone()))
-                // Base-table reads are consistent; a global index cannot be.
-                .consistent_read(index.is_none())
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            items.extend(output.items.unwrap_or_default());
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                return Ok(items);
-            }
-        }
-    }
-
-    /// Deletes every item of a partition, or those whose sort key starts with `prefix`.
-    async fn purge(&self, pk: &str, prefix: Option<&str>) -> Result<(), StoreError> {
-        let condition = match prefix {
-            Some(_) => "pk = :pk AND begins_with(sk, :prefix)",
-            None => "pk = :pk",
-        };
-        let requests = self
-            .query_all(None, condition, pk.to_owned(), prefix)
+        self.query(Partition::of_gsi1(keys::user_chunks_pk(user_id)))
             .await?
             .into_iter()
-            .map(|item| {
-                let key = Item::from_iter(
-                    item.into_iter()
-                        .filter(|(name, _)| name == keys::PK || name == keys::SK),
-                );
-                let delete = DeleteRequest::builder()
-                    .set_key(Some(key))
-                    .build()
-                    .map_err(anyhow::Error::new)?;
-                Ok(WriteRequest::builder().delete_request(delete).build())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.write_batches(requests).await
-    }
-
-    /// BatchWriteItem in batches of 25, a few at once.
-    async fn write_batches(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
-        while !requests.is_empty() {
-            let rest =
-                requests.split_off(requests.len().min(BATCH_WRITE_LIMIT * CONCURRENT_BATCHES));
-            let batches = requests
-                .chunks(BATCH_WRITE_LIMIT)
-                .map(|batch| self.batch_write(batch.to_vec()));
-            futures_util::future::try_join_all(batches).await?;
-            requests = rest;
-        }
-        Ok(())
+            .map(from_item)
+            .collect()
     }
 }
 

@@ -118,16 +118,7 @@ impl Store {
                 Err(e) if condition_failed(&e) => {}
                 Err(e) => return Err(classify(e)),
             }
-            let existing = self
-                .client()
-                .get_item()
-                .table_name(self.table())
-                .set_key(Some(key_of(user_id, key)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(classify)?
-                .item;
+            let existing = self.get_consistent(key_of(user_id, key)).await?;
             let Some(existing) = existing else { continue };
             let text = |name: &str| existing.get(name).and_then(|v| v.as_s().ok()).cloned();
             if text("fingerprint").as_deref() != Some(fingerprint) {

@@ -6,6 +6,7 @@ pub mod documents;
 pub mod idempotency;
 pub mod items;
 pub mod keys;
+mod ops;
 mod rate_limit;
 mod sessions;
 mod stats;

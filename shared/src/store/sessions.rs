@@ -15,6 +15,7 @@ use super::conversations::{attr, conversation_key, s};
 use super::items::{
     BackendItem, CharacterItem, ConversationItem, Item, PointerItem, from_item, to_item,
 };
+use super::ops::Partition;
 use super::{ConversationRecord, Store, StoreError, classify, keys};
 use crate::domain::{
     Backend, Character, ChatSession, ChatSettings, Conversation, LifetimeUsage, Message,
@@ -66,16 +67,8 @@ impl Store {
     /// The caller's chat session; `NotFound` when it is missing, someone else's, or a
     /// conversation that is not a chat session.
     pub async fn chat(&self, user_id: &str, chat_id: &str) -> Result<ChatRecord, StoreError> {
-        let output = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(conversation_key(chat_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        let item: ConversationItem = from_item(output.item.ok_or(StoreError::NotFound)?)?;
+        let item = self.get_consistent(conversation_key(chat_id)).await?;
+        let item: ConversationItem = from_item(item.ok_or(StoreError::NotFound)?)?;
         ChatRecord::owned(item, user_id).ok_or(StoreError::NotFound)
     }
 
@@ -145,29 +138,12 @@ impl Store {
 
     /// The caller's chat sessions, in no particular order.
     pub async fn list_chats(&self, user_id: &str) -> Result<Vec<ChatRecord>, StoreError> {
-        let mut chat_ids = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(keys::user_pk(user_id)))
-                .expression_attribute_values(":prefix", s(keys::CHAT_SK_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            for item in output.items.unwrap_or_default() {
-                chat_ids.push(from_item::<PointerItem>(item)?.target);
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+        let chat_ids = self
+            .query(Partition::of(keys::user_pk(user_id)).prefixed(keys::CHAT_SK_PREFIX))
+            .await?
+            .into_iter()
+            .map(|item| from_item::<PointerItem>(item).map(|p| p.target))
+            .collect::<Result<Vec<_>, _>>()?;
         let items = self
             .batch_get(chat_ids.iter().map(|id| conversation_key(id)).collect())
             .await?;
