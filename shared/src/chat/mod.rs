@@ -5,6 +5,6 @@ mod prompt;
 pub mod templates;
 mod turn;
 
-pub use prompt::estimate_tokens;
+pub use prompt::{estimate_tokens, estimated_usage};
 pub use templates::{Template, Workflow};
 pub use turn::{ChatInput, Turn, TurnEvent, TurnOutcome};

@@ -6,8 +6,8 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::prompt::{self, estimated_usage};
 use super::templates::{Template, Workflow};
-use super::{estimate_tokens, prompt};
 use crate::AppState;
 use crate::documents::{self, RetrievalQuery, Source};
 use crate::domain::{
@@ -148,17 +148,6 @@ fn summary(text: &str) -> String {
         summary.push_str("...");
     }
     summary
-}
-
-fn estimated_usage(request: &CompletionRequest, content: &str) -> Usage {
-    Usage {
-        prompt_tokens: request
-            .messages
-            .iter()
-            .map(|m| estimate_tokens(&m.content) as u32)
-            .sum(),
-        completion_tokens: estimate_tokens(content) as u32,
-    }
 }
 
 /// The class under which a failed execution is counted.

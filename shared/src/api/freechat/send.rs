@@ -16,7 +16,7 @@ use super::{ChatMessageDto, LlmResultDto, METADATA_KEY, TurnMetadata, missing};
 use crate::AppState;
 use crate::api::chatter::chat::MAX_MESSAGE_CHARS;
 use crate::auth::Caller;
-use crate::chat::{ChatInput, Turn, TurnEvent, estimate_tokens};
+use crate::chat::{ChatInput, Turn, TurnEvent, estimated_usage};
 use crate::domain::{Backend, Character, JsonObject, MessageRole, Persona};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{ApiJson, ApiPath};
@@ -346,18 +346,6 @@ async fn assistant_request(
         tools: Vec::new(),
     };
     Ok((provider, request))
-}
-
-/// What a completion cost, estimated as the chat turn does when a provider reports nothing.
-fn estimated_usage(request: &CompletionRequest, answer: &str) -> Usage {
-    Usage {
-        prompt_tokens: request
-            .messages
-            .iter()
-            .map(|m| estimate_tokens(&m.content) as u32)
-            .sum(),
-        completion_tokens: estimate_tokens(answer) as u32,
-    }
 }
 
 #[utoipa::path(
