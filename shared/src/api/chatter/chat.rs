@@ -1,12 +1,10 @@
 //! Chatter's chat endpoints: `/chat`, `/template/{name}`, `/streaming` and `/templates`.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 
 use axum::extract::State;
-use axum::http::HeaderValue;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use axum::response::sse::Event;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
@@ -300,23 +298,16 @@ pub async fn streaming(
         kind: "start",
         ..Default::default()
     };
-    let chunks = futures_util::stream::iter([start])
-        .chain(
-            ReceiverStream::new(receiver).flat_map(|event| {
+    let chunks =
+        futures_util::stream::iter([start])
+            .chain(ReceiverStream::new(receiver).flat_map(|event| {
                 futures_util::stream::iter(StreamingChatChunk::from_event(event))
-            }),
-        )
-        .map(move |chunk| Ok::<_, Infallible>(chunk.into_event(&conversation_id, &correlation_id)))
-        .chain(futures_util::stream::once(async {
-            Ok(Event::default().data("[DONE]"))
-        }));
-    let mut response = Sse::new(chunks)
-        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
-        .into_response();
-    let headers = response.headers_mut();
-    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+            }))
+            .map(move |chunk| chunk.into_event(&conversation_id, &correlation_id))
+            .chain(futures_util::stream::once(async {
+                Event::default().data("[DONE]")
+            }));
+    Ok(crate::http::sse::response(chunks, heartbeat))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
