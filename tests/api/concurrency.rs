@@ -1,8 +1,10 @@
 use std::collections::HashSet;
 
 use api_tests::{FakeLlm, TestApp};
+use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use shared::store::items::ConversationItem;
 
 /// Sends `per_conversation` chats to each conversation, all at once, and checks what the
 /// store holds: every question and answer once, numbered 1..n without gaps, and counters
