@@ -62,6 +62,40 @@ async fn concurrent_sends(conversations: usize, per_conversation: usize) {
         let ids: HashSet<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), messages.len());
 
+        // FreeChat's quota counters, kept on the same item, add up too.
+        let key = std::collections::HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(format!("CONV#{id}"))),
+            ("sk".to_owned(), AttributeValue::S("META".into())),
+        ]);
+        let raw = app
+            .store()
+            .client()
+            .get_item()
+            .table_name(app.store().table())
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        let item: ConversationItem = serde_dynamo::from_item(raw.item.unwrap()).unwrap();
+        let answers: Vec<&Value> = messages
+            .iter()
+            .filter(|m| m["role"] == "assistant")
+            .collect();
+        assert_eq!(item.usage.replies, answers.len() as u64);
+        let prompt: u64 = answers
+            .iter()
+            .filter_map(|m| m["prompt_tokens"].as_u64())
+            .sum();
+        let completion: u64 = answers
+            .iter()
+            .filter_map(|m| m["completion_tokens"].as_u64())
+            .sum();
+        assert_eq!(
+            (item.usage.input_tokens, item.usage.output_tokens),
+            (prompt, completion)
+        );
+
         let conversation = app
             .store()
             .conversation("alice", id)
