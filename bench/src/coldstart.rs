@@ -198,6 +198,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             .into_iter()
             .collect();
     vars.push(("PATH".into(), "/usr/bin:/bin".into()));
+    vars.extend(stack::preload());
 
     println!();
     println!(

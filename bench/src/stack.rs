@@ -33,6 +33,17 @@ pub fn function_vars(endpoint: &str, llm_base_url: &str) -> HashMap<String, Stri
     ])
 }
 
+/// `LD_PRELOAD` for the function processes, from `BENCH_FUNCTION_PRELOAD` (the functions start
+/// with a clean environment, so it has to be passed on explicitly).
+pub fn preload() -> Vec<(String, String)> {
+    std::env::var("BENCH_FUNCTION_PRELOAD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(|p| ("LD_PRELOAD".to_owned(), p))
+        .into_iter()
+        .collect()
+}
+
 pub fn token(user_id: &str) -> String {
     shared::auth::issue_token(
         &Secret::new(SECRET),

@@ -204,11 +204,15 @@ pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Res
     let binary = bin_dir.join("chat-stream");
     println!(
         "streaming through the Lambda runtime: {} invocations of {} (one warm process) under the \
-         emulated Runtime API, {} tokens {:?} apart",
+         emulated Runtime API, {} tokens {:?} apart{}",
         opts.runs,
         binary.display(),
         opts.tokens,
-        opts.gap
+        opts.gap,
+        stack::preload()
+            .first()
+            .map(|(_, p)| format!(", with LD_PRELOAD={p}"))
+            .unwrap_or_default()
     );
     let emulator = LambdaEmulator::start().await?;
     let mut env: Vec<(String, String)> =
@@ -216,6 +220,7 @@ pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Res
             .into_iter()
             .collect();
     env.extend(emulator.environment("chat-stream"));
+    env.extend(stack::preload());
     let mut child = std::process::Command::new(&binary)
         .env_clear()
         .envs(env)
@@ -232,6 +237,7 @@ pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Res
         Some(&json!({"message": "Hello, how are you today?"})),
     );
     let mut first_token = Vec::new();
+    let mut response_started = Vec::new();
     let mut lags = Vec::new();
     let mut batched = 0usize;
     let warmup = 10;
@@ -265,6 +271,7 @@ pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Res
             );
             if run >= warmup {
                 first_token.push(arrivals[0] - queued);
+                response_started.push(received.started - queued);
                 lags.extend(arrivals.iter().zip(&sent).map(|(a, s)| *a - *s));
             }
         }
@@ -275,8 +282,16 @@ pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Res
     let _ = child.wait();
     outcome?;
     let (first_token, lags) = (Sample::new(first_token), Sample::new(lags));
+    let response_started = Sample::new(response_started);
     println!();
     println!("{:<52} {:>9} {:>9} {:>9}", "(ms)", "p50", "p99", "max");
+    println!(
+        "{:<52} {:>9} {:>9} {:>9}",
+        "event queued -> response POST begins",
+        ms(response_started.p50()),
+        ms(response_started.p99()),
+        ms(response_started.max())
+    );
     println!(
         "{:<52} {:>9} {:>9} {:>9}",
         "event queued -> first token at the Runtime API",
