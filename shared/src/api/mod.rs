@@ -40,8 +40,10 @@ impl Group {
         Group::Sessions,
     ];
 
-    /// The group's routes, as (authenticated, public).
-    fn routes(self) -> (Router<AppState>, Router<AppState>) {
+    /// The group's routes, as (authenticated, public). Inlined, so that a function's binary
+    /// holds only its own group's code (see `runtime::run`).
+    #[inline(always)]
+    pub(crate) fn routes(self) -> (Router<AppState>, Router<AppState>) {
         match self {
             Group::Conversations => (chatter::conversations::routes(), Router::new()),
             Group::Chat => (chatter::chat::chat_routes(), Router::new()),
