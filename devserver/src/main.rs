@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use shared::config::{Config, Secret};
 use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
@@ -82,6 +83,11 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
         listener.local_addr()?,
         data_dir.display()
     );
+    // Streamed answers are many small writes; without TCP_NODELAY each waits for the client's
+    // delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, shared::api::all_groups(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

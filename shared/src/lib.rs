@@ -40,6 +40,9 @@ impl AppState {
     }
 
     pub fn with_store(config: Config, store: Store) -> Self {
+        // reqwest and rmcp take the process's default crypto provider; ring is the one linked in.
+        // A second call (the tests build many states) finds it installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // One HTTP client per cold start, shared by the LLM providers and the JWKS fetch.
         let http = reqwest::Client::builder()
             .connect_timeout(config.llm.connect_timeout)

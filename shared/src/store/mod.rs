@@ -18,6 +18,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls;
 
 pub use conversations::ConversationRecord;
 pub use rate_limit::RateLimitStatus;
@@ -144,24 +145,29 @@ impl Store {
             .operation_attempt_timeout(Duration::from_secs(3))
             .operation_timeout(Duration::from_secs(8))
             .build();
+        // Connector::builder's defaults, unlike the SDK's default client: TCP_NODELAY on (a request
+        // written in two segments would otherwise wait for a delayed ACK) and ring, the crypto
+        // library reqwest uses too.
+        let https = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https)
+            .timeout_config(timeouts);
         let sdk_config = match &config.dynamodb_endpoint {
             Some(endpoint) => {
-                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                loader
                     .endpoint_url(endpoint)
                     .region(aws_config::Region::new("us-east-1"))
                     .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
                         "local", "local", None, None, "static",
                     ))
-                    .timeout_config(timeouts)
                     .load()
                     .await
             }
-            None => {
-                aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .timeout_config(timeouts)
-                    .load()
-                    .await
-            }
+            None => loader.load().await,
         };
         Self::new(Client::new(&sdk_config), config.table_name.as_str())
     }
