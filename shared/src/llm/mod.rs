@@ -159,6 +159,20 @@ impl LlmError {
         match self {
             Self::Rejected { .. } => self.to_string(),
             Self::Upstream {
+                base_url,
+                status: status @ (401 | 403),
+                ..
+            } => format!(
+                "The model provider at {base_url} refused this server's credentials (status {status}): check its API key."
+            ),
+            Self::Upstream {
+                base_url,
+                status: 404,
+                ..
+            } => format!(
+                "The model provider at {base_url} answered 404: check the model name, and that the base URL includes its version path (such as /v1)."
+            ),
+            Self::Upstream {
                 base_url, status, ..
             } => format!("The model provider at {base_url} failed with status {status}."),
             other => format!("{}.", capitalise(&other.to_string())),

@@ -16,6 +16,9 @@ use crate::config::Secret;
 
 /// Attempts after the first when the provider fails before answering.
 const RETRIES: usize = 2;
+/// More parallel tool calls than any model asks for in one answer: a fragment indexed past
+/// this is a malformed stream, not a reason to allocate that many calls.
+const MAX_STREAMED_TOOL_CALLS: usize = 128;
 
 pub struct OpenAiCompatible {
     http: reqwest::Client,
@@ -169,15 +172,19 @@ impl OpenAiCompatible {
             if status.is_success() {
                 return Ok(response);
             }
-            let message = upstream_message(&response.text().await.unwrap_or_default());
+            let body = response.text().await.unwrap_or_default();
+            let message = upstream_message(&body);
             Err(match status.as_u16() {
                 429 => LlmError::RateLimited {
                     base_url: self.base_url.clone(),
                 },
-                code @ (400 | 404 | 413 | 422) => LlmError::Rejected {
+                code if blames_the_input(code, &body) => LlmError::Rejected {
                     status: code,
                     message,
                 },
+                // Anything else the provider refuses (a wrong model name, a base URL without
+                // its /v1, a bad key, a parameter it does not take) is this server's
+                // configuration, not the client's message.
                 code => LlmError::Upstream {
                     base_url: self.base_url.clone(),
                     status: code,
@@ -256,6 +263,30 @@ fn upstream_message(body: &str) -> String {
         .unwrap_or_else(|| body.chars().take(200).collect())
 }
 
+/// Whether a refusal is about the client's input (a prompt longer than the model's context, a
+/// message its content policy refuses), judged from the status and the provider's own words.
+fn blames_the_input(status: u16, body: &str) -> bool {
+    const INPUT_FAULTS: &[&str] = &[
+        "context_length_exceeded",
+        "context length",
+        "context window",
+        "maximum context",
+        "too many tokens",
+        "prompt is too long",
+        "content_policy",
+        "content_filter",
+        "content management policy",
+    ];
+    match status {
+        413 => true,
+        400 | 422 => {
+            let body = body.to_lowercase();
+            INPUT_FAULTS.iter().any(|fault| body.contains(fault))
+        }
+        _ => false,
+    }
+}
+
 /// reqwest's messages embed the URL, which can carry credentials; the base URL is named apart.
 fn without_url(err: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(err);
@@ -330,6 +361,16 @@ struct StreamState<S> {
     done: bool,
 }
 
+impl<S> StreamState<S> {
+    /// Hands on the tool calls assembled so far, once.
+    fn flush_calls(&mut self) {
+        if !self.calls.is_empty() {
+            let calls = std::mem::take(&mut self.calls);
+            self.pending.push_back(Ok(StreamEvent::ToolCalls(calls)));
+        }
+    }
+}
+
 impl OpenAiCompatible {
     /// Turns the provider's SSE chunks into stream events. Silence longer than the idle timeout,
     /// a dropped connection or a chunk that does not parse ends the stream with an error.
@@ -357,8 +398,9 @@ impl OpenAiCompatible {
                 if st.done {
                     return None;
                 }
+                let base_url = st.base_url.clone();
                 let protocol = |reason: String| LlmError::Protocol {
-                    base_url: st.base_url.clone(),
+                    base_url: base_url.clone(),
                     reason,
                 };
                 match tokio::time::timeout(st.idle_timeout, st.events.next()).await {
@@ -370,6 +412,7 @@ impl OpenAiCompatible {
                     }
                     Ok(None) => {
                         st.done = true;
+                        st.flush_calls();
                         if !st.finished {
                             st.pending.push_back(Err(protocol(
                                 "the stream ended before the answer was complete".into(),
@@ -384,6 +427,9 @@ impl OpenAiCompatible {
                     }
                     Ok(Some(Ok(event))) if event.data.trim() == "[DONE]" => {
                         st.done = true;
+                        // Some providers end with `[DONE]` and no finish reason: the calls
+                        // assembled so far are still the model's answer.
+                        st.flush_calls();
                     }
                     Ok(Some(Ok(event))) => {
                         match serde_json::from_str::<WireResponse>(&event.data) {
@@ -400,15 +446,19 @@ impl OpenAiCompatible {
                                             st.pending.push_back(Ok(StreamEvent::Delta(text)));
                                         }
                                         for fragment in delta.tool_calls {
-                                            merge_fragment(&mut st.calls, fragment);
+                                            if let Err(reason) =
+                                                merge_fragment(&mut st.calls, fragment)
+                                            {
+                                                st.done = true;
+                                                st.pending.push_back(Err(protocol(reason)));
+                                            }
                                         }
                                     }
-                                    if let Some(reason) = choice.finish_reason {
+                                    if let Some(reason) = choice.finish_reason
+                                        && !st.done
+                                    {
                                         st.finished = true;
-                                        if !st.calls.is_empty() {
-                                            let calls = std::mem::take(&mut st.calls);
-                                            st.pending.push_back(Ok(StreamEvent::ToolCalls(calls)));
-                                        }
+                                        st.flush_calls();
                                         st.pending.push_back(Ok(StreamEvent::Finish(reason)));
                                     }
                                 }
@@ -424,7 +474,13 @@ impl OpenAiCompatible {
     }
 }
 
-fn merge_fragment(calls: &mut Vec<ToolCall>, fragment: ToolCallFragment) {
+fn merge_fragment(calls: &mut Vec<ToolCall>, fragment: ToolCallFragment) -> Result<(), String> {
+    if fragment.index >= MAX_STREAMED_TOOL_CALLS {
+        return Err(format!(
+            "tool call index {} is beyond the {MAX_STREAMED_TOOL_CALLS} calls an answer may hold",
+            fragment.index
+        ));
+    }
     while calls.len() <= fragment.index {
         calls.push(ToolCall {
             id: String::new(),
@@ -446,5 +502,116 @@ fn merge_fragment(calls: &mut Vec<ToolCall>, fragment: ToolCallFragment) {
         if let Some(arguments) = function.arguments {
             call.function.arguments.push_str(&arguments);
         }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> OpenAiCompatible {
+        // reqwest takes the process's default crypto provider, which the app installs at start.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        OpenAiCompatible::new(
+            reqwest::Client::new(),
+            "http://provider.example/v1",
+            None,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        )
+    }
+
+    /// Everything the parser makes of these SSE `data:` payloads.
+    async fn parse(payloads: &[&str]) -> Vec<Result<StreamEvent, LlmError>> {
+        let chunks: Vec<reqwest::Result<bytes::Bytes>> = payloads
+            .iter()
+            .map(|p| Ok(bytes::Bytes::from(format!("data: {p}\n\n"))))
+            .collect();
+        client()
+            .parse_stream(futures_util::stream::iter(chunks))
+            .collect()
+            .await
+    }
+
+    fn fragment(index: usize, id: Option<&str>, name: Option<&str>, arguments: &str) -> String {
+        let mut fragment =
+            serde_json::json!({"index": index, "function": {"arguments": arguments}});
+        if let Some(id) = id {
+            fragment["id"] = id.into();
+        }
+        if let Some(name) = name {
+            fragment["function"]["name"] = name.into();
+        }
+        serde_json::json!({"choices": [{"index": 0, "delta": {"tool_calls": [fragment]}}]})
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn tool_calls_are_handed_on_when_the_stream_ends_with_done_and_no_finish_reason() {
+        let events = parse(&[
+            &fragment(0, Some("call_0"), Some("calculator"), "{\"expression\":"),
+            &fragment(0, None, None, "\"1+1\"}"),
+            "[DONE]",
+        ])
+        .await;
+        let calls: Vec<ToolCall> = events
+            .into_iter()
+            .filter_map(|e| match e.unwrap() {
+                StreamEvent::ToolCalls(calls) => Some(calls),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].id, "call_0");
+        assert_eq!(calls[0].function.name, "calculator");
+        assert_eq!(calls[0].function.arguments, "{\"expression\":\"1+1\"}");
+    }
+
+    #[tokio::test]
+    async fn tool_calls_are_handed_on_once_when_a_finish_reason_precedes_done() {
+        let finish = r#"{"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}"#;
+        let events = parse(&[
+            &fragment(0, Some("c"), Some("get_time"), "{}"),
+            finish,
+            "[DONE]",
+        ])
+        .await;
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e.as_ref().unwrap() {
+                StreamEvent::ToolCalls(_) => "calls",
+                StreamEvent::Finish(_) => "finish",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["calls", "finish"]);
+    }
+
+    #[tokio::test]
+    async fn a_tool_call_index_past_any_real_answer_is_a_malformed_stream() {
+        let events = parse(&[
+            &fragment(usize::MAX / 2, Some("c"), Some("calculator"), "{}"),
+            "[DONE]",
+        ])
+        .await;
+        assert_eq!(events.len(), 1);
+        let error = events.into_iter().next().unwrap().unwrap_err();
+        assert!(matches!(error, LlmError::Protocol { .. }), "{error}");
+        assert!(error.to_string().contains("provider.example"));
+    }
+
+    #[test]
+    fn only_refusals_that_blame_the_input_are_the_clients_fault() {
+        let context = r#"{"error": {"message": "This model's maximum context length is 8192 tokens", "code": "context_length_exceeded"}}"#;
+        assert!(blames_the_input(400, context));
+        assert!(blames_the_input(413, ""));
+        assert!(!blames_the_input(
+            400,
+            r#"{"error": {"message": "Unsupported parameter"}}"#
+        ));
+        assert!(!blames_the_input(404, context));
+        assert!(!blames_the_input(401, ""));
     }
 }
