@@ -86,6 +86,11 @@ pub struct LlmConfig {
     pub request_timeout: Duration,
     /// Longest silence tolerated between two chunks of a stream.
     pub idle_timeout: Duration,
+    /// Limit on a whole `/chat` turn (retrieval, tools and every model call), below the
+    /// function's 29 s timeout so that the client gets a clean 504 and what was said is stored.
+    pub turn_timeout: Duration,
+    /// The same for a streamed turn, below the streaming function's 300 s timeout.
+    pub stream_turn_timeout: Duration,
     pub connect_timeout: Duration,
     /// Model for `/embeddings`; without one, retrieval ranks chunks lexically (BM25).
     pub embedding_model: Option<String>,
@@ -285,6 +290,8 @@ fn llm_config(
         // room for storing the answer, so a slow model is the function's clean 504.
         request_timeout: seconds("LLM_TIMEOUT_SECS", 20)?,
         idle_timeout: seconds("LLM_IDLE_TIMEOUT_SECS", 30)?,
+        turn_timeout: seconds("CHAT_TURN_TIMEOUT_SECS", 25)?,
+        stream_turn_timeout: seconds("STREAM_TURN_TIMEOUT_SECS", 280)?,
         connect_timeout: seconds("LLM_CONNECT_TIMEOUT_SECS", 5)?,
         embedding_model: get("EMBEDDING_MODEL"),
         embedding_provider,

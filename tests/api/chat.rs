@@ -259,11 +259,16 @@ async fn upstream_failures_are_retried_then_reported_by_whose_fault_they_are() {
     assert_eq!(fake.calls(), 6, "two retries, then the error");
 
     fake.always(Script::Status(429));
+    let before = fake.calls();
     app.post(CHAT, "alice", &json!({"message": "hi"}))
         .await
         .assert_problem(503);
+    assert_eq!(fake.calls(), before + 3, "a rate limit is retried twice");
 
-    fake.always(Script::Status(400));
+    fake.always(Script::Refusal(
+        400,
+        "This model's maximum context length is 8192 tokens.".into(),
+    ));
     let before = fake.calls();
     let rejected = app.post(CHAT, "alice", &json!({"message": "hi"})).await;
     rejected.assert_problem(422);
@@ -272,6 +277,89 @@ async fn upstream_failures_are_retried_then_reported_by_whose_fault_they_are() {
         before + 1,
         "the client's fault is not retried"
     );
+}
+
+#[tokio::test]
+async fn a_failing_model_is_a_502_naming_its_base_url_and_the_question_stays_stored() {
+    let (app, fake) = app_with_model(&[]).await;
+    let id = app.create_conversation("alice", "t").await;
+    for (script, status) in [(Script::Status(500), 502), (Script::Status(429), 503)] {
+        fake.always(script);
+        let reply = app
+            .post(
+                CHAT,
+                "alice",
+                &json!({"message": format!("still there? {status}"), "conversation_id": id}),
+            )
+            .await;
+        reply.assert_problem(status);
+        let detail = reply.body["detail"].as_str().unwrap();
+        assert!(detail.contains(&fake.base_url), "{detail}");
+    }
+    let messages = stored(&app, "alice", &id).await;
+    let contents: Vec<&str> = messages
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["still there? 502", "still there? 503"]);
+}
+
+#[tokio::test]
+async fn a_model_or_key_the_provider_does_not_know_is_the_servers_configuration_not_the_clients_fault()
+ {
+    let (app, fake) = app_with_model(&[]).await;
+    for (status, hint) in [(404, "base URL"), (401, "API key"), (403, "API key")] {
+        fake.always(Script::Status(status));
+        let before = fake.calls();
+        let reply = app.post(CHAT, "alice", &json!({"message": "hi"})).await;
+        reply.assert_problem(502);
+        let detail = reply.body["detail"].as_str().unwrap();
+        assert!(detail.contains(&fake.base_url), "{detail}");
+        assert!(detail.contains(hint), "{detail}");
+        assert_eq!(
+            fake.calls(),
+            before + 1,
+            "a configuration error is not retried"
+        );
+    }
+    // A refusal that does not blame the input (here, a parameter this model does not take).
+    fake.always(Script::Refusal(
+        400,
+        "Unsupported parameter: 'max_tokens'.".into(),
+    ));
+    app.post(CHAT, "alice", &json!({"message": "hi"}))
+        .await
+        .assert_problem(502);
+    fake.always(Script::Refusal(
+        400,
+        "Your request was rejected by our content_policy.".into(),
+    ));
+    app.post(CHAT, "alice", &json!({"message": "hi"}))
+        .await
+        .assert_problem(422);
+}
+
+#[tokio::test]
+async fn a_malformed_answer_is_a_502_and_the_question_stays_stored() {
+    let (app, fake) = app_with_model(&[]).await;
+    let id = app.create_conversation("alice", "t").await;
+    fake.push(Script::Malformed { after: 2 });
+    let reply = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "hm?", "conversation_id": id}),
+        )
+        .await;
+    reply.assert_problem(502);
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("malformed") && detail.contains(&fake.base_url),
+        "{detail}"
+    );
+    let messages = stored(&app, "alice", &id).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["content"], "hm?");
 }
 
 #[tokio::test]
@@ -375,4 +463,258 @@ async fn a_template_supplies_the_system_prompt_and_defaults_the_request_can_over
     )
     .await
     .assert_problem(404);
+}
+
+#[tokio::test]
+async fn a_system_prompt_override_beats_the_conversations_which_beats_the_templates() {
+    let (app, fake) = app_with_model(&[]).await;
+    let created = app
+        .post(
+            "/api/v1/chat/conversations",
+            "alice",
+            &json!({"title": "t", "system_prompt": "Be terse.", "temperature": 0.3}),
+        )
+        .await;
+    let id = created.body["id"].as_str().unwrap();
+    let turn = |extra: Value| {
+        let mut body =
+            json!({"message": "hi", "conversation_id": id, "workflow_template": "general_chat"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let reply = app.post(CHAT, "alice", &turn(json!({}))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": "Be terse."})
+    );
+    assert_eq!(
+        sent["temperature"], 0.3,
+        "the conversation's, not the template's 0.7"
+    );
+
+    app.post(
+        CHAT,
+        "alice",
+        &turn(json!({"system_prompt_override": "Override."})),
+    )
+    .await;
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": "Override."})
+    );
+}
+
+#[tokio::test]
+async fn max_tokens_comes_from_the_request_else_the_conversation_else_the_template() {
+    let (app, fake) = app_with_model(&[]).await;
+    let template_limit = app.get("/api/v1/chat/templates", "alice").await.body["templates"]
+        ["general_chat"]["default_params"]["max_tokens"]
+        .clone();
+    assert!(template_limit.is_u64(), "{template_limit}");
+    let plain = app.create_conversation("alice", "plain").await;
+    let limited = app
+        .post(
+            "/api/v1/chat/conversations",
+            "alice",
+            &json!({"title": "limited", "max_tokens": 99}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (conversation, request, expected) in [
+        (&plain, None, template_limit.clone()),
+        (&limited, None, json!(99)),
+        (&limited, Some(7), json!(7)),
+    ] {
+        let mut body = json!({"message": "hi", "conversation_id": conversation, "workflow_template": "general_chat"});
+        if let Some(limit) = request {
+            body["max_tokens"] = json!(limit);
+        }
+        let reply = app.post(CHAT, "alice", &body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(
+            fake.requests().pop().unwrap()["max_tokens"],
+            expected,
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_conversations_default_context_window_drops_the_oldest_history() {
+    let (app, fake) = app_with_model(&[]).await;
+    let id = app.create_conversation("alice", "long").await;
+    // About 1,500 tokens each: the default window of 4,096 holds two of them, not three.
+    for letter in ["A", "B", "C"] {
+        let reply = app
+            .post(
+                CHAT,
+                "alice",
+                &json!({"message": letter.repeat(6000), "conversation_id": id}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    app.post(
+        CHAT,
+        "alice",
+        &json!({"message": "now", "conversation_id": id}),
+    )
+    .await;
+    let sent = fake.requests().pop().unwrap();
+    let contents: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert!(
+        !contents.contains(&"A".repeat(6000).as_str()),
+        "the oldest is dropped"
+    );
+    assert!(contents.contains(&"B".repeat(6000).as_str()));
+    assert!(contents.contains(&"C".repeat(6000).as_str()));
+    assert_eq!(contents.last(), Some(&"now"));
+}
+
+#[tokio::test]
+async fn a_conversations_provider_and_model_are_chosen_at_creation_or_update_and_used_by_its_turns()
+{
+    let other = FakeLlm::start().await;
+    let providers =
+        json!({"other": {"base_url": other.base_url, "default_model": "other-default"}})
+            .to_string();
+    let (app, fake) = app_with_model(&[("LLM_PROVIDERS", &providers)]).await;
+    let created = app
+        .post(
+            "/api/v1/chat/conversations",
+            "alice",
+            &json!({"title": "t", "llm_model": "special-model"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["llm_model"], "special-model");
+    let id = created.body["id"].as_str().unwrap();
+    let reply = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "hi", "conversation_id": id}),
+        )
+        .await;
+    assert_eq!(
+        reply.body["message"]["model_used"], "special-model",
+        "{}",
+        reply.body
+    );
+    assert_eq!(fake.requests().pop().unwrap()["model"], "special-model");
+
+    // A request naming another provider gets that provider's own model.
+    app.post(
+        CHAT,
+        "alice",
+        &json!({"message": "hi", "conversation_id": id, "provider": "other"}),
+    )
+    .await;
+    assert_eq!(other.requests().pop().unwrap()["model"], "other-default");
+
+    let updated = app
+        .put(
+            &format!("/api/v1/chat/conversations/{id}"),
+            "alice",
+            &json!({"llm_provider": "other", "llm_model": "other-special"}),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!(updated.body["llm_provider"], "other");
+    app.post(
+        CHAT,
+        "alice",
+        &json!({"message": "hi", "conversation_id": id}),
+    )
+    .await;
+    assert_eq!(other.requests().pop().unwrap()["model"], "other-special");
+
+    // Switching provider without naming a model falls back to that provider's default.
+    let switched = app
+        .put(
+            &format!("/api/v1/chat/conversations/{id}"),
+            "alice",
+            &json!({"llm_provider": "default"}),
+        )
+        .await;
+    assert_eq!(switched.body["llm_model"], Value::Null, "{}", switched.body);
+    app.post(
+        CHAT,
+        "alice",
+        &json!({"message": "hi", "conversation_id": id}),
+    )
+    .await;
+    assert_eq!(fake.requests().pop().unwrap()["model"], "fake-model");
+
+    for reply in [
+        app.post(
+            "/api/v1/chat/conversations",
+            "alice",
+            &json!({"title": "t", "llm_provider": "nobody"}),
+        )
+        .await,
+        app.put(
+            &format!("/api/v1/chat/conversations/{id}"),
+            "alice",
+            &json!({"llm_provider": "nobody"}),
+        )
+        .await,
+    ] {
+        reply.assert_problem(422);
+        assert_eq!(reply.body["errors"][0]["loc"][1], "llm_provider");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_tool_chain_ends_with_a_504_before_the_function_timeout_and_keeps_what_was_said() {
+    let (app, fake) = app_with_model(&[("CHAT_TURN_TIMEOUT_SECS", "1")]).await;
+    let id = app.create_conversation("alice", "t").await;
+    fake.push(Script::tool_call(
+        "calculator",
+        json!({"expression": "6*7"}),
+    ))
+    .push(Script::Hang);
+    let started = std::time::Instant::now();
+    let reply = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "compute", "conversation_id": id, "workflow": "tools"}),
+        )
+        .await;
+    reply.assert_problem(504);
+    // The model's own limit (20 s) would have come far later.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/streaming")
+    );
+    let messages = stored(&app, "alice", &id).await;
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "tool"]);
+    assert_eq!(messages[1]["content"], "42");
+
+    let stats = app
+        .get("/api/v1/chat/performance/stats", "alice")
+        .await
+        .body;
+    assert_eq!(stats["error_counts"], json!({"timeout": 1}));
 }

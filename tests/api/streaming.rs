@@ -9,7 +9,11 @@ const STREAMING: &str = "/api/v1/chat/streaming";
 
 async fn app_with_model(extra: &[(&str, &str)]) -> (TestApp, FakeLlm) {
     let fake = FakeLlm::start().await;
-    let mut vars = vec![("LLM_BASE_URL", fake.base_url.as_str())];
+    let mut vars = vec![
+        ("LLM_BASE_URL", fake.base_url.as_str()),
+        ("LLM_PROMPT_PRICE_PER_1K", "1.0"),
+        ("LLM_COMPLETION_PRICE_PER_1K", "2.0"),
+    ];
     vars.extend_from_slice(extra);
     (TestApp::spawn_with(&vars).await, fake)
 }
@@ -96,6 +100,8 @@ async fn a_stream_sends_every_chunk_kind_in_order_and_stores_the_answer() {
         .collect();
     assert_eq!(text, "Once upon a time.");
     assert_eq!(frames[7]["usage"]["total_tokens"], 14);
+    // 10 prompt tokens at 1.0 and 4 completion tokens at 2.0 per thousand.
+    assert!((frames[7]["usage"]["cost"].as_f64().unwrap() - 0.018).abs() < 1e-12);
 
     let stored = messages(&app, "alice", conversation_id).await;
     assert_eq!(stored.len(), 2);
@@ -145,6 +151,9 @@ async fn a_malformed_upstream_stream_is_reported_and_what_came_before_is_kept() 
         frames[0]["conversation_id"].as_str().unwrap(),
     )
     .await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0]["content"], "go");
+    assert_eq!(stored[1]["content"], "part0 ");
     assert_eq!(stored[1]["finish_reason"], "error");
 }
 
@@ -172,6 +181,110 @@ async fn a_silent_upstream_times_out_into_an_error_chunk() {
     fake.always(Script::Hang);
     let (_, frames) = stream(&app, "alice", &json!({"message": "go"})).await;
     assert_eq!(kinds(&frames), ["start", "node_start", "error", "[DONE]"]);
+    let stored = messages(
+        &app,
+        "alice",
+        frames[0]["conversation_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["content"], "go");
+}
+
+#[tokio::test]
+async fn an_upstream_that_falls_silent_mid_answer_keeps_the_question_and_the_partial_text() {
+    let (app, fake) = app_with_model(&[("LLM_IDLE_TIMEOUT_SECS", "1")]).await;
+    fake.push(Script::Stall { after: 2 });
+    let (_, frames) = stream(&app, "alice", &json!({"message": "go"})).await;
+    assert_eq!(
+        kinds(&frames),
+        ["start", "node_start", "token", "token", "error", "[DONE]"]
+    );
+    assert!(frames[4]["content"].as_str().unwrap().contains("in time"));
+    let stored = messages(
+        &app,
+        "alice",
+        frames[0]["conversation_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0]["content"], "go");
+    assert_eq!(stored[1]["content"], "part0 part1 ");
+    assert_eq!(stored[1]["finish_reason"], "error");
+}
+
+#[tokio::test]
+async fn a_rate_limited_upstream_is_an_error_chunk_and_the_question_stays_stored() {
+    let (app, fake) = app_with_model(&[]).await;
+    fake.always(Script::Status(429));
+    let (response, frames) = stream(&app, "alice", &json!({"message": "busy?"})).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(kinds(&frames), ["start", "node_start", "error", "[DONE]"]);
+    let error = frames[2]["content"].as_str().unwrap();
+    assert!(
+        error.contains("rate limiting") && error.contains(&fake.base_url),
+        "{error}"
+    );
+    assert_eq!(fake.calls(), 3, "retried twice before the first token");
+    let stored = messages(
+        &app,
+        "alice",
+        frames[0]["conversation_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["content"], "busy?");
+}
+
+#[tokio::test]
+async fn a_stream_longer_than_a_turn_may_take_ends_with_an_error_chunk_and_keeps_the_partial_text()
+{
+    let (app, fake) = app_with_model(&[("STREAM_TURN_TIMEOUT_SECS", "1")]).await;
+    fake.push(Script::slow_reply(
+        "one two three four five six seven eight nine ten",
+        Duration::from_millis(300),
+    ));
+    let (_, frames) = stream(&app, "alice", &json!({"message": "count slowly"})).await;
+    let kinds = kinds(&frames);
+    assert_eq!(kinds[kinds.len() - 2..], ["error", "[DONE]"], "{kinds:?}");
+    let error = &frames[frames.len() - 2]["content"];
+    assert!(error.as_str().unwrap().contains("took longer"), "{error}");
+    let stored = messages(
+        &app,
+        "alice",
+        frames[0]["conversation_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0]["content"], "count slowly");
+    let partial = stored[1]["content"].as_str().unwrap();
+    assert!(
+        partial.starts_with("one ") && !partial.contains("ten"),
+        "{partial}"
+    );
+    assert_eq!(stored[1]["finish_reason"], "error");
+}
+
+#[tokio::test]
+async fn a_stream_applies_a_workflow_template() {
+    let (app, fake) = app_with_model(&[]).await;
+    let (_, frames) = stream(
+        &app,
+        "alice",
+        &json!({"message": "hi", "workflow_template": "general_chat"}),
+    )
+    .await;
+    assert_eq!(kinds(&frames)[kinds(&frames).len() - 2], "end");
+    let sent = &fake.requests()[0];
+    assert_eq!(sent["stream"], true);
+    assert!(
+        sent["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("helpful")
+    );
+    assert_eq!(sent["temperature"], 0.7);
+    assert!(sent["max_tokens"].is_u64());
 }
 
 #[tokio::test]
@@ -260,6 +373,15 @@ async fn invalid_stream_requests_are_problems_not_streams() {
     )
     .await
     .assert_problem(404);
+    let unknown = app
+        .post(
+            STREAMING,
+            "alice",
+            &json!({"message": "hi", "provider": "nobody"}),
+        )
+        .await;
+    unknown.assert_problem(422);
+    assert_eq!(unknown.body["errors"][0]["loc"][1], "provider");
 }
 
 #[tokio::test]

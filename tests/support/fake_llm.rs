@@ -25,12 +25,17 @@ pub enum Script {
     },
     /// Fails with this status before answering.
     Status(u16),
+    /// Fails with this status and this error message, as a provider explains a refusal.
+    Refusal(u16, String),
     /// Never answers.
     Hang,
-    /// Streams this many tokens, then a chunk that is not JSON.
+    /// Streams this many tokens, then a chunk that is not JSON; without streaming, a JSON
+    /// body cut off after that many tokens of its content.
     Malformed { after: usize },
     /// Streams this many tokens, then drops the connection.
     Drop { after: usize },
+    /// Streams this many tokens, then keeps the connection open and says nothing more.
+    Stall { after: usize },
     /// Asks for these tool calls, `(name, arguments)`; streamed as fragments, as providers do.
     ToolCalls(Vec<(String, Value)>),
 }
@@ -82,6 +87,7 @@ struct Shared {
     last_token_sent: Mutex<Option<Instant>>,
     embedding_requests: Mutex<Vec<Value>>,
     embedding_failure: Mutex<Option<u16>>,
+    embedding_delay: Mutex<Duration>,
 }
 
 pub struct FakeLlm {
@@ -132,6 +138,11 @@ impl FakeLlm {
         *self.shared.embedding_failure.lock().unwrap() = status;
     }
 
+    /// From now on `/embeddings` answers only after this long.
+    pub fn delay_embeddings(&self, delay: Duration) {
+        *self.shared.embedding_delay.lock().unwrap() = delay;
+    }
+
     /// When the last token of the last streamed reply left the fake.
     pub fn last_token_sent(&self) -> Option<Instant> {
         *self.shared.last_token_sent.lock().unwrap()
@@ -154,6 +165,18 @@ async fn complete(State(shared): State<Arc<Shared>>, Json(request): Json<Value>)
             Json(json!({"error": {"message": format!("scripted failure {code}")}})),
         )
             .into_response(),
+        Script::Refusal(code, message) => (
+            StatusCode::from_u16(code).unwrap(),
+            Json(json!({"error": {"message": message, "type": "invalid_request_error"}})),
+        )
+            .into_response(),
+        Script::Malformed { after } if !streaming => {
+            let content: String = (0..after).map(|i| format!("part{i} ")).collect();
+            let body = format!(
+                r#"{{"id": "chatcmpl-fake", "choices": [{{"index": 0, "message": {{"role": "assistant", "content": "{content}"#
+            );
+            ([("content-type", "application/json")], body).into_response()
+        }
         Script::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
@@ -223,6 +246,10 @@ async fn embed(State(shared): State<Arc<Shared>>, Json(request): Json<Value>) ->
         .lock()
         .unwrap()
         .push(request.clone());
+    let delay = *shared.embedding_delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     if let Some(code) = *shared.embedding_failure.lock().unwrap() {
         return (
             StatusCode::from_u16(code).unwrap(),
@@ -315,6 +342,11 @@ fn stream(shared: Arc<Shared>, script: Script) -> Response {
                     )))
                     .await;
             }
+            Script::Stall { after } => {
+                send_tokens(words(after), Duration::ZERO).await;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                drop(sender);
+            }
             Script::ToolCalls(calls) => {
                 for (i, (name, arguments)) in calls.iter().enumerate() {
                     let arguments = arguments.to_string();
@@ -332,7 +364,9 @@ fn stream(shared: Arc<Shared>, script: Script) -> Response {
                     .await;
                 let _ = sender.send(Ok(Bytes::from("data: [DONE]\n\n"))).await;
             }
-            Script::Status(_) | Script::Hang => unreachable!("answered before streaming"),
+            Script::Status(_) | Script::Refusal(..) | Script::Hang => {
+                unreachable!("answered before streaming")
+            }
         }
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));

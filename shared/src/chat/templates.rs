@@ -35,6 +35,8 @@ pub struct Template {
     /// How many earlier messages the prompt may carry.
     pub memory_window: u32,
     pub temperature: f64,
+    /// Longest answer, unless the request or the conversation says otherwise.
+    pub max_tokens: Option<u32>,
     pub max_tool_calls: Option<u32>,
     pub max_documents: Option<u32>,
 }
@@ -47,6 +49,9 @@ impl Template {
             "memory_window": self.memory_window,
             "temperature": self.temperature,
         });
+        if let Some(limit) = self.max_tokens {
+            params["max_tokens"] = limit.into();
+        }
         if let Some(limit) = self.max_tool_calls {
             params["max_tool_calls"] = limit.into();
         }
@@ -67,6 +72,7 @@ pub const TEMPLATES: &[Template] = &[
         system_message: "You are a helpful, friendly assistant. Answer clearly and concisely.",
         memory_window: 20,
         temperature: 0.7,
+        max_tokens: Some(1024),
         max_tool_calls: None,
         max_documents: None,
     },
@@ -79,6 +85,7 @@ pub const TEMPLATES: &[Template] = &[
         system_message: "Answer using only the provided sources. Cite them by number, and say so when they do not contain the answer.",
         memory_window: 10,
         temperature: 0.2,
+        max_tokens: Some(1024),
         max_tool_calls: None,
         max_documents: Some(5),
     },
@@ -91,6 +98,7 @@ pub const TEMPLATES: &[Template] = &[
         system_message: "You are an expert programmer. Give working code, explain briefly, and use tools for anything that needs exact computation.",
         memory_window: 30,
         temperature: 0.1,
+        max_tokens: Some(4096),
         max_tool_calls: Some(10),
         max_documents: None,
     },
@@ -103,6 +111,7 @@ pub const TEMPLATES: &[Template] = &[
         system_message: "You are a patient customer support agent. Use the knowledge base sources and tools; never invent policies.",
         memory_window: 20,
         temperature: 0.3,
+        max_tokens: Some(1024),
         max_tool_calls: Some(5),
         max_documents: Some(3),
     },
@@ -115,6 +124,7 @@ pub const TEMPLATES: &[Template] = &[
         system_message: "You are a careful research assistant. Synthesise the sources, compare them, and cite each claim by source number.",
         memory_window: 15,
         temperature: 0.4,
+        max_tokens: Some(2048),
         max_tool_calls: None,
         max_documents: Some(10),
     },
@@ -127,6 +137,7 @@ pub const TEMPLATES: &[Template] = &[
         system_message: "You are a precise data analyst. Use the calculator for every computation and show the figures you used.",
         memory_window: 20,
         temperature: 0.1,
+        max_tokens: Some(2048),
         max_tool_calls: Some(15),
         max_documents: None,
     },
@@ -146,6 +157,18 @@ mod tests {
             assert_eq!(find(template.name), Some(template));
         }
         assert_eq!(find("nope"), None);
+    }
+
+    #[test]
+    fn every_template_bounds_its_answers_within_what_a_request_may_ask() {
+        for template in TEMPLATES {
+            let limit = template.default_params()["max_tokens"].as_u64();
+            assert!(
+                limit.is_some_and(|l| (1..=8192).contains(&l)),
+                "{}",
+                template.name
+            );
+        }
     }
 
     #[test]

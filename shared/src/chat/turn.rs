@@ -1,7 +1,7 @@
 //! One exchange with the model, from the user's message to the stored answer.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -168,13 +168,41 @@ async fn emit(events: Option<&mpsc::Sender<TurnEvent>>, event: TurnEvent) {
 }
 
 impl Turn {
-    /// Resolves the conversation, provider, tools and prompt, and stores the user's message.
+    /// Resolves the conversation and provider, stores the user's message, then runs retrieval
+    /// and tool discovery and builds the prompt.
+    ///
+    /// The clock starts here, so that the execution time in the statistics and the answer's
+    /// `response_time_ms` include retrieval and discovery. A failure that is not the client's
+    /// (storage, retrieval, the turn's deadline) is still counted in the statistics.
     pub async fn begin(state: &AppState, user_id: &str, input: ChatInput) -> ApiResult<Self> {
-        let template = input.template;
-        let requested = input
+        let started = Instant::now();
+        let mut workflow = input
             .workflow
-            .or(template.map(|t| t.workflow))
+            .or(input.template.map(|t| t.workflow))
             .unwrap_or(Workflow::Plain);
+        let result = Self::prepare(state, user_id, input, started, &mut workflow).await;
+        if let Err(error) = &result
+            && error.status().is_server_error()
+        {
+            let execution = Execution {
+                workflow: workflow.as_str().into(),
+                duration_ms: started.elapsed().as_millis() as u64,
+                error_class: Some(error_class(error).to_owned()),
+                ..Default::default()
+            };
+            Self::record(state, user_id, execution).await;
+        }
+        result
+    }
+
+    async fn prepare(
+        state: &AppState,
+        user_id: &str,
+        input: ChatInput,
+        started: Instant,
+        workflow: &mut Workflow,
+    ) -> ApiResult<Self> {
+        let template = input.template;
         let (record, history) = match &input.conversation_id {
             Some(id) => state
                 .store
@@ -204,11 +232,12 @@ impl Turn {
         let retrieval = input
             .enable_retrieval
             .unwrap_or(conversation.enable_retrieval);
-        let workflow = match (requested, retrieval) {
+        *workflow = match (*workflow, retrieval) {
             (Workflow::Plain, true) => Workflow::Rag,
             (Workflow::Tools, true) => Workflow::Full,
             (workflow, _) => workflow,
         };
+        let workflow = *workflow;
         let provider_name = input
             .provider
             .as_deref()
@@ -220,45 +249,22 @@ impl Turn {
                 "unknown_provider",
             )
         })?;
-        let toolset = if matches!(workflow, Workflow::Tools | Workflow::Full) {
-            let discovered = Toolset::discover(&state.mcp).await;
-            match template.filter(|t| !t.required_tools.is_empty()) {
-                Some(t) => discovered.only(t.required_tools),
-                None => discovered,
-            }
-        } else {
-            Toolset::default()
-        };
-        let retrieval_started = Instant::now();
-        let sources = if matches!(workflow, Workflow::Rag | Workflow::Full) {
-            documents::retrieve(
-                state,
-                RetrievalQuery {
-                    user_id,
-                    query: &input.message,
-                    limit: template
-                        .and_then(|t| t.max_documents)
-                        .unwrap_or(conversation.retrieval_limit)
-                        as usize,
-                    score_threshold: conversation.retrieval_score_threshold,
-                    document_ids: input.document_ids.as_deref(),
-                },
-            )
-            .await?
-        } else {
-            Vec::new()
-        };
-        let retrieval_ms = retrieval_started.elapsed().as_millis() as u64;
-        let system = input
+        // The conversation's model belongs to the conversation's provider (the default one
+        // when it names none); a request that picks another provider gets that one's model.
+        let conversation_provider = state
+            .llm
+            .get(conversation.llm_provider.as_deref())
+            .map(|p| p.name.clone());
+        let model = conversation
+            .llm_model
+            .clone()
+            .filter(|_| conversation_provider.as_deref() == Some(provider.name.as_str()))
+            .unwrap_or_else(|| provider.config.default_model.clone());
+        let system_prompt = input
             .system_prompt_override
-            .as_deref()
-            .or(conversation.system_prompt.as_deref())
-            .or(template.map(|t| t.system_message));
-        let system = if matches!(workflow, Workflow::Rag | Workflow::Full) {
-            Some(prompt::with_sources(system, &sources))
-        } else {
-            system.map(str::to_owned)
-        };
+            .clone()
+            .or_else(|| conversation.system_prompt.clone())
+            .or_else(|| template.map(|t| t.system_message.to_owned()));
         let budget = input.context_limit.unwrap_or(conversation.context_window) as usize;
         let memory = if conversation.memory_enabled {
             input
@@ -268,26 +274,27 @@ impl Turn {
         } else {
             0
         };
-        let request = CompletionRequest {
-            model: conversation
-                .llm_model
-                .clone()
-                .filter(|_| conversation.llm_provider.as_deref() == Some(provider.name.as_str()))
-                .unwrap_or_else(|| provider.config.default_model.clone()),
-            messages: prompt::build(system.as_deref(), &history, memory, &input.message, budget),
-            temperature: input
-                .temperature
-                .or(conversation.temperature)
-                .or(template.map(|t| t.temperature)),
-            max_tokens: input.max_tokens.or(conversation.max_tokens),
-            tools: toolset.specs(),
-        };
+        let temperature = input
+            .temperature
+            .or(conversation.temperature)
+            .or(template.map(|t| t.temperature));
+        let max_tokens = input
+            .max_tokens
+            .or(conversation.max_tokens)
+            .or(template.and_then(|t| t.max_tokens));
+        let retrieval_limit = template
+            .and_then(|t| t.max_documents)
+            .unwrap_or(conversation.retrieval_limit) as usize;
+        let score_threshold = conversation.retrieval_score_threshold;
         let max_tool_calls = input
             .max_tool_calls
             .or(template.and_then(|t| t.max_tool_calls))
             .unwrap_or(DEFAULT_MAX_TOOL_CALLS) as usize;
 
-        let mut user = MessageDraft::new(MessageRole::User, input.message);
+        // Stored before retrieval and tool discovery: neither an embedding provider nor an
+        // MCP server that fails may lose the user's message.
+        let message = input.message;
+        let mut user = MessageDraft::new(MessageRole::User, message.clone());
         user.metadata = input.user_metadata;
         let (record, mut stored) = if input.conversation_id.is_none() {
             state
@@ -297,9 +304,63 @@ impl Turn {
         } else {
             state.store.append_messages(record, vec![user]).await?
         };
+        let user_message = stored.remove(0);
+
+        let deadline = started + turn_timeout(state, false);
+        let discovery = async {
+            if matches!(workflow, Workflow::Tools | Workflow::Full) {
+                let discovered = Toolset::discover(&state.mcp).await;
+                match template.filter(|t| !t.required_tools.is_empty()) {
+                    Some(t) => discovered.only(t.required_tools),
+                    None => discovered,
+                }
+            } else {
+                Toolset::default()
+            }
+        };
+        let retrieval_started = Instant::now();
+        let retrieval = async {
+            if matches!(workflow, Workflow::Rag | Workflow::Full) {
+                documents::retrieve(
+                    state,
+                    RetrievalQuery {
+                        user_id,
+                        query: &message,
+                        limit: retrieval_limit,
+                        score_threshold,
+                        document_ids: input.document_ids.as_deref(),
+                    },
+                )
+                .await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (toolset, sources) = tokio::time::timeout_at(deadline.into(), async {
+            tokio::join!(discovery, async {
+                let sources = retrieval.await;
+                (sources, retrieval_started.elapsed().as_millis() as u64)
+            })
+        })
+        .await
+        .map_err(|_| deadline_exceeded(turn_timeout(state, false), false))?;
+        let (sources, retrieval_ms) = (sources.0?, sources.1);
+
+        let system = if matches!(workflow, Workflow::Rag | Workflow::Full) {
+            Some(prompt::with_sources(system_prompt.as_deref(), &sources))
+        } else {
+            system_prompt
+        };
+        let request = CompletionRequest {
+            model,
+            messages: prompt::build(system.as_deref(), &history, memory, &message, budget),
+            temperature,
+            max_tokens,
+            tools: toolset.specs(),
+        };
         Ok(Self {
             record,
-            user_message: stored.remove(0),
+            user_message,
             provider,
             request,
             workflow,
@@ -307,7 +368,7 @@ impl Turn {
             max_tool_calls,
             sources,
             retrieval_ms,
-            started: Instant::now(),
+            started,
         })
     }
 
@@ -317,10 +378,13 @@ impl Turn {
         &self,
         request: &CompletionRequest,
         events: Option<&mpsc::Sender<TurnEvent>>,
+        deadline: Deadline,
     ) -> (Round, RoundEnd) {
         let Some(events) = events else {
-            return match self.provider.client.complete(request).await {
-                Ok(c) => (
+            let completion =
+                tokio::time::timeout_at(deadline.at, self.provider.client.complete(request)).await;
+            return match completion {
+                Ok(Ok(c)) => (
                     Round {
                         content: c.content,
                         tool_calls: c.tool_calls,
@@ -329,15 +393,23 @@ impl Turn {
                     },
                     RoundEnd::Complete,
                 ),
-                Err(e) => (Round::default(), RoundEnd::Failed(e.into())),
+                Ok(Err(e)) => (Round::default(), RoundEnd::Failed(e.into())),
+                Err(_) => (Round::default(), RoundEnd::Failed(deadline.exceeded())),
             };
         };
         let mut round = Round::default();
-        let mut chunks = match self.provider.client.stream(request).await {
-            Ok(chunks) => chunks,
-            Err(e) => return (round, RoundEnd::Failed(e.into())),
+        let opened =
+            tokio::time::timeout_at(deadline.at, self.provider.client.stream(request)).await;
+        let mut chunks = match opened {
+            Ok(Ok(chunks)) => chunks,
+            Ok(Err(e)) => return (round, RoundEnd::Failed(e.into())),
+            Err(_) => return (round, RoundEnd::Failed(deadline.exceeded())),
         };
-        while let Some(chunk) = chunks.next().await {
+        loop {
+            let Ok(next) = tokio::time::timeout_at(deadline.at, chunks.next()).await else {
+                return (round, RoundEnd::Failed(deadline.exceeded()));
+            };
+            let Some(chunk) = next else { break };
             match chunk {
                 Ok(StreamEvent::Delta(text)) => {
                     round.content.push_str(&text);
@@ -360,6 +432,7 @@ impl Turn {
         &mut self,
         state: &AppState,
         events: Option<&mpsc::Sender<TurnEvent>>,
+        deadline: Deadline,
     ) -> Generation {
         if matches!(self.workflow, Workflow::Rag | Workflow::Full) {
             emit(
@@ -404,7 +477,7 @@ impl Turn {
                 },
             )
             .await;
-            let (round, end) = self.call_model(&request, events).await;
+            let (round, end) = self.call_model(&request, events, deadline).await;
             usage = usage
                 + round
                     .usage
@@ -448,10 +521,16 @@ impl Turn {
                 )
                 .await;
             }
-            let runs = futures_util::future::join_all(
-                calls.iter().map(|call| self.toolset.run(&state.mcp, call)),
+            let runs = tokio::time::timeout_at(
+                deadline.at,
+                futures_util::future::join_all(
+                    calls.iter().map(|call| self.toolset.run(&state.mcp, call)),
+                ),
             )
             .await;
+            let Ok(runs) = runs else {
+                return generation(RoundEnd::Failed(deadline.exceeded()));
+            };
             for run in &runs {
                 emit(
                     events,
@@ -618,26 +697,27 @@ impl Turn {
 
     /// Runs the turn without streaming. On a model failure the user's message stays stored.
     pub async fn run(mut self, state: &AppState) -> ApiResult<TurnOutcome> {
-        let mut generation = self.generate(state, None).await;
+        let deadline = Deadline::of(state, self.started, false);
+        let mut generation = self.generate(state, None, deadline).await;
         let error = match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
             RoundEnd::Failed(e) => Some(e),
             _ if generation.content.is_empty() => Some(empty_answer()),
             _ => None,
         };
-        let reason = generation.finish_reason.clone();
         match error {
             Some(error) => {
-                // What was generated before a failure is not kept here: the client gets an
-                // error, and a half answer would read as a whole one in the history.
-                generation.content.clear();
-                self.conclude(state, &generation, &reason, Some(&error))
+                // Whatever was generated stays stored, marked as cut short by the failure
+                // (as a stream stores it); the client still gets the error.
+                self.conclude(state, &generation, "error", Some(&error))
                     .await;
                 Err(error)
             }
-            None => self
-                .conclude(state, &generation, &reason, None)
-                .await
-                .unwrap_or_else(|| Err(empty_answer())),
+            None => {
+                let reason = generation.finish_reason.clone();
+                self.conclude(state, &generation, &reason, None)
+                    .await
+                    .unwrap_or_else(|| Err(empty_answer()))
+            }
         }
     }
 
@@ -645,7 +725,8 @@ impl Turn {
     /// model fails mid-answer (`finish_reason: "error"`) or the client goes away
     /// (`"interrupted"`).
     pub async fn stream(mut self, state: AppState, events: mpsc::Sender<TurnEvent>) {
-        let mut generation = self.generate(&state, Some(&events)).await;
+        let deadline = Deadline::of(&state, self.started, true);
+        let mut generation = self.generate(&state, Some(&events), deadline).await;
         let (reason, error, interrupted) =
             match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
                 RoundEnd::Interrupted => ("interrupted".to_owned(), None, true),
@@ -671,6 +752,54 @@ impl Turn {
             },
         };
         let _ = events.send(last).await;
+    }
+}
+
+/// When a turn must have ended: before the function's own timeout, so that the client gets a
+/// clean error and what was said is stored.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    limit: Duration,
+    streaming: bool,
+}
+
+impl Deadline {
+    fn of(state: &AppState, started: Instant, streaming: bool) -> Self {
+        let limit = turn_timeout(state, streaming);
+        Self {
+            at: (started + limit).into(),
+            limit,
+            streaming,
+        }
+    }
+
+    fn exceeded(self) -> ApiError {
+        deadline_exceeded(self.limit, self.streaming)
+    }
+}
+
+/// How long a whole turn may take: a `/chat` answer must come before the gateway's cut, a
+/// stream before the streaming function's timeout.
+fn turn_timeout(state: &AppState, streaming: bool) -> Duration {
+    if streaming {
+        state.config.llm.stream_turn_timeout
+    } else {
+        state.config.llm.turn_timeout
+    }
+}
+
+fn deadline_exceeded(limit: Duration, streaming: bool) -> ApiError {
+    let mut detail = format!(
+        "The answer took longer than the {} s a turn may take and was stopped.",
+        limit.as_secs()
+    );
+    if !streaming {
+        detail.push_str(" Long generations should use /api/v1/chat/streaming.");
+    }
+    ApiError::Upstream {
+        status: axum::http::StatusCode::GATEWAY_TIMEOUT,
+        detail,
     }
 }
 

@@ -267,6 +267,20 @@ impl Store {
         conversation_id: &str,
         patch: &ConversationPatch,
     ) -> Result<Conversation, StoreError> {
+        self.update_conversation_with_llm(user_id, conversation_id, patch, None, None)
+            .await
+    }
+
+    /// Applies the patch and the choice of provider and model (`None` leaves one as it is) in
+    /// one write.
+    pub async fn update_conversation_with_llm(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        patch: &ConversationPatch,
+        llm_provider: Option<&str>,
+        llm_model: Option<&str>,
+    ) -> Result<Conversation, StoreError> {
         let now = crate::domain::now();
         let mut sets = vec!["updated_at = :now", "gsi1sk = :recency"];
         let mut values = Item::from([
@@ -302,12 +316,26 @@ impl Store {
         if let Some(v) = &patch.extra_metadata {
             set("extra_metadata = :em", ":em", attr(v)?);
         }
+        if let Some(v) = llm_provider {
+            set("llm_provider = :llm_provider", ":llm_provider", s(v));
+        }
+        let mut removes = Vec::new();
+        match (llm_model, llm_provider) {
+            (Some(v), _) => set("llm_model = :llm_model", ":llm_model", s(v)),
+            // A model belongs to its provider: another provider starts from its own default.
+            (None, Some(_)) => removes.push("llm_model"),
+            (None, None) => {}
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
         let mut request = self
             .client()
             .update_item()
             .table_name(self.table())
             .set_key(Some(conversation_key(conversation_id)))
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(expression)
             .condition_expression("attribute_exists(pk) AND user_id = :uid")
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::AllNew);

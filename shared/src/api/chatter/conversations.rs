@@ -24,6 +24,7 @@ const MAX_DESCRIPTION_CHARS: usize = 2_000;
 /// Keeps a conversation item well below DynamoDB's 400 KB limit.
 const MAX_SYSTEM_PROMPT_CHARS: usize = 32_000;
 const MAX_TOKENS: i64 = 1_000_000;
+const MAX_MODEL_CHARS: usize = 200;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -55,12 +56,34 @@ pub struct ConversationCreate {
     pub system_prompt: Option<String>,
     #[serde(default)]
     pub enable_retrieval: bool,
+    /// One of the configured providers; its turns use it unless a request names another.
+    pub llm_provider: Option<String>,
+    /// The model its turns ask the conversation's provider for.
+    pub llm_model: Option<String>,
     pub temperature: Option<f64>,
     pub max_tokens: Option<i64>,
     #[schema(value_type = Option<Object>)]
     pub workflow_config: Option<JsonObject>,
     #[schema(value_type = Option<Object>)]
     pub extra_metadata: Option<JsonObject>,
+}
+
+/// Checks a provider against those configured and a model name's length.
+fn check_llm(state: &AppState, v: &mut Violations, provider: Option<&str>, model: Option<&str>) {
+    if let Some(name) = provider {
+        v.check(
+            state.llm.get(Some(name)).is_some(),
+            &["body", "llm_provider"],
+            format!("Unknown provider '{name}'."),
+            "unknown_provider",
+        );
+    }
+    v.length(
+        model.map(str::trim),
+        1,
+        MAX_MODEL_CHARS,
+        &["body", "llm_model"],
+    );
 }
 
 impl TryFrom<ConversationCreate> for NewConversation {
@@ -99,9 +122,10 @@ impl TryFrom<ConversationCreate> for NewConversation {
             enable_retrieval: body.enable_retrieval,
             temperature: body.temperature,
             max_tokens: body.max_tokens.and_then(|t| u32::try_from(t).ok()),
+            llm_provider: body.llm_provider,
+            llm_model: body.llm_model.map(|m| m.trim().to_owned()),
             workflow_config: body.workflow_config,
             extra_metadata: body.extra_metadata,
-            ..Default::default()
         })
     }
 }
@@ -111,6 +135,9 @@ pub struct ConversationUpdate {
     pub title: Option<String>,
     pub description: Option<String>,
     pub status: Option<ConversationStatus>,
+    /// Another configured provider; without `llm_model` its default model applies.
+    pub llm_provider: Option<String>,
+    pub llm_model: Option<String>,
     pub temperature: Option<f64>,
     pub max_tokens: Option<i64>,
     #[schema(value_type = Option<Object>)]
@@ -224,6 +251,14 @@ pub async fn create_conversation(
     caller: Caller,
     ApiJson(body): ApiJson<ConversationCreate>,
 ) -> ApiResult<(StatusCode, Json<Conversation>)> {
+    let mut v = Violations::new();
+    check_llm(
+        &state,
+        &mut v,
+        body.llm_provider.as_deref(),
+        body.llm_model.as_deref(),
+    );
+    v.finish()?;
     let conversation = Conversation::create(&caller.user_id, body.try_into()?);
     state.store.create_conversation(&conversation).await?;
     Ok((StatusCode::CREATED, Json(conversation)))
@@ -305,10 +340,20 @@ pub async fn update_conversation(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
-    ApiJson(body): ApiJson<ConversationUpdate>,
+    ApiJson(mut body): ApiJson<ConversationUpdate>,
 ) -> ApiResult<Json<Conversation>> {
+    let mut v = Violations::new();
+    check_llm(
+        &state,
+        &mut v,
+        body.llm_provider.as_deref(),
+        body.llm_model.as_deref(),
+    );
+    v.finish()?;
+    let llm_provider = body.llm_provider.take();
+    let llm_model = body.llm_model.take().map(|m| m.trim().to_owned());
     let patch: ConversationPatch = body.try_into()?;
-    let conversation = if patch.is_empty() {
+    let conversation = if patch.is_empty() && llm_provider.is_none() && llm_model.is_none() {
         state
             .store
             .conversation(&caller.user_id, &conversation_id)
@@ -317,7 +362,13 @@ pub async fn update_conversation(
     } else {
         state
             .store
-            .update_conversation(&caller.user_id, &conversation_id, &patch)
+            .update_conversation_with_llm(
+                &caller.user_id,
+                &conversation_id,
+                &patch,
+                llm_provider.as_deref(),
+                llm_model.as_deref(),
+            )
             .await
     }
     .map_err(or_not_found)?;
