@@ -105,6 +105,11 @@ pub struct McpServerConfig {
     pub url: String,
     /// Sent with every request (authorisation, typically), so never logged.
     pub headers: Vec<(String, Secret)>,
+    /// Limit on connecting and listing tools (`MCP_CONNECT_TIMEOUT_MS`).
+    pub connect_timeout: Duration,
+    /// Limit on one tool call (`MCP_TIMEOUT_MS`); the default stays well below the
+    /// function's 29 s so a slow tool is an error for the model, not a dead function.
+    pub call_timeout: Duration,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -214,7 +219,7 @@ impl Config {
                 get("SSE_HEARTBEAT_SECS"),
                 15,
             )?),
-            mcp_servers: mcp_servers(get("MCP_SERVERS"))?,
+            mcp_servers: mcp_servers(&get)?,
         })
     }
 }
@@ -298,27 +303,59 @@ fn llm_config(
     })
 }
 
-fn mcp_servers(json: Option<String>) -> Result<Vec<McpServerConfig>, ConfigError> {
-    let Some(json) = json else {
+fn mcp_servers(
+    get: &dyn Fn(&'static str) -> Option<String>,
+) -> Result<Vec<McpServerConfig>, ConfigError> {
+    let Some(json) = get("MCP_SERVERS") else {
         return Ok(Vec::new());
     };
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "MCP_SERVERS",
+        reason,
+    };
+    let millis = |name: &'static str, default: u64| match parse_or(name, get(name), default)? {
+        0 => Err(ConfigError::Invalid {
+            name,
+            reason: "must be positive".into(),
+        }),
+        ms => Ok(Duration::from_millis(ms)),
+    };
+    let connect_timeout = millis("MCP_CONNECT_TIMEOUT_MS", 3_000)?;
+    let call_timeout = millis("MCP_TIMEOUT_MS", 20_000)?;
     let entries: Vec<McpServerEntry> =
-        serde_json::from_str(&json).map_err(|e| ConfigError::Invalid {
-            name: "MCP_SERVERS",
-            reason: e.to_string(),
-        })?;
-    Ok(entries
-        .into_iter()
-        .map(|entry| McpServerConfig {
+        serde_json::from_str(&json).map_err(|e| invalid(e.to_string()))?;
+    let mut servers: Vec<McpServerConfig> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        // Tools are namespaced and calls routed by server name, so it must be unique.
+        if entry.name.trim().is_empty() || servers.iter().any(|s| s.name == entry.name) {
+            return Err(invalid(format!(
+                "server names must be unique and non-empty: {:?}",
+                entry.name
+            )));
+        }
+        let mut headers = Vec::with_capacity(entry.headers.len());
+        for (name, value) in entry.headers {
+            // A header that cannot be sent would otherwise be dropped silently and the server
+            // would answer 401 on every turn; the value is a secret, so only the name is shown.
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || reqwest::header::HeaderValue::from_str(&value).is_err()
+            {
+                return Err(invalid(format!(
+                    "server {} has a header that is not valid HTTP: {name:?}",
+                    entry.name
+                )));
+            }
+            headers.push((name, Secret::new(value)));
+        }
+        servers.push(McpServerConfig {
             name: entry.name,
             url: entry.url,
-            headers: entry
-                .headers
-                .into_iter()
-                .map(|(name, value)| (name, Secret::new(value)))
-                .collect(),
-        })
-        .collect())
+            headers,
+            connect_timeout,
+            call_timeout,
+        });
+    }
+    Ok(servers)
 }
 
 fn parse_or<T: std::str::FromStr>(

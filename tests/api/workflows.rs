@@ -1,7 +1,8 @@
-use api_tests::mcp_server::start_shop_server;
+use api_tests::mcp_server::{start_shop, start_shop_server, start_stuck_server};
 use api_tests::{FakeLlm, Script, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const CHAT: &str = "/api/v1/chat/chat";
 
@@ -276,7 +277,7 @@ async fn an_mcp_server_that_is_down_is_skipped_and_shown_in_the_status() {
     let shop = servers.iter().find(|s| s["name"] == "shop").unwrap();
     let gone = servers.iter().find(|s| s["name"] == "gone").unwrap();
     assert_eq!(shop["status"], "healthy");
-    assert_eq!(shop["tools_count"], 3);
+    assert_eq!(shop["tools_count"], 6);
     assert_eq!(gone["status"], "unavailable");
     assert!(gone["error"].is_string());
     assert!(status.body["last_check"].is_string());
@@ -428,7 +429,8 @@ async fn performance_stats_count_every_execution_by_workflow_error_and_tool() {
         &json!({"message": "tools again", "workflow": "tools"}),
     )
     .await;
-    fake.push(Script::Status(400));
+    // A provider's 413 blames the request whatever its body says, so it is a client error.
+    fake.push(Script::Status(413));
     app.post(CHAT, "alice", &json!({"message": "refused"}))
         .await
         .assert_problem(422);
@@ -457,4 +459,373 @@ async fn performance_stats_count_every_execution_by_workflow_error_and_tool() {
         app.get("/api/v1/chat/performance/stats", "bob").await.body["total_executions"],
         1
     );
+}
+
+/// The stored messages of role `tool`.
+async fn tool_messages(app: &TestApp, reply: &Value) -> Vec<Value> {
+    let id = reply["conversation_id"].as_str().unwrap();
+    stored(app, id)
+        .await
+        .into_iter()
+        .filter(|m| m["role"] == "tool")
+        .collect()
+}
+
+/// The tool results the model was sent in request `index`.
+fn results_sent(fake: &FakeLlm, index: usize) -> Vec<Value> {
+    fake.requests()[index]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .cloned()
+        .collect()
+}
+
+fn tools_turn(message: &str) -> Value {
+    json!({"message": message, "workflow": "tools"})
+}
+
+#[tokio::test]
+async fn an_mcp_result_too_large_to_store_is_cut_and_an_empty_one_says_so() {
+    let fake = FakeLlm::start().await;
+    let shop = start_shop().await;
+    let app = app_with(&fake, Some(json!([{"name": "shop", "url": shop.url}]))).await;
+    fake.push(Script::ToolCalls(vec![
+        ("catalogue".into(), json!({"bytes": 500_000})),
+        ("silent".into(), json!({})),
+    ]))
+    .push(Script::reply("Here is the catalogue."));
+    let reply = app
+        .post(CHAT, "alice", &tools_turn("the whole catalogue"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+
+    let stored = tool_messages(&app, &reply.body).await;
+    let huge = stored[0]["content"].as_str().unwrap();
+    assert!(huge.starts_with("catalogue catalogue"), "{}", &huge[..40]);
+    assert!(huge.len() < 20_000, "{} bytes stored", huge.len());
+    assert!(
+        huge.ends_with("[output cut: the first 16384 of 500000 bytes are shown]"),
+        "{}",
+        &huge[huge.len() - 80..]
+    );
+    let empty = stored[1]["content"].as_str().unwrap();
+    assert_eq!(empty, shared::tools::EMPTY_OUTPUT);
+    let sent: Vec<Value> = results_sent(&fake, 1)
+        .iter()
+        .map(|m| m["content"].clone())
+        .collect();
+    assert_eq!(sent, [json!(huge), json!(empty)]);
+}
+
+#[tokio::test]
+async fn the_tool_calls_of_one_model_turn_run_at_the_same_time_and_are_each_stored() {
+    let fake = FakeLlm::start().await;
+    let shop = start_shop().await;
+    let app = app_with(&fake, Some(json!([{"name": "shop", "url": shop.url}]))).await;
+    // Each call lasts long enough that, run one after the other, they could not overlap.
+    fake.push(Script::ToolCalls(vec![
+        ("slow".into(), json!({"ms": 1500})),
+        ("slow".into(), json!({"ms": 1000})),
+    ]))
+    .push(Script::reply("Both done."));
+    let reply = app
+        .post(CHAT, "alice", &tools_turn("two slow things"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(shop.max_concurrent_calls(), 2);
+
+    let stored = tool_messages(&app, &reply.body).await;
+    let summary: Vec<(Value, Value, Value, Value)> = stored
+        .iter()
+        .map(|m| {
+            let meta = &m["metadata"];
+            (
+                m["content"].clone(),
+                meta["tool"].clone(),
+                meta["tool_call_id"].clone(),
+                meta["is_error"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                json!("done after 1500 ms"),
+                json!("slow"),
+                json!("call_0"),
+                json!(false)
+            ),
+            (
+                json!("done after 1000 ms"),
+                json!("slow"),
+                json!("call_1"),
+                json!(false)
+            ),
+        ]
+    );
+    assert_eq!(
+        stored[0]["metadata"]["arguments"],
+        json!({"ms": 1500}).to_string()
+    );
+    assert!(stored[0]["metadata"]["duration_ms"].as_u64().unwrap() >= 1500);
+}
+
+#[tokio::test]
+async fn a_slow_mcp_tool_is_an_error_for_the_model_not_a_hang_or_a_500() {
+    let fake = FakeLlm::start().await;
+    let shop = start_shop().await;
+    let app = TestApp::spawn_with(&[
+        ("LLM_BASE_URL", fake.base_url.as_str()),
+        (
+            "MCP_SERVERS",
+            &json!([{"name": "shop", "url": shop.url}]).to_string(),
+        ),
+        ("MCP_TIMEOUT_MS", "300"),
+    ])
+    .await;
+    fake.push(Script::tool_call("slow", json!({"ms": 60_000})))
+        .push(Script::reply("The shop is slow today."));
+    let reply = app.post(CHAT, "alice", &tools_turn("be slow")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let sent = &results_sent(&fake, 1)[0];
+    assert_eq!(
+        sent["content"],
+        "Error: the tool did not answer within 300 ms"
+    );
+    let stored = tool_messages(&app, &reply.body).await;
+    assert_eq!(stored[0]["metadata"]["is_error"], true);
+    assert_eq!(
+        reply.body["message"]["metadata"]["tool_calls"][0]["is_error"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_but_never_answers_is_tried_once_per_while_and_shown_unavailable() {
+    let fake = FakeLlm::start().await;
+    let stuck = start_stuck_server().await;
+    let app = TestApp::spawn_with(&[
+        ("LLM_BASE_URL", fake.base_url.as_str()),
+        (
+            "MCP_SERVERS",
+            &json!([{"name": "stuck", "url": stuck.url}]).to_string(),
+        ),
+        ("MCP_CONNECT_TIMEOUT_MS", "200"),
+    ])
+    .await;
+    for message in ["first", "second", "third"] {
+        let reply = app.post(CHAT, "alice", &tools_turn(message)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(
+            tools_offered(&fake.requests()[0]),
+            ["calculator", "get_time"]
+        );
+    }
+    assert_eq!(
+        stuck.requests(),
+        1,
+        "turns after a failed attempt skip the server for a while"
+    );
+
+    let status = app.get("/api/v1/chat/mcp/status", "alice").await;
+    assert_eq!(status.status, StatusCode::OK);
+    assert_eq!(status.body["status"], "unavailable");
+    let server = &status.body["servers"][0];
+    assert_eq!(server["status"], "unavailable");
+    assert_eq!(server["error"], "no answer within 200 ms");
+    assert_eq!(stuck.requests(), 2, "the status check itself is live");
+}
+
+#[tokio::test]
+async fn the_mcp_status_is_checked_once_and_then_served_from_the_cache() {
+    let fake = FakeLlm::start().await;
+    let shop = start_shop().await;
+    let app = app_with(&fake, Some(json!([{"name": "shop", "url": shop.url}]))).await;
+    let first = app.get("/api/v1/chat/mcp/status", "alice").await;
+    assert_eq!(first.body["status"], "healthy", "{}", first.body);
+    let requests = shop.requests();
+    assert!(requests > 0);
+    let second = app.get("/api/v1/chat/mcp/status", "bob").await;
+    assert_eq!(second.body, first.body);
+    assert_eq!(shop.requests(), requests, "the second check asked nobody");
+}
+
+#[tokio::test]
+async fn without_a_limit_a_turn_makes_at_most_ten_tool_calls() {
+    let fake = FakeLlm::start().await;
+    let app = app_with(&fake, None).await;
+    for _ in 0..10 {
+        fake.push(Script::tool_call(
+            "calculator",
+            json!({"expression": "1+1"}),
+        ));
+    }
+    fake.push(Script::reply("Done computing."));
+    let reply = app.post(CHAT, "alice", &tools_turn("keep going")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 11);
+    assert!(!tools_offered(&requests[9]).is_empty());
+    assert!(tools_offered(&requests[10]).is_empty());
+    assert_eq!(tool_messages(&app, &reply.body).await.len(), 10);
+}
+
+#[tokio::test]
+async fn a_templates_tool_call_limit_applies_to_its_turns() {
+    let fake = FakeLlm::start().await;
+    let app = app_with(&fake, None).await;
+    // customer_support allows five tool calls.
+    for _ in 0..5 {
+        fake.push(Script::tool_call("get_time", json!({})));
+    }
+    fake.push(Script::reply("It is late."));
+    let reply = app
+        .post(
+            "/api/v1/chat/template/customer_support",
+            "alice",
+            &json!({"message": "what time is it, five times?"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 6);
+    assert_eq!(tools_offered(&requests[4]), ["get_time"]);
+    assert!(tools_offered(&requests[5]).is_empty());
+    assert_eq!(results_sent(&fake, 5).len(), 5);
+}
+
+#[tokio::test]
+async fn a_namespaced_mcp_tool_is_called_on_its_server_not_the_built_in() {
+    let fake = FakeLlm::start().await;
+    let shop = start_shop().await;
+    let app = app_with(&fake, Some(json!([{"name": "shop", "url": shop.url}]))).await;
+    fake.push(Script::tool_call(
+        "shop__calculator",
+        json!({"expression": "6*7"}),
+    ))
+    .push(Script::reply("The shop says 6*7."));
+    let reply = app
+        .post(CHAT, "alice", &tools_turn("use the shop's calculator"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(results_sent(&fake, 1)[0]["content"], "shop calculator: 6*7");
+    let stored = tool_messages(&app, &reply.body).await;
+    assert_eq!(stored[0]["metadata"]["tool"], "shop__calculator");
+    assert_eq!(stored[0]["metadata"]["is_error"], false);
+}
+
+#[tokio::test]
+async fn configured_headers_reach_the_mcp_server_on_every_request() {
+    let fake = FakeLlm::start().await;
+    let shop = start_shop().await;
+    let app = app_with(
+        &fake,
+        Some(json!([{"name": "shop", "url": shop.url, "headers": {"X-Shop-Key": "key-123"}}])),
+    )
+    .await;
+    fake.push(Script::tool_call("lookup_order", json!({"order_id": "7"})))
+        .push(Script::reply("Shipped."));
+    let reply = app.post(CHAT, "alice", &tools_turn("order 7?")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let keys = shop.header_values("x-shop-key");
+    assert!(keys.len() >= 2, "listing and calling: {keys:?}");
+    assert!(keys.iter().all(|k| k == "key-123"), "{keys:?}");
+}
+
+#[tokio::test]
+async fn a_tool_the_model_makes_up_is_counted_under_one_unknown_bucket() {
+    let fake = FakeLlm::start().await;
+    let app = app_with(&fake, None).await;
+    for name in ["made_up_one", "made_up_two"] {
+        fake.push(Script::tool_call(name, json!({})))
+            .push(Script::reply("Sorry."));
+        let reply = app.post(CHAT, "alice", &tools_turn(name)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let stats = app.get("/api/v1/chat/performance/stats", "alice").await;
+    let tools = stats.body["tool_stats"].as_object().unwrap();
+    assert_eq!(
+        tools.keys().collect::<Vec<_>>(),
+        [shared::tools::UNKNOWN_TOOL]
+    );
+    assert_eq!(tools[shared::tools::UNKNOWN_TOOL]["calls"], 2);
+    assert_eq!(tools[shared::tools::UNKNOWN_TOOL]["errors"], 2);
+}
+
+/// A second API instance over the same table, as a second Lambda instance would be.
+async fn second_instance(app: &TestApp, fake: &FakeLlm, mcp: &Value) -> String {
+    let endpoint = app.state.config.dynamodb_endpoint.clone().unwrap();
+    let mut vars = api_tests::base_vars(&endpoint);
+    vars.insert("LLM_BASE_URL".into(), fake.base_url.clone());
+    vars.insert("MCP_SERVERS".into(), mcp.to_string());
+    let config = shared::config::Config::from_vars(&vars).unwrap();
+    let store = shared::store::Store::connect(&config).await;
+    let state = shared::AppState::with_store(config, store);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let router = shared::api::all_groups(state);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base_url
+}
+
+#[tokio::test]
+async fn stats_from_two_instances_add_up_with_times_and_tool_durations() {
+    let fake = FakeLlm::start().await;
+    let shop = start_shop().await;
+    let mcp = json!([{"name": "shop", "url": shop.url}]);
+    let app = app_with(&fake, Some(mcp.clone())).await;
+    let other = second_instance(&app, &fake, &mcp).await;
+    // Streamed, this answer takes at least 20 ms (a 10 ms pause before each of two tokens),
+    // so no execution below can be faster than that.
+    fake.always(Script::slow_reply("Done now.", Duration::from_millis(10)));
+    let chat = |base: &str, path: &str, body: Value| {
+        let request = app
+            .http
+            .post(format!("{base}{path}"))
+            .bearer_auth(app.token("alice"))
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            response.text().await.unwrap();
+            status
+        }
+    };
+    for base in [app.base_url.as_str(), other.as_str()] {
+        fake.push(Script::tool_call("slow", json!({"ms": 20})));
+        assert_eq!(chat(base, CHAT, tools_turn("slow")).await, StatusCode::OK);
+    }
+    let streams = (0..6).map(|n| {
+        let base = if n % 2 == 0 {
+            app.base_url.as_str()
+        } else {
+            other.as_str()
+        };
+        chat(
+            base,
+            "/api/v1/chat/streaming",
+            json!({"message": format!("stream {n}")}),
+        )
+    });
+    for status in futures_util::future::join_all(streams).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    let stats = app
+        .get("/api/v1/chat/performance/stats", "alice")
+        .await
+        .body;
+    assert_eq!(stats["total_executions"], 8, "{stats}");
+    assert_eq!(stats["workflow_types"], json!({"plain": 6, "tools": 2}));
+    let slow = &stats["tool_stats"]["slow"];
+    assert_eq!(slow["calls"], 2, "{stats}");
+    assert!(slow["avg_duration_ms"].as_u64().unwrap() >= 20, "{stats}");
+    let (min, max) = (
+        stats["min_execution_time_ms"].as_u64().unwrap(),
+        stats["max_execution_time_ms"].as_u64().unwrap(),
+    );
+    assert!(min >= 20 && max >= min, "{stats}");
 }

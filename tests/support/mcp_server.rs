@@ -1,5 +1,13 @@
-//! A real MCP server (rmcp, Streamable HTTP) on a random loopback port for the tests.
+//! A real MCP server (rmcp, Streamable HTTP) on a random loopback port for the tests, which
+//! records what it saw: requests, their headers, and how many tool calls ran at once.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
@@ -17,9 +25,33 @@ pub struct ExpressionRequest {
     pub expression: String,
 }
 
-/// A shop's order desk, plus a tool whose name clashes with a built-in and one that fails.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct SlowRequest {
+    /// How long the tool takes, in milliseconds.
+    pub ms: u64,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct SizeRequest {
+    /// How many bytes of text the tool returns.
+    pub bytes: usize,
+}
+
+/// What the server has seen so far.
+#[derive(Debug, Default)]
+pub struct Observed {
+    requests: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    headers: Mutex<Vec<axum::http::HeaderMap>>,
+}
+
+/// A shop's order desk, plus a tool whose name clashes with a built-in, one that fails, and
+/// tools that are slow, answer at length or answer nothing.
 #[derive(Debug, Clone, Default)]
-pub struct ShopServer;
+pub struct ShopServer {
+    observed: Arc<Observed>,
+}
 
 #[tool_router(server_handler)]
 impl ShopServer {
@@ -46,19 +78,113 @@ impl ShopServer {
             None,
         ))
     }
+
+    #[tool(description = "Takes its time")]
+    async fn slow(&self, Parameters(SlowRequest { ms }): Parameters<SlowRequest>) -> String {
+        let now = self.observed.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.observed.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.observed.in_flight.fetch_sub(1, Ordering::SeqCst);
+        format!("done after {ms} ms")
+    }
+
+    #[tool(description = "Returns a long text")]
+    fn catalogue(&self, Parameters(SizeRequest { bytes }): Parameters<SizeRequest>) -> String {
+        "catalogue ".repeat(bytes / 10 + 1)[..bytes].to_owned()
+    }
+
+    #[tool(description = "Returns nothing")]
+    fn silent(&self) -> String {
+        String::new()
+    }
 }
 
-/// Starts the server; the URL is its MCP endpoint.
-pub async fn start_shop_server() -> String {
-    let service: StreamableHttpService<ShopServer, LocalSessionManager> =
-        StreamableHttpService::new(
-            || Ok(ShopServer),
-            Default::default(),
-            StreamableHttpServerConfig::default().with_sse_keep_alive(None),
-        );
-    let router = axum::Router::new().nest_service("/mcp", service);
+/// A running test server.
+pub struct McpTestServer {
+    /// Its MCP endpoint.
+    pub url: String,
+    observed: Arc<Observed>,
+}
+
+impl McpTestServer {
+    /// HTTP requests received (every MCP message is one).
+    pub fn requests(&self) -> usize {
+        self.observed.requests.load(Ordering::SeqCst)
+    }
+
+    /// The most tool calls that were running at the same moment.
+    pub fn max_concurrent_calls(&self) -> usize {
+        self.observed.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The values of header `name` on every request received.
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.observed
+            .headers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                h.get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+async fn observe(State(observed): State<Arc<Observed>>, request: Request, next: Next) -> Response {
+    observed.requests.fetch_add(1, Ordering::SeqCst);
+    observed
+        .headers
+        .lock()
+        .unwrap()
+        .push(request.headers().clone());
+    next.run(request).await
+}
+
+/// Counts the request and never answers it, as a server does that is up but stuck.
+async fn hang(State(observed): State<Arc<Observed>>, _request: Request) -> Response {
+    observed.requests.fetch_add(1, Ordering::SeqCst);
+    std::future::pending().await
+}
+
+async fn serve(router: axum::Router, observed: Arc<Observed>) -> McpTestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    url
+    McpTestServer { url, observed }
+}
+
+/// Starts the shop's server.
+pub async fn start_shop() -> McpTestServer {
+    let observed = Arc::new(Observed::default());
+    let shop = ShopServer {
+        observed: observed.clone(),
+    };
+    let service: StreamableHttpService<ShopServer, LocalSessionManager> =
+        StreamableHttpService::new(
+            move || Ok(shop.clone()),
+            Default::default(),
+            StreamableHttpServerConfig::default().with_sse_keep_alive(None),
+        );
+    let router = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(middleware::from_fn_with_state(observed.clone(), observe));
+    serve(router, observed).await
+}
+
+/// Starts the shop's server; the URL is its MCP endpoint.
+pub async fn start_shop_server() -> String {
+    start_shop().await.url
+}
+
+/// Starts a server that accepts connections and requests but never answers one.
+pub async fn start_stuck_server() -> McpTestServer {
+    let observed = Arc::new(Observed::default());
+    let router = axum::Router::new()
+        .fallback(hang)
+        .with_state(observed.clone());
+    serve(router, observed).await
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{Store, StoreError, classify, keys};
+use crate::tools::UNKNOWN_TOOL;
 
 /// One finished workflow execution.
 #[derive(Debug, Clone, Default)]
@@ -14,7 +15,8 @@ pub struct Execution {
     pub duration_ms: u64,
     /// `None` when it succeeded.
     pub error_class: Option<String>,
-    /// (tool, duration, failed)
+    /// (tool, duration, failed); a tool that is not offered is named
+    /// [`crate::tools::UNKNOWN_TOOL`] by the tools layer.
     pub tool_runs: Vec<(String, u64, bool)>,
     pub cache_hits: u32,
     pub cache_misses: u32,
@@ -45,6 +47,18 @@ const ERROR: &str = "error:";
 const TOOL_CALLS: &str = "tool_calls:";
 const TOOL_ERRORS: &str = "tool_errors:";
 const TOOL_MS: &str = "tool_ms:";
+
+/// The counter bucket of a tool: its name when it can be a tool's name, else the unknown
+/// bucket. Tool names are `[A-Za-z0-9_-]{1,64}`; anything else came from somewhere other than
+/// an offered tool and must not add an attribute to the (single, size-limited) stats item.
+fn tool_bucket(name: &str) -> &str {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid { name } else { UNKNOWN_TOOL }
+}
 
 fn n(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
@@ -83,6 +97,7 @@ impl Store {
             adds.push((format!("{ERROR}{class}"), 1));
         }
         for (tool, ms, failed) in &execution.tool_runs {
+            let tool = tool_bucket(tool);
             adds.push((format!("{TOOL_CALLS}{tool}"), 1));
             adds.push((format!("{TOOL_MS}{tool}"), *ms));
             adds.push((format!("{TOOL_ERRORS}{tool}"), u64::from(*failed)));
@@ -181,5 +196,20 @@ impl Store {
             }
         }
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_possible_tool_names_get_their_own_counters() {
+        assert_eq!(tool_bucket("calculator"), "calculator");
+        assert_eq!(tool_bucket("shop__lookup-order"), "shop__lookup-order");
+        assert_eq!(tool_bucket(UNKNOWN_TOOL), UNKNOWN_TOOL);
+        for made_up in ["", "rm -rf /", "a.b", &"x".repeat(65), "éclair"] {
+            assert_eq!(tool_bucket(made_up), UNKNOWN_TOOL, "{made_up:?}");
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! MCP servers over the Streamable HTTP transport, through rmcp.
 //!
 //! Sessions are opened on first use and kept for the life of the process; tool lists are
-//! cached briefly. Every call is bounded in time, and a server that is down is skipped with a
-//! warning, so one bad server never blocks a turn.
+//! cached briefly. Every call is bounded in time (`MCP_CONNECT_TIMEOUT_MS`, `MCP_TIMEOUT_MS`),
+//! and a server that is down is skipped with a warning. A failure to reach a server is
+//! remembered briefly too, so a server that accepts connections but never answers costs one
+//! turn the connect timeout, not every turn.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,11 +20,10 @@ use tokio::sync::Mutex;
 
 use crate::config::McpServerConfig;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const LIST_TIMEOUT: Duration = Duration::from_secs(3);
-const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 const TOOLS_TTL: Duration = Duration::from_secs(60);
 const STATUS_TTL: Duration = Duration::from_secs(10);
+/// How long turns skip a server that could not be reached; the status check still tries.
+const FAILURE_TTL: Duration = Duration::from_secs(10);
 
 type Session = Arc<RunningService<RoleClient, ()>>;
 
@@ -57,6 +58,32 @@ struct Server {
     config: McpServerConfig,
     session: Mutex<Option<Session>>,
     tools: Mutex<Option<(Instant, Vec<McpTool>)>>,
+    failure: std::sync::Mutex<Option<(Instant, String)>>,
+}
+
+impl Server {
+    fn recent_failure(&self) -> Option<String> {
+        let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FAILURE_TTL)
+            .map(|(at, error)| {
+                format!(
+                    "{error} ({} s ago; not retried yet)",
+                    at.elapsed().as_secs()
+                )
+            })
+    }
+
+    fn record(&self, outcome: Result<(), &str>) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = outcome
+            .err()
+            .map(|error| (Instant::now(), error.to_owned()));
+    }
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{} ms", duration.as_millis())
 }
 
 /// Tools of every server, with the servers that could not be reached and whether the list
@@ -82,6 +109,7 @@ impl McpHub {
                     config: config.clone(),
                     session: Mutex::new(None),
                     tools: Mutex::new(None),
+                    failure: std::sync::Mutex::new(None),
                 })
                 .collect(),
             http,
@@ -93,13 +121,20 @@ impl McpHub {
         !self.servers.is_empty()
     }
 
-    async fn session(&self, server: &Server) -> Result<Session, String> {
+    /// The server's session, opened if need be. Unless `live`, a recent failure to open one
+    /// is returned at once; it is checked under the session lock, so turns that queued
+    /// behind a failing attempt do not each try again.
+    async fn session(&self, server: &Server, live: bool) -> Result<Session, String> {
         let mut slot = server.session.lock().await;
         if let Some(session) = slot.as_ref()
             && !session.is_closed()
         {
             return Ok(session.clone());
         }
+        if !live && let Some(error) = server.recent_failure() {
+            return Err(error);
+        }
+        // Configuration has checked every header, so none is dropped here.
         let headers = server
             .config
             .headers
@@ -109,16 +144,26 @@ impl McpHub {
         let config = StreamableHttpClientTransportConfig::with_uri(server.config.url.as_str())
             .custom_headers(headers);
         let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
-        let session = tokio::time::timeout(CONNECT_TIMEOUT, ().serve(transport))
-            .await
-            .map_err(|_| format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))?
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let session = Arc::new(session);
-        *slot = Some(session.clone());
-        Ok(session)
+        let timeout = server.config.connect_timeout;
+        let opened = match tokio::time::timeout(timeout, ().serve(transport)).await {
+            Err(_) => Err(format!("no answer within {}", millis(timeout))),
+            Ok(Err(e)) => Err(format!("cannot connect: {e}")),
+            Ok(Ok(session)) => Ok(Arc::new(session)),
+        };
+        match opened {
+            Ok(session) => {
+                *slot = Some(session.clone());
+                Ok(session)
+            }
+            Err(error) => {
+                server.record(Err(&error));
+                Err(error)
+            }
+        }
     }
 
-    /// A server's tools, from the cache when `cached` allows and it is fresh.
+    /// A server's tools, from the cache when `cached` allows and it is fresh. A recent
+    /// failure is also served from the cache unless the check is live (`cached` false).
     async fn list_server(
         &self,
         server: &Server,
@@ -130,15 +175,21 @@ impl McpHub {
         {
             return Ok((tools.clone(), true));
         }
-        let session = self.session(server).await?;
-        let listed = tokio::time::timeout(LIST_TIMEOUT, session.list_all_tools()).await;
+        let session = self.session(server, !cached).await?;
+        let timeout = server.config.connect_timeout;
+        let listed = tokio::time::timeout(timeout, session.list_all_tools()).await;
         let tools = match listed {
             Ok(Ok(tools)) => tools,
-            Ok(Err(e)) => {
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => format!("listing tools failed: {e}"),
+                    _ => format!("no tool list within {}", millis(timeout)),
+                };
+                // A session that cannot list its tools is of no use; the next try opens another.
                 server.session.lock().await.take();
-                return Err(format!("listing tools failed: {e}"));
+                server.record(Err(&error));
+                return Err(error);
             }
-            Err(_) => return Err(format!("no tool list within {}s", LIST_TIMEOUT.as_secs())),
         };
         let tools: Vec<McpTool> = tools
             .into_iter()
@@ -150,6 +201,7 @@ impl McpHub {
             })
             .collect();
         *server.tools.lock().await = Some((Instant::now(), tools.clone()));
+        server.record(Ok(()));
         Ok((tools, false))
     }
 
@@ -191,19 +243,26 @@ impl McpHub {
             .iter()
             .find(|s| s.config.name == server)
             .ok_or_else(|| format!("no MCP server named {server}"))?;
-        let session = self.session(server).await?;
+        let session = self.session(server, false).await?;
         let mut params = CallToolRequestParams::new(tool.to_owned());
         if let Some(arguments) = arguments {
             params = params.with_arguments(arguments);
         }
-        let result = tokio::time::timeout(CALL_TIMEOUT, session.call_tool(params))
+        let timeout = server.config.call_timeout;
+        let result = tokio::time::timeout(timeout, session.call_tool(params))
             .await
-            .map_err(|_| format!("the tool did not answer within {}s", CALL_TIMEOUT.as_secs()))?
+            .map_err(|_| format!("the tool did not answer within {}", millis(timeout)))?
             .map_err(|e| format!("the call failed: {e}"))?;
+        // The model reads text only; other content is named so it knows something was there.
         let text = result
             .content
             .iter()
-            .filter_map(|block| block.as_text().map(|t| t.text.as_str()))
+            .map(|block| match block.as_text() {
+                Some(text) => text.text.clone(),
+                None if block.as_image().is_some() => "[image content not shown]".to_owned(),
+                None if block.as_audio().is_some() => "[audio content not shown]".to_owned(),
+                None => "[resource content not shown]".to_owned(),
+            })
             .collect::<Vec<_>>()
             .join("\n");
         let text = if text.is_empty() {
@@ -253,5 +312,90 @@ impl McpHub {
         };
         *cached = Some((Instant::now(), status.clone()));
         status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use crate::config::{Config, ConfigError};
+
+    fn parse(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut vars: HashMap<String, String> = [
+            ("TABLE_NAME", "t"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        vars.retain(|_, v| !v.is_empty());
+        Config::from_vars(&vars)
+    }
+
+    fn reason(err: ConfigError) -> String {
+        match err {
+            ConfigError::Invalid { name, reason } => format!("{name}: {reason}"),
+            other => panic!("not an invalid value: {other}"),
+        }
+    }
+
+    #[test]
+    fn two_servers_of_one_name_fail_the_start_naming_mcp_servers() {
+        let err = parse(&[(
+            "MCP_SERVERS",
+            r#"[{"name": "shop", "url": "http://a/mcp"}, {"name": "shop", "url": "http://b/mcp"}]"#,
+        )])
+        .unwrap_err();
+        let reason = reason(err);
+        assert!(
+            reason.starts_with("MCP_SERVERS:") && reason.contains("shop"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_header_that_is_not_valid_http_fails_the_start_without_showing_its_value() {
+        for headers in [
+            r#"{"bad name": "x"}"#,
+            r#"{"authorization": "Bearer top-secret\n"}"#,
+        ] {
+            let servers =
+                format!(r#"[{{"name": "s", "url": "http://a/mcp", "headers": {headers}}}]"#);
+            let reason = reason(parse(&[("MCP_SERVERS", &servers)]).unwrap_err());
+            assert!(reason.starts_with("MCP_SERVERS:"), "{reason}");
+            assert!(!reason.contains("top-secret"), "{reason}");
+        }
+        let fine = parse(&[(
+            "MCP_SERVERS",
+            r#"[{"name": "s", "url": "http://a/mcp", "headers": {"Authorization": "Bearer t"}}]"#,
+        )])
+        .unwrap();
+        assert_eq!(fine.mcp_servers[0].headers[0].1.expose(), "Bearer t");
+    }
+
+    #[test]
+    fn timeouts_default_below_the_functions_limit_and_can_be_set() {
+        let servers = r#"[{"name": "s", "url": "http://a/mcp"}]"#;
+        let defaults = parse(&[("MCP_SERVERS", servers)]).unwrap();
+        let server = &defaults.mcp_servers[0];
+        assert!(server.call_timeout + server.connect_timeout < Duration::from_secs(29));
+        let set = parse(&[
+            ("MCP_SERVERS", servers),
+            ("MCP_TIMEOUT_MS", "1500"),
+            ("MCP_CONNECT_TIMEOUT_MS", "250"),
+        ])
+        .unwrap();
+        assert_eq!(set.mcp_servers[0].call_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            set.mcp_servers[0].connect_timeout,
+            Duration::from_millis(250)
+        );
+        for bad in ["0", "soon"] {
+            let err = parse(&[("MCP_SERVERS", servers), ("MCP_TIMEOUT_MS", bad)]).unwrap_err();
+            assert!(reason(err).starts_with("MCP_TIMEOUT_MS:"));
+        }
     }
 }

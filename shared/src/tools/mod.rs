@@ -36,10 +36,22 @@ pub struct AvailableTool {
     target: Target,
 }
 
+/// Under which name a call to a tool that is not offered is run and counted, so that the
+/// names a model makes up never become statistics (it is not a valid tool name itself).
+pub const UNKNOWN_TOOL: &str = "(unknown)";
+
+/// The most of a tool's output kept: it is stored as a message (DynamoDB items end at
+/// 400 KB) and sent back to the model, whose context is far smaller than what a tool can return.
+pub const MAX_OUTPUT_BYTES: usize = 16 * 1024;
+
+/// What the model reads when a tool returned nothing: a stored message is never empty.
+pub const EMPTY_OUTPUT: &str = "(the tool returned no output)";
+
 /// One tool call, run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolRun {
     pub call_id: String,
+    /// The tool that ran, or [`UNKNOWN_TOOL`] when the model named none on offer.
     pub name: String,
     pub arguments: String,
     pub output: String,
@@ -57,6 +69,9 @@ pub struct Toolset {
     pub cache_hit: bool,
 }
 
+/// The longest tool name chat providers accept.
+const MAX_NAME_CHARS: usize = 64;
+
 /// Tool names as chat providers accept them: `[A-Za-z0-9_-]{1,64}`.
 fn wire_name(name: &str) -> String {
     name.chars()
@@ -67,15 +82,61 @@ fn wire_name(name: &str) -> String {
                 '_'
             }
         })
-        .take(64)
+        .take(MAX_NAME_CHARS)
         .collect()
+}
+
+/// A name for an MCP tool that no tool in `taken` has: its own, else `<server>__<tool>`,
+/// else (when cutting to 64 characters or the namespacing itself collides) that with a
+/// numbered suffix.
+fn unique_name(taken: &[AvailableTool], server: &str, tool: &str) -> String {
+    let free = |name: &str| !taken.iter().any(|t| t.name == name);
+    let own = wire_name(tool);
+    if free(&own) {
+        return own;
+    }
+    let namespaced = wire_name(&format!("{server}__{tool}"));
+    if free(&namespaced) {
+        return namespaced;
+    }
+    (2..)
+        .map(|n| {
+            let suffix = format!("_{n}");
+            let stem: String = namespaced
+                .chars()
+                .take(MAX_NAME_CHARS - suffix.len())
+                .collect();
+            stem + &suffix
+        })
+        .find(|name| free(name))
+        .expect("some suffix is free")
+}
+
+/// The output as the model gets it and the conversation stores it: never empty, and cut
+/// (on a character boundary, saying so) past [`MAX_OUTPUT_BYTES`].
+fn bounded(output: String) -> String {
+    if output.trim().is_empty() {
+        return EMPTY_OUTPUT.to_owned();
+    }
+    if output.len() <= MAX_OUTPUT_BYTES {
+        return output;
+    }
+    let mut end = MAX_OUTPUT_BYTES;
+    while !output.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n[output cut: the first {end} of {} bytes are shown]",
+        &output[..end],
+        output.len()
+    )
 }
 
 impl Toolset {
     /// The built-ins, then every reachable MCP server's tools. An MCP tool whose name is
     /// already taken is offered as `<server>__<tool>`.
     pub async fn discover(hub: &McpHub) -> Self {
-        let mut tools: Vec<AvailableTool> = Builtin::ALL
+        let tools: Vec<AvailableTool> = Builtin::ALL
             .iter()
             .map(|b| AvailableTool {
                 name: b.name().into(),
@@ -94,11 +155,13 @@ impl Toolset {
                 cache_hit: false,
             }
         };
+        Self::with_mcp(tools, listing)
+    }
+
+    /// The given tools plus the listed MCP tools, each under a name no other tool has.
+    fn with_mcp(mut tools: Vec<AvailableTool>, listing: mcp::Listing) -> Self {
         for tool in listing.tools {
-            let mut name = wire_name(&tool.name);
-            if tools.iter().any(|t| t.name == name) {
-                name = wire_name(&format!("{}__{}", tool.server, tool.name));
-            }
+            let name = unique_name(&tools, &tool.server, &tool.name);
             tools.push(AvailableTool {
                 name,
                 description: tool.description,
@@ -149,12 +212,8 @@ impl Toolset {
         let started = Instant::now();
         let name = &call.function.name;
         let arguments = &call.function.arguments;
-        let outcome = match self
-            .tools
-            .iter()
-            .find(|t| &t.name == name)
-            .map(|t| &t.target)
-        {
+        let offered = self.tools.iter().find(|t| &t.name == name);
+        let outcome = match offered.map(|t| &t.target) {
             None => Err(format!("there is no tool named {name}")),
             Some(Target::Builtin(builtin)) => builtin.run(arguments),
             Some(Target::Mcp { server, tool }) => {
@@ -177,11 +236,139 @@ impl Toolset {
         };
         ToolRun {
             call_id: call.id.clone(),
-            name: name.clone(),
+            name: offered.map_or(UNKNOWN_TOOL, |t| t.name.as_str()).to_owned(),
             arguments: arguments.clone(),
-            output,
+            output: bounded(output),
             is_error,
             duration_ms: started.elapsed().as_millis() as u64,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::FunctionCall;
+
+    fn mcp_tool(server: &str, name: &str) -> mcp::McpTool {
+        mcp::McpTool {
+            server: server.into(),
+            name: name.into(),
+            description: String::new(),
+            input_schema: serde_json::json!({"type": "object"}),
+        }
+    }
+
+    fn toolset(listed: Vec<mcp::McpTool>) -> Toolset {
+        let tools = Builtin::ALL
+            .iter()
+            .map(|b| AvailableTool {
+                name: b.name().into(),
+                description: String::new(),
+                kind: ToolKind::Builtin,
+                args_schema: b.args_schema(),
+                target: Target::Builtin(*b),
+            })
+            .collect();
+        Toolset::with_mcp(
+            tools,
+            mcp::Listing {
+                tools: listed,
+                failures: Vec::new(),
+                cache_hit: false,
+            },
+        )
+    }
+
+    fn names(toolset: &Toolset) -> Vec<&str> {
+        toolset.tools().iter().map(|t| t.name.as_str()).collect()
+    }
+
+    fn assert_unique(toolset: &Toolset) {
+        let mut seen = names(toolset);
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), toolset.tools().len(), "{:?}", names(toolset));
+        assert!(seen.iter().all(|n| n.len() <= MAX_NAME_CHARS));
+    }
+
+    #[test]
+    fn a_namespaced_name_that_is_taken_too_gets_a_numbered_suffix() {
+        // `a__calculator` is a tool of server `b`, and server `a` also has a `calculator`.
+        let set = toolset(vec![
+            mcp_tool("b", "a__calculator"),
+            mcp_tool("a", "calculator"),
+            mcp_tool("a", "calculator"),
+        ]);
+        assert_eq!(
+            names(&set),
+            [
+                "calculator",
+                "get_time",
+                "a__calculator",
+                "a__calculator_2",
+                "a__calculator_3"
+            ]
+        );
+        assert_unique(&set);
+    }
+
+    #[test]
+    fn names_cut_to_64_characters_never_collide() {
+        let long = "x".repeat(70);
+        let set = toolset(vec![
+            mcp_tool("s", &format!("{long}1")),
+            mcp_tool("s", &format!("{long}2")),
+            mcp_tool("t", &format!("{long}3")),
+        ]);
+        assert_unique(&set);
+        assert_eq!(set.tools()[2].name, "x".repeat(64));
+        assert_eq!(set.tools()[3].name, format!("s__{}", "x".repeat(61)));
+        assert_eq!(set.tools()[4].name, format!("t__{}", "x".repeat(61)));
+        let clashing_servers = toolset(vec![
+            mcp_tool("s", &long),
+            mcp_tool(&"s".repeat(70), &long),
+            mcp_tool(&"s".repeat(70), &long),
+        ]);
+        assert_unique(&clashing_servers);
+    }
+
+    #[test]
+    fn output_is_never_empty_and_never_longer_than_the_cap() {
+        assert_eq!(bounded(String::new()), EMPTY_OUTPUT);
+        assert_eq!(bounded(" \n".into()), EMPTY_OUTPUT);
+        assert_eq!(bounded("42".into()), "42");
+        let huge = "é".repeat(MAX_OUTPUT_BYTES);
+        let cut = bounded(huge.clone());
+        let (kept, marker) = cut.split_once("\n[output cut").unwrap();
+        assert!(huge.starts_with(kept) && kept.len() <= MAX_OUTPUT_BYTES);
+        assert!(
+            marker.contains(&format!("of {} bytes", huge.len())),
+            "{marker}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_to_a_tool_not_on_offer_runs_under_the_unknown_name() {
+        // No MCP server is configured, so the hub's client never sends anything.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let hub = McpHub::new(&[], reqwest::Client::new());
+        let set = toolset(Vec::new());
+        let call = |name: &str| ToolCall {
+            id: "c".into(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: name.into(),
+                arguments: r#"{"expression": "2+3"}"#.into(),
+            },
+        };
+        let made_up = set.run(&hub, &call("made_up_tool_123")).await;
+        assert_eq!(made_up.name, UNKNOWN_TOOL);
+        assert!(made_up.is_error && made_up.output.contains("made_up_tool_123"));
+        let real = set.run(&hub, &call("calculator")).await;
+        assert_eq!(
+            (real.name.as_str(), real.output.as_str()),
+            ("calculator", "5")
+        );
     }
 }
