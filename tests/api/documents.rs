@@ -1070,3 +1070,107 @@ async fn the_overview_counts_the_callers_documents() {
         Value::Null
     );
 }
+
+#[tokio::test]
+async fn a_document_whose_embedding_failed_is_still_found_among_embedded_ones() {
+    let (app, fake) = with_embeddings().await;
+    let bread = upload_text(&app, "alice", "Baking", BREAD).await;
+    assert_eq!(bread["status"], "processed");
+    fake.fail_embeddings(Some(500));
+    let stars = upload_text(&app, "alice", "Astronomy", STARS).await;
+    assert_eq!(stars["status"], "failed", "{stars}");
+    fake.fail_embeddings(None);
+
+    // The query is embedded (the bread chunk has a vector), yet the vector-less chunk that
+    // matches its words is ranked too, lexically.
+    let found = search(
+        &app,
+        "alice",
+        json!({"query": "telescope galaxies", "score_threshold": 0.1}),
+    )
+    .await;
+    let results = found["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{found}");
+    assert_eq!(results[0]["document_id"], json!(id(&stars)));
+    assert_eq!(results[0]["metadata"]["ranking"], "lexical");
+    let by_meaning = search(
+        &app,
+        "alice",
+        json!({"query": "bake bread dough", "score_threshold": 0.1}),
+    )
+    .await;
+    assert_eq!(
+        by_meaning["results"][0]["document_id"],
+        json!(id(&bread)),
+        "{by_meaning}"
+    );
+    assert_eq!(
+        by_meaning["results"][0]["metadata"]["ranking"],
+        "embeddings"
+    );
+
+    let sources = retrieve(
+        &app.state,
+        RetrievalQuery {
+            user_id: "alice",
+            query: "What can a telescope show of distant galaxies?",
+            limit: 3,
+            score_threshold: 0.1,
+            document_ids: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0].title, "Astronomy");
+}
+
+#[tokio::test]
+async fn a_page_of_large_chunks_is_complete_though_it_exceeds_one_query_response() {
+    let app = TestApp::spawn_with(&[("MAX_BODY_BYTES", "4194304")]).await;
+    // Three-byte characters: 10,000-character chunks of some 25 KB each, so 100 of them
+    // are well over the 1 MB DynamoDB returns from one query.
+    let text = "数据库 ".repeat(150_000);
+    let reply = upload_with(
+        &app,
+        "alice",
+        "big.txt",
+        "text/plain",
+        text.as_bytes(),
+        &[("chunk_size", "10000"), ("chunk_overlap", "0")],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let count = reply.body["chunk_count"].as_u64().unwrap();
+    assert!(count > 50 && count <= 100, "{count} chunks");
+
+    let page = app
+        .get(
+            &format!("{DOCUMENTS}/{}/chunks?limit=100", id(&reply.body)),
+            "alice",
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let indexes: Vec<u64> = page.body["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["chunk_index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indexes, (0..count).collect::<Vec<_>>());
+    assert_eq!(page.body["total_count"], count);
+
+    let tail = app
+        .get(
+            &format!("{DOCUMENTS}/{}/chunks?limit=45&offset=10", id(&reply.body)),
+            "alice",
+        )
+        .await;
+    let tail: Vec<u64> = tail.body["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["chunk_index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tail, (10..55).collect::<Vec<_>>());
+}

@@ -1,9 +1,11 @@
 //! Retrieval over the caller's own documents, for the chat turn and `POST /documents/search`.
 //!
 //! With an embedding model the query is embedded and the chunks that carry a vector of that
-//! model are ranked by cosine similarity. Without one, when embedding the query fails, or
-//! when no chunk has a vector of the current model, every chunk is ranked lexically (BM25,
-//! normalised into 0..1; see `bm25`). Only the caller's documents are ever read: chunks are
+//! model are ranked by cosine similarity; chunks without one (their document's embedding
+//! failed, or was made by another model) are ranked lexically alongside, so such a document
+//! stays findable. Without a model, when embedding the query fails, or when no chunk has a
+//! vector of the current model, every chunk is ranked lexically (BM25, normalised into 0..1;
+//! see `bm25`). Only the caller's documents are ever read: chunks are
 //! found through the caller's own index entries or the caller's own documents, and a chunk
 //! counts only while its document exists and belongs to the caller.
 
@@ -57,6 +59,8 @@ pub struct Hit {
     pub document: Document,
     pub chunk: DocumentChunk,
     pub score: f64,
+    /// How this chunk was scored.
+    pub method: Method,
 }
 
 impl Hit {
@@ -76,8 +80,13 @@ impl Hit {
 pub struct Ranking {
     pub hits: Vec<Hit>,
     pub total: usize,
+    /// `Embeddings` when the query was embedded (chunks without a vector are still scored
+    /// lexically: see each hit's method).
     pub method: Method,
 }
+
+/// One candidate's score: (score in 0..=1, tie-breaker, candidate index, how it was scored).
+type Scored = (f64, f64, usize, Method);
 
 /// The top `limit` chunks of the caller's documents scoring at least `score_threshold`,
 /// best first.
@@ -103,7 +112,7 @@ pub async fn rank(
         Some(embedder) if has_vectors(&candidates, &embedder.model) => {
             match embedder.embed(&[query.query.to_owned()]).await {
                 Ok(mut vectors) => vectors.pop().map(|vector| {
-                    let scores = by_embedding(&candidates, &embedder.model, &vector);
+                    let scores = by_embedding(&candidates, &embedder.model, &vector, query.query);
                     (scores, Method::Embeddings)
                 }),
                 Err(e) => {
@@ -116,10 +125,10 @@ pub async fn rank(
     };
     let (scores, method) =
         scored.unwrap_or_else(|| (lexically(&candidates, query.query), Method::Lexical));
-    let mut ranked: Vec<(f64, f64, usize)> = scores
+    let mut ranked: Vec<Scored> = scores
         .into_iter()
         // A chunk that shares nothing with the query is no match, whatever the threshold.
-        .filter(|(score, _, _)| *score > 0.0 && *score >= query.score_threshold)
+        .filter(|(score, _, _, _)| *score > 0.0 && *score >= query.score_threshold)
         .collect();
     ranked.sort_by(|a, b| {
         let (da, ca) = (&candidates[a.2].0.id, candidates[a.2].1.chunk.chunk_index);
@@ -133,10 +142,11 @@ pub async fn rank(
     let hits = ranked
         .into_iter()
         .take(query.limit)
-        .map(|(score, _, i)| Hit {
+        .map(|(score, _, i, method)| Hit {
             document: candidates[i].0.clone(),
             chunk: candidates[i].1.chunk.clone(),
             score,
+            method,
         })
         .collect();
     Ok(Ranking {
@@ -207,24 +217,35 @@ fn has_vectors(candidates: &[(Document, ChunkItem)], model: &str) -> bool {
         .any(|(_, c)| c.embedding.is_some() && c.chunk.embedding_model.as_deref() == Some(model))
 }
 
-/// (score, tie-breaker, candidate index) of each chunk embedded by `model`.
+/// Each chunk's score: by cosine similarity when it carries a vector of `model`, else
+/// lexically (BM25 over all the candidates, so its term weights are those of the whole set).
 fn by_embedding(
     candidates: &[(Document, ChunkItem)],
     model: &str,
-    query: &[f32],
-) -> Vec<(f64, f64, usize)> {
+    query_vector: &[f32],
+    query: &str,
+) -> Vec<Scored> {
+    let mut lexical = None;
     candidates
         .iter()
         .enumerate()
-        .filter(|(_, (_, c))| c.chunk.embedding_model.as_deref() == Some(model))
-        .filter_map(|(i, (_, c))| {
-            let score = cosine(query, &c.embedding.as_ref()?.0);
-            Some((score, score, i))
+        .map(|(i, (_, c))| {
+            let vector = c
+                .embedding
+                .as_ref()
+                .filter(|_| c.chunk.embedding_model.as_deref() == Some(model));
+            match vector {
+                Some(vector) => {
+                    let score = cosine(query_vector, &vector.0);
+                    (score, score, i, Method::Embeddings)
+                }
+                None => lexical.get_or_insert_with(|| lexically(candidates, query))[i],
+            }
         })
         .collect()
 }
 
-fn lexically(candidates: &[(Document, ChunkItem)], query: &str) -> Vec<(f64, f64, usize)> {
+fn lexically(candidates: &[(Document, ChunkItem)], query: &str) -> Vec<Scored> {
     let contents: Vec<&str> = candidates
         .iter()
         .map(|(_, c)| c.chunk.content.as_str())
@@ -232,6 +253,6 @@ fn lexically(candidates: &[(Document, ChunkItem)], query: &str) -> Vec<(f64, f64
     bm25::score(query, &contents)
         .into_iter()
         .enumerate()
-        .map(|(i, (normalised, raw))| (normalised, raw, i))
+        .map(|(i, (normalised, raw))| (normalised, raw, i, Method::Lexical))
         .collect()
 }

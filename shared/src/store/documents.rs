@@ -396,7 +396,9 @@ impl Store {
     }
 
     /// The chunks `offset..offset + limit` of a document, by index: its chunk indexes run
-    /// from 0 without gaps, so the page is one key range, whatever the offset.
+    /// from 0 without gaps, so the page is one key range, whatever the offset. DynamoDB
+    /// returns at most 1 MB a query, which large chunks with their vectors exceed well before
+    /// the page is full, so the range is read on from where each response stopped.
     pub async fn chunk_page(
         &self,
         document_id: &str,
@@ -409,24 +411,30 @@ impl Store {
         ) else {
             return Ok(Vec::new());
         };
-        let output = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
-            .expression_attribute_values(":pk", s(keys::document_pk(document_id)))
-            .expression_attribute_values(":first", s(keys::chunk_sk(first)))
-            .expression_attribute_values(":last", s(keys::chunk_sk(last)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| from_item::<ChunkItem>(item).map(|c| c.chunk))
-            .collect()
+        let mut chunks = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+                .expression_attribute_values(":pk", s(keys::document_pk(document_id)))
+                .expression_attribute_values(":first", s(keys::chunk_sk(first)))
+                .expression_attribute_values(":last", s(keys::chunk_sk(last)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in output.items.unwrap_or_default() {
+                chunks.push(from_item::<ChunkItem>(item)?.chunk);
+            }
+            start = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if start.is_none() || chunks.len() >= limit {
+                return Ok(chunks);
+            }
+        }
     }
 
     /// Every chunk of one document, in order, read consistently (so a document uploaded a

@@ -801,10 +801,6 @@ pub async fn search_documents(
         .store
         .record_document_searches(&caller.user_id, &found)
         .await;
-    let method = match ranking.method {
-        Method::Embeddings => "embeddings",
-        Method::Lexical => "lexical",
-    };
     let results = ranking
         .hits
         .into_iter()
@@ -814,7 +810,10 @@ pub async fn search_documents(
                 "chunk_index": chunk.chunk_index,
                 "start_char": chunk.start_char,
                 "end_char": chunk.end_char,
-                "ranking": method,
+                "ranking": match hit.method {
+                    Method::Embeddings => "embeddings",
+                    Method::Lexical => "lexical",
+                },
             });
             DocumentSearchResult {
                 document_id: chunk.document_id,
