@@ -206,3 +206,29 @@ async fn rag_templates_work_now_that_retrieval_exists() {
         system_prompt(&fake.requests()[0]).starts_with("Answer using only the provided sources.")
     );
 }
+
+#[tokio::test]
+async fn a_document_whose_embedding_failed_is_still_cited_by_a_rag_answer() {
+    let fake = FakeLlm::start().await;
+    let app = app_with_embeddings(&fake).await;
+    app.upload_text("alice", "Paris guide", LOUVRE).await;
+    fake.fail_embeddings(Some(500));
+    let garden = app.upload_text("alice", "Garden notes", GARDEN).await;
+    fake.fail_embeddings(None);
+    fake.push(Script::reply("Full sun and compost [1]."));
+
+    let reply = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "What do tomatoes need: sun, watering, compost?", "workflow": "rag"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let sources = reply.body["message"]["metadata"]["sources"]
+        .as_array()
+        .unwrap();
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    assert_eq!(sources[0]["document_id"], garden.as_str());
+    assert!(system_prompt(&fake.requests()[0]).contains("[1] Garden notes (part 1):"));
+}
