@@ -1,7 +1,15 @@
 //! Bearer-token authentication: HS256 with a shared secret, or RS256/ES256 keys from a JWKS.
 //!
-//! The decoding keys are built once; JWKS keys are fetched on first use (not at cold start)
-//! and cached, with a refetch when a token names a key id the cache does not know.
+//! The two modes exclude each other. With a JWKS configured only its asymmetric keys verify
+//! tokens and HS256 is refused even when `JWT_SECRET` is also set: otherwise anyone holding
+//! a public key could try it as an HMAC secret (algorithm confusion), and a secret left over
+//! in one environment would quietly widen who can mint tokens.
+//!
+//! JWKS keys are fetched on first use (not at cold start) and cached. A token naming an
+//! unknown key id triggers one refetch (key rotation), then no more than one per
+//! `min_refetch`. A failed fetch is remembered for `failure_backoff`, during which nothing is
+//! fetched, and the last keys that were fetched keep verifying tokens even past their TTL
+//! (stale-if-error), so an outage of the key host does not become an outage of the API.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,7 +20,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tokio::sync::RwLock;
+use tokio::sync::Mutex;
 
 use crate::config::{JwtConfig, Secret};
 use crate::error::ApiError;
@@ -21,9 +29,28 @@ use crate::error::ApiError;
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 30;
-const JWKS_TTL: Duration = Duration::from_secs(600);
-/// An unknown key id triggers a refetch at most this often, so bad tokens cannot hammer the JWKS host.
-const JWKS_MIN_REFETCH: Duration = Duration::from_secs(30);
+
+/// How the JWKS cache refreshes.
+#[derive(Debug, Clone, Copy)]
+pub struct JwksPolicy {
+    /// Keys older than this are refetched before use (and used anyway if that fails).
+    pub ttl: Duration,
+    /// After the first refetch for an unknown key id, further ones wait this long, so bad
+    /// tokens cannot hammer the JWKS host.
+    pub min_refetch: Duration,
+    /// After a failed fetch, nothing is fetched for this long.
+    pub failure_backoff: Duration,
+}
+
+impl Default for JwksPolicy {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(600),
+            min_refetch: Duration::from_secs(30),
+            failure_backoff: Duration::from_secs(10),
+        }
+    }
+}
 
 /// The authenticated user of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +66,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .extensions
             .get::<Caller>()
             .cloned()
-            .ok_or_else(|| ApiError::Unauthorized("Authentication is required.".into()))
+            .ok_or_else(|| ApiError::MissingCredentials("Authentication is required.".into()))
     }
 }
 
@@ -49,20 +76,46 @@ struct Claims {
     exp: u64,
 }
 
+/// A key of the JWKS, with the algorithm it declares (if it does).
+#[derive(Clone)]
+struct JwksKey {
+    alg: Option<KeyAlgorithm>,
+    key: DecodingKey,
+}
+
+#[derive(Default)]
+struct JwksState {
+    /// The last keys fetched, and when.
+    keys: Option<(Instant, HashMap<String, JwksKey>)>,
+    /// When an unknown key id last caused a fetch.
+    unknown_kid_fetch: Option<Instant>,
+    /// When the last fetch failed, if the last fetch failed.
+    failed: Option<Instant>,
+}
+
 struct JwksCache {
     url: String,
     http: reqwest::Client,
-    keys: RwLock<Option<(Instant, HashMap<String, DecodingKey>)>>,
+    policy: JwksPolicy,
+    state: Mutex<JwksState>,
+}
+
+enum Mode {
+    Hmac(DecodingKey),
+    Jwks(JwksCache),
 }
 
 pub struct Authenticator {
-    hmac: Option<DecodingKey>,
-    jwks: Option<JwksCache>,
+    mode: Mode,
     validation: Validation,
 }
 
 impl Authenticator {
     pub fn new(config: &JwtConfig, http: reqwest::Client) -> Self {
+        Self::with_policy(config, http, JwksPolicy::default())
+    }
+
+    pub fn with_policy(config: &JwtConfig, http: reqwest::Client, policy: JwksPolicy) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_nbf = true;
@@ -78,18 +131,27 @@ impl Authenticator {
             validation.set_issuer(&[issuer]);
             validation.required_spec_claims.insert("iss".into());
         }
-        Self {
-            hmac: config
-                .secret
-                .as_ref()
-                .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
-            jwks: config.jwks_url.as_ref().map(|url| JwksCache {
-                url: url.clone(),
-                http,
-                keys: RwLock::new(None),
-            }),
-            validation,
-        }
+        let mode = match (&config.jwks_url, &config.secret) {
+            (Some(url), secret) => {
+                if secret.is_some() {
+                    tracing::warn!(
+                        "JWT_SECRET is ignored: JWT_JWKS_URL is set, so only its RS256/ES256 keys verify tokens"
+                    );
+                }
+                Mode::Jwks(JwksCache {
+                    url: url.clone(),
+                    http,
+                    policy,
+                    state: Mutex::new(JwksState::default()),
+                })
+            }
+            (None, Some(secret)) => {
+                Mode::Hmac(DecodingKey::from_secret(secret.expose().as_bytes()))
+            }
+            // Config refuses to start without either; a key nobody knows refuses every token.
+            (None, None) => Mode::Hmac(DecodingKey::from_secret(uuid::Uuid::new_v4().as_bytes())),
+        };
+        Self { mode, validation }
     }
 
     /// Verifies a bearer token and returns its user.
@@ -100,12 +162,12 @@ impl Authenticator {
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("The bearer token is malformed."))?;
-        let key = match header.alg {
-            Algorithm::HS256 => self.hmac.clone(),
-            Algorithm::RS256 | Algorithm::ES256 => match &self.jwks {
-                Some(jwks) => jwks.key(header.kid.as_deref(), header.alg).await?,
-                None => None,
-            },
+        let key = match (&self.mode, header.alg) {
+            (Mode::Hmac(key), Algorithm::HS256) => Some(key.clone()),
+            (Mode::Jwks(jwks), Algorithm::RS256 | Algorithm::ES256) => {
+                jwks.key(header.kid.as_deref().unwrap_or_default(), header.alg)
+                    .await?
+            }
             _ => None,
         }
         .ok_or_else(|| {
@@ -134,57 +196,67 @@ impl Authenticator {
     }
 }
 
+fn declares(alg: KeyAlgorithm, header: Algorithm) -> bool {
+    matches!(
+        (alg, header),
+        (KeyAlgorithm::RS256, Algorithm::RS256) | (KeyAlgorithm::ES256, Algorithm::ES256)
+    )
+}
+
 impl JwksCache {
-    async fn key(
-        &self,
-        kid: Option<&str>,
-        alg: Algorithm,
-    ) -> Result<Option<DecodingKey>, ApiError> {
-        let kid = kid.unwrap_or_default();
-        {
-            let cached = self.keys.read().await;
-            if let Some((fetched, keys)) = cached.as_ref() {
-                let fresh = fetched.elapsed() < JWKS_TTL;
-                if fresh && let Some(key) = keys.get(kid) {
-                    return Ok(Some(key.clone()));
+    /// The key `kid` names, if the JWKS has one for `alg`; 503 only when no keys were ever
+    /// fetched and the key host is failing.
+    async fn key(&self, kid: &str, alg: Algorithm) -> Result<Option<DecodingKey>, ApiError> {
+        let policy = self.policy;
+        // One lock for reads and fetches: requests that find no key queue behind the one
+        // fetch instead of each fetching.
+        let mut state = self.state.lock().await;
+        let within =
+            |at: Option<Instant>, period: Duration| at.is_some_and(|t| t.elapsed() < period);
+        let (fresh, known) = match &state.keys {
+            Some((fetched, keys)) => (fetched.elapsed() < policy.ttl, keys.contains_key(kid)),
+            None => (false, false),
+        };
+        let unknown_kid = fresh && !known;
+        let wanted =
+            !fresh || (unknown_kid && !within(state.unknown_kid_fetch, policy.min_refetch));
+        if wanted && !within(state.failed, policy.failure_backoff) {
+            if unknown_kid {
+                state.unknown_kid_fetch = Some(Instant::now());
+            }
+            match self.fetch().await {
+                Ok(keys) => {
+                    state.keys = Some((Instant::now(), keys));
+                    state.failed = None;
                 }
-                if fetched.elapsed() < JWKS_MIN_REFETCH {
-                    return Ok(None);
+                Err(e) => {
+                    tracing::warn!(error = %e, url = %self.url, "JWKS fetch failed");
+                    state.failed = Some(Instant::now());
                 }
             }
         }
-        let mut cached = self.keys.write().await;
-        // Another request may have refreshed the keys while this one waited for the lock.
-        if let Some((fetched, keys)) = cached.as_ref()
-            && fetched.elapsed() < JWKS_MIN_REFETCH
-        {
-            return Ok(keys.get(kid).cloned());
+        match &state.keys {
+            Some((_, keys)) => Ok(keys
+                .get(kid)
+                .filter(|k| k.alg.is_none_or(|declared| declares(declared, alg)))
+                .map(|k| k.key.clone())),
+            None => Err(ApiError::Unavailable {
+                detail: "The token keys could not be fetched; retry shortly.".into(),
+                retry_after_secs: policy.failure_backoff.as_secs().max(1),
+            }),
         }
-        let keys = self.fetch(alg).await?;
-        let key = keys.get(kid).cloned();
-        *cached = Some((Instant::now(), keys));
-        Ok(key)
     }
 
-    async fn fetch(&self, _alg: Algorithm) -> Result<HashMap<String, DecodingKey>, ApiError> {
-        let unavailable = |e: reqwest::Error| {
-            tracing::warn!(error = %e, url = %self.url, "JWKS fetch failed");
-            ApiError::Unavailable {
-                detail: "The token keys could not be fetched; retry shortly.".into(),
-                retry_after_secs: 5,
-            }
-        };
+    async fn fetch(&self) -> Result<HashMap<String, JwksKey>, reqwest::Error> {
         let set: JwkSet = self
             .http
             .get(&self.url)
             .timeout(Duration::from_secs(3))
             .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
+            .await?
+            .error_for_status()?
             .json()
-            .await
-            .map_err(unavailable)?;
+            .await?;
         Ok(set
             .keys
             .iter()
@@ -196,7 +268,13 @@ impl JwksCache {
             })
             .filter_map(|jwk| {
                 let key = DecodingKey::from_jwk(jwk).ok()?;
-                Some((jwk.common.key_id.clone().unwrap_or_default(), key))
+                Some((
+                    jwk.common.key_id.clone().unwrap_or_default(),
+                    JwksKey {
+                        alg: jwk.common.key_algorithm,
+                        key,
+                    },
+                ))
             })
             .collect())
     }
@@ -214,4 +292,126 @@ pub fn issue_token(secret: &Secret, user_id: &str, ttl: Duration) -> String {
         &EncodingKey::from_secret(secret.expose().as_bytes()),
     )
     .expect("HS256 signing with an in-memory key cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+
+    const SECRET: &str = "unit-test-secret-0123456789abcdef0123";
+    /// The P-256 test key of tests/api/auth.rs; it signs nothing outside tests.
+    const EC_PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgPNNAFg4uvWWGjBoA
+uutVxkx5F2Isxke6Lof2qEhttzGhRANCAAQ/d3nHRLQEDbUWASdWsC3QeKfO08qX
+mTdE6pFSwm7aEuJirU78HI+vQUaC+KRADv2z5HdsUuR5wG7lCumUz/+i
+-----END PRIVATE KEY-----";
+
+    fn client() -> reqwest::Client {
+        // AppState installs it in the service; these tests build their client directly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+    }
+
+    fn es256(kid: &str) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.into());
+        let claims = Claims {
+            sub: "alice".into(),
+            exp: jsonwebtoken::get_current_timestamp() + 600,
+        };
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ec_pem(EC_PRIVATE_KEY.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// A JWKS host that counts its fetches and fails while `failing` is set.
+    async fn jwks_host(failing: Arc<AtomicBool>, fetches: Arc<AtomicUsize>) -> String {
+        let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
+            "x": "P3d5x0S0BA21FgEnVrAt0HinztPKl5k3ROqRUsJu2hI", "y": "4mKtTvwcj69BRoL4pEAO_bPkd2xS5HnAbuUK6ZTP_6I"}]});
+        let router = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let (failing, fetches, jwks) = (failing.clone(), fetches.clone(), jwks.clone());
+                async move {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    if failing.load(Ordering::SeqCst) {
+                        Err(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+                    } else {
+                        Ok(axum::Json(jwks))
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn hs256_is_refused_when_a_jwks_is_configured_even_if_a_secret_is_set_too() {
+        let config = JwtConfig {
+            secret: Some(Secret::new(SECRET)),
+            // Nothing listens here: HS256 must be refused before any key is looked up.
+            jwks_url: Some("http://127.0.0.1:9/jwks".into()),
+            ..Default::default()
+        };
+        let auth = Authenticator::new(&config, client());
+        let token = issue_token(&Secret::new(SECRET), "mallory", Duration::from_secs(60));
+        assert!(matches!(
+            auth.verify(&token).await,
+            Err(ApiError::Unauthorized(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn expired_keys_keep_verifying_while_the_key_host_fails_and_the_failure_is_cached() {
+        let failing = Arc::new(AtomicBool::new(false));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let url = jwks_host(failing.clone(), fetches.clone()).await;
+        let config = JwtConfig {
+            jwks_url: Some(url),
+            ..Default::default()
+        };
+        // Keys expire at once, so every request wants a refetch.
+        let policy = JwksPolicy {
+            ttl: Duration::ZERO,
+            min_refetch: Duration::ZERO,
+            failure_backoff: Duration::from_secs(3600),
+        };
+        let auth = Authenticator::with_policy(&config, client(), policy);
+        assert_eq!(auth.verify(&es256("k1")).await.unwrap().user_id, "alice");
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        failing.store(true, Ordering::SeqCst);
+        for _ in 0..5 {
+            assert_eq!(auth.verify(&es256("k1")).await.unwrap().user_id, "alice");
+        }
+        // One failed attempt, then none until the backoff is over.
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn without_any_keys_a_failing_key_host_is_503_and_is_not_asked_again_at_once() {
+        let failing = Arc::new(AtomicBool::new(true));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let url = jwks_host(failing.clone(), fetches.clone()).await;
+        let config = JwtConfig {
+            jwks_url: Some(url),
+            ..Default::default()
+        };
+        let auth = Authenticator::new(&config, client());
+        for _ in 0..5 {
+            assert!(matches!(
+                auth.verify(&es256("k1")).await,
+                Err(ApiError::Unavailable { .. })
+            ));
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
 }

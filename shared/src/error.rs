@@ -86,8 +86,12 @@ impl Problem {
 pub enum ApiError {
     #[error("malformed request: {0}")]
     BadRequest(String),
+    /// A token was sent and is not acceptable.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// No bearer token was sent at all (none, or another scheme).
+    #[error("no credentials: {0}")]
+    MissingCredentials(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -129,7 +133,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::MissingCredentials(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -146,7 +150,7 @@ impl ApiError {
     fn slug(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "malformed-request",
-            Self::Unauthorized(_) => "unauthorized",
+            Self::Unauthorized(_) | Self::MissingCredentials(_) => "unauthorized",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
@@ -166,6 +170,7 @@ impl ApiError {
         match self {
             Self::BadRequest(d)
             | Self::Unauthorized(d)
+            | Self::MissingCredentials(d)
             | Self::NotFound(d)
             | Self::Conflict(d)
             | Self::PayloadTooLarge(d)
@@ -218,6 +223,11 @@ impl IntoResponse for ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
+            }
+            // RFC 6750 §3.1: a request without credentials gets the challenge alone, no error
+            // code; the client was not wrong, it just did not know authentication was needed.
+            Self::MissingCredentials(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             Self::RateLimited { retry_after_secs }
             | Self::Unavailable {
@@ -276,6 +286,18 @@ mod tests {
         );
         assert_eq!(body["errors"][1]["type"], "less_than_equal");
         assert_eq!(body["status"], 422);
+    }
+
+    #[test]
+    fn a_missing_token_gets_a_bare_challenge_and_a_bad_one_names_the_error() {
+        let missing = ApiError::MissingCredentials("no token".into()).into_response();
+        assert_eq!(missing.status(), 401);
+        assert_eq!(missing.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let bad = ApiError::Unauthorized("expired".into()).into_response();
+        assert_eq!(
+            bad.headers()[header::WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
     }
 
     #[test]

@@ -88,20 +88,23 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthorized("A bearer token is required.".into()))?;
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::Unauthorized("The Authorization header must be `Bearer <token>`.".into())
-        })
+    let missing = || ApiError::MissingCredentials("A bearer token is required.".into());
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
+    let value = value.to_str().map_err(|_| {
+        ApiError::Unauthorized("The Authorization header must be `Bearer <token>`.".into())
+    })?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    // Another scheme (Basic, say) is no bearer credential at all: answered like none.
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(missing());
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(ApiError::Unauthorized(
+            "The Authorization header must be `Bearer <token>`.".into(),
+        ));
+    }
+    Ok(token)
 }
 
 /// Verifies the bearer token, counts the request against the user's limits, and hands the
