@@ -213,3 +213,66 @@ async fn a_browser_from_an_allowed_origin_passes_cors() {
             .is_none()
     );
 }
+
+/// A log sink for one test: lines written on this thread's subscriber.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> lambda_http::tracing::subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+// A current-thread runtime: the server, the handler and the task it spawns all run on this
+// thread, where the capturing subscriber is the default.
+#[tokio::test]
+async fn log_lines_of_a_streamed_turn_carry_the_requests_correlation_id() {
+    use lambda_http::tracing::subscriber::util::SubscriberInitExt;
+    let captured = Captured::default();
+    let _logs = lambda_http::tracing::subscriber::fmt()
+        .json()
+        .with_writer(captured.clone())
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .finish()
+        .set_default();
+    // Tests on other threads, without a subscriber, may have had `tracing` cache callsites as
+    // disabled while this one's was being set up.
+    lambda_http::tracing::callsite::rebuild_interest_cache();
+    let fake = api_tests::FakeLlm::start().await;
+    let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
+    // The model fails inside the task that runs the streamed turn, which logs the failure.
+    fake.push(api_tests::Script::Malformed { after: 1 });
+    let reply = api_tests::Reply::from(
+        app.request(Method::POST, "/api/v1/chat/streaming", "alice")
+            .header("x-correlation-id", "trace-me-42")
+            .json(&json!({"message": "hello"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(reply.text.contains(r#""type":"error""#), "{}", reply.text);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let failure = logs
+        .lines()
+        .find(|line| line.contains("model call failed"))
+        .unwrap_or_else(|| panic!("no model failure logged:\n{logs}"));
+    assert!(failure.contains("trace-me-42"), "{failure}");
+    assert!(failure.contains("alice"), "{failure}");
+}

@@ -159,3 +159,196 @@ async fn a_claim_whose_holder_died_expires_after_its_lease() {
         Claim::Acquired
     );
 }
+
+/// A FreeChat character of `user` with one default backend; returns a started chat's id.
+async fn freechat_chat(app: &TestApp, user: &str) -> (String, String) {
+    let created = app
+        .post(
+            "/api/v1/character",
+            user,
+            &json!({"name": "Jack", "profile": "A sailor."}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    let id = created.body.as_u64().unwrap();
+    let summary = app
+        .get(&format!("/api/v1/character/summary/{id}"), user)
+        .await;
+    let uid = summary.body["characterUid"].as_str().unwrap().to_owned();
+    let backend = app
+        .post(
+            &format!("/api/v1/character/backend/{uid}"),
+            user,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(backend.status, StatusCode::OK, "{}", backend.text);
+    let started = app
+        .post("/api/v1/chat", user, &json!({"characterUid": uid}))
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    (uid, started.text)
+}
+
+/// Waits (without asserting on time) until the fake model has been called `n` times.
+async fn until_calls(fake: &FakeLlm, n: usize) {
+    while fake.calls() < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_failed_is_not_replayed_and_its_retry_calls_the_model_again() {
+    let fake = FakeLlm::start().await;
+    let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
+    let body = json!({"message": "stream, please"});
+    // Fails once the 200 and the first tokens are out.
+    fake.push(Script::Malformed { after: 2 });
+    let failed = post_with_key(&app, "/api/v1/chat/streaming", "alice", "s-fail", &body).await;
+    assert_eq!(failed.status, StatusCode::OK);
+    assert!(failed.text.contains(r#""type":"error""#), "{}", failed.text);
+    let calls = fake.calls();
+
+    fake.push(Script::reply("Now it works."));
+    let retried = post_with_key(&app, "/api/v1/chat/streaming", "alice", "s-fail", &body).await;
+    assert_eq!(retried.header("idempotent-replayed"), "");
+    assert!(retried.text.contains(r#""type":"end""#), "{}", retried.text);
+    assert_eq!(fake.calls(), calls + 1);
+
+    // The good stream is the one kept.
+    let replayed = post_with_key(&app, "/api/v1/chat/streaming", "alice", "s-fail", &body).await;
+    assert_eq!(replayed.header("idempotent-replayed"), "true");
+    assert_eq!(replayed.text, retried.text);
+    assert_eq!(fake.calls(), calls + 1);
+}
+
+#[tokio::test]
+async fn a_retried_template_chat_is_replayed_and_the_same_key_with_another_body_is_422() {
+    let fake = FakeLlm::start().await;
+    let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
+    let path = "/api/v1/chat/template/general_chat";
+    let body = json!({"message": "Hello template"});
+    let first = post_with_key(&app, path, "alice", "t-1", &body).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let again = post_with_key(&app, path, "alice", "t-1", &body).await;
+    assert_eq!(again.header("idempotent-replayed"), "true");
+    assert_eq!(again.body, first.body);
+    assert_eq!(fake.calls(), 1);
+    post_with_key(&app, path, "alice", "t-1", &json!({"message": "Another"}))
+        .await
+        .assert_problem(422);
+    assert_eq!(fake.calls(), 1);
+}
+
+#[tokio::test]
+async fn freechat_starts_and_sends_refuse_a_reused_key_with_another_body() {
+    let fake = FakeLlm::start().await;
+    let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
+    let (uid, chat) = freechat_chat(&app, "alice").await;
+    let start = json!({"characterUid": uid});
+    let first = post_with_key(&app, "/api/v1/chat", "alice", "start", &start).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    post_with_key(
+        &app,
+        "/api/v1/chat",
+        "alice",
+        "start",
+        &json!({"characterUid": uid, "userNickname": "Ann"}),
+    )
+    .await
+    .assert_problem(422);
+
+    let path = format!("/api/v1/chat/send/{chat}");
+    let said =
+        |text: &str| json!({"role": "user", "contents": [{"type": "text", "content": text}]});
+    let sent = post_with_key(&app, &path, "alice", "send", &said("Ahoy")).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+    post_with_key(&app, &path, "alice", "send", &said("Something else"))
+        .await
+        .assert_problem(422);
+    assert_eq!(fake.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_freechat_send_retried_while_the_first_runs_is_409() {
+    let fake = FakeLlm::start().await;
+    let app =
+        TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url), ("LLM_TIMEOUT_SECS", "2")]).await;
+    let (_, chat) = freechat_chat(&app, "alice").await;
+    let path = format!("/api/v1/chat/send/{chat}");
+    let body = json!({"role": "user", "contents": [{"type": "text", "content": "slow"}]});
+    fake.push(Script::Hang);
+    let slow = {
+        let request = app
+            .request(Method::POST, &path, "alice")
+            .header("idempotency-key", "busy")
+            .json(&body);
+        tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
+    };
+    until_calls(&fake, 1).await;
+    post_with_key(&app, &path, "alice", "busy", &body)
+        .await
+        .assert_problem(409);
+    let first = slow.await.unwrap();
+    assert!(first.status.is_server_error(), "{}", first.text);
+    assert_eq!(fake.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_completed_record_past_its_expiry_can_be_claimed_again_and_expiry_is_written() {
+    let app = TestApp::spawn().await;
+    let store = app.store();
+    let now = chrono::Utc::now();
+    let lease = Duration::from_secs(30);
+    assert_eq!(
+        store
+            .claim_idempotency_key("alice", "k", "f", lease, now)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
+    let stored = shared::store::idempotency::StoredResponse {
+        status: 201,
+        content_type: "application/json".into(),
+        body: b"{}".to_vec(),
+    };
+    store
+        .complete_idempotency_key("alice", "k", "f", &stored)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_idempotency_key("alice", "k", "f", lease, now)
+            .await
+            .unwrap(),
+        Claim::Replay(stored)
+    );
+
+    let records = store
+        .client()
+        .scan()
+        .table_name(store.table())
+        .filter_expression("begins_with(pk, :idem)")
+        .expression_attribute_values(
+            ":idem",
+            aws_sdk_dynamodb::types::AttributeValue::S("IDEM#".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    let expires_at: i64 = records[0]["expires_at"].as_n().unwrap().parse().unwrap();
+    assert_eq!(expires_at, now.timestamp() + 24 * 3600);
+
+    // DynamoDB's TTL deletes expired items only eventually; until then the record is dead.
+    let after_expiry = now + chrono::Duration::hours(25);
+    assert_eq!(
+        store
+            .claim_idempotency_key("alice", "k", "f", lease, after_expiry)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
+}

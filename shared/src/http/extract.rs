@@ -87,17 +87,38 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// Path parameters; a path whose parameters do not parse names no resource, so it is a 404.
+/// Longest id any route takes: UUIDs are 36 characters, numbers and template names fewer.
+pub const MAX_ID_CHARS: usize = 64;
+
+/// Whether `value` can be an id of this API: 1 to [`MAX_ID_CHARS`] ASCII letters, digits, `-`
+/// or `_`. Anything else names no resource, and must not reach DynamoDB, which refuses keys
+/// over 1 KB or 2 KB with an error that would otherwise be a 500.
+pub fn is_id(value: &str) -> bool {
+    (1..=MAX_ID_CHARS).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Path parameters; a path whose parameters are not ids or do not parse names no resource,
+/// so it is a 404.
 pub struct ApiPath<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let not_found = || ApiError::NotFound("No resource matches this path.".into());
+        let raw = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| not_found())?;
+        if !raw.iter().all(|(_, value)| is_id(value)) {
+            return Err(not_found());
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| ApiPath(value))
-            .map_err(|_| ApiError::NotFound("No resource matches this path.".into()))
+            .map_err(|_| not_found())
     }
 }
 
@@ -169,6 +190,18 @@ mod tests {
             ]
         );
         assert_eq!(errors[0].kind, "type_error");
+    }
+
+    #[test]
+    fn ids_are_short_and_plain() {
+        assert!(is_id("0192f3a4-5b6c-7d8e-9f00-112233445566"));
+        assert!(is_id("42"));
+        assert!(is_id("code_assistant"));
+        assert!(!is_id(""));
+        assert!(!is_id(&"a".repeat(MAX_ID_CHARS + 1)));
+        assert!(!is_id("a b"));
+        assert!(!is_id("a#b"));
+        assert!(!is_id("é"));
     }
 
     #[test]

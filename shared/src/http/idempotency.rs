@@ -3,8 +3,12 @@
 //! The first request with a key runs and its response is kept (a stream's whole transcript
 //! included); a retry with the same key and body gets that response back without running
 //! again, the same key with another body is a 422, and a retry while the first still runs is
-//! a 409. A 5xx is not kept, so a retry after a failure runs again.
+//! a 409. A failure is not kept, so a retry after it runs again: a 5xx, and a stream that
+//! reported an error in its body (it began with a 200 before the failure was known), broke
+//! off, or was abandoned by the client before its end.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -14,6 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -35,6 +40,21 @@ const IDEMPOTENT_ROUTES: &[&str] = &[
     "/api/v1/chat/send/stream/{chatId}",
 ];
 const MAX_KEY_CHARS: usize = 255;
+
+/// Put in a streaming response's extensions by its handler and marked when the stream
+/// reports a failure, so that the failed stream is not kept as the key's answer.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOutcome(Arc<AtomicBool>);
+
+impl StreamOutcome {
+    pub fn fail(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// How long a claim holds before another request may take the key over: longer than the
 /// function may run, so only a request that died loses its claim.
@@ -139,7 +159,84 @@ fn replay(stored: StoredResponse) -> Response {
     response
 }
 
-/// Keeps the first response under the key (or gives the key up after a 5xx). A stream is
+/// Gives a key up, logging rather than failing: a key left claimed only delays a retry
+/// until its lease runs out.
+async fn release(state: &AppState, user: &str, key: &str, fingerprint: &str) {
+    if let Err(e) = state
+        .store
+        .release_idempotency_key(user, key, fingerprint)
+        .await
+    {
+        tracing::warn!(error = ?e, "idempotency key not released");
+    }
+}
+
+/// What a kept stream still has to do when it ends, or when it is dropped before.
+struct PendingStream {
+    state: AppState,
+    user: String,
+    key: String,
+    fingerprint: String,
+    status: u16,
+    content_type: String,
+    outcome: Option<StreamOutcome>,
+    seen: Vec<u8>,
+    settled: bool,
+    /// The request's span: the body is read after the handler returned, outside it.
+    span: tracing::Span,
+}
+
+impl PendingStream {
+    /// The stream ended: keep it, unless it reported a failure.
+    async fn finish(&mut self) {
+        self.settled = true;
+        if self.outcome.as_ref().is_some_and(StreamOutcome::failed) {
+            release(&self.state, &self.user, &self.key, &self.fingerprint).await;
+            return;
+        }
+        let stored = StoredResponse {
+            status: self.status,
+            content_type: std::mem::take(&mut self.content_type),
+            body: std::mem::take(&mut self.seen),
+        };
+        if let Err(e) = self
+            .state
+            .store
+            .complete_idempotency_key(&self.user, &self.key, &self.fingerprint, &stored)
+            .await
+        {
+            tracing::warn!(error = ?e, "idempotent response not kept");
+        }
+    }
+
+    async fn abandon(&mut self) {
+        self.settled = true;
+        release(&self.state, &self.user, &self.key, &self.fingerprint).await;
+    }
+}
+
+impl Drop for PendingStream {
+    /// The client went away mid-stream: it never saw the whole answer, so a retry must run.
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (state, user, key, fingerprint) = (
+            self.state.clone(),
+            std::mem::take(&mut self.user),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.fingerprint),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(
+                async move { release(&state, &user, &key, &fingerprint).await }
+                    .instrument(self.span.clone()),
+            );
+        }
+    }
+}
+
+/// Keeps the first response under the key (or gives the key up after a failure). A stream is
 /// passed through as it is produced and kept once it has ended.
 async fn keep(
     state: AppState,
@@ -150,13 +247,7 @@ async fn keep(
 ) -> Response {
     let status = response.status();
     if status.is_server_error() {
-        if let Err(e) = state
-            .store
-            .release_idempotency_key(&user, &key, &fingerprint)
-            .await
-        {
-            tracing::warn!(error = ?e, "idempotency key not released");
-        }
+        release(&state, &user, &key, &fingerprint).await;
         return response;
     }
     let content_type = response
@@ -166,40 +257,38 @@ async fn keep(
         .unwrap_or_default()
         .to_owned();
     let (parts, body) = response.into_parts();
-    let record = move |body: Vec<u8>| async move {
-        let stored = StoredResponse {
+    if content_type.starts_with("text/event-stream") {
+        let pending = PendingStream {
+            state,
+            user,
+            key,
+            fingerprint,
             status: status.as_u16(),
             content_type,
-            body,
+            outcome: parts.extensions.get::<StreamOutcome>().cloned(),
+            seen: Vec::new(),
+            settled: false,
+            span: tracing::Span::current(),
         };
-        if let Err(e) = state
-            .store
-            .complete_idempotency_key(&user, &key, &fingerprint, &stored)
-            .await
-        {
-            tracing::warn!(error = ?e, "idempotent response not kept");
-        }
-    };
-    if parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
-    {
         let transcript = futures_util::stream::unfold(
-            (body.into_data_stream(), Vec::new(), Some(record)),
-            |(mut frames, mut seen, mut record)| async move {
+            (body.into_data_stream(), Some(pending)),
+            |(mut frames, mut pending)| async move {
+                let current = pending.as_mut()?;
                 match frames.next().await {
                     Some(Ok(bytes)) => {
-                        seen.extend_from_slice(&bytes);
-                        Some((Ok(bytes), (frames, seen, record)))
+                        current.seen.extend_from_slice(&bytes);
+                        Some((Ok(bytes), (frames, pending)))
                     }
-                    Some(Err(e)) => Some((Err(e), (frames, seen, None))),
+                    Some(Err(e)) => {
+                        let span = current.span.clone();
+                        current.abandon().instrument(span).await;
+                        Some((Err(e), (frames, None)))
+                    }
                     None => {
                         // The stream is complete: keep it before the response ends, while
                         // the function is still running.
-                        if let Some(record) = record.take() {
-                            record(std::mem::take(&mut seen)).await;
-                        }
+                        let span = current.span.clone();
+                        current.finish().instrument(span).await;
                         None
                     }
                 }
@@ -209,10 +298,24 @@ async fn keep(
     }
     match axum::body::to_bytes(body, usize::MAX).await {
         Ok(bytes) => {
-            record(bytes.to_vec()).await;
+            let stored = StoredResponse {
+                status: status.as_u16(),
+                content_type,
+                body: bytes.to_vec(),
+            };
+            if let Err(e) = state
+                .store
+                .complete_idempotency_key(&user, &key, &fingerprint, &stored)
+                .await
+            {
+                tracing::warn!(error = ?e, "idempotent response not kept");
+            }
             Response::from_parts(parts, Body::from(bytes))
         }
-        Err(e) => ApiError::Internal(anyhow::anyhow!("reading the response to keep it: {e}"))
-            .into_response(),
+        Err(e) => {
+            release(&state, &user, &key, &fingerprint).await;
+            ApiError::Internal(anyhow::anyhow!("reading the response to keep it: {e}"))
+                .into_response()
+        }
     }
 }

@@ -10,6 +10,7 @@ use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
 use utoipa::ToSchema;
 
 use crate::AppState;
@@ -17,7 +18,8 @@ use crate::auth::Caller;
 use crate::chat::{ChatInput, Turn, TurnEvent, TurnOutcome, Workflow, templates};
 use crate::domain::{Conversation, JsonObject, Message};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, is_id};
+use crate::http::idempotency::StreamOutcome;
 use crate::http::middleware::CorrelationId;
 use crate::http::validate::Violations;
 
@@ -86,6 +88,19 @@ impl ChatRequest {
             0,
             MAX_DOCUMENT_IDS,
             &["body", "document_ids"],
+        );
+        let id_rule = format!("must be 1 to {MAX_ID_CHARS} letters, digits, '-' or '_'");
+        v.check(
+            self.conversation_id.as_deref().is_none_or(is_id),
+            &["body", "conversation_id"],
+            &id_rule,
+            "value_error",
+        );
+        v.check(
+            self.document_ids.iter().flatten().all(|id| is_id(id)),
+            &["body", "document_ids"],
+            &id_rule,
+            "value_error",
         );
         v.finish()?;
         let template = match template.or(self.workflow_template.as_deref()) {
@@ -292,7 +307,13 @@ pub async fn streaming(
     let heartbeat = state.config.sse_heartbeat;
     let conversation_id = turn.record.conversation.id.clone();
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(turn.stream(state, sender));
+    // The turn outlives this handler; its log lines still belong to the request.
+    tokio::spawn(
+        turn.stream(state, sender)
+            .instrument(tracing::Span::current()),
+    );
+    let outcome = StreamOutcome::default();
+    let failed = outcome.clone();
 
     let start = StreamingChatChunk {
         kind: "start",
@@ -303,11 +324,18 @@ pub async fn streaming(
             .chain(ReceiverStream::new(receiver).flat_map(|event| {
                 futures_util::stream::iter(StreamingChatChunk::from_event(event))
             }))
-            .map(move |chunk| chunk.into_event(&conversation_id, &correlation_id))
+            .map(move |chunk| {
+                if chunk.kind == "error" {
+                    failed.fail();
+                }
+                chunk.into_event(&conversation_id, &correlation_id)
+            })
             .chain(futures_util::stream::once(async {
                 Event::default().data("[DONE]")
             }));
-    Ok(crate::http::sse::response(chunks, heartbeat))
+    let mut response = crate::http::sse::response(chunks, heartbeat);
+    response.extensions_mut().insert(outcome);
+    Ok(response)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
