@@ -123,3 +123,70 @@ async fn two_hundred_concurrent_sends_over_ten_conversations_lose_and_repeat_not
 async fn two_hundred_concurrent_sends_to_one_conversation_lose_and_repeat_nothing() {
     concurrent_sends(1, 200).await;
 }
+
+/// Two stacks over one table, as two Lambda instances: each has its own store and its own
+/// in-process append locks, so their appends to one conversation race in DynamoDB and only
+/// the conditional writes keep the sequence straight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_through_two_instances_to_one_conversation_lose_and_repeat_nothing() {
+    let fake = FakeLlm::start().await;
+    let vars = [
+        ("LLM_BASE_URL", fake.base_url.as_str()),
+        ("LLM_PROMPT_PRICE_PER_1K", "1"),
+    ];
+    let first = TestApp::spawn_with(&vars).await;
+    let second = first.spawn_beside(&vars).await;
+    assert_ne!(first.base_url, second.base_url);
+    let id = first.create_conversation("alice", "shared").await;
+    let per_instance = 30;
+    let sends = (0..2 * per_instance).map(|n| {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let request = app
+            .request(reqwest::Method::POST, "/api/v1/chat/chat", "alice")
+            .json(&json!({"message": format!("question {n}"), "conversation_id": id}));
+        tokio::spawn(async move { api_tests::Reply::from(request.send().await.unwrap()).await })
+    });
+    for reply in futures_util::future::join_all(sends).await {
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+
+    let messages: Vec<Value> = first
+        .store()
+        .messages("alice", &id, 1000, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect();
+    let total = 2 * 2 * per_instance;
+    assert_eq!(messages.len(), total);
+    let sequence: Vec<u64> = messages
+        .iter()
+        .map(|m| m["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sequence, (1..=total as u64).collect::<Vec<_>>());
+    let questions: HashSet<&str> = messages
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(questions.len(), 2 * per_instance, "every question once");
+
+    // Read through the other instance: both see the same counters, equal to the sums.
+    let conversation = second
+        .store()
+        .conversation("alice", &id)
+        .await
+        .unwrap()
+        .conversation;
+    let tokens: u64 = messages
+        .iter()
+        .filter_map(|m| m["total_tokens"].as_u64())
+        .sum();
+    let cost: f64 = messages.iter().filter_map(|m| m["cost"].as_f64()).sum();
+    assert_eq!(conversation.message_count, total as u64);
+    assert_eq!(conversation.total_tokens, tokens);
+    assert!((conversation.total_cost - cost).abs() < 1e-9);
+    assert_eq!(fake.calls(), 2 * per_instance);
+}

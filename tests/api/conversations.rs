@@ -502,3 +502,51 @@ async fn content_too_large_for_dynamodb_is_refused_with_413_before_it_is_written
         0
     );
 }
+
+#[tokio::test]
+async fn a_delete_whose_purge_fails_can_be_retried_and_leaves_nothing_behind() {
+    let (app, dynamodb) = api_tests::TestApp::spawn_with_faults(&[]).await;
+    let id = app.create_conversation("alice", "doomed").await;
+    add_messages(
+        &app,
+        "alice",
+        &id,
+        (1..=30)
+            .map(|i| MessageDraft::new(MessageRole::User, format!("m{i}")))
+            .collect(),
+    )
+    .await;
+    // Enough throttles to outlast the SDK's own retries of the purge's first batch.
+    dynamodb.set(api_tests::Fault::ThrottleTimes {
+        operation: "BatchWriteItem".into(),
+        times: 10,
+    });
+    let path = format!("{CONVERSATIONS}/{id}");
+    app.delete(&path, "alice").await.assert_problem(503);
+    dynamodb.set(api_tests::Fault::None);
+
+    // The failed delete left a conversation its owner still sees and can delete again.
+    assert_eq!(app.get(&path, "alice").await.status, StatusCode::OK);
+    let retried = app.delete(&path, "alice").await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+    app.get(&path, "alice").await.assert_problem(404);
+    assert_eq!(app.get(CONVERSATIONS, "alice").await.body["total"], 0);
+    let left = app
+        .store()
+        .client()
+        .query()
+        .table_name(app.store().table())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("CONV#{id}")),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        left.count, 0,
+        "nothing of the conversation stays in storage"
+    );
+}

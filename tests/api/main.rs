@@ -2,6 +2,7 @@
 //! spoken to over HTTP.
 
 mod auth;
+mod authorization;
 mod chat;
 mod concurrency;
 mod conversations;
@@ -10,7 +11,9 @@ mod faults;
 mod freechat;
 mod http_layer;
 mod idempotency;
+mod limits;
 mod openapi;
 mod rag;
+mod storage_faults;
 mod streaming;
 mod workflows;

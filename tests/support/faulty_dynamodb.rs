@@ -17,11 +17,16 @@ pub enum Fault {
     Throttle { operation: String, after: usize },
     /// Every request gets a 503 with no DynamoDB error, as from a failing load balancer.
     Outage,
+    /// The first `times` calls of this operation are throttled, the rest pass: a fault that
+    /// the SDK's own retries do not outlast only when `times` exceeds its attempts (3).
+    ThrottleTimes { operation: String, times: usize },
 }
 
 struct Shared {
     upstream: String,
-    http: reqwest::Client,
+    /// Built on first use: by then the stack has installed the process's TLS crypto provider,
+    /// which reqwest needs before a client can be built.
+    http: std::sync::OnceLock<reqwest::Client>,
     fault: Mutex<(Fault, usize)>,
 }
 
@@ -34,7 +39,7 @@ impl FaultyDynamoDb {
     pub async fn start(upstream: &str) -> Self {
         let shared = Arc::new(Shared {
             upstream: upstream.to_owned(),
-            http: reqwest::Client::new(),
+            http: std::sync::OnceLock::new(),
             fault: Mutex::new((Fault::None, 0)),
         });
         let router = axum::Router::new()
@@ -81,6 +86,15 @@ async fn forward(
                 })
             }
             Fault::Throttle { .. } => None,
+            Fault::ThrottleTimes {
+                operation: op,
+                times,
+            } if *op == operation && *seen < *times => {
+                *seen += 1;
+                let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+                Some((StatusCode::BAD_REQUEST, body.to_owned()))
+            }
+            Fault::ThrottleTimes { .. } => None,
         }
     };
     if let Some((status, body)) = refuse {
@@ -93,6 +107,7 @@ async fn forward(
     }
     let mut request = shared
         .http
+        .get_or_init(reqwest::Client::new)
         .request(method, format!("{}{}", shared.upstream, uri.path()));
     for (name, value) in &headers {
         if name != "host" && name != "content-length" {

@@ -39,7 +39,7 @@ pub struct TestApp {
     pub base_url: String,
     pub state: AppState,
     pub http: reqwest::Client,
-    _dynamodb: Arc<EmbeddedDynamoDb>,
+    _dynamodb: Option<Arc<EmbeddedDynamoDb>>,
 }
 
 impl TestApp {
@@ -53,7 +53,27 @@ impl TestApp {
             .await
             .expect("embedded DynamoDB starts");
         let endpoint = dynamodb.endpoint().to_owned();
-        Self::spawn_over(dynamodb, &endpoint, overrides).await
+        Self::spawn_over(Some(Arc::new(dynamodb)), &endpoint, overrides).await
+    }
+
+    /// A second stack over this one's table, as a second Lambda instance would be: its own
+    /// state, store and in-process locks, the same DynamoDB.
+    pub async fn spawn_beside(&self, overrides: &[(&str, &str)]) -> Self {
+        let endpoint = self
+            .state
+            .config
+            .dynamodb_endpoint
+            .clone()
+            .expect("test stacks have an endpoint");
+        Self::spawn_over(self._dynamodb.clone(), &endpoint, overrides).await
+    }
+
+    /// A stack whose DynamoDB endpoint refuses every connection (nothing listens there).
+    pub async fn spawn_without_dynamodb(overrides: &[(&str, &str)]) -> Self {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        Self::spawn_over(None, &endpoint, overrides).await
     }
 
     /// Starts a stack that reaches its DynamoDB through a proxy that can inject faults.
@@ -63,13 +83,13 @@ impl TestApp {
             .expect("embedded DynamoDB starts");
         let proxy = FaultyDynamoDb::start(dynamodb.endpoint()).await;
         (
-            Self::spawn_over(dynamodb, &proxy.endpoint, overrides).await,
+            Self::spawn_over(Some(Arc::new(dynamodb)), &proxy.endpoint, overrides).await,
             proxy,
         )
     }
 
     async fn spawn_over(
-        dynamodb: EmbeddedDynamoDb,
+        dynamodb: Option<Arc<EmbeddedDynamoDb>>,
         endpoint: &str,
         overrides: &[(&str, &str)],
     ) -> Self {
@@ -79,7 +99,9 @@ impl TestApp {
         }
         let config = Config::from_vars(&vars).expect("test configuration is valid");
         let store = Store::connect(&config).await;
-        store.ensure_table().await.expect("table is created");
+        if dynamodb.is_some() {
+            store.ensure_table().await.expect("table is created");
+        }
         let state = AppState::with_store(config, store);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
@@ -92,7 +114,7 @@ impl TestApp {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
-            _dynamodb: Arc::new(dynamodb),
+            _dynamodb: dynamodb,
         }
     }
 

@@ -342,6 +342,13 @@ impl Store {
         if patch.status.is_some() {
             request = request.expression_attribute_names("#status", "status");
         }
+        self.ensure_update_fits(
+            user_id,
+            conversation_id,
+            request.get_update_expression().as_deref(),
+            request.get_expression_attribute_values().as_ref(),
+        )
+        .await?;
         let output = request.send().await.map_err(|e| {
             if e.as_service_error()
                 .is_some_and(|e| e.is_conditional_check_failed_exception())
@@ -355,38 +362,106 @@ impl Store {
         Ok(item.conversation)
     }
 
-    /// Deletes the caller's conversation, then every message stored under it.
+    /// Deletes the caller's conversation and every message stored under it.
     ///
-    /// The conversation goes first, in one transaction with the user's counter, so it is
-    /// gone from every route at once and no append can land while its messages are removed.
+    /// The messages go first and the conversation last, so a deletion that fails half-way
+    /// leaves a conversation the caller still sees and can delete again, never messages that
+    /// nothing leads to. The final delete is conditioned on the last sequence number read
+    /// before the purge: a message appended meanwhile fails it, and the purge runs again.
     pub async fn delete_conversation(
         &self,
         user_id: &str,
         conversation_id: &str,
     ) -> Result<(), StoreError> {
-        let delete = Delete::builder()
-            .table_name(self.table())
-            .set_key(Some(conversation_key(conversation_id)))
-            .condition_expression("user_id = :uid")
-            .expression_attribute_values(":uid", s(user_id))
-            .build()
-            .map_err(anyhow::Error::new)?;
-        let count = Update::builder()
-            .table_name(self.table())
-            .set_key(Some(user_stats_key(user_id)))
-            .update_expression("ADD conversation_count :minus_one")
-            .expression_attribute_values(":minus_one", n(-1))
-            .build()
-            .map_err(anyhow::Error::new)?;
-        self.client()
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await
-            .map_err(|e| write_failed(e, StoreError::NotFound))?;
-        self.purge(keys::conversation_pk(conversation_id), None)
-            .await
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            let record = self.conversation(user_id, conversation_id).await?;
+            self.purge(
+                keys::conversation_pk(conversation_id),
+                Some(keys::MESSAGE_SK_PREFIX),
+            )
+            .await?;
+            let delete = Delete::builder()
+                .table_name(self.table())
+                .set_key(Some(conversation_key(conversation_id)))
+                .condition_expression("user_id = :uid AND last_sequence = :seen")
+                .expression_attribute_values(":uid", s(user_id))
+                .expression_attribute_values(":seen", n(record.last_sequence))
+                .build()
+                .map_err(anyhow::Error::new)?;
+            let count = Update::builder()
+                .table_name(self.table())
+                .set_key(Some(user_stats_key(user_id)))
+                .update_expression("ADD conversation_count :minus_one")
+                .expression_attribute_values(":minus_one", n(-1))
+                .build()
+                .map_err(anyhow::Error::new)?;
+            let deleted = self
+                .client()
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().delete(delete).build())
+                .transact_items(TransactWriteItem::builder().update(count).build())
+                .send()
+                .await
+                .map_err(|e| write_failed(e, StoreError::Conflict));
+            match deleted {
+                // An append (or a concurrent delete) got in between; re-read and see.
+                Err(StoreError::Conflict) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Refuses an update that would take the conversation item past DynamoDB's 400 KB, with
+    /// the size it would have, before DynamoDB refuses it with an error of its own. Someone
+    /// else's or a missing conversation passes: the update's own condition answers for it.
+    async fn ensure_update_fits(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        expression: Option<&str>,
+        values: Option<&Item>,
+    ) -> Result<(), StoreError> {
+        let (Some(expression), Some(values)) = (expression, values) else {
+            return Ok(());
+        };
+        let Some(mut item) = self
+            .get_consistent(conversation_key(conversation_id))
+            .await?
+        else {
+            return Ok(());
+        };
+        if item
+            .get("user_id")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+            != Some(user_id)
+        {
+            return Ok(());
+        }
+        let (set, remove) = expression
+            .strip_prefix("SET ")
+            .unwrap_or_default()
+            .split_once(" REMOVE ")
+            .unwrap_or((expression.strip_prefix("SET ").unwrap_or_default(), ""));
+        for name in remove.split(',').map(str::trim) {
+            item.remove(name);
+        }
+        for clause in set.split(", ") {
+            if let Some((name, placeholder)) = clause.split_once(" = ")
+                && let Some(value) = values.get(placeholder.trim())
+            {
+                item.insert(
+                    name.trim().trim_start_matches('#').to_owned(),
+                    value.clone(),
+                );
+            }
+        }
+        let bytes = super::items::item_size(&item);
+        if bytes > super::items::MAX_ITEM_BYTES {
+            return Err(StoreError::ItemTooLarge { bytes });
+        }
+        Ok(())
     }
 
     /// A page of the caller's messages in sequence order.
