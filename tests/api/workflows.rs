@@ -1,4 +1,6 @@
-use api_tests::mcp_server::{start_shop, start_shop_server, start_stuck_server};
+use api_tests::mcp_server::{
+    start_shop, start_shop_server, start_shop_stuck_on_list, start_stuck_server,
+};
 use api_tests::{FakeLlm, Script, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -640,17 +642,50 @@ async fn a_server_that_accepts_but_never_answers_is_tried_once_per_while_and_sho
 }
 
 #[tokio::test]
+async fn a_server_that_connects_but_never_lists_its_tools_is_skipped_and_shown_unavailable() {
+    let fake = FakeLlm::start().await;
+    let stuck = start_shop_stuck_on_list().await;
+    let app = TestApp::spawn_with(&[
+        ("LLM_BASE_URL", fake.base_url.as_str()),
+        (
+            "MCP_SERVERS",
+            &json!([{"name": "stuck", "url": stuck.url}]).to_string(),
+        ),
+        ("MCP_CONNECT_TIMEOUT_MS", "200"),
+    ])
+    .await;
+    let reply = app.post(CHAT, "alice", &tools_turn("first")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        tools_offered(&fake.requests()[0]),
+        ["calculator", "get_time"]
+    );
+    let reply = app.post(CHAT, "alice", &tools_turn("second")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(stuck.messages("initialize"), 1, "the second turn skips it");
+    assert_eq!(stuck.messages("tools/list"), 1);
+
+    let status = app.get("/api/v1/chat/mcp/status", "alice").await;
+    let server = &status.body["servers"][0];
+    assert_eq!(server["status"], "unavailable", "{}", status.body);
+    assert_eq!(server["error"], "no tool list within 200 ms");
+}
+
+#[tokio::test]
 async fn the_mcp_status_is_checked_once_and_then_served_from_the_cache() {
     let fake = FakeLlm::start().await;
     let shop = start_shop().await;
     let app = app_with(&fake, Some(json!([{"name": "shop", "url": shop.url}]))).await;
     let first = app.get("/api/v1/chat/mcp/status", "alice").await;
     assert_eq!(first.body["status"], "healthy", "{}", first.body);
-    let requests = shop.requests();
-    assert!(requests > 0);
+    assert_eq!(shop.messages("tools/list"), 1);
     let second = app.get("/api/v1/chat/mcp/status", "bob").await;
     assert_eq!(second.body, first.body);
-    assert_eq!(shop.requests(), requests, "the second check asked nobody");
+    assert_eq!(
+        shop.messages("tools/list"),
+        1,
+        "the second check asked nobody"
+    );
 }
 
 #[tokio::test]

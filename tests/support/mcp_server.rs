@@ -44,6 +44,8 @@ pub struct Observed {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     headers: Mutex<Vec<axum::http::HeaderMap>>,
+    /// The JSON-RPC method of every message posted.
+    methods: Mutex<Vec<String>>,
 }
 
 /// A shop's order desk, plus a tool whose name clashes with a built-in, one that fails, and
@@ -112,12 +114,19 @@ impl McpTestServer {
         self.observed.requests.load(Ordering::SeqCst)
     }
 
+    /// Messages posted with this JSON-RPC method. Unlike [`Self::requests`], this ignores
+    /// what a client sends in the background (its event stream, closing a session).
+    pub fn messages(&self, method: &str) -> usize {
+        let methods = self.observed.methods.lock().unwrap();
+        methods.iter().filter(|m| *m == method).count()
+    }
+
     /// The most tool calls that were running at the same moment.
     pub fn max_concurrent_calls(&self) -> usize {
         self.observed.max_in_flight.load(Ordering::SeqCst)
     }
 
-    /// The values of header `name` on every request received.
+    /// The values of header `name` on every message posted.
     pub fn header_values(&self, name: &str) -> Vec<String> {
         self.observed
             .headers
@@ -136,12 +145,15 @@ impl McpTestServer {
 
 async fn observe(State(observed): State<Arc<Observed>>, request: Request, next: Next) -> Response {
     observed.requests.fetch_add(1, Ordering::SeqCst);
-    observed
-        .headers
-        .lock()
-        .unwrap()
-        .push(request.headers().clone());
-    next.run(request).await
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    if let Ok(message) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        && let Some(method) = message["method"].as_str()
+    {
+        observed.methods.lock().unwrap().push(method.to_owned());
+        observed.headers.lock().unwrap().push(parts.headers.clone());
+    }
+    next.run(Request::from_parts(parts, bytes.into())).await
 }
 
 /// Counts the request and never answers it, as a server does that is up but stuck.
@@ -157,8 +169,27 @@ async fn serve(router: axum::Router, observed: Arc<Observed>) -> McpTestServer {
     McpTestServer { url, observed }
 }
 
+/// Holds back every `tools/list` request, as a server does that connects but is stuck.
+async fn hang_on_list(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    if String::from_utf8_lossy(&bytes).contains("\"tools/list\"") {
+        return std::future::pending().await;
+    }
+    next.run(Request::from_parts(parts, bytes.into())).await
+}
+
 /// Starts the shop's server.
 pub async fn start_shop() -> McpTestServer {
+    start_shop_with(false).await
+}
+
+/// Starts the shop's server, which accepts sessions but never lists its tools.
+pub async fn start_shop_stuck_on_list() -> McpTestServer {
+    start_shop_with(true).await
+}
+
+async fn start_shop_with(stuck_on_list: bool) -> McpTestServer {
     let observed = Arc::new(Observed::default());
     let shop = ShopServer {
         observed: observed.clone(),
@@ -169,9 +200,11 @@ pub async fn start_shop() -> McpTestServer {
             Default::default(),
             StreamableHttpServerConfig::default().with_sse_keep_alive(None),
         );
-    let router = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(middleware::from_fn_with_state(observed.clone(), observe));
+    let mut router = axum::Router::new().nest_service("/mcp", service);
+    if stuck_on_list {
+        router = router.layer(middleware::from_fn(hang_on_list));
+    }
+    let router = router.layer(middleware::from_fn_with_state(observed.clone(), observe));
     serve(router, observed).await
 }
 
