@@ -4,6 +4,11 @@ use api_tests::{FakeLlm, Reply, Script, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+/// The audit of the dialect against its contract and FreeChat's behaviour, using the helpers
+/// below.
+#[path = "freechat_contract.rs"]
+mod contract;
+
 const CHARACTER: &str = "/api/v1/character";
 const CHAT: &str = "/api/v1/chat";
 
@@ -190,10 +195,13 @@ async fn an_update_changes_the_fields_sent_keeps_the_rest_and_an_empty_text_clea
 }
 
 #[tokio::test]
-async fn invalid_characters_are_422_naming_every_field_at_fault() {
+async fn invalid_characters_are_400_naming_every_field_at_fault() {
     let app = TestApp::spawn().await;
     let missing = app.post(CHARACTER, "alice", &json!({"profile": "x"})).await;
-    missing.assert_problem(422);
+    // Spring's status for a request that fails validation, with the same problem body.
+    missing.assert_problem(400);
+    assert_eq!(missing.body["type"], "/problems/validation-error");
+    assert_eq!(missing.body["title"], "Bad Request");
     assert_eq!(missing.body["errors"][0]["loc"], json!(["body", "name"]));
 
     let wrong = app
@@ -203,7 +211,7 @@ async fn invalid_characters_are_422_naming_every_field_at_fault() {
             &json!({"name": "x", "visibility": "everyone"}),
         )
         .await;
-    wrong.assert_problem(422);
+    wrong.assert_problem(400);
     assert_eq!(
         wrong.body["errors"][0]["loc"],
         json!(["body", "visibility"])
@@ -217,7 +225,7 @@ async fn invalid_characters_are_422_naming_every_field_at_fault() {
             &json!({"name": " ", "tags": tags, "nickname": "n".repeat(101)}),
         )
         .await;
-    many.assert_problem(422);
+    many.assert_problem(400);
     let fields: Vec<&Value> = many.body["errors"]
         .as_array()
         .unwrap()
@@ -410,7 +418,7 @@ async fn the_first_backend_becomes_the_default_and_the_default_can_be_moved() {
 }
 
 #[tokio::test]
-async fn backend_settings_outside_their_bounds_are_422() {
+async fn backend_settings_outside_their_bounds_are_400() {
     let app = TestApp::spawn().await;
     let (_, uid) = character(&app, "alice", json!({"name": "Jack"})).await;
     for (body, field) in [
@@ -425,7 +433,7 @@ async fn backend_settings_outside_their_bounds_are_422() {
         let reply = app
             .post(&format!("{CHARACTER}/backend/{uid}"), "alice", &body)
             .await;
-        reply.assert_problem(422);
+        reply.assert_problem(400);
         assert_eq!(reply.body["errors"][0]["loc"][1], field, "{body}");
     }
     let listed = app
@@ -497,9 +505,10 @@ async fn deleting_a_character_removes_it_with_its_backends() {
 async fn starting_a_chat_takes_the_default_backend_and_starting_again_returns_the_same_chat() {
     let app = TestApp::spawn().await;
     let (id, uid, backend) = jack(&app, "alice", json!({})).await;
-    app.get(&format!("{CHAT}/{id}"), "alice")
-        .await
-        .assert_problem(404);
+    let none_yet = app.get(&format!("{CHAT}/{id}"), "alice").await;
+    assert_eq!(none_yet.status, StatusCode::OK);
+    assert!(none_yet.header("content-type").starts_with("text/plain"));
+    assert_eq!(none_yet.text, "");
 
     let chat = start(
         &app,
@@ -560,7 +569,7 @@ async fn a_chat_refuses_a_backend_of_another_character_with_400() {
         .assert_problem(400);
     app.post(CHAT, "alice", &json!({"backendId": foreign}))
         .await
-        .assert_problem(422);
+        .assert_problem(400);
 }
 
 #[tokio::test]
@@ -640,7 +649,7 @@ async fn sending_prompts_the_model_as_the_character_and_answers_with_the_result_
 }
 
 #[tokio::test]
-async fn invalid_messages_are_422_and_reach_no_model() {
+async fn invalid_messages_are_400_and_reach_no_model() {
     let (app, fake) = app_with_model().await;
     let (_, uid, _) = jack(&app, "alice", json!({})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
@@ -660,7 +669,7 @@ async fn invalid_messages_are_422_and_reach_no_model() {
         let reply = app
             .post(&format!("{CHAT}/send/{chat}"), "alice", &body)
             .await;
-        reply.assert_problem(422);
+        reply.assert_problem(400);
         assert_eq!(reply.body["errors"][0]["loc"][1], field, "{body}");
     }
     assert_eq!(fake.calls(), 0);
@@ -734,7 +743,9 @@ async fn a_stream_that_fails_midway_ends_with_an_error_frame_and_keeps_what_was_
     )
     .await;
     let last = frames.last().unwrap();
-    assert_eq!(last["finishReason"], "error");
+    // One of FreeChat's four reasons (its client ends the stream on any), the one that says
+    // the text is cut short; `error` says why.
+    assert_eq!(last["finishReason"], "length");
     assert_eq!(last["message"]["contents"][0]["content"], "part0 part1 ");
     assert!(last["error"].is_string());
     let messages = app
@@ -742,10 +753,20 @@ async fn a_stream_that_fails_midway_ends_with_an_error_frame_and_keeps_what_was_
         .await
         .body;
     assert_eq!(texts(&messages), ["Ahoy there!", "Go on", "part0 part1 "]);
+    // The stored reply still says what happened.
+    let stored = app
+        .get(
+            &format!("/api/v1/chat/conversations/{chat}/messages"),
+            "alice",
+        )
+        .await
+        .body;
+    assert_eq!(stored[1]["finish_reason"], "error");
 }
 
 #[tokio::test]
-async fn the_prompt_holds_the_system_prompt_and_the_last_message_window_size_messages() {
+async fn the_prompt_holds_the_system_prompt_and_the_last_message_window_size_messages_counting_the_new_one()
+ {
     let (app, fake) = app_with_model().await;
     let (_, uid, _) = jack(&app, "alice", json!({"messageWindowSize": 10})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
@@ -762,12 +783,12 @@ async fn the_prompt_holds_the_system_prompt_and_the_last_message_window_size_mes
     }
     talk(&app, &fake, "alice", &chat, "question 7", "answer 7").await;
     let prompt = prompt_of(&fake.requests()[6]);
-    assert_eq!(prompt.len(), 12, "{prompt:?}");
+    assert_eq!(prompt.len(), 11, "{prompt:?}");
     assert_eq!(prompt[0].0, "system");
-    // The 12 stored messages leave the oldest exchange out of the 10 the window holds.
-    assert_eq!(prompt[1], ("user".into(), "question 2".into()));
-    assert_eq!(prompt[10], ("assistant".into(), "answer 6".into()));
-    assert_eq!(prompt[11], ("user".into(), "question 7".into()));
+    // The window of 10 is the new question and the 9 messages before it.
+    assert_eq!(prompt[1], ("assistant".into(), "answer 2".into()));
+    assert_eq!(prompt[9], ("assistant".into(), "answer 6".into()));
+    assert_eq!(prompt[10], ("user".into(), "question 7".into()));
 }
 
 #[tokio::test]
@@ -814,10 +835,7 @@ async fn pages_count_back_from_the_newest_and_show_the_greeting_when_they_reach_
     assert_eq!(page(0, None).await, Vec::<String>::new());
     app.get(&format!("{CHAT}/messages/{chat}/-1"), "alice")
         .await
-        .assert_problem(422);
-    app.get(&format!("{CHAT}/messages/{chat}/ten"), "alice")
-        .await
-        .assert_problem(404);
+        .assert_problem(400);
     let all = app
         .get(&format!("{CHAT}/messages/debug/{chat}"), "alice")
         .await
@@ -966,7 +984,7 @@ async fn rolling_back_removes_the_newest_messages_and_returns_their_ids() {
         .send()
         .await
         .unwrap();
-    Reply::from(zero).await.assert_problem(422);
+    Reply::from(zero).await.assert_problem(400);
 }
 
 #[tokio::test]
@@ -1270,9 +1288,11 @@ async fn a_freechat_delete_removes_the_chat_from_both_dialects() {
     app.get(&format!("/api/v1/chat/conversations/{chat}"), "alice")
         .await
         .assert_problem(404);
-    app.get(&format!("{CHAT}/{id}"), "alice")
-        .await
-        .assert_problem(404);
+    let default = app.get(&format!("{CHAT}/{id}"), "alice").await;
+    assert_eq!(
+        (default.status, default.text.as_str()),
+        (StatusCode::OK, "")
+    );
     assert_eq!(
         app.get("/api/v1/chat/conversations", "alice").await.body["total"],
         0
@@ -1413,7 +1433,8 @@ async fn the_chat_list_shows_context_character_latest_record_and_flags_most_rece
     assert!(context["gmtRead"].is_string() && context["gmtCreate"].is_string());
     assert_eq!(mine["character"]["characterUid"], uid);
     assert_eq!(mine["character"]["name"], "Jack");
-    assert_eq!(mine["provider"], "default");
+    // FreeChat's kind of provider, not the deployment's name for it.
+    assert_eq!(mine["provider"], "open_ai");
     assert_eq!(mine["proactiveChatWaitingTime"], 5);
     assert_eq!(
         mine["latestMessageRecord"]["message"]["contents"][0]["content"],
@@ -1423,6 +1444,9 @@ async fn the_chat_list_shows_context_character_latest_record_and_flags_most_rece
     assert_eq!(mine["isDebugEnabled"], true);
     assert_eq!(mine["isCustomizedApiKeyEnabled"], false);
     let other = &sessions[0];
+    // Started without an `about`: the chat's scene is the character's default one.
+    assert_eq!(other["context"]["about"], "On deck.");
+    assert_eq!(other["provider"], "open_ai");
     assert_eq!(other["senderStatus"], "online");
     assert_eq!(other["isDebugEnabled"], false);
     assert_eq!(
@@ -1484,8 +1508,8 @@ async fn updating_a_chat_changes_how_the_next_prompt_names_the_user_and_may_move
     let system = &prompt_of(&sent)[0].1;
     assert!(system.contains("You are talking with Annie."), "{system}");
     assert!(
-        system.contains("On deck."),
-        "a cleared scene falls back to the default one"
+        !system.contains("On deck.") && !system.contains("## Scene"),
+        "a cleared scene stays cleared: the default one was the chat's `about`, now gone: {system}"
     );
     // The chat moved to the second backend: starting with it finds this chat.
     assert_eq!(
@@ -1519,7 +1543,7 @@ async fn updating_a_chat_changes_how_the_next_prompt_names_the_user_and_may_move
         &json!({"userNickname": "x"}),
     )
     .await
-    .assert_problem(422);
+    .assert_problem(400);
 }
 
 #[tokio::test]

@@ -13,7 +13,8 @@ use aws_sdk_dynamodb::types::{KeysAndAttributes, TransactWriteItem, Update};
 use super::characters::{NEW, key};
 use super::conversations::{attr, conversation_key, s};
 use super::items::{
-    BackendItem, CharacterItem, ConversationItem, Item, PointerItem, from_item, to_item,
+    BackendItem, CharacterItem, ConversationItem, Item, MessageItem, PointerItem, from_item,
+    to_item,
 };
 use super::ops::Partition;
 use super::{ConversationRecord, Store, StoreError, classify, keys};
@@ -201,6 +202,18 @@ impl Store {
         count: usize,
     ) -> Result<Vec<Message>, StoreError> {
         self.latest_messages(chat.id(), count).await
+    }
+
+    /// Every message of the chat, oldest first, read page by page (DynamoDB answers a query
+    /// with at most 1 MB), so that a long history comes back whole.
+    pub async fn all_messages(&self, chat: &ChatRecord) -> Result<Vec<Message>, StoreError> {
+        let partition =
+            Partition::of(keys::conversation_pk(chat.id())).prefixed(keys::MESSAGE_SK_PREFIX);
+        self.query(partition)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
+            .collect()
     }
 
     /// Saves a chat's session and the settings its conversation carries. A session that moves

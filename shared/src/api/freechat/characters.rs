@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{DONE, missing, or_missing};
+use super::{DONE, FreePath, missing, or_missing, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::{Backend, BackendSettings, Character, CharacterInfo, QuotaType, Visibility};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::extract::ApiJson;
 use crate::http::validate::Violations;
 use crate::llm::Providers;
 
@@ -30,7 +30,7 @@ const MAX_ANSWER_TOKENS: i64 = 8_192;
 pub fn routes() -> Router<AppState> {
     // axum allows one parameter name per position, so routes that FreeChat documents with
     // different names (a character uid or a backend id) share `{id}`.
-    Router::new()
+    let routes = Router::new()
         .route("/api/v1/character", post(create_character))
         .route(
             "/api/v1/character/{characterId}",
@@ -57,7 +57,8 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/character/backend/default/{id}",
             get(get_default_character_backend).put(set_default_character_backend),
-        )
+        );
+    spring_statuses(routes)
 }
 
 /// A character to create, or the fields of one to change: absent fields keep their value,
@@ -393,17 +394,24 @@ pub(crate) async fn visible_character(
     Ok((character, backends))
 }
 
+/// The uid of the character with FreeChat's numeric id (a `Long` there, so a negative one
+/// parses and names no character).
+pub(crate) async fn character_uid(state: &AppState, character_id: i64) -> ApiResult<String> {
+    let id = u64::try_from(character_id).map_err(|_| missing("Character"))?;
+    state
+        .store
+        .character_uid(id)
+        .await
+        .map_err(or_missing("Character"))
+}
+
 /// As [`visible_character`], by FreeChat's numeric id.
 async fn visible_character_by_id(
     state: &AppState,
     user_id: &str,
-    character_id: u64,
+    character_id: i64,
 ) -> ApiResult<(Character, Vec<Backend>)> {
-    let uid = state
-        .store
-        .character_uid(character_id)
-        .await
-        .map_err(or_missing("Character"))?;
+    let uid = character_uid(state, character_id).await?;
     visible_character(state, user_id, &uid).await
 }
 
@@ -439,7 +447,7 @@ async fn owned_backend(
     request_body = CharacterInput,
     responses(
         (status = 200, description = "The new character's numeric id", body = u64, content_type = "application/json"),
-        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -458,8 +466,9 @@ pub async fn create_character(
 
 #[utoipa::path(
     get, path = "/api/v1/character/summary/{characterId}", tag = "character", operation_id = "getCharacterSummary",
-    params(("characterId" = u64, Path, description = "Character identifier")),
+    params(("characterId" = i64, Path, description = "Character identifier")),
     responses(
+        (status = 400, description = "A character id that is not an integer", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The character's summary", body = CharacterSummaryDto),
         (status = 404, description = "No such character visible to the caller", body = Problem, content_type = "application/problem+json"),
     ),
@@ -468,7 +477,7 @@ pub async fn create_character(
 pub async fn get_character_summary(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(character_id): ApiPath<u64>,
+    FreePath(character_id): FreePath<i64>,
 ) -> ApiResult<Json<CharacterSummaryDto>> {
     let (character, _) = visible_character_by_id(&state, &caller.user_id, character_id).await?;
     Ok(Json((&character).into()))
@@ -476,8 +485,9 @@ pub async fn get_character_summary(
 
 #[utoipa::path(
     get, path = "/api/v1/character/details/{characterId}", tag = "character", operation_id = "getCharacterDetails",
-    params(("characterId" = u64, Path, description = "Character identifier")),
+    params(("characterId" = i64, Path, description = "Character identifier")),
     responses(
+        (status = 400, description = "A character id that is not an integer", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The character with its backends", body = CharacterDetailsDto),
         (status = 404, description = "No such character visible to the caller", body = Problem, content_type = "application/problem+json"),
     ),
@@ -486,7 +496,7 @@ pub async fn get_character_summary(
 pub async fn get_character_details(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(character_id): ApiPath<u64>,
+    FreePath(character_id): FreePath<i64>,
 ) -> ApiResult<Json<CharacterDetailsDto>> {
     let (character, backends) =
         visible_character_by_id(&state, &caller.user_id, character_id).await?;
@@ -509,20 +519,20 @@ pub async fn get_character_details(
 
 #[utoipa::path(
     put, path = "/api/v1/character/{characterId}", tag = "character", operation_id = "updateCharacter",
-    params(("characterId" = u64, Path, description = "Character identifier")),
+    params(("characterId" = i64, Path, description = "Character identifier")),
     request_body = CharacterInput,
     responses(
         (status = 200, description = "Updated", body = bool, content_type = "application/json"),
+        (status = 400, description = "Invalid input, or a character id that is not an integer", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such character of the caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Changed by another request meanwhile", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn update_character(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(character_id): ApiPath<u64>,
+    FreePath(character_id): FreePath<i64>,
     ApiJson(body): ApiJson<CharacterInput>,
 ) -> ApiResult<Json<bool>> {
     let (mut character, _) = visible_character_by_id(&state, &caller.user_id, character_id).await?;
@@ -539,8 +549,9 @@ pub async fn update_character(
 
 #[utoipa::path(
     delete, path = "/api/v1/character/{characterId}", tag = "character", operation_id = "deleteCharacter",
-    params(("characterId" = u64, Path, description = "Character identifier")),
+    params(("characterId" = i64, Path, description = "Character identifier")),
     responses(
+        (status = 400, description = "A character id that is not an integer", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "Deleted with its backends", body = bool, content_type = "application/json"),
         (status = 404, description = "No such character of the caller", body = Problem, content_type = "application/problem+json"),
     ),
@@ -549,7 +560,7 @@ pub async fn update_character(
 pub async fn delete_character(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(character_id): ApiPath<u64>,
+    FreePath(character_id): FreePath<i64>,
 ) -> ApiResult<Json<bool>> {
     let (character, backends) =
         visible_character_by_id(&state, &caller.user_id, character_id).await?;
@@ -569,14 +580,14 @@ pub async fn delete_character(
     responses(
         (status = 200, description = "The new backend's id", body = String, content_type = "text/plain"),
         (status = 404, description = "No such character of the caller", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn add_character_backend(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(character_uid): ApiPath<String>,
+    FreePath(character_uid): FreePath<String>,
     ApiJson(body): ApiJson<BackendInput>,
 ) -> ApiResult<impl IntoResponse> {
     let (character, _) = visible_character(&state, &caller.user_id, &character_uid).await?;
@@ -608,7 +619,7 @@ pub async fn add_character_backend(
 pub async fn list_character_backends(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(character_uid): ApiPath<String>,
+    FreePath(character_uid): FreePath<String>,
 ) -> ApiResult<Json<Vec<CharacterBackendDetailsDto>>> {
     let (character, backends) = visible_character(&state, &caller.user_id, &character_uid).await?;
     Ok(Json(
@@ -631,7 +642,7 @@ pub async fn list_character_backends(
 pub async fn get_default_character_backend(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(character_uid): ApiPath<String>,
+    FreePath(character_uid): FreePath<String>,
 ) -> ApiResult<Json<CharacterBackendDetailsDto>> {
     let (character, backends) = visible_character(&state, &caller.user_id, &character_uid).await?;
     let backend = default_backend(&character, &backends)
@@ -660,7 +671,7 @@ pub(crate) fn default_backend<'a>(
 pub async fn set_default_character_backend(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(backend_id): ApiPath<String>,
+    FreePath(backend_id): FreePath<String>,
 ) -> ApiResult<Json<bool>> {
     let (_, backend) = owned_backend(&state, &caller.user_id, &backend_id).await?;
     state
@@ -678,14 +689,14 @@ pub async fn set_default_character_backend(
     responses(
         (status = 200, description = "Updated", body = bool, content_type = "application/json"),
         (status = 404, description = "No such backend of the caller", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn update_character_backend(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(backend_id): ApiPath<String>,
+    FreePath(backend_id): FreePath<String>,
     ApiJson(body): ApiJson<BackendInput>,
 ) -> ApiResult<Json<bool>> {
     let (_, mut backend) = owned_backend(&state, &caller.user_id, &backend_id).await?;
@@ -718,7 +729,7 @@ pub async fn update_character_backend(
 pub async fn remove_character_backend(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(backend_id): ApiPath<String>,
+    FreePath(backend_id): FreePath<String>,
 ) -> ApiResult<Json<bool>> {
     let (character, backend) = owned_backend(&state, &caller.user_id, &backend_id).await?;
     state.store.remove_backend(&character, &backend).await?;

@@ -3,24 +3,20 @@
 //!
 //! A page is counted back from the newest message: `offset` newest messages are skipped, the
 //! `limit` before them are returned in chronological order. The character's greeting counts
-//! as the oldest message, so a page that reaches the start shows it first.
+//! as the oldest message, so a page that reaches the start shows it first. Without a limit,
+//! every message is listed, as FreeChat does.
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::ChatMessageRecordDto;
 use super::sessions::own_chat;
+use super::{ChatMessageRecordDto, FreePath};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Problem};
-use crate::http::extract::ApiPath;
 use crate::http::validate::Violations;
 use crate::store::ChatRecord;
-
-/// The most messages one page holds, also when no limit is given (FreeChat's default is
-/// every message).
-pub const MAX_PAGE: usize = 1_000;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -60,13 +56,21 @@ pub(crate) async fn page(
     let mut v = Violations::new();
     v.range(limit, 0, i64::MAX, &["path", "limit"]);
     v.finish()?;
-    let limit = limit.map_or(MAX_PAGE, |l| {
-        usize::try_from(l).unwrap_or(MAX_PAGE).min(MAX_PAGE)
-    });
+    let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
     // FreeChat reads a negative offset as none.
     let offset = offset.map_or(0, |o| usize::try_from(o).unwrap_or(0));
-    let wanted = offset.saturating_add(limit);
-    let (newest, character) = tokio::try_join!(state.store.newest_messages(chat, wanted), async {
+    let wanted = limit.map(|limit| offset.saturating_add(limit));
+    let newest = async {
+        match wanted {
+            Some(wanted) => state.store.newest_messages(chat, wanted).await,
+            None => {
+                let mut all = state.store.all_messages(chat).await?;
+                all.reverse();
+                Ok(all)
+            }
+        }
+    };
+    let (newest, character) = tokio::try_join!(newest, async {
         // The messages stay the user's even if the character is gone or turned private;
         // only its greeting and the debug view need it.
         match state.store.character(&chat.session.character_uid).await {
@@ -76,7 +80,7 @@ pub(crate) async fn page(
         }
     })?;
     let debug = debug && character.as_ref().is_some_and(|c| c.is_owned_by(user_id));
-    let reached_start = newest.len() < wanted;
+    let reached_start = wanted.is_none_or(|wanted| newest.len() < wanted);
     let greeting = character
         .as_ref()
         .and_then(|c| c.info.greeting.as_deref())
@@ -87,7 +91,7 @@ pub(crate) async fn page(
         .map(|m| ChatMessageRecordDto::of(m, debug))
         .chain(greeting)
         .skip(offset)
-        .take(limit)
+        .take(limit.unwrap_or(usize::MAX))
         .collect();
     page.reverse();
     Ok(page)
@@ -111,7 +115,7 @@ async fn listing(
     get, path = "/api/v1/chat/messages/{chatId}", tag = "chat", operation_id = "listMessages",
     params(("chatId" = String, Path, description = "Chat session identifier")),
     responses(
-        (status = 200, description = "The newest messages (up to 1000), oldest first", body = Vec<ChatMessageRecordDto>),
+        (status = 200, description = "Every message, oldest first", body = Vec<ChatMessageRecordDto>),
         (status = 404, description = "No such chat of the caller", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -119,7 +123,7 @@ async fn listing(
 pub async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(chat_id): ApiPath<String>,
+    FreePath(chat_id): FreePath<String>,
 ) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, None, None, false).await
 }
@@ -128,19 +132,19 @@ pub async fn list_messages(
     get, path = "/api/v1/chat/messages/{chatId}/{limit}", tag = "chat", operation_id = "listMessages_2",
     params(
         ("chatId" = String, Path, description = "Chat session identifier"),
-        ("limit" = i64, Path, description = "Messages limit (at most 1000 are returned)"),
+        ("limit" = i64, Path, description = "Messages limit"),
     ),
     responses(
         (status = 200, description = "The newest `limit` messages, oldest first", body = Vec<ChatMessageRecordDto>),
         (status = 404, description = "No such chat of the caller", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A negative limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A negative limit, or one that is not an integer", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn list_messages_with_limit(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath((chat_id, limit)): ApiPath<(String, i64)>,
+    FreePath((chat_id, limit)): FreePath<(String, i64)>,
 ) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, Some(limit), None, false).await
 }
@@ -149,20 +153,20 @@ pub async fn list_messages_with_limit(
     get, path = "/api/v1/chat/messages/{chatId}/{limit}/{offset}", tag = "chat", operation_id = "listMessages_1",
     params(
         ("chatId" = String, Path, description = "Chat session identifier"),
-        ("limit" = i64, Path, description = "Messages limit (at most 1000 are returned)"),
+        ("limit" = i64, Path, description = "Messages limit"),
         ("offset" = i64, Path, description = "Messages offset (from new to old)"),
     ),
     responses(
         (status = 200, description = "`limit` messages before the newest `offset`, oldest first", body = Vec<ChatMessageRecordDto>),
         (status = 404, description = "No such chat of the caller", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A negative limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A negative limit, or one that is not an integer", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn list_messages_with_offset(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath((chat_id, limit, offset)): ApiPath<(String, i64, i64)>,
+    FreePath((chat_id, limit, offset)): FreePath<(String, i64, i64)>,
 ) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, Some(limit), Some(offset), false).await
 }
@@ -179,7 +183,7 @@ pub async fn list_messages_with_offset(
 pub async fn list_debug_messages(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(chat_id): ApiPath<String>,
+    FreePath(chat_id): FreePath<String>,
 ) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, None, None, true).await
 }
@@ -188,19 +192,19 @@ pub async fn list_debug_messages(
     get, path = "/api/v1/chat/messages/debug/{chatId}/{limit}", tag = "chat", operation_id = "listDebugMessages",
     params(
         ("chatId" = String, Path, description = "Chat session identifier"),
-        ("limit" = i64, Path, description = "Messages limit (at most 1000 are returned)"),
+        ("limit" = i64, Path, description = "Messages limit"),
     ),
     responses(
         (status = 200, description = "As listMessages_2, with each record's `ext` when the caller owns the character", body = Vec<ChatMessageRecordDto>),
         (status = 404, description = "No such chat of the caller", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A negative limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A negative limit, or one that is not an integer", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn list_debug_messages_with_limit(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath((chat_id, limit)): ApiPath<(String, i64)>,
+    FreePath((chat_id, limit)): FreePath<(String, i64)>,
 ) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, Some(limit), None, true).await
 }
@@ -209,20 +213,20 @@ pub async fn list_debug_messages_with_limit(
     get, path = "/api/v1/chat/messages/debug/{chatId}/{limit}/{offset}", tag = "chat", operation_id = "listDebugMessages_1",
     params(
         ("chatId" = String, Path, description = "Chat session identifier"),
-        ("limit" = i64, Path, description = "Messages limit (at most 1000 are returned)"),
+        ("limit" = i64, Path, description = "Messages limit"),
         ("offset" = i64, Path, description = "Messages offset (from new to old)"),
     ),
     responses(
         (status = 200, description = "As listMessages_1, with each record's `ext` when the caller owns the character", body = Vec<ChatMessageRecordDto>),
         (status = 404, description = "No such chat of the caller", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A negative limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A negative limit, or one that is not an integer", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn list_debug_messages_with_offset(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath((chat_id, limit, offset)): ApiPath<(String, i64, i64)>,
+    FreePath((chat_id, limit, offset)): FreePath<(String, i64, i64)>,
 ) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, Some(limit), Some(offset), true).await
 }

@@ -9,21 +9,150 @@ pub mod send;
 pub mod sessions;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::domain::{Message, MessageRole};
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError, LocPart, Problem};
 use crate::llm::Usage;
 use crate::store::StoreError;
 
 /// The chat-session routes served by request and response (the `sessions` function).
 pub fn session_routes() -> Router<AppState> {
-    sessions::routes()
-        .merge(messages::routes())
-        .merge(send::routes())
+    spring_statuses(
+        sessions::routes()
+            .merge(messages::routes())
+            .merge(send::routes()),
+    )
+}
+
+/// FreeChat is a Spring application: a request that fails validation is a 400 there, where
+/// the Chatter dialect (FastAPI) answers 422. The problem body, with its `errors`, is kept.
+/// A layer rather than a variant of `ApiError`, so that extractor rejections (a body of the
+/// wrong shape) are answered the same way as the handlers' own checks.
+pub(crate) fn spring_statuses(routes: Router<AppState>) -> Router<AppState> {
+    routes.layer(axum::middleware::map_response(validation_is_bad_request))
+}
+
+async fn validation_is_bad_request(response: Response) -> Response {
+    if response.status() != StatusCode::UNPROCESSABLE_ENTITY {
+        return response;
+    }
+    let Some(mut problem) = response.extensions().get::<Problem>().cloned() else {
+        return response;
+    };
+    let status = StatusCode::BAD_REQUEST;
+    problem.status = status.as_u16();
+    problem.title = status
+        .canonical_reason()
+        .unwrap_or("Bad Request")
+        .to_owned();
+    let (mut parts, _) = response.into_parts();
+    let mut rebuilt = problem.into_response_with(status);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    for (name, value) in &parts.headers {
+        rebuilt.headers_mut().insert(name, value.clone());
+    }
+    rebuilt
+}
+
+/// Path parameters as Spring binds them: a value that does not parse as the contract's type
+/// (`/messages/{chatId}/ten`) is a 400 naming the parameter, not a path that names nothing.
+pub struct FreePath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for FreePath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let no_match =
+            || ApiError::NotFound("No resource matches this path.".into()).into_response();
+        let err = match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => {
+                // A value no id of this API has names nothing, and must not reach DynamoDB,
+                // which refuses over-long keys with an error that would be a 500.
+                let raw = axum::extract::RawPathParams::from_request_parts(parts, state)
+                    .await
+                    .map_err(|_| no_match())?;
+                return match raw.iter().all(|(_, value)| is_id(value)) {
+                    true => Ok(FreePath(value)),
+                    false => Err(no_match()),
+                };
+            }
+            Err(PathRejection::FailedToDeserializePathParams(err)) => err,
+            Err(_) => return Err(no_match()),
+        };
+        let (key, value, expected) = match err.kind() {
+            ErrorKind::ParseErrorAtKey {
+                key,
+                value,
+                expected_type,
+            } => (Some(key.clone()), value, *expected_type),
+            // A tuple of parameters reports a position; the route names it.
+            ErrorKind::ParseErrorAtIndex {
+                index,
+                value,
+                expected_type,
+            } => {
+                let key = axum::extract::RawPathParams::from_request_parts(parts, state)
+                    .await
+                    .ok()
+                    .and_then(|params| params.iter().nth(*index).map(|(k, _)| k.to_owned()));
+                (key, value, *expected_type)
+            }
+            ErrorKind::ParseError {
+                value,
+                expected_type,
+            } => (None, value, *expected_type),
+            _ => return Err(no_match()),
+        };
+        let integer = ["i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64"];
+        let expected = if integer.contains(&expected) {
+            "an integer"
+        } else {
+            expected
+        };
+        let loc = std::iter::once(LocPart::from("path"))
+            .chain(key.map(LocPart::Key))
+            .collect::<Vec<_>>();
+        let error = FieldError::new(loc, format!("'{value}' is not {expected}."), "type_error");
+        Err(ApiError::Validation(vec![error]).into_response())
+    }
+}
+
+/// Whether a path value can be an id here: 1 to 64 ASCII letters, digits, `-` or `_` (UUIDs,
+/// numbers), as for the Chatter dialect's paths.
+fn is_id(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The finish reason FreeChat reports, from the one a turn stored. FreeChat's values are
+/// langchain4j's: `stop`, `length`, `tool_execution` and `content_filter`, nothing else.
+pub(crate) fn finish_reason(stored: &str) -> &'static str {
+    match stored.to_ascii_lowercase().as_str() {
+        "length" => "length",
+        "content_filter" => "content_filter",
+        "tool_calls" | "function_call" | "tool_execution" => "tool_execution",
+        // A reply the model did not finish (it failed, or the turn was cut off) is stored
+        // as `error` or `interrupted` and kept as it stands. FreeChat's client ends a stream
+        // at the first frame with any `finishReason` and keeps that frame's `message` as the
+        // reply, so the failed stream's last frame must carry one of the four values: of
+        // those, `length` is the one that says "this text is cut short" rather than "this is
+        // the whole answer". The frame's `error` says why.
+        "error" | "interrupted" => "length",
+        _ => "stop",
+    }
 }
 
 /// What FreeChat's `POST`s and `PUT`s answer on success.
@@ -123,13 +252,13 @@ pub struct LlmResultDto {
     pub text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<ChatMessageDto>,
-    /// Lowercase: `stop` | `length` | `content_filter` | `tool_calls`, or `error` when a stream
-    /// failed midway.
+    /// `stop` | `length` | `tool_execution` | `content_filter`; a stream that failed midway
+    /// ends with `length` and an `error`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_usage: Option<TokenUsageDto>,
-    /// Why a stream ended with `finishReason: "error"` (an extension to FreeChat's shape).
+    /// Why a stream ended before the model finished (an extension to FreeChat's shape).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -148,7 +277,7 @@ impl LlmResultDto {
     pub fn last(text: String, finish_reason: &str, usage: Option<Usage>) -> Self {
         Self {
             message: Some(ChatMessageDto::text("assistant", text)),
-            finish_reason: Some(finish_reason.to_lowercase()),
+            finish_reason: Some(self::finish_reason(finish_reason).to_owned()),
             token_usage: usage.map(TokenUsageDto::from),
             ..Default::default()
         }
@@ -166,7 +295,7 @@ impl LlmResultDto {
     pub fn failed(partial: String, error: String) -> Self {
         Self {
             message: Some(ChatMessageDto::text("assistant", partial)),
-            finish_reason: Some("error".into()),
+            finish_reason: Some(finish_reason("error").to_owned()),
             error: Some(error),
             ..Default::default()
         }

@@ -9,17 +9,20 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use tracing::Instrument;
 
 use super::characters::{default_backend, visible_character};
-use super::sessions::{backend_model, chat_settings, own_chat};
-use super::{ChatMessageDto, LlmResultDto, METADATA_KEY, TurnMetadata, missing};
+use super::sessions::{backend_model, chat_settings, own_chat, scene_prompt, session_prompt};
+use super::{
+    ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, missing, spring_statuses,
+};
 use crate::AppState;
 use crate::api::chatter::chat::MAX_MESSAGE_CHARS;
 use crate::auth::Caller;
 use crate::chat::{ChatInput, Turn, TurnEvent, estimated_usage};
 use crate::domain::{Backend, Character, JsonObject, MessageRole, Persona};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::extract::ApiJson;
 use crate::http::sse;
 use crate::http::validate::Violations;
 use crate::llm::{
@@ -47,7 +50,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Streaming routes, served by the streaming function.
 pub fn streaming_routes() -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .route(
             "/api/v1/chat/send/stream/{chatId}",
             post(stream_send_message),
@@ -55,7 +58,8 @@ pub fn streaming_routes() -> Router<AppState> {
         .route(
             "/api/v1/chat/send/stream/assistant/{chatId}/{assistantUid}",
             get(stream_send_assistant),
-        )
+        );
+    spring_statuses(routes)
 }
 
 /// What the user said, validated.
@@ -145,7 +149,8 @@ async fn ready_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult
 }
 
 /// Stores the user's message and prepares the model call: the character's system prompt
-/// (with this message's context), the last `messageWindowSize` messages, the backend's model.
+/// (with this message's context), the last `messageWindowSize` messages counting this one,
+/// the backend's model.
 async fn begin_turn(
     state: &AppState,
     user_id: &str,
@@ -167,7 +172,7 @@ async fn begin_turn(
             .save_chat(&chat, &chat.session, &settings)
             .await?;
     }
-    let system_prompt = character.system_prompt(&chat.session.persona(said.context.as_deref()));
+    let system_prompt = session_prompt(&character, &chat.session, said.context.as_deref());
     let metadata = TurnMetadata {
         name: said.name,
         context: said.context,
@@ -189,7 +194,8 @@ async fn begin_turn(
             temperature: settings.temperature,
             max_tokens: settings.max_tokens,
             system_prompt_override: Some(system_prompt),
-            history_limit: Some(backend.settings.message_window_size as usize),
+            // The window holds the new message too, so it leaves room for one fewer before it.
+            history_limit: Some((backend.settings.message_window_size as usize).saturating_sub(1)),
             user_metadata: Some(user_metadata),
             ..Default::default()
         },
@@ -204,7 +210,7 @@ async fn begin_turn(
     responses(
         (status = 200, description = "The character's answer, stored with the message", body = LlmResultDto),
         (status = 404, description = "No such chat of the caller, or its character or backend is gone", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid message", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid message", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The chat's quota is used up", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The model provider failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The model provider is unreachable", body = Problem, content_type = "application/problem+json"),
@@ -215,7 +221,7 @@ async fn begin_turn(
 pub async fn send_message(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(chat_id): ApiPath<String>,
+    FreePath(chat_id): FreePath<String>,
     ApiJson(body): ApiJson<ChatMessageDto>,
 ) -> ApiResult<Json<LlmResultDto>> {
     let turn = begin_turn(&state, &caller.user_id, &chat_id, body).await?;
@@ -233,9 +239,9 @@ pub async fn send_message(
     params(("chatId" = String, Path, description = "Chat session identifier")),
     request_body = ChatMessageDto,
     responses(
-        (status = 200, description = "Server-Sent Events: `data: {\"text\": <delta>}` frames, then one `LlmResultDTO` with the whole `message`, `finishReason` and `tokenUsage` (`finishReason: \"error\"` and `error` when the model failed midway); no `[DONE]`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: `data: {\"text\": <delta>}` frames, then one `LlmResultDTO` with the whole `message`, `finishReason` and `tokenUsage` (`finishReason: \"length\"` and `error` when the model failed midway); no `[DONE]`", content_type = "text/event-stream", body = String),
         (status = 404, description = "No such chat of the caller, or its character or backend is gone", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid message", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid message", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The chat's quota is used up", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -243,13 +249,18 @@ pub async fn send_message(
 pub async fn stream_send_message(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(chat_id): ApiPath<String>,
+    FreePath(chat_id): FreePath<String>,
     ApiJson(body): ApiJson<ChatMessageDto>,
 ) -> ApiResult<Response> {
     let turn = begin_turn(&state, &caller.user_id, &chat_id, body).await?;
     let heartbeat = state.config.sse_heartbeat;
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(turn.stream(state, sender));
+    // The turn outlives this handler; it keeps the request's span, so that what it logs
+    // (a model failure, a store error) carries the request's correlation id.
+    tokio::spawn(
+        turn.stream(state, sender)
+            .instrument(tracing::Span::current()),
+    );
     // The text so far rides along, for the last frame of a stream that fails midway.
     let frames = futures_util::stream::unfold(
         (receiver, String::new()),
@@ -311,7 +322,7 @@ async fn assistant_request(
         about: session.about.as_deref(),
         context: None,
     };
-    let system = format!("{}\n\n{ASSISTANT_TASK}", assistant.system_prompt(&persona));
+    let system = format!("{}\n\n{ASSISTANT_TASK}", scene_prompt(&assistant, &persona));
     let window = backend.settings.message_window_size as usize;
     let newest = state.store.newest_messages(&chat, window).await?;
     let greeting = character
@@ -366,7 +377,7 @@ async fn assistant_request(
 pub async fn send_assistant(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath((chat_id, assistant_uid)): ApiPath<(String, String)>,
+    FreePath((chat_id, assistant_uid)): FreePath<(String, String)>,
 ) -> ApiResult<Json<LlmResultDto>> {
     let (provider, request) =
         assistant_request(&state, &caller.user_id, &chat_id, &assistant_uid).await?;
@@ -449,7 +460,7 @@ impl Relay {
 pub async fn stream_send_assistant(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath((chat_id, assistant_uid)): ApiPath<(String, String)>,
+    FreePath((chat_id, assistant_uid)): FreePath<(String, String)>,
 ) -> ApiResult<Response> {
     let (provider, request) =
         assistant_request(&state, &caller.user_id, &chat_id, &assistant_uid).await?;

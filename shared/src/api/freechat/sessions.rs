@@ -14,19 +14,19 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::characters::{CharacterSummaryDto, default_backend, visible_character};
+use super::characters::{CharacterSummaryDto, character_uid, default_backend, visible_character};
 use super::messages::page;
-use super::{ChatMessageRecordDto, DONE, TokenUsageDto, missing, or_missing};
+use super::{ChatMessageRecordDto, DONE, FreePath, TokenUsageDto, missing, or_missing};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::{
-    Backend, Character, ChatSession, ChatSettings, Conversation, NewConversation, QuotaType,
-    Visibility,
+    Backend, Character, ChatSession, ChatSettings, Conversation, NewConversation, Persona,
+    QuotaType, Visibility,
 };
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::extract::ApiJson;
 use crate::http::validate::Violations;
-use crate::llm::Provider;
+use crate::llm::{Provider, Providers};
 use crate::store::{ChatRecord, StoreError};
 
 const MAX_NICKNAME_CHARS: usize = 100;
@@ -160,9 +160,10 @@ pub struct ChatContextDto {
 pub struct ChatSessionDto {
     pub context: ChatContextDto,
     pub character: CharacterSummaryDto,
-    /// The configured provider the chat's backend calls.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    /// The kind of service the chat's model runs on, in FreeChat's terms: `open_ai`,
+    /// `azure_open_ai`, `dash_scope`, `hugging_face`, or `unknown` for a provider this
+    /// deployment no longer has.
+    pub provider: &'static str,
     /// The newest message, or the character's greeting before there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_message_record: Option<ChatMessageRecordDto>,
@@ -183,6 +184,7 @@ impl ChatSessionDto {
         backend: Option<&Backend>,
         latest: Option<ChatMessageRecordDto>,
         user_id: &str,
+        provider: &'static str,
     ) -> Self {
         let conversation = chat.conversation();
         let session = chat.session.clone();
@@ -208,7 +210,7 @@ impl ChatSessionDto {
                 ext: session.ext,
             },
             character: character.into(),
-            provider: conversation.llm_provider.clone(),
+            provider,
             latest_message_record: latest,
             proactive_chat_waiting_time: backend
                 .map_or(0, |b| b.settings.proactive_chat_waiting_time),
@@ -226,6 +228,49 @@ pub struct MemoryUsageDto {
     /// The character's replies over the chat's whole life.
     pub message_usage: u64,
     pub token_usage: TokenUsageDto,
+}
+
+/// FreeChat's name for the kind of service behind a configured provider. Every provider
+/// here speaks OpenAI's API, so that is the answer unless the host is one of the services
+/// FreeChat names that also serve that API.
+fn provider_kind(providers: &Providers, name: Option<&str>) -> &'static str {
+    let Some(provider) = providers.get(name) else {
+        return "unknown";
+    };
+    let host = reqwest::Url::parse(&provider.config.base_url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    if host.ends_with(".openai.azure.com") || host.ends_with(".azure-api.net") {
+        "azure_open_ai"
+    } else if host.starts_with("dashscope") && host.ends_with(".aliyuncs.com") {
+        "dash_scope"
+    } else if host == "huggingface.co" || host.ends_with(".huggingface.co") {
+        "hugging_face"
+    } else {
+        "open_ai"
+    }
+}
+
+/// The character's system prompt in a session. The scene is the session's `about` alone:
+/// a chat starts with the character's default scene as its `about`, and a user who clears
+/// it gets no scene, as in FreeChat, rather than the default one back.
+pub(crate) fn session_prompt(
+    character: &Character,
+    session: &ChatSession,
+    context: Option<&str>,
+) -> String {
+    scene_prompt(character, &session.persona(context))
+}
+
+/// As [`session_prompt`], for any persona.
+pub(crate) fn scene_prompt(character: &Character, persona: &Persona<'_>) -> String {
+    if character.info.default_scene.is_none() {
+        return character.system_prompt(persona);
+    }
+    let mut without_default = character.clone();
+    without_default.info.default_scene = None;
+    without_default.system_prompt(persona)
 }
 
 /// The provider a backend calls, and the model it asks for.
@@ -258,7 +303,7 @@ pub(crate) fn chat_settings(
 ) -> ApiResult<ChatSettings> {
     let (provider, model) = backend_model(state, backend)?;
     Ok(ChatSettings {
-        system_prompt: character.system_prompt(&session.persona(None)),
+        system_prompt: session_prompt(character, session, None),
         provider: provider.name.clone(),
         model,
         temperature: backend.settings.temperature,
@@ -269,6 +314,17 @@ pub(crate) fn chat_settings(
 /// FreeChat's answer when a chat cannot have the backend asked for.
 fn no_backend() -> ApiError {
     ApiError::BadRequest("No backend found.".into())
+}
+
+/// Why a chat cannot move to a backend that is not its character's: a backend of a
+/// character the caller can see is the wrong one (400); any other, also one of another
+/// user's private character, is missing (404), so that its existence is not given away.
+async fn foreign_backend(state: &AppState, user_id: &str, backend_id: &str) -> ApiError {
+    match state.store.backend(backend_id).await {
+        Ok((character, _, _)) if character.is_visible_to(user_id) => no_backend(),
+        Ok(_) | Err(StoreError::NotFound) => missing("Backend"),
+        Err(other) => other.into(),
+    }
 }
 
 /// The chat session `chat_id` of the caller.
@@ -289,9 +345,8 @@ pub(crate) async fn own_chat(
     request_body = ChatCreateDto,
     responses(
         (status = 200, description = "The chat's id; the same one again for the same backend", body = String, content_type = "text/plain"),
-        (status = 400, description = "The backend is not one of the character's, or the character has none", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid input, a backend that is not one of the character's, or a character with none", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such character visible to the caller", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -314,7 +369,8 @@ pub async fn start_chat(
         user_nickname: None,
         user_profile: None,
         character_nickname: None,
-        about: None,
+        // FreeChat's chat starts in the character's default scene unless told another.
+        about: character.info.default_scene.clone(),
         ext: None,
         read_at: crate::domain::now(),
     };
@@ -405,7 +461,8 @@ pub async fn list_chats(
                     .map(|g| ChatMessageRecordDto::greeting(g, chat.conversation().created_at)),
             };
             let backend = backends.get(&chat.session.backend_id);
-            ChatSessionDto::of(chat, character, backend, latest, user_id)
+            let provider = provider_kind(&state.llm, chat.conversation().llm_provider.as_deref());
+            ChatSessionDto::of(chat, character, backend, latest, user_id, provider)
         })
         .collect();
     sessions.sort_by(|a, b| {
@@ -417,32 +474,31 @@ pub async fn list_chats(
 
 #[utoipa::path(
     get, path = "/api/v1/chat/{characterId}", tag = "chat", operation_id = "getDefaultChatId",
-    params(("characterId" = u64, Path, description = "Character identifier")),
+    params(("characterId" = i64, Path, description = "Character identifier")),
     responses(
-        (status = 200, description = "The caller's chat with the character's default backend", body = String, content_type = "text/plain"),
-        (status = 404, description = "No such character visible to the caller, or no chat with it yet", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The caller's chat with the character's default backend; empty when there is none yet", body = String, content_type = "text/plain"),
+        (status = 400, description = "A character id that is not an integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such character visible to the caller", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn get_default_chat_id(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(character_id): ApiPath<u64>,
+    FreePath(character_id): FreePath<i64>,
 ) -> ApiResult<impl IntoResponse> {
     let user_id = &caller.user_id;
-    let uid = state
-        .store
-        .character_uid(character_id)
-        .await
-        .map_err(or_missing("Character"))?;
+    let uid = character_uid(&state, character_id).await?;
     let (character, backends) = visible_character(&state, user_id, &uid).await?;
-    let backend = default_backend(&character, &backends).ok_or_else(|| missing("Chat"))?;
-    let chat = state
-        .store
-        .chat_with_backend(user_id, &backend.id)
-        .await?
-        .ok_or_else(|| missing("Chat"))?;
-    Ok(plain_text(chat.id().to_owned()))
+    // FreeChat answers a character the user has no chat with (or one without a default
+    // backend) with an empty id, not an error: clients start a chat on seeing it.
+    let chat = match default_backend(&character, &backends) {
+        Some(backend) => state.store.chat_with_backend(user_id, &backend.id).await?,
+        None => None,
+    };
+    Ok(plain_text(
+        chat.map(|c| c.id().to_owned()).unwrap_or_default(),
+    ))
 }
 
 #[utoipa::path(
@@ -451,23 +507,25 @@ pub async fn get_default_chat_id(
     request_body = ChatUpdateDto,
     responses(
         (status = 200, description = "Updated", body = bool, content_type = "application/json"),
-        (status = 400, description = "Another character, or a backend that is not the character's", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such chat of the caller, or its character or backend is gone", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid input, another character, or a backend that is not the character's", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such chat of the caller, its character or backend is gone, or the character or backend named is not one the caller can see", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The caller already has a chat with that backend", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn update_chat(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(chat_id): ApiPath<String>,
+    FreePath(chat_id): FreePath<String>,
     ApiJson(body): ApiJson<ChatUpdateDto>,
 ) -> ApiResult<Json<bool>> {
     body.chat.validate()?;
     let user_id = &caller.user_id;
     let chat = own_chat(&state, user_id, &chat_id).await?;
     if body.chat.character_uid != chat.session.character_uid {
+        // Another user's private character is missing, as on every route; only a character
+        // the caller can see is worth telling them their chat cannot move to.
+        visible_character(&state, user_id, &body.chat.character_uid).await?;
         return Err(ApiError::BadRequest(
             "A chat keeps its character; start another chat for another one.".into(),
         ));
@@ -476,12 +534,10 @@ pub async fn update_chat(
         visible_character(&state, user_id, &chat.session.character_uid).await?;
     let mut session = chat.session.clone();
     if let Some(id) = &body.chat.backend_id {
-        session.backend_id = backends
-            .iter()
-            .find(|b| &b.id == id)
-            .ok_or_else(no_backend)?
-            .id
-            .clone();
+        session.backend_id = match backends.iter().find(|b| &b.id == id) {
+            Some(backend) => backend.id.clone(),
+            None => return Err(foreign_backend(&state, user_id, id).await),
+        };
     }
     let backend = backends
         .iter()
@@ -517,7 +573,7 @@ pub async fn update_chat(
 pub async fn delete_chat(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(chat_id): ApiPath<String>,
+    FreePath(chat_id): FreePath<String>,
 ) -> ApiResult<Json<bool>> {
     let chat = own_chat(&state, &caller.user_id, &chat_id).await?;
     state
@@ -540,7 +596,7 @@ pub async fn delete_chat(
 pub async fn get_memory_usage(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(chat_id): ApiPath<String>,
+    FreePath(chat_id): FreePath<String>,
 ) -> ApiResult<Json<MemoryUsageDto>> {
     let usage = own_chat(&state, &caller.user_id, &chat_id).await?.usage;
     Ok(Json(MemoryUsageDto {
@@ -561,7 +617,7 @@ pub async fn get_memory_usage(
 pub async fn clear_memory(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(chat_id): ApiPath<String>,
+    FreePath(chat_id): FreePath<String>,
 ) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
     let user_id = &caller.user_id;
     let chat = own_chat(&state, user_id, &chat_id).await?;
@@ -582,14 +638,14 @@ pub async fn clear_memory(
     responses(
         (status = 200, description = "The removed messages' ids, newest first", body = Vec<u64>),
         (status = 404, description = "No such chat of the caller", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A count below 1", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A count below 1, or one that is not an integer", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn rollback_messages(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath((chat_id, count)): ApiPath<(String, i64)>,
+    FreePath((chat_id, count)): FreePath<(String, i64)>,
 ) -> ApiResult<Json<Vec<u64>>> {
     let mut v = Violations::new();
     v.range(Some(count), 1, i64::MAX, &["path", "count"]);
