@@ -104,9 +104,14 @@ async fn invalid_fields_are_422_listing_each_one() {
 #[tokio::test]
 async fn an_unknown_route_is_404_and_a_wrong_method_is_405() {
     let app = TestApp::spawn().await;
-    app.get("/api/v1/chat/nothing-here", "alice")
-        .await
-        .assert_problem(404);
+    // Not under /api/v1/chat/: FreeChat's /api/v1/chat/{characterId} matches any one segment
+    // there (and answers a non-numeric id with its own 400).
+    for path in [
+        "/api/v1/nothing-here",
+        "/api/v1/chat/conversations/x/nothing-here",
+    ] {
+        app.get(path, "alice").await.assert_problem(404);
+    }
     let reply = api_tests::Reply::from(
         app.request(Method::PATCH, CONVERSATIONS, "alice")
             .send()
@@ -253,7 +258,6 @@ async fn log_lines_of_a_streamed_turn_carry_the_requests_correlation_id() {
         .set_default();
     // Tests on other threads, without a subscriber, may have had `tracing` cache callsites as
     // disabled while this one's was being set up.
-    lambda_http::tracing::callsite::rebuild_interest_cache();
     let fake = api_tests::FakeLlm::start().await;
     let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
     // The model fails inside the task that runs the streamed turn, which logs the failure.
