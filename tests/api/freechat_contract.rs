@@ -112,11 +112,24 @@ async fn integer_path_values_that_do_not_parse_are_400_problems() {
             format!("{CHAT}/messages/rollback/{chat}/x"),
             Some("count"),
         ),
-        (Method::GET, format!("{CHAT}/abc"), None),
-        (Method::GET, format!("{CHARACTER}/summary/abc"), None),
-        (Method::GET, format!("{CHARACTER}/details/1e3"), None),
-        (Method::PUT, format!("{CHARACTER}/abc"), None),
-        (Method::DELETE, format!("{CHARACTER}/abc"), None),
+        // The route shares its one parameter with PUT and DELETE (a chat id).
+        (Method::GET, format!("{CHAT}/abc"), Some("id")),
+        (
+            Method::GET,
+            format!("{CHARACTER}/summary/abc"),
+            Some("characterId"),
+        ),
+        (
+            Method::GET,
+            format!("{CHARACTER}/details/1e3"),
+            Some("characterId"),
+        ),
+        (Method::PUT, format!("{CHARACTER}/abc"), Some("characterId")),
+        (
+            Method::DELETE,
+            format!("{CHARACTER}/abc"),
+            Some("characterId"),
+        ),
     ] {
         let reply = Reply::from(
             app.request(method.clone(), &path, "alice")

@@ -108,10 +108,20 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for FreePat
                     .and_then(|params| params.iter().nth(*index).map(|(k, _)| k.to_owned()));
                 (key, value, *expected_type)
             }
+            // A single parameter is not named either; the route names it.
             ErrorKind::ParseError {
                 value,
                 expected_type,
-            } => (None, value, *expected_type),
+            } => {
+                let key = axum::extract::RawPathParams::from_request_parts(parts, state)
+                    .await
+                    .ok()
+                    .and_then(|params| match params.iter().collect::<Vec<_>>()[..] {
+                        [(key, _)] => Some(key.to_owned()),
+                        _ => None,
+                    });
+                (key, value, *expected_type)
+            }
             _ => return Err(no_match()),
         };
         let integer = ["i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64"];
