@@ -92,6 +92,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let _ = tcp.set_nodelay(true);
     });
     tokio::spawn(async move { axum::serve(listener, router).await });
+    shared::install_crypto_provider();
     let client = reqwest::Client::new();
     let token = stack::token("streamer");
     let direct = || {

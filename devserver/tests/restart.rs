@@ -80,6 +80,7 @@ async fn listed_ids(http: &reqwest::Client, url: &str, token: &str) -> Vec<Strin
 async fn a_killed_local_server_restarts_with_every_acknowledged_write() {
     let data = std::env::temp_dir().join(format!("devserver-restart-{}", uuid::Uuid::new_v4()));
     let token = shared::auth::issue_token(&Secret::new(SECRET), "alice", Duration::from_secs(600));
+    shared::install_crypto_provider();
     let http = reqwest::Client::new();
     let (server, url) = start(&data);
 

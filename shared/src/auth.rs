@@ -310,8 +310,7 @@ mTdE6pFSwm7aEuJirU78HI+vQUaC+KRADv2z5HdsUuR5wG7lCumUz/+i
 -----END PRIVATE KEY-----";
 
     fn client() -> reqwest::Client {
-        // AppState installs it in the service; these tests build their client directly.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         reqwest::Client::new()
     }
 

@@ -23,6 +23,13 @@ use config::Config;
 use llm::Providers;
 use store::Store;
 
+/// reqwest and rmcp take the process's default crypto provider, and ring is the only one linked
+/// in, so whatever builds an HTTP client (the service, a test, a benchmark) calls this first.
+/// Later calls find it installed, which is fine.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// What every handler can reach; built once per cold start and cloned per request.
 #[derive(Clone)]
 pub struct AppState {
@@ -40,9 +47,7 @@ impl AppState {
     }
 
     pub fn with_store(config: Config, store: Store) -> Self {
-        // reqwest and rmcp take the process's default crypto provider; ring is the one linked in.
-        // A second call (the tests build many states) finds it installed, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         // One HTTP client per cold start, shared by the LLM providers and the JWKS fetch.
         let http = reqwest::Client::builder()
             .connect_timeout(config.llm.connect_timeout)

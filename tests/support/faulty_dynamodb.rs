@@ -107,7 +107,10 @@ async fn forward(
     }
     let mut request = shared
         .http
-        .get_or_init(reqwest::Client::new)
+        .get_or_init(|| {
+            shared::install_crypto_provider();
+            reqwest::Client::new()
+        })
         .request(method, format!("{}{}", shared.upstream, uri.path()));
     for (name, value) in &headers {
         if name != "host" && name != "content-length" {

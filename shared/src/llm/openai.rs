@@ -511,8 +511,7 @@ mod tests {
     use super::*;
 
     fn client() -> OpenAiCompatible {
-        // reqwest takes the process's default crypto provider, which the app installs at start.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         OpenAiCompatible::new(
             reqwest::Client::new(),
             "http://provider.example/v1",

@@ -351,7 +351,7 @@ mod tests {
     #[tokio::test]
     async fn a_call_to_a_tool_not_on_offer_runs_under_the_unknown_name() {
         // No MCP server is configured, so the hub's client never sends anything.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         let hub = McpHub::new(&[], reqwest::Client::new());
         let set = toolset(Vec::new());
         let call = |name: &str| ToolCall {
