@@ -1058,6 +1058,44 @@ async fn a_used_up_quota_refuses_the_next_send_with_429_even_after_the_history_i
 }
 
 #[tokio::test]
+async fn a_chatter_turn_in_a_chat_keeps_its_message_window_and_is_refused_past_its_quota() {
+    let (app, fake) = app_with_model().await;
+    let (_, uid, _) = jack(
+        &app,
+        "alice",
+        json!({"quotaType": "messages", "initQuota": 6, "messageWindowSize": 10}),
+    )
+    .await;
+    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    for i in 1..=5 {
+        let (question, answer) = (format!("question {i}"), format!("answer {i}"));
+        talk(&app, &fake, "alice", &chat, &question, &answer).await;
+    }
+    let chatter_turn = json!({"message": "question 6", "conversation_id": chat});
+    fake.push(Script::reply("answer 6"));
+    let sixth = app.post("/api/v1/chat/chat", "alice", &chatter_turn).await;
+    assert_eq!(sixth.status, StatusCode::OK, "{}", sixth.text);
+    let prompt = prompt_of(&fake.requests()[5]);
+    assert_eq!(prompt.len(), 11, "{prompt:?}");
+    assert_eq!(prompt[1], ("assistant".into(), "answer 1".into()));
+    assert_eq!(prompt[10], ("user".into(), "question 6".into()));
+
+    let seventh = json!({"message": "question 7", "conversation_id": chat});
+    let refused = app.post("/api/v1/chat/chat", "alice", &seventh).await;
+    refused.assert_problem(429);
+    assert_eq!(refused.body["detail"], "Usage 6 exceeds limit 6");
+    app.post("/api/v1/chat/streaming", "alice", &seventh)
+        .await
+        .assert_problem(429);
+    assert_eq!(fake.calls(), 6);
+    let messages = app
+        .get(&format!("{CHAT}/messages/{chat}"), "alice")
+        .await
+        .body;
+    assert_eq!(texts(&messages).last().unwrap(), "answer 6");
+}
+
+#[tokio::test]
 async fn a_token_quota_counts_prompt_and_answer_and_none_is_unlimited() {
     let (app, fake) = app_with_model().await;
     let (_, uid, tokens) = jack(

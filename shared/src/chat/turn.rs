@@ -49,6 +49,8 @@ pub struct ChatInput {
     pub enable_retrieval: Option<bool>,
     /// Retrieve only from these of the caller's documents.
     pub document_ids: Option<Vec<String>>,
+    /// FreeChat's send already checked the chat's quota, character and backend.
+    pub session_admitted: bool,
 }
 
 /// A turn whose user message is stored and whose prompt is ready.
@@ -198,7 +200,7 @@ impl Turn {
     async fn prepare(
         state: &AppState,
         user_id: &str,
-        input: ChatInput,
+        mut input: ChatInput,
         started: Instant,
         workflow: &mut Workflow,
     ) -> ApiResult<Self> {
@@ -228,6 +230,12 @@ impl Turn {
                 Vec::new(),
             ),
         };
+        if record.is_session && !input.session_admitted {
+            // A Chatter turn may not skip what FreeChat's send enforces on the same chat.
+            input.history_limit = Some(
+                crate::api::freechat::send::admit(state, user_id, &record.conversation.id).await?,
+            );
+        }
         let conversation = &record.conversation;
         let retrieval = input
             .enable_retrieval

@@ -22,6 +22,8 @@ use crate::domain::{Conversation, ConversationPatch, LifetimeUsage, Message, Mes
 pub struct ConversationRecord {
     pub conversation: Conversation,
     pub last_sequence: u64,
+    /// A FreeChat chat session: its quota and window bind a Chatter turn in it too.
+    pub is_session: bool,
 }
 
 impl ConversationRecord {
@@ -30,6 +32,7 @@ impl ConversationRecord {
         Self {
             conversation,
             last_sequence: 0,
+            is_session: false,
         }
     }
 
@@ -217,6 +220,7 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         Ok(ConversationRecord {
+            is_session: item.session.is_some(),
             conversation: item.conversation,
             last_sequence: item.last_sequence,
         })

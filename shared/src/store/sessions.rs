@@ -54,6 +54,7 @@ impl ChatRecord {
             record: ConversationRecord {
                 conversation: item.conversation,
                 last_sequence: item.last_sequence,
+                is_session: true,
             },
             usage: item.usage,
         })

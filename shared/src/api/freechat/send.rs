@@ -148,6 +148,19 @@ async fn ready_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult
     })
 }
 
+/// Admits a turn sent to a chat through Chatter's `/chat` or `/streaming` by FreeChat's rules
+/// (the character and backend still there, the quota not used up) and returns how many
+/// earlier messages its prompt may carry.
+pub(crate) async fn admit(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult<usize> {
+    let ready = ready_chat(state, user_id, chat_id).await?;
+    Ok(history_window(&ready.backend))
+}
+
+/// The window holds the new message too, so it leaves room for one fewer before it.
+fn history_window(backend: &Backend) -> usize {
+    (backend.settings.message_window_size as usize).saturating_sub(1)
+}
+
 /// Stores the user's message and prepares the model call: the character's system prompt
 /// (with this message's context), the last `messageWindowSize` messages counting this one,
 /// the backend's model.
@@ -194,9 +207,9 @@ async fn begin_turn(
             temperature: settings.temperature,
             max_tokens: settings.max_tokens,
             system_prompt_override: Some(system_prompt),
-            // The window holds the new message too, so it leaves room for one fewer before it.
-            history_limit: Some((backend.settings.message_window_size as usize).saturating_sub(1)),
+            history_limit: Some(history_window(&backend)),
             user_metadata: Some(user_metadata),
+            session_admitted: true,
             ..Default::default()
         },
     )
