@@ -197,29 +197,54 @@ async fn until_calls(fake: &FakeLlm, n: usize) {
     }
 }
 
+/// Streams `body` to `path` with one key three times: a stream that fails midway (its body
+/// holds `failure`), a retry that calls the model again and succeeds (`success`), and a
+/// replay of the good stream.
+async fn a_failed_stream_is_not_replayed(
+    app: &TestApp,
+    fake: &FakeLlm,
+    path: &str,
+    body: &Value,
+    (failure, success): (&str, &str),
+) {
+    // Fails once the 200 and the first tokens are out.
+    fake.push(Script::Malformed { after: 2 });
+    let failed = post_with_key(app, path, "alice", "s-fail", body).await;
+    assert_eq!(failed.status, StatusCode::OK);
+    assert!(failed.text.contains(failure), "{}", failed.text);
+    let calls = fake.calls();
+
+    fake.push(Script::reply("Now it works."));
+    let retried = post_with_key(app, path, "alice", "s-fail", body).await;
+    assert_eq!(retried.header("idempotent-replayed"), "");
+    assert!(retried.text.contains(success), "{}", retried.text);
+    assert_eq!(fake.calls(), calls + 1);
+
+    // The good stream is the one kept.
+    let replayed = post_with_key(app, path, "alice", "s-fail", body).await;
+    assert_eq!(replayed.header("idempotent-replayed"), "true");
+    assert_eq!(replayed.text, retried.text);
+    assert_eq!(fake.calls(), calls + 1);
+}
+
 #[tokio::test]
 async fn a_stream_that_failed_is_not_replayed_and_its_retry_calls_the_model_again() {
     let fake = FakeLlm::start().await;
     let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
     let body = json!({"message": "stream, please"});
-    // Fails once the 200 and the first tokens are out.
-    fake.push(Script::Malformed { after: 2 });
-    let failed = post_with_key(&app, "/api/v1/chat/streaming", "alice", "s-fail", &body).await;
-    assert_eq!(failed.status, StatusCode::OK);
-    assert!(failed.text.contains(r#""type":"error""#), "{}", failed.text);
-    let calls = fake.calls();
+    let markers = (r#""type":"error""#, r#""type":"end""#);
+    a_failed_stream_is_not_replayed(&app, &fake, "/api/v1/chat/streaming", &body, markers).await;
+}
 
-    fake.push(Script::reply("Now it works."));
-    let retried = post_with_key(&app, "/api/v1/chat/streaming", "alice", "s-fail", &body).await;
-    assert_eq!(retried.header("idempotent-replayed"), "");
-    assert!(retried.text.contains(r#""type":"end""#), "{}", retried.text);
-    assert_eq!(fake.calls(), calls + 1);
-
-    // The good stream is the one kept.
-    let replayed = post_with_key(&app, "/api/v1/chat/streaming", "alice", "s-fail", &body).await;
-    assert_eq!(replayed.header("idempotent-replayed"), "true");
-    assert_eq!(replayed.text, retried.text);
-    assert_eq!(fake.calls(), calls + 1);
+#[tokio::test]
+async fn a_freechat_stream_that_failed_is_not_replayed_and_its_retry_calls_the_model_again() {
+    let fake = FakeLlm::start().await;
+    let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
+    let (_, chat) = freechat_chat(&app, "alice").await;
+    let path = format!("/api/v1/chat/send/stream/{chat}");
+    let body = json!({"role": "user", "contents": [{"type": "text", "content": "stream"}]});
+    let markers = (r#""error":"#, r#""finishReason":"stop""#);
+    a_failed_stream_is_not_replayed(&app, &fake, &path, &body, markers).await;
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ use crate::chat::{ChatInput, Turn, TurnEvent, estimated_usage};
 use crate::domain::{Backend, Character, JsonObject, MessageRole, Persona};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::ApiJson;
+use crate::http::idempotency::StreamOutcome;
 use crate::http::sse;
 use crate::http::validate::Violations;
 use crate::llm::{
@@ -274,35 +275,41 @@ pub async fn stream_send_message(
         turn.stream(state, sender)
             .instrument(tracing::Span::current()),
     );
+    let outcome = StreamOutcome::default();
+    let failed = outcome.clone();
     // The text so far rides along, for the last frame of a stream that fails midway.
     let frames = futures_util::stream::unfold(
         (receiver, String::new()),
-        |(mut receiver, mut text)| async move {
-            loop {
-                let frame = match receiver.recv().await? {
-                    TurnEvent::Token(delta) => {
-                        text.push_str(&delta);
-                        LlmResultDto::delta(delta)
-                    }
-                    TurnEvent::Finished(outcome) => {
-                        let message = outcome.message;
-                        let reason = message.finish_reason.as_deref().unwrap_or("stop");
-                        LlmResultDto::last(message.content.clone(), reason, Some(outcome.usage))
-                    }
-                    TurnEvent::Failed { message } => {
-                        LlmResultDto::failed(std::mem::take(&mut text), message)
-                    }
-                    // Workflow progress has no FreeChat frame.
-                    _ => continue,
-                };
-                return Some((frame, (receiver, text)));
+        move |(mut receiver, mut text)| {
+            let failed = failed.clone();
+            async move {
+                loop {
+                    let frame = match receiver.recv().await? {
+                        TurnEvent::Token(delta) => {
+                            text.push_str(&delta);
+                            LlmResultDto::delta(delta)
+                        }
+                        TurnEvent::Finished(outcome) => {
+                            let message = outcome.message;
+                            let reason = message.finish_reason.as_deref().unwrap_or("stop");
+                            LlmResultDto::last(message.content.clone(), reason, Some(outcome.usage))
+                        }
+                        TurnEvent::Failed { message } => {
+                            // Not the key's answer: a retry with the same key calls the model again.
+                            failed.fail();
+                            LlmResultDto::failed(std::mem::take(&mut text), message)
+                        }
+                        // Workflow progress has no FreeChat frame.
+                        _ => continue,
+                    };
+                    return Some((frame, (receiver, text)));
+                }
             }
         },
     );
-    Ok(sse::response(
-        frames.map(LlmResultDto::into_event),
-        heartbeat,
-    ))
+    let mut response = sse::response(frames.map(LlmResultDto::into_event), heartbeat);
+    response.extensions_mut().insert(outcome);
+    Ok(response)
 }
 
 /// The assistant's model call: the assistant character, speaking for the user, reads the
