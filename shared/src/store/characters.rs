@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::conversations::{n, s, timestamp, write_failed};
 use super::items::{BackendItem, CharacterItem, Item, PointerItem, from_item, to_item};
+use super::ops::Partition;
 use super::{Store, StoreError, classify, keys};
 use crate::domain::{Backend, Character};
 
@@ -153,33 +154,15 @@ impl Store {
     pub async fn character(&self, uid: &str) -> Result<(Character, Vec<Backend>), StoreError> {
         let mut character = None;
         let mut backends = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(keys::character_pk(uid)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            for item in output.items.unwrap_or_default() {
-                match item.get(keys::SK).and_then(|v| v.as_s().ok()) {
-                    Some(sk) if sk == keys::CHARACTER_SK => {
-                        character = Some(from_item::<CharacterItem>(item)?.character);
-                    }
-                    Some(sk) if sk.starts_with(keys::BACKEND_SK_PREFIX) => {
-                        backends.push(from_item::<BackendItem>(item)?.backend);
-                    }
-                    _ => {}
+        for item in self.query(Partition::of(keys::character_pk(uid))).await? {
+            match item.get(keys::SK).and_then(|v| v.as_s().ok()) {
+                Some(sk) if sk == keys::CHARACTER_SK => {
+                    character = Some(from_item::<CharacterItem>(item)?.character);
                 }
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                break;
+                Some(sk) if sk.starts_with(keys::BACKEND_SK_PREFIX) => {
+                    backends.push(from_item::<BackendItem>(item)?.backend);
+                }
+                _ => {}
             }
         }
         // Backend ids are UUIDv7, so their key order is not creation order across clocks.

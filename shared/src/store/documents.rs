@@ -411,30 +411,14 @@ impl Store {
         ) else {
             return Ok(Vec::new());
         };
-        let mut chunks = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
-                .expression_attribute_values(":pk", s(keys::document_pk(document_id)))
-                .expression_attribute_values(":first", s(keys::chunk_sk(first)))
-                .expression_attribute_values(":last", s(keys::chunk_sk(last)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            for item in output.items.unwrap_or_default() {
-                chunks.push(from_item::<ChunkItem>(item)?.chunk);
-            }
-            start = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if start.is_none() || chunks.len() >= limit {
-                return Ok(chunks);
-            }
-        }
+        let range = Partition::of(keys::document_pk(document_id))
+            .between(keys::chunk_sk(first), keys::chunk_sk(last))
+            .limit(limit);
+        self.query(range)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<ChunkItem>(item).map(|i| i.chunk))
+            .collect()
     }
 
     /// Every chunk of one document, in order, read consistently (so a document uploaded a

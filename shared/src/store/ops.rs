@@ -18,7 +18,7 @@ const CONCURRENT_BATCHES: usize = 4;
 pub(super) struct Partition<'a> {
     index: Option<&'a str>,
     pk: String,
-    sk_prefix: Option<&'a str>,
+    sort_keys: SortKeys<'a>,
     forward: bool,
     limit: Option<usize>,
 }
@@ -29,7 +29,7 @@ impl<'a> Partition<'a> {
         Self {
             index: None,
             pk,
-            sk_prefix: None,
+            sort_keys: SortKeys::All,
             forward: true,
             limit: None,
         }
@@ -45,7 +45,13 @@ impl<'a> Partition<'a> {
 
     /// Only the items whose sort key starts with `prefix`.
     pub fn prefixed(mut self, prefix: &'a str) -> Self {
-        self.sk_prefix = Some(prefix);
+        self.sort_keys = SortKeys::Prefixed(prefix);
+        self
+    }
+
+    /// Only the items whose sort key lies in `first..=last`.
+    pub fn between(mut self, first: String, last: String) -> Self {
+        self.sort_keys = SortKeys::Between(first, last);
         self
     }
 
@@ -66,11 +72,37 @@ impl<'a> Partition<'a> {
             Some(_) => (keys::GSI1_PK, keys::GSI1_SK),
             None => (keys::PK, keys::SK),
         };
-        match self.sk_prefix {
-            Some(_) => format!("{pk} = :pk AND begins_with({sk}, :prefix)"),
-            None => format!("{pk} = :pk"),
+        match self.sort_keys {
+            SortKeys::All => format!("{pk} = :pk"),
+            SortKeys::Prefixed(_) => format!("{pk} = :pk AND begins_with({sk}, :prefix)"),
+            SortKeys::Between(..) => format!("{pk} = :pk AND {sk} BETWEEN :first AND :last"),
         }
     }
+
+    fn values(&self) -> Item {
+        let mut values = Item::from([(":pk".to_owned(), AttributeValue::S(self.pk.clone()))]);
+        match &self.sort_keys {
+            SortKeys::All => {}
+            SortKeys::Prefixed(prefix) => {
+                values.insert(
+                    ":prefix".to_owned(),
+                    AttributeValue::S((*prefix).to_owned()),
+                );
+            }
+            SortKeys::Between(first, last) => {
+                values.insert(":first".to_owned(), AttributeValue::S(first.clone()));
+                values.insert(":last".to_owned(), AttributeValue::S(last.clone()));
+            }
+        }
+        values
+    }
+}
+
+/// Which of a partition's sort keys a query reads.
+enum SortKeys<'a> {
+    All,
+    Prefixed(&'a str),
+    Between(String, String),
 }
 
 impl Store {
@@ -94,10 +126,7 @@ impl Store {
         if partition.limit == Some(0) {
             return Ok(Vec::new());
         }
-        let mut values = Item::from([(":pk".to_owned(), AttributeValue::S(partition.pk.clone()))]);
-        if let Some(prefix) = partition.sk_prefix {
-            values.insert(":prefix".to_owned(), AttributeValue::S(prefix.to_owned()));
-        }
+        let values = partition.values();
         let condition = partition.key_condition();
         let mut items: Vec<Item> = Vec::new();
         let mut start = None;

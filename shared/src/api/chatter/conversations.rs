@@ -68,8 +68,10 @@ pub struct ConversationCreate {
     pub extra_metadata: Option<JsonObject>,
 }
 
-/// Checks a provider against those configured and a model name's length.
-fn check_llm(state: &AppState, v: &mut Violations, provider: Option<&str>, model: Option<&str>) {
+/// Checks a provider against those configured and a model name's length (apart from the
+/// body's other fields: only the state knows the providers).
+fn check_llm(state: &AppState, provider: Option<&str>, model: Option<&str>) -> ApiResult<()> {
+    let mut v = Violations::new();
     if let Some(name) = provider {
         v.check(
             state.llm.get(Some(name)).is_some(),
@@ -84,6 +86,7 @@ fn check_llm(state: &AppState, v: &mut Violations, provider: Option<&str>, model
         MAX_MODEL_CHARS,
         &["body", "llm_model"],
     );
+    v.finish()
 }
 
 impl TryFrom<ConversationCreate> for NewConversation {
@@ -251,14 +254,11 @@ pub async fn create_conversation(
     caller: Caller,
     ApiJson(body): ApiJson<ConversationCreate>,
 ) -> ApiResult<(StatusCode, Json<Conversation>)> {
-    let mut v = Violations::new();
     check_llm(
         &state,
-        &mut v,
         body.llm_provider.as_deref(),
         body.llm_model.as_deref(),
-    );
-    v.finish()?;
+    )?;
     let conversation = Conversation::create(&caller.user_id, body.try_into()?);
     state.store.create_conversation(&conversation).await?;
     Ok((StatusCode::CREATED, Json(conversation)))
@@ -342,14 +342,11 @@ pub async fn update_conversation(
     ApiPath(conversation_id): ApiPath<String>,
     ApiJson(mut body): ApiJson<ConversationUpdate>,
 ) -> ApiResult<Json<Conversation>> {
-    let mut v = Violations::new();
     check_llm(
         &state,
-        &mut v,
         body.llm_provider.as_deref(),
         body.llm_model.as_deref(),
-    );
-    v.finish()?;
+    )?;
     let llm_provider = body.llm_provider.take();
     let llm_model = body.llm_model.take().map(|m| m.trim().to_owned());
     let patch: ConversationPatch = body.try_into()?;

@@ -102,10 +102,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for FreePat
                 value,
                 expected_type,
             } => {
-                let key = axum::extract::RawPathParams::from_request_parts(parts, state)
-                    .await
-                    .ok()
-                    .and_then(|params| params.iter().nth(*index).map(|(k, _)| k.to_owned()));
+                let key = param_names(parts, state).await.into_iter().nth(*index);
                 (key, value, *expected_type)
             }
             // A single parameter is not named either; the route names it.
@@ -113,13 +110,10 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for FreePat
                 value,
                 expected_type,
             } => {
-                let key = axum::extract::RawPathParams::from_request_parts(parts, state)
-                    .await
-                    .ok()
-                    .and_then(|params| match params.iter().collect::<Vec<_>>()[..] {
-                        [(key, _)] => Some(key.to_owned()),
-                        _ => None,
-                    });
+                let key = match <[String; 1]>::try_from(param_names(parts, state).await) {
+                    Ok([key]) => Some(key),
+                    Err(_) => None,
+                };
                 (key, value, *expected_type)
             }
             _ => return Err(no_match()),
@@ -136,6 +130,14 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for FreePat
         let error = FieldError::new(loc, format!("'{value}' is not {expected}."), "type_error");
         Err(ApiError::Validation(vec![error]).into_response())
     }
+}
+
+/// The names of the route's path parameters, in order.
+async fn param_names<S: Send + Sync>(parts: &mut Parts, state: &S) -> Vec<String> {
+    axum::extract::RawPathParams::from_request_parts(parts, state)
+        .await
+        .map(|params| params.iter().map(|(key, _)| key.to_owned()).collect())
+        .unwrap_or_default()
 }
 
 /// Whether a path value can be an id here: 1 to 64 ASCII letters, digits, `-` or `_` (UUIDs,
