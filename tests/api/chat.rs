@@ -1,4 +1,4 @@
-use api_tests::{FakeLlm, Script, TestApp};
+use api_tests::{FakeLlm, Script, TestApp, assert_general_chat_template};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -14,18 +14,6 @@ async fn app_with_model(extra: &[(&str, &str)]) -> (TestApp, FakeLlm) {
     ];
     vars.extend_from_slice(extra);
     (TestApp::spawn_with(&vars).await, fake)
-}
-
-async fn stored(app: &TestApp, user: &str, conversation_id: &str) -> Vec<Value> {
-    app.get(
-        &format!("/api/v1/chat/conversations/{conversation_id}/messages"),
-        user,
-    )
-    .await
-    .body
-    .as_array()
-    .unwrap()
-    .clone()
 }
 
 #[tokio::test]
@@ -58,7 +46,7 @@ async fn a_first_message_creates_a_conversation_titled_from_it_and_stores_both_s
     assert!(conversation["last_message_at"].is_string());
 
     let id = conversation["id"].as_str().unwrap();
-    let messages = stored(&app, "alice", id).await;
+    let messages = app.stored_messages("alice", id).await;
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0]["role"], "user");
     assert_eq!(messages[0]["content"], message);
@@ -157,7 +145,7 @@ async fn another_users_conversation_is_404_and_the_model_is_not_called() {
         .await;
     reply.assert_problem(404);
     assert_eq!(fake.calls(), 0);
-    assert!(stored(&app, "alice", &id).await.is_empty());
+    assert!(app.stored_messages("alice", &id).await.is_empty());
 }
 
 #[tokio::test]
@@ -235,7 +223,7 @@ async fn an_unreachable_model_is_503_naming_it_and_the_message_stays_stored() {
         reply.body
     );
     assert!(reply.header("retry-after").parse::<u64>().is_ok());
-    let messages = stored(&app, "alice", &id).await;
+    let messages = app.stored_messages("alice", &id).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["content"], "anyone there?");
 }
@@ -296,7 +284,7 @@ async fn a_failing_model_is_a_502_naming_its_base_url_and_the_question_stays_sto
         let detail = reply.body["detail"].as_str().unwrap();
         assert!(detail.contains(&fake.base_url), "{detail}");
     }
-    let messages = stored(&app, "alice", &id).await;
+    let messages = app.stored_messages("alice", &id).await;
     let contents: Vec<&str> = messages
         .iter()
         .map(|m| m["content"].as_str().unwrap())
@@ -357,7 +345,7 @@ async fn a_malformed_answer_is_a_502_and_the_question_stays_stored() {
         detail.contains("malformed") && detail.contains(&fake.base_url),
         "{detail}"
     );
-    let messages = stored(&app, "alice", &id).await;
+    let messages = app.stored_messages("alice", &id).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["content"], "hm?");
 }
@@ -381,7 +369,7 @@ async fn a_model_that_hangs_is_a_504_pointing_to_streaming_and_the_message_stays
             .unwrap()
             .contains("/streaming")
     );
-    assert_eq!(stored(&app, "alice", &id).await.len(), 1);
+    assert_eq!(app.stored_messages("alice", &id).await.len(), 1);
 }
 
 #[tokio::test]
@@ -431,15 +419,7 @@ async fn a_template_supplies_the_system_prompt_and_defaults_the_request_can_over
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    let sent = fake.requests().pop().unwrap();
-    assert_eq!(sent["messages"][0]["role"], "system");
-    assert!(
-        sent["messages"][0]["content"]
-            .as_str()
-            .unwrap()
-            .contains("helpful")
-    );
-    assert_eq!(sent["temperature"], 0.7);
+    assert_general_chat_template(&fake.requests().pop().unwrap());
 
     app.post(
         CHAT,
@@ -704,7 +684,7 @@ async fn a_slow_tool_chain_ends_with_a_504_before_the_function_timeout_and_keeps
             .unwrap()
             .contains("/streaming")
     );
-    let messages = stored(&app, "alice", &id).await;
+    let messages = app.stored_messages("alice", &id).await;
     let roles: Vec<&str> = messages
         .iter()
         .map(|m| m["role"].as_str().unwrap())

@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use api_tests::{FakeLlm, Script, TestApp};
+use api_tests::{FakeLlm, Script, TestApp, assert_general_chat_template};
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -50,16 +50,35 @@ async fn stream(app: &TestApp, user: &str, body: &Value) -> (api_tests::Reply, V
     (reply, frames)
 }
 
-async fn messages(app: &TestApp, user: &str, conversation_id: &str) -> Vec<Value> {
-    app.get(
-        &format!("/api/v1/chat/conversations/{conversation_id}/messages"),
-        user,
-    )
-    .await
-    .body
-    .as_array()
-    .unwrap()
-    .clone()
+/// Starts a stream as alice and reads it until the first token has arrived; returns the
+/// rest of the body and the text read so far.
+async fn stream_until_first_token(
+    app: &TestApp,
+    body: &Value,
+) -> (
+    impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin + use<>,
+    String,
+) {
+    let response = app
+        .request(Method::POST, STREAMING, "alice")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("\"type\":\"token\"") {
+        seen.push_str(&String::from_utf8_lossy(
+            &body.next().await.unwrap().unwrap(),
+        ));
+    }
+    (body, seen)
+}
+
+/// The stored messages of the conversation a stream's first frame names, as alice.
+async fn streamed_messages(app: &TestApp, frames: &[Value]) -> Vec<Value> {
+    app.stored_messages("alice", frames[0]["conversation_id"].as_str().unwrap())
+        .await
 }
 
 #[tokio::test]
@@ -103,7 +122,7 @@ async fn a_stream_sends_every_chunk_kind_in_order_and_stores_the_answer() {
     // 10 prompt tokens at 1.0 and 4 completion tokens at 2.0 per thousand.
     assert!((frames[7]["usage"]["cost"].as_f64().unwrap() - 0.018).abs() < 1e-12);
 
-    let stored = messages(&app, "alice", conversation_id).await;
+    let stored = app.stored_messages("alice", conversation_id).await;
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[1]["content"], "Once upon a time.");
     assert_eq!(stored[1]["id"], frames[8]["message_id"]);
@@ -125,12 +144,7 @@ async fn an_upstream_that_drops_mid_stream_leaves_the_partial_answer_stored_as_a
         "{}",
         frames[4]
     );
-    let stored = messages(
-        &app,
-        "alice",
-        frames[0]["conversation_id"].as_str().unwrap(),
-    )
-    .await;
+    let stored = streamed_messages(&app, &frames).await;
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[1]["content"], "part0 part1 ");
     assert_eq!(stored[1]["finish_reason"], "error");
@@ -145,12 +159,7 @@ async fn a_malformed_upstream_stream_is_reported_and_what_came_before_is_kept() 
         kinds(&frames),
         ["start", "node_start", "token", "error", "[DONE]"]
     );
-    let stored = messages(
-        &app,
-        "alice",
-        frames[0]["conversation_id"].as_str().unwrap(),
-    )
-    .await;
+    let stored = streamed_messages(&app, &frames).await;
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0]["content"], "go");
     assert_eq!(stored[1]["content"], "part0 ");
@@ -165,12 +174,7 @@ async fn an_upstream_failure_before_any_token_is_an_error_chunk_and_only_the_que
     assert_eq!(response.status, 200);
     assert_eq!(kinds(&frames), ["start", "node_start", "error", "[DONE]"]);
     assert!(frames[2]["content"].as_str().unwrap().contains("500"));
-    let stored = messages(
-        &app,
-        "alice",
-        frames[0]["conversation_id"].as_str().unwrap(),
-    )
-    .await;
+    let stored = streamed_messages(&app, &frames).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["role"], "user");
 }
@@ -181,12 +185,7 @@ async fn a_silent_upstream_times_out_into_an_error_chunk() {
     fake.always(Script::Hang);
     let (_, frames) = stream(&app, "alice", &json!({"message": "go"})).await;
     assert_eq!(kinds(&frames), ["start", "node_start", "error", "[DONE]"]);
-    let stored = messages(
-        &app,
-        "alice",
-        frames[0]["conversation_id"].as_str().unwrap(),
-    )
-    .await;
+    let stored = streamed_messages(&app, &frames).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["content"], "go");
 }
@@ -201,12 +200,7 @@ async fn an_upstream_that_falls_silent_mid_answer_keeps_the_question_and_the_par
         ["start", "node_start", "token", "token", "error", "[DONE]"]
     );
     assert!(frames[4]["content"].as_str().unwrap().contains("in time"));
-    let stored = messages(
-        &app,
-        "alice",
-        frames[0]["conversation_id"].as_str().unwrap(),
-    )
-    .await;
+    let stored = streamed_messages(&app, &frames).await;
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0]["content"], "go");
     assert_eq!(stored[1]["content"], "part0 part1 ");
@@ -226,12 +220,7 @@ async fn a_rate_limited_upstream_is_an_error_chunk_and_the_question_stays_stored
         "{error}"
     );
     assert_eq!(fake.calls(), 3, "retried twice before the first token");
-    let stored = messages(
-        &app,
-        "alice",
-        frames[0]["conversation_id"].as_str().unwrap(),
-    )
-    .await;
+    let stored = streamed_messages(&app, &frames).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["content"], "busy?");
 }
@@ -249,12 +238,7 @@ async fn a_stream_longer_than_a_turn_may_take_ends_with_an_error_chunk_and_keeps
     assert_eq!(kinds[kinds.len() - 2..], ["error", "[DONE]"], "{kinds:?}");
     let error = &frames[frames.len() - 2]["content"];
     assert!(error.as_str().unwrap().contains("took longer"), "{error}");
-    let stored = messages(
-        &app,
-        "alice",
-        frames[0]["conversation_id"].as_str().unwrap(),
-    )
-    .await;
+    let stored = streamed_messages(&app, &frames).await;
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0]["content"], "count slowly");
     let partial = stored[1]["content"].as_str().unwrap();
@@ -277,13 +261,7 @@ async fn a_stream_applies_a_workflow_template() {
     assert_eq!(kinds(&frames)[kinds(&frames).len() - 2], "end");
     let sent = &fake.requests()[0];
     assert_eq!(sent["stream"], true);
-    assert!(
-        sent["messages"][0]["content"]
-            .as_str()
-            .unwrap()
-            .contains("helpful")
-    );
-    assert_eq!(sent["temperature"], 0.7);
+    assert_general_chat_template(sent);
     assert!(sent["max_tokens"].is_u64());
 }
 
@@ -292,19 +270,7 @@ async fn a_client_that_goes_away_leaves_what_was_generated_stored_as_interrupted
     let (app, fake) = app_with_model(&[]).await;
     let words = "one two three four five six seven eight nine ten eleven twelve";
     fake.push(Script::slow_reply(words, Duration::from_millis(100)));
-    let response = app
-        .request(Method::POST, STREAMING, "alice")
-        .json(&json!({"message": "count"}))
-        .send()
-        .await
-        .unwrap();
-    let mut body = response.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("\"type\":\"token\"") {
-        seen.push_str(&String::from_utf8_lossy(
-            &body.next().await.unwrap().unwrap(),
-        ));
-    }
+    let (body, seen) = stream_until_first_token(&app, &json!({"message": "count"})).await;
     let conversation_id = frames(&seen)[0]["conversation_id"]
         .as_str()
         .unwrap()
@@ -313,7 +279,7 @@ async fn a_client_that_goes_away_leaves_what_was_generated_stored_as_interrupted
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let stored = messages(&app, "alice", &conversation_id).await;
+        let stored = app.stored_messages("alice", &conversation_id).await;
         if stored.len() == 2 {
             assert_eq!(stored[1]["finish_reason"], "interrupted");
             let content = stored[1]["content"].as_str().unwrap();
@@ -338,19 +304,7 @@ async fn tokens_reach_the_client_as_they_are_generated() {
         "a b c d e f g h",
         Duration::from_millis(150),
     ));
-    let response = app
-        .request(Method::POST, STREAMING, "alice")
-        .json(&json!({"message": "x"}))
-        .send()
-        .await
-        .unwrap();
-    let mut body = response.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("\"type\":\"token\"") {
-        seen.push_str(&String::from_utf8_lossy(
-            &body.next().await.unwrap().unwrap(),
-        ));
-    }
+    let (mut body, _) = stream_until_first_token(&app, &json!({"message": "x"})).await;
     let first_token_received = Instant::now();
     while body.next().await.is_some() {}
     let last_token_sent = fake.last_token_sent().unwrap();

@@ -17,18 +17,25 @@ async fn app_with(fake: &FakeLlm, mcp: Option<Value>) -> TestApp {
     TestApp::spawn_with(&vars).await
 }
 
-async fn stored(app: &TestApp, conversation_id: &str) -> Vec<Value> {
-    app.get(
-        &format!("/api/v1/chat/conversations/{conversation_id}/messages"),
-        "alice",
-    )
+/// A stack whose model is `fake` and whose only MCP server is `name` at `url`, with one
+/// MCP limit (`MCP_TIMEOUT_MS` or `MCP_CONNECT_TIMEOUT_MS`) set.
+async fn app_with_mcp_limit(fake: &FakeLlm, name: &str, url: &str, limit: (&str, &str)) -> TestApp {
+    let servers = json!([{"name": name, "url": url}]).to_string();
+    TestApp::spawn_with(&[
+        ("LLM_BASE_URL", fake.base_url.as_str()),
+        ("MCP_SERVERS", &servers),
+        limit,
+    ])
     .await
-    .body
-    .as_array()
-    .unwrap()
-    .clone()
 }
 
+/// A stack whose model is `fake` and whose only MCP server, `stuck` at `url`, gets 200 ms
+/// to connect.
+async fn app_with_stuck_server(fake: &FakeLlm, url: &str) -> TestApp {
+    app_with_mcp_limit(fake, "stuck", url, ("MCP_CONNECT_TIMEOUT_MS", "200")).await
+}
+
+/// The names of the tools a request to the model offered (none when it offered no tools).
 fn tools_offered(request: &Value) -> Vec<String> {
     request["tools"]
         .as_array()
@@ -50,14 +57,7 @@ async fn the_model_calls_the_calculator_and_answers_with_its_result() {
         json!({"expression": "sqrt(144)"}),
     ))
     .push(Script::reply("The square root of 144 is 12."));
-    let reply = app
-        .post(
-            CHAT,
-            "alice",
-            &json!({"message": "What is the square root of 144?", "workflow": "tools"}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = tools_turn_ok(&app, "What is the square root of 144?").await;
     assert_eq!(
         reply.body["message"]["content"],
         "The square root of 144 is 12."
@@ -80,13 +80,14 @@ async fn the_model_calls_the_calculator_and_answers_with_its_result() {
     );
 
     let id = reply.body["conversation_id"].as_str().unwrap();
-    let roles: Vec<Value> = stored(&app, id)
+    let roles: Vec<Value> = app
+        .stored_messages("alice", id)
         .await
         .iter()
         .map(|m| m["role"].clone())
         .collect();
     assert_eq!(roles, ["user", "tool", "assistant"]);
-    let tool = &stored(&app, id).await[1];
+    let tool = &app.stored_messages("alice", id).await[1];
     assert_eq!(tool["content"], "12");
     assert_eq!(tool["metadata"]["tool"], "calculator");
     assert_eq!(reply.body["conversation"]["message_count"], 3);
@@ -101,21 +102,8 @@ async fn several_tool_calls_in_one_turn_all_run() {
         ("get_time".into(), json!({"timezone": "Asia/Tokyo"})),
     ]))
     .push(Script::reply("42, and it is evening in Tokyo."));
-    let reply = app
-        .post(
-            CHAT,
-            "alice",
-            &json!({"message": "two things", "workflow": "tools"}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK);
-    let results: Vec<Value> = fake.requests()[1]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .cloned()
-        .collect();
+    tools_turn_ok(&app, "two things").await;
+    let results = results_sent(&fake, 1);
     assert_eq!(results.len(), 2);
     assert_eq!(results[0]["content"], "42");
     assert!(results[1]["content"].as_str().unwrap().contains("+09:00"));
@@ -131,18 +119,10 @@ async fn a_tool_that_fails_is_reported_to_the_model_not_to_the_client() {
     ))
     .push(Script::tool_call("no_such_tool", json!({})))
     .push(Script::reply("That cannot be computed."));
-    let reply = app
-        .post(
-            CHAT,
-            "alice",
-            &json!({"message": "1/0?", "workflow": "tools"}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    let last = fake.requests()[2]["messages"].as_array().unwrap().clone();
-    let errors: Vec<&str> = last
+    let reply = tools_turn_ok(&app, "1/0?").await;
+    let results = results_sent(&fake, 2);
+    let errors: Vec<&str> = results
         .iter()
-        .filter(|m| m["role"] == "tool")
         .map(|m| m["content"].as_str().unwrap())
         .collect();
     assert!(
@@ -180,7 +160,7 @@ async fn at_the_tool_call_limit_the_model_must_answer() {
     );
     let id = reply.body["conversation_id"].as_str().unwrap();
     assert_eq!(
-        stored(&app, id)
+        app.stored_messages("alice", id)
             .await
             .iter()
             .filter(|m| m["role"] == "tool")
@@ -196,14 +176,7 @@ async fn an_mcp_servers_tools_are_offered_and_called() {
     let app = app_with(&fake, Some(json!([{"name": "shop", "url": url}]))).await;
     fake.push(Script::tool_call("lookup_order", json!({"order_id": "42"})))
         .push(Script::reply("Your order shipped."));
-    let reply = app
-        .post(
-            CHAT,
-            "alice",
-            &json!({"message": "Where is order 42?", "workflow": "tools"}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    tools_turn_ok(&app, "Where is order 42?").await;
     let offered = tools_offered(&fake.requests()[0]);
     // The shop's calculator clashes with the built-in, so it is namespaced.
     for name in [
@@ -215,30 +188,13 @@ async fn an_mcp_servers_tools_are_offered_and_called() {
     ] {
         assert!(offered.contains(&name.to_owned()), "{offered:?}");
     }
-    let result = fake.requests()[1]["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let result = last_message_sent(&fake, 1);
     assert_eq!(result["content"], "Order 42: shipped on 2026-11-20");
 
     fake.push(Script::tool_call("broken", json!({})))
         .push(Script::reply("Sorry."));
-    let failed = app
-        .post(
-            CHAT,
-            "alice",
-            &json!({"message": "break it", "workflow": "tools"}),
-        )
-        .await;
-    assert_eq!(failed.status, StatusCode::OK);
-    let result = fake.requests()[3]["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    tools_turn_ok(&app, "break it").await;
+    let result = last_message_sent(&fake, 3);
     assert!(
         result["content"].as_str().unwrap().starts_with("Error:"),
         "{result}"
@@ -466,7 +422,7 @@ async fn performance_stats_count_every_execution_by_workflow_error_and_tool() {
 /// The stored messages of role `tool`.
 async fn tool_messages(app: &TestApp, reply: &Value) -> Vec<Value> {
     let id = reply["conversation_id"].as_str().unwrap();
-    stored(app, id)
+    app.stored_messages("alice", id)
         .await
         .into_iter()
         .filter(|m| m["role"] == "tool")
@@ -484,6 +440,24 @@ fn results_sent(fake: &FakeLlm, index: usize) -> Vec<Value> {
         .collect()
 }
 
+/// The last message the model was sent in request `index`.
+fn last_message_sent(fake: &FakeLlm, index: usize) -> Value {
+    fake.requests()[index]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone()
+}
+
+/// Runs alice's tools turn on `message` and asserts it answered 200; returns the reply.
+async fn tools_turn_ok(app: &TestApp, message: &str) -> api_tests::Reply {
+    let reply = app.post(CHAT, "alice", &tools_turn(message)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply
+}
+
+/// A chat request body that runs the tools workflow on `message`.
 fn tools_turn(message: &str) -> Value {
     json!({"message": message, "workflow": "tools"})
 }
@@ -498,10 +472,7 @@ async fn an_mcp_result_too_large_to_store_is_cut_and_an_empty_one_says_so() {
         ("silent".into(), json!({})),
     ]))
     .push(Script::reply("Here is the catalogue."));
-    let reply = app
-        .post(CHAT, "alice", &tools_turn("the whole catalogue"))
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = tools_turn_ok(&app, "the whole catalogue").await;
 
     let stored = tool_messages(&app, &reply.body).await;
     let huge = stored[0]["content"].as_str().unwrap();
@@ -532,10 +503,7 @@ async fn the_tool_calls_of_one_model_turn_run_at_the_same_time_and_are_each_stor
         ("slow".into(), json!({"ms": 1000})),
     ]))
     .push(Script::reply("Both done."));
-    let reply = app
-        .post(CHAT, "alice", &tools_turn("two slow things"))
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = tools_turn_ok(&app, "two slow things").await;
     assert_eq!(shop.max_concurrent_calls(), 2);
 
     let stored = tool_messages(&app, &reply.body).await;
@@ -579,19 +547,10 @@ async fn the_tool_calls_of_one_model_turn_run_at_the_same_time_and_are_each_stor
 async fn a_slow_mcp_tool_is_an_error_for_the_model_not_a_hang_or_a_500() {
     let fake = FakeLlm::start().await;
     let shop = start_shop().await;
-    let app = TestApp::spawn_with(&[
-        ("LLM_BASE_URL", fake.base_url.as_str()),
-        (
-            "MCP_SERVERS",
-            &json!([{"name": "shop", "url": shop.url}]).to_string(),
-        ),
-        ("MCP_TIMEOUT_MS", "300"),
-    ])
-    .await;
+    let app = app_with_mcp_limit(&fake, "shop", &shop.url, ("MCP_TIMEOUT_MS", "300")).await;
     fake.push(Script::tool_call("slow", json!({"ms": 60_000})))
         .push(Script::reply("The shop is slow today."));
-    let reply = app.post(CHAT, "alice", &tools_turn("be slow")).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = tools_turn_ok(&app, "be slow").await;
     let sent = &results_sent(&fake, 1)[0];
     assert_eq!(
         sent["content"],
@@ -609,18 +568,9 @@ async fn a_slow_mcp_tool_is_an_error_for_the_model_not_a_hang_or_a_500() {
 async fn a_server_that_accepts_but_never_answers_is_tried_once_per_while_and_shown_unavailable() {
     let fake = FakeLlm::start().await;
     let stuck = start_stuck_server().await;
-    let app = TestApp::spawn_with(&[
-        ("LLM_BASE_URL", fake.base_url.as_str()),
-        (
-            "MCP_SERVERS",
-            &json!([{"name": "stuck", "url": stuck.url}]).to_string(),
-        ),
-        ("MCP_CONNECT_TIMEOUT_MS", "200"),
-    ])
-    .await;
+    let app = app_with_stuck_server(&fake, &stuck.url).await;
     for message in ["first", "second", "third"] {
-        let reply = app.post(CHAT, "alice", &tools_turn(message)).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        tools_turn_ok(&app, message).await;
         assert_eq!(
             tools_offered(&fake.requests()[0]),
             ["calculator", "get_time"]
@@ -645,23 +595,13 @@ async fn a_server_that_accepts_but_never_answers_is_tried_once_per_while_and_sho
 async fn a_server_that_connects_but_never_lists_its_tools_is_skipped_and_shown_unavailable() {
     let fake = FakeLlm::start().await;
     let stuck = start_shop_stuck_on_list().await;
-    let app = TestApp::spawn_with(&[
-        ("LLM_BASE_URL", fake.base_url.as_str()),
-        (
-            "MCP_SERVERS",
-            &json!([{"name": "stuck", "url": stuck.url}]).to_string(),
-        ),
-        ("MCP_CONNECT_TIMEOUT_MS", "200"),
-    ])
-    .await;
-    let reply = app.post(CHAT, "alice", &tools_turn("first")).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let app = app_with_stuck_server(&fake, &stuck.url).await;
+    tools_turn_ok(&app, "first").await;
     assert_eq!(
         tools_offered(&fake.requests()[0]),
         ["calculator", "get_time"]
     );
-    let reply = app.post(CHAT, "alice", &tools_turn("second")).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    tools_turn_ok(&app, "second").await;
     assert_eq!(stuck.messages("initialize"), 1, "the second turn skips it");
     assert_eq!(stuck.messages("tools/list"), 1);
 
@@ -699,8 +639,7 @@ async fn without_a_limit_a_turn_makes_at_most_ten_tool_calls() {
         ));
     }
     fake.push(Script::reply("Done computing."));
-    let reply = app.post(CHAT, "alice", &tools_turn("keep going")).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = tools_turn_ok(&app, "keep going").await;
     let requests = fake.requests();
     assert_eq!(requests.len(), 11);
     assert!(!tools_offered(&requests[9]).is_empty());
@@ -742,10 +681,7 @@ async fn a_namespaced_mcp_tool_is_called_on_its_server_not_the_built_in() {
         json!({"expression": "6*7"}),
     ))
     .push(Script::reply("The shop says 6*7."));
-    let reply = app
-        .post(CHAT, "alice", &tools_turn("use the shop's calculator"))
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = tools_turn_ok(&app, "use the shop's calculator").await;
     assert_eq!(results_sent(&fake, 1)[0]["content"], "shop calculator: 6*7");
     let stored = tool_messages(&app, &reply.body).await;
     assert_eq!(stored[0]["metadata"]["tool"], "shop__calculator");
@@ -763,8 +699,7 @@ async fn configured_headers_reach_the_mcp_server_on_every_request() {
     .await;
     fake.push(Script::tool_call("lookup_order", json!({"order_id": "7"})))
         .push(Script::reply("Shipped."));
-    let reply = app.post(CHAT, "alice", &tools_turn("order 7?")).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    tools_turn_ok(&app, "order 7?").await;
     let keys = shop.header_values("x-shop-key");
     assert!(keys.len() >= 2, "listing and calling: {keys:?}");
     assert!(keys.iter().all(|k| k == "key-123"), "{keys:?}");
@@ -777,8 +712,7 @@ async fn a_tool_the_model_makes_up_is_counted_under_one_unknown_bucket() {
     for name in ["made_up_one", "made_up_two"] {
         fake.push(Script::tool_call(name, json!({})))
             .push(Script::reply("Sorry."));
-        let reply = app.post(CHAT, "alice", &tools_turn(name)).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        tools_turn_ok(&app, name).await;
     }
     let stats = app.get("/api/v1/chat/performance/stats", "alice").await;
     let tools = stats.body["tool_stats"].as_object().unwrap();

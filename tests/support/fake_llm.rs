@@ -210,6 +210,20 @@ async fn complete(State(shared): State<Arc<Shared>>, Json(request): Json<Value>)
     }
 }
 
+/// Asserts that a request the model received carries the `general_chat` template's
+/// defaults: a system prompt that asks to be helpful, and temperature 0.7.
+pub fn assert_general_chat_template(sent: &Value) {
+    assert_eq!(sent["messages"][0]["role"], "system", "{sent}");
+    assert!(
+        sent["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("helpful"),
+        "{sent}"
+    );
+    assert_eq!(sent["temperature"], 0.7, "{sent}");
+}
+
 /// Dimensions of the fake's embeddings.
 pub const EMBEDDING_DIMENSIONS: usize = 256;
 

@@ -17,7 +17,7 @@ use shared::config::{Config, Secret};
 use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
 
-pub use fake_llm::{FakeLlm, Script};
+pub use fake_llm::{FakeLlm, Script, assert_general_chat_template};
 pub use faulty_dynamodb::{Fault, FaultyDynamoDb};
 
 /// The HS256 secret the tests and the event fixtures share.
@@ -185,6 +185,17 @@ impl TestApp {
         let reply = Reply::from(request.send().await.unwrap()).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The stored messages of `conversation_id`, as `user_id` reads them from the Chatter API.
+    pub async fn stored_messages(&self, user_id: &str, conversation_id: &str) -> Vec<Value> {
+        let reply = self
+            .get(
+                &format!("/api/v1/chat/conversations/{conversation_id}/messages"),
+                user_id,
+            )
+            .await;
+        reply.body.as_array().expect("a list of messages").clone()
     }
 
     /// Creates a conversation for `user_id` and returns its id.
