@@ -70,6 +70,29 @@ async fn upload_text(app: &TestApp, user: &str, title: &str, text: &str) -> Valu
     reply.body
 }
 
+/// Uploads `bytes` as alice's plain-text file `filename`, cut with the given
+/// (`chunk_size`, `chunk_overlap`); returns the reply.
+async fn upload_chunked(
+    app: &TestApp,
+    filename: &str,
+    bytes: &[u8],
+    (size, overlap): (&str, &str),
+) -> Reply {
+    let fields = [("chunk_size", size), ("chunk_overlap", overlap)];
+    upload_with(app, "alice", filename, "text/plain", bytes, &fields).await
+}
+
+/// The `chunk_index` of each chunk on a page of chunks, in order.
+fn chunk_indexes(page: &Value) -> Vec<u64> {
+    page["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["chunk_index"].as_u64().unwrap())
+        .collect()
+}
+
+/// The id of a document.
 fn id(document: &Value) -> String {
     document["id"].as_str().unwrap().to_owned()
 }
@@ -226,12 +249,7 @@ async fn uploading_text_stores_it_in_overlapping_chunks() {
     assert_eq!(page.body["total_count"], count);
     assert_eq!(page.body["limit"], 2);
     assert_eq!(page.body["offset"], 1);
-    let indexes: Vec<u64> = page.body["chunks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["chunk_index"].as_u64().unwrap())
-        .collect();
+    let indexes = chunk_indexes(&page.body);
     assert_eq!(indexes, [1, 2]);
     let past_the_end = app
         .get(
@@ -399,15 +417,7 @@ async fn uploads_that_cannot_be_read_or_are_malformed_are_client_errors() {
             bad_fields.body
         );
     }
-    let overlap_too_big = upload_with(
-        &app,
-        "alice",
-        "x.txt",
-        "text/plain",
-        b"hello",
-        &[("chunk_size", "100"), ("chunk_overlap", "100")],
-    )
-    .await;
+    let overlap_too_big = upload_chunked(&app, "x.txt", b"hello", ("100", "100")).await;
     overlap_too_big.assert_problem(422);
     assert_eq!(overlap_too_big.body["errors"][0]["type"], "less_than");
 
@@ -435,15 +445,7 @@ async fn uploads_over_the_size_limits_are_refused() {
     // Too many chunks for one request: a 422 that says how to fix it.
     let app = TestApp::spawn().await;
     let many = "abcdefghi ".repeat(25_000);
-    let reply = upload_with(
-        &app,
-        "alice",
-        "many.txt",
-        "text/plain",
-        many.as_bytes(),
-        &[("chunk_size", "100"), ("chunk_overlap", "0")],
-    )
-    .await;
+    let reply = upload_chunked(&app, "many.txt", many.as_bytes(), ("100", "0")).await;
     reply.assert_problem(422);
     assert!(
         reply.body["detail"]
@@ -989,16 +991,9 @@ async fn an_embedding_failure_marks_the_upload_failed_and_reprocessing_recovers_
 async fn processing_again_rechunks_the_stored_text() {
     let app = TestApp::spawn().await;
     let text = long_text(30);
-    let document = upload_with(
-        &app,
-        "alice",
-        "l.txt",
-        "text/plain",
-        text.as_bytes(),
-        &[("chunk_size", "500"), ("chunk_overlap", "50")],
-    )
-    .await
-    .body;
+    let document = upload_chunked(&app, "l.txt", text.as_bytes(), ("500", "50"))
+        .await
+        .body;
     let path = format!("{DOCUMENTS}/{}", id(&document));
     let before = document["chunk_count"].as_u64().unwrap();
 
@@ -1131,15 +1126,7 @@ async fn a_page_of_large_chunks_is_complete_though_it_exceeds_one_query_response
     // Three-byte characters: 10,000-character chunks of some 25 KB each, so 100 of them
     // are well over the 1 MB DynamoDB returns from one query.
     let text = "数据库 ".repeat(150_000);
-    let reply = upload_with(
-        &app,
-        "alice",
-        "big.txt",
-        "text/plain",
-        text.as_bytes(),
-        &[("chunk_size", "10000"), ("chunk_overlap", "0")],
-    )
-    .await;
+    let reply = upload_chunked(&app, "big.txt", text.as_bytes(), ("10000", "0")).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let count = reply.body["chunk_count"].as_u64().unwrap();
     assert!(count > 50 && count <= 100, "{count} chunks");
@@ -1151,12 +1138,7 @@ async fn a_page_of_large_chunks_is_complete_though_it_exceeds_one_query_response
         )
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    let indexes: Vec<u64> = page.body["chunks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["chunk_index"].as_u64().unwrap())
-        .collect();
+    let indexes = chunk_indexes(&page.body);
     assert_eq!(indexes, (0..count).collect::<Vec<_>>());
     assert_eq!(page.body["total_count"], count);
 
@@ -1166,11 +1148,6 @@ async fn a_page_of_large_chunks_is_complete_though_it_exceeds_one_query_response
             "alice",
         )
         .await;
-    let tail: Vec<u64> = tail.body["chunks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["chunk_index"].as_u64().unwrap())
-        .collect();
+    let tail = chunk_indexes(&tail.body);
     assert_eq!(tail, (10..55).collect::<Vec<_>>());
 }

@@ -1,16 +1,43 @@
 use std::time::Duration;
 
 use api_tests::{FakeLlm, Reply, Script, TestApp};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
+use shared::store::Store;
 use shared::store::idempotency::Claim;
 
-async fn post_with_key(app: &TestApp, path: &str, user: &str, key: &str, body: &Value) -> Reply {
-    let request = app
-        .request(Method::POST, path, user)
+/// A POST of `body` as `user` that carries `key` as its Idempotency-Key.
+fn keyed_post(app: &TestApp, path: &str, user: &str, key: &str, body: &Value) -> RequestBuilder {
+    app.request(Method::POST, path, user)
         .header("idempotency-key", key)
-        .json(body);
-    Reply::from(request.send().await.unwrap()).await
+        .json(body)
+}
+
+/// Sends `body` with `key` and returns the reply.
+async fn post_with_key(app: &TestApp, path: &str, user: &str, key: &str, body: &Value) -> Reply {
+    Reply::from(keyed_post(app, path, user, key, body).send().await.unwrap()).await
+}
+
+/// Sends `body` with `key` in the background; returns the handle of its eventual reply.
+fn spawn_post_with_key(
+    app: &TestApp,
+    path: &str,
+    user: &str,
+    key: &str,
+    body: &Value,
+) -> tokio::task::JoinHandle<Reply> {
+    let request = keyed_post(app, path, user, key, body);
+    tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
+}
+
+/// Claims alice's key `k` (fingerprint `f`) for a 30-second lease at `now`; returns the
+/// store's answer.
+async fn claim_k(store: &Store, now: chrono::DateTime<chrono::Utc>) -> Claim {
+    let lease = Duration::from_secs(30);
+    store
+        .claim_idempotency_key("alice", "k", "f", lease, now)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -27,13 +54,7 @@ async fn a_retried_chat_gets_the_first_answer_without_a_second_model_call() {
     assert_eq!(again.body, first.body);
     assert_eq!(fake.calls(), 1);
     let id = first.body["conversation_id"].as_str().unwrap();
-    let messages = app
-        .get(
-            &format!("/api/v1/chat/conversations/{id}/messages"),
-            "alice",
-        )
-        .await;
-    assert_eq!(messages.body.as_array().unwrap().len(), 2);
+    assert_eq!(app.stored_messages("alice", id).await.len(), 2);
     assert_eq!(
         app.get("/api/v1/chat/conversations", "alice").await.body["total"],
         1
@@ -45,49 +66,27 @@ async fn a_retried_chat_gets_the_first_answer_without_a_second_model_call() {
     assert_eq!(fake.calls(), 2);
 }
 
+/// Creates alice a conversation titled `title` under `key`; returns the reply.
+async fn create_with_key(app: &TestApp, key: &str, title: &str) -> Reply {
+    let body = json!({ "title": title });
+    post_with_key(app, "/api/v1/chat/conversations", "alice", key, &body).await
+}
+
 #[tokio::test]
 async fn the_same_key_with_another_body_is_refused() {
     let app = TestApp::spawn().await;
-    let first = post_with_key(
-        &app,
-        "/api/v1/chat/conversations",
-        "alice",
-        "k",
-        &json!({"title": "one"}),
-    )
-    .await;
+    let first = create_with_key(&app, "k", "one").await;
     assert_eq!(first.status, StatusCode::CREATED);
-    let replay = post_with_key(
-        &app,
-        "/api/v1/chat/conversations",
-        "alice",
-        "k",
-        &json!({"title": "one"}),
-    )
-    .await;
+    let replay = create_with_key(&app, "k", "one").await;
     assert_eq!(replay.status, StatusCode::CREATED);
     assert_eq!(replay.body["id"], first.body["id"]);
-    let other = post_with_key(
-        &app,
-        "/api/v1/chat/conversations",
-        "alice",
-        "k",
-        &json!({"title": "two"}),
-    )
-    .await;
+    let other = create_with_key(&app, "k", "two").await;
     other.assert_problem(422);
     assert_eq!(
         app.get("/api/v1/chat/conversations", "alice").await.body["total"],
         1
     );
-    let bad = post_with_key(
-        &app,
-        "/api/v1/chat/conversations",
-        "alice",
-        &"x".repeat(300),
-        &json!({"title": "t"}),
-    )
-    .await;
+    let bad = create_with_key(&app, &"x".repeat(300), "t").await;
     bad.assert_problem(422);
 }
 
@@ -98,13 +97,7 @@ async fn a_retry_while_the_first_runs_is_409_and_a_failure_frees_the_key() {
         TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url), ("LLM_TIMEOUT_SECS", "2")]).await;
     fake.push(Script::Hang);
     let body = json!({"message": "slow"});
-    let slow = {
-        let request = app
-            .request(Method::POST, "/api/v1/chat/chat", "alice")
-            .header("idempotency-key", "busy")
-            .json(&body);
-        tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
-    };
+    let slow = spawn_post_with_key(&app, "/api/v1/chat/chat", "alice", "busy", &body);
     tokio::time::sleep(Duration::from_millis(500)).await;
     post_with_key(&app, "/api/v1/chat/chat", "alice", "busy", &body)
         .await
@@ -134,30 +127,11 @@ async fn a_claim_whose_holder_died_expires_after_its_lease() {
     let app = TestApp::spawn().await;
     let store = app.store();
     let now = chrono::Utc::now();
-    let lease = Duration::from_secs(30);
-    assert_eq!(
-        store
-            .claim_idempotency_key("alice", "k", "f", lease, now)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
-    assert_eq!(
-        store
-            .claim_idempotency_key("alice", "k", "f", lease, now)
-            .await
-            .unwrap(),
-        Claim::InProgress
-    );
+    assert_eq!(claim_k(store, now).await, Claim::Acquired);
+    assert_eq!(claim_k(store, now).await, Claim::InProgress);
     // Nothing completed the claim; once the lease is over the key can be taken again.
     let later = now + chrono::Duration::seconds(31);
-    assert_eq!(
-        store
-            .claim_idempotency_key("alice", "k", "f", lease, later)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
+    assert_eq!(claim_k(store, later).await, Claim::Acquired);
 }
 
 /// A FreeChat character of `user` with one default backend; returns a started chat's id.
@@ -303,13 +277,7 @@ async fn a_freechat_send_retried_while_the_first_runs_is_409() {
     let path = format!("/api/v1/chat/send/{chat}");
     let body = json!({"role": "user", "contents": [{"type": "text", "content": "slow"}]});
     fake.push(Script::Hang);
-    let slow = {
-        let request = app
-            .request(Method::POST, &path, "alice")
-            .header("idempotency-key", "busy")
-            .json(&body);
-        tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
-    };
+    let slow = spawn_post_with_key(&app, &path, "alice", "busy", &body);
     until_calls(&fake, 1).await;
     post_with_key(&app, &path, "alice", "busy", &body)
         .await
@@ -324,14 +292,7 @@ async fn a_completed_record_past_its_expiry_can_be_claimed_again_and_expiry_is_w
     let app = TestApp::spawn().await;
     let store = app.store();
     let now = chrono::Utc::now();
-    let lease = Duration::from_secs(30);
-    assert_eq!(
-        store
-            .claim_idempotency_key("alice", "k", "f", lease, now)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
+    assert_eq!(claim_k(store, now).await, Claim::Acquired);
     let stored = shared::store::idempotency::StoredResponse {
         status: 201,
         content_type: "application/json".into(),
@@ -341,13 +302,7 @@ async fn a_completed_record_past_its_expiry_can_be_claimed_again_and_expiry_is_w
         .complete_idempotency_key("alice", "k", "f", &stored)
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .claim_idempotency_key("alice", "k", "f", lease, now)
-            .await
-            .unwrap(),
-        Claim::Replay(stored)
-    );
+    assert_eq!(claim_k(store, now).await, Claim::Replay(stored));
 
     let records = store
         .client()
@@ -369,11 +324,5 @@ async fn a_completed_record_past_its_expiry_can_be_claimed_again_and_expiry_is_w
 
     // DynamoDB's TTL deletes expired items only eventually; until then the record is dead.
     let after_expiry = now + chrono::Duration::hours(25);
-    assert_eq!(
-        store
-            .claim_idempotency_key("alice", "k", "f", lease, after_expiry)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
+    assert_eq!(claim_k(store, after_expiry).await, Claim::Acquired);
 }
