@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use api_tests::lambda_emulator::{LambdaEmulator, Received};
 use serde_json::{Value, json};
 use shared::domain::{Conversation, NewConversation};
 
-use crate::emulator::{LambdaEmulator, Received};
 use crate::events::{buffered_status, http_event, streamed_status};
 use crate::fake_llm::FakeLlm;
 use crate::stack::{self, Stack};
@@ -235,10 +235,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 }
             };
             let first_poll = emulator.first_poll().unwrap_or(received.started);
-            let first_byte = received
-                .frames
-                .first()
-                .map_or(received.started, |(at, _)| *at);
+            let first_byte = received.frames.first().map_or(received.started, |c| c.at);
             colds.push(ColdStart {
                 init: first_poll - spawned,
                 first_byte: first_byte - spawned,

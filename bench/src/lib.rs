@@ -4,7 +4,6 @@
 
 pub mod coldstart;
 pub mod counting;
-pub mod emulator;
 pub mod events;
 pub mod fake_llm;
 pub mod machine;

@@ -194,8 +194,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 /// token's lag from the fake's send to its arrival at the Runtime API (the function streams
 /// its response there with `lambda_runtime`'s HTTP client).
 pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Result<()> {
-    use crate::emulator::LambdaEmulator;
     use crate::events::http_event;
+    use api_tests::lambda_emulator::LambdaEmulator;
 
     stack::init_tracing();
     let llm = FakeLlm::start().await?;
@@ -251,12 +251,12 @@ pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Res
             let sent = llm.sent();
             let mut arrivals = Vec::new();
             let mut text = String::new();
-            for (at, bytes) in &received.frames {
-                text.push_str(&String::from_utf8_lossy(bytes));
+            for chunk in &received.frames {
+                text.push_str(&String::from_utf8_lossy(&chunk.bytes));
                 while let Some(end) = text.find("\n\n") {
                     let event: String = text.drain(..end + 2).collect();
                     if event.contains("\"type\":\"token\"") {
-                        arrivals.push(*at);
+                        arrivals.push(chunk.at);
                     }
                 }
             }

@@ -41,7 +41,7 @@ async fn tokens_stream_through_the_lambda_runtime_as_they_are_generated() {
         Duration::from_millis(150),
     ));
     let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
-    let emulator = LambdaEmulator::start().await;
+    let emulator = LambdaEmulator::start().await.unwrap();
     for (name, value) in emulator.environment("chat-stream") {
         // SAFETY: set before the runtime starts, in a test binary with this one test.
         unsafe { std::env::set_var(name, value) };
@@ -51,13 +51,13 @@ async fn tokens_stream_through_the_lambda_runtime_as_they_are_generated() {
     ));
 
     let event = function_url_event(&app.token("alice"), &json!({"message": "count to eight"}));
-    let mut chunks = emulator.invoke(event).await;
+    let received = emulator
+        .invoke(event, Duration::from_secs(30))
+        .await
+        .unwrap();
     let mut raw = Vec::new();
     let mut first_token_at: Option<Instant> = None;
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), chunks.recv())
-        .await
-        .unwrap()
-    {
+    for chunk in &received.frames {
         raw.extend_from_slice(&chunk.bytes);
         if first_token_at.is_none() && String::from_utf8_lossy(&raw).contains("\"type\":\"token\"")
         {

@@ -1,5 +1,9 @@
-//! A Lambda Runtime API on a loopback port: it hands events to a function's runtime loop
-//! and records the response body chunk by chunk, with the time each chunk arrived.
+//! A Lambda Runtime API on a loopback port: it hands events to a function's runtime loop (in
+//! this process, or a function binary it spawned) and records each response body frame by
+//! frame, with the time each frame arrived. It also notes when the function first asks for
+//! work (its init is over), any init error it reports, and when each response starts and ends,
+//! so that the benchmarks (bench/src/coldstart.rs) can split a cold start into init and first
+//! invocation, and the tests can tell when a streamed token reached the Runtime API.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,7 +19,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-/// One piece of a function's response, as the runtime API received it.
+/// One piece of a function's response, as the Runtime API received it.
 #[derive(Debug, Clone)]
 pub struct Chunk {
     pub at: Instant,
@@ -25,7 +29,10 @@ pub struct Chunk {
 #[derive(Default)]
 struct Shared {
     queue: tokio::sync::Mutex<Option<mpsc::Receiver<(String, Value)>>>,
+    /// Per pending invocation: the response's start (an empty chunk), then its body frames.
     responses: Mutex<HashMap<String, mpsc::UnboundedSender<Chunk>>>,
+    first_poll: Mutex<Option<Instant>>,
+    init_error: Mutex<Option<String>>,
 }
 
 pub struct LambdaEmulator {
@@ -35,12 +42,29 @@ pub struct LambdaEmulator {
     shared: Arc<Shared>,
 }
 
+/// A response as the Runtime API received it.
+#[derive(Debug)]
+pub struct Received {
+    /// The function started sending it (request line and headers in).
+    pub started: Instant,
+    /// Each body frame with its arrival.
+    pub frames: Vec<Chunk>,
+    /// The body was complete.
+    pub finished: Instant,
+}
+
+impl Received {
+    pub fn body(&self) -> Vec<u8> {
+        self.frames.iter().flat_map(|c| c.bytes.to_vec()).collect()
+    }
+}
+
 impl LambdaEmulator {
-    pub async fn start() -> Self {
-        let (events, queue) = mpsc::channel(16);
+    pub async fn start() -> anyhow::Result<Self> {
+        let (events, queue) = mpsc::channel(1024);
         let shared = Arc::new(Shared {
             queue: tokio::sync::Mutex::new(Some(queue)),
-            responses: Mutex::default(),
+            ..Shared::default()
         });
         let router = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -51,19 +75,19 @@ impl LambdaEmulator {
             .route("/2018-06-01/runtime/invocation/{id}/error", post(respond))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Self {
+        Ok(Self {
             address,
             events,
             shared,
-        }
+        })
     }
 
     /// The environment a Lambda runtime reads at start.
-    pub fn environment(&self, function_name: &str) -> Vec<(&'static str, String)> {
-        vec![
+    pub fn environment(&self, function_name: &str) -> Vec<(String, String)> {
+        [
             ("AWS_LAMBDA_RUNTIME_API", self.address.clone()),
             ("AWS_LAMBDA_FUNCTION_NAME", function_name.to_owned()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
@@ -73,11 +97,33 @@ impl LambdaEmulator {
                 "AWS_LAMBDA_LOG_GROUP_NAME",
                 format!("/aws/lambda/{function_name}"),
             ),
+            // What Lambda sets: the SDK finds its region and credentials in the environment.
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "local".into()),
+            ("AWS_SECRET_ACCESS_KEY", "local".into()),
         ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
     }
 
-    /// Queues an event; the receiver yields the response body as it arrives.
-    pub async fn invoke(&self, event: Value) -> mpsc::UnboundedReceiver<Chunk> {
+    /// When the function first polled for an event: its init was over.
+    pub fn first_poll(&self) -> Option<Instant> {
+        *self.shared.first_poll.lock().unwrap()
+    }
+
+    /// What the function reported to `/runtime/init/error`, if it failed to start.
+    pub fn init_error(&self) -> Option<String> {
+        self.shared.init_error.lock().unwrap().clone()
+    }
+
+    /// Queues an event and waits (up to `limit`) for the whole response.
+    pub async fn invoke(&self, event: Value, limit: Duration) -> anyhow::Result<Received> {
+        self.queue(event).await?.collect(limit).await
+    }
+
+    /// Queues an event; the function gets it when it next polls.
+    pub async fn queue(&self, event: Value) -> anyhow::Result<Pending> {
         let id = uuid::Uuid::new_v4().to_string();
         let (sender, receiver) = mpsc::unbounded_channel();
         self.shared
@@ -85,12 +131,63 @@ impl LambdaEmulator {
             .lock()
             .unwrap()
             .insert(id.clone(), sender);
-        self.events.send((id, event)).await.unwrap();
-        receiver
+        self.events.send((id, event)).await?;
+        Ok(Pending {
+            receiver,
+            shared: self.shared.clone(),
+        })
+    }
+}
+
+/// A queued event whose response has not been collected yet.
+pub struct Pending {
+    receiver: mpsc::UnboundedReceiver<Chunk>,
+    shared: Arc<Shared>,
+}
+
+impl Pending {
+    /// Waits (up to `limit`) for the whole response. On timeout the error carries the
+    /// function's init error, if it reported one: a function that failed to start never polls.
+    pub async fn collect(mut self, limit: Duration) -> anyhow::Result<Received> {
+        let receiver = &mut self.receiver;
+        let collect = async {
+            let started = receiver
+                .recv()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("the function never answered"))?
+                .at;
+            let mut frames = Vec::new();
+            while let Some(frame) = receiver.recv().await {
+                frames.push(frame);
+            }
+            Ok::<_, anyhow::Error>(Received {
+                started,
+                finished: frames.last().map_or(started, |c| c.at),
+                frames,
+            })
+        };
+        match tokio::time::timeout(limit, collect).await {
+            Ok(received) => received,
+            Err(_) => anyhow::bail!(
+                "no response within {limit:?}{}",
+                self.shared
+                    .init_error
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .map(|e| format!(" (init error: {e})"))
+                    .unwrap_or_default()
+            ),
+        }
     }
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
+    shared
+        .first_poll
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Instant::now);
     let mut queue = shared.queue.lock().await;
     let Some((id, event)) = queue.as_mut().unwrap().recv().await else {
         return StatusCode::GONE.into_response();
@@ -119,12 +216,16 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
 async fn respond(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-    _headers: HeaderMap,
     body: Body,
 ) -> StatusCode {
+    let started = Instant::now();
     let Some(sender) = shared.responses.lock().unwrap().remove(&id) else {
         return StatusCode::NOT_FOUND;
     };
+    let _ = sender.send(Chunk {
+        at: started,
+        bytes: Bytes::new(),
+    });
     let mut frames = body.into_data_stream();
     while let Some(Ok(bytes)) = frames.next().await {
         let _ = sender.send(Chunk {
@@ -135,11 +236,9 @@ async fn respond(
     StatusCode::ACCEPTED
 }
 
-async fn init_error(body: Bytes) -> StatusCode {
-    panic!(
-        "the function failed to start: {}",
-        String::from_utf8_lossy(&body)
-    );
+async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCode {
+    *shared.init_error.lock().unwrap() = Some(String::from_utf8_lossy(&body).into_owned());
+    StatusCode::ACCEPTED
 }
 
 /// A streamed HTTP response as Lambda sends it: a JSON prelude, eight NUL bytes, the body.
