@@ -12,6 +12,7 @@ mod contract;
 const CHARACTER: &str = "/api/v1/character";
 const CHAT: &str = "/api/v1/chat";
 
+/// A stack whose model is a fake serving `fake-model`; returns both.
 async fn app_with_model() -> (TestApp, FakeLlm) {
     let fake = FakeLlm::start().await;
     let app = TestApp::spawn_with(&[
@@ -46,6 +47,26 @@ async fn jack(app: &TestApp, user: &str, backend: Value) -> (u64, String, String
     (id, uid, backend)
 }
 
+/// `user`'s Jack (see [`jack`]) and a chat started with him: the character's uid and the
+/// chat's id.
+async fn chat_with_jack(app: &TestApp, user: &str) -> (String, String) {
+    let (_, uid, _) = jack(app, user, json!({})).await;
+    let chat = start(app, user, json!({"characterUid": uid})).await;
+    (uid, chat)
+}
+
+/// Updates character `id` as `user` with `body`; returns the reply.
+async fn update_character(app: &TestApp, user: &str, id: u64, body: &Value) -> Reply {
+    app.put(&format!("{CHARACTER}/{id}"), user, body).await
+}
+
+/// Updates alice's Jack (character `id`), keeping his name, to set `field` to `value`.
+async fn update_jack(app: &TestApp, id: u64, field: &str, value: &str) {
+    let reply = update_character(app, "alice", id, &json!({"name": "Jack", field: value})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
+/// Adds a backend made from `body` to character `uid`; returns its id.
 async fn add_backend(app: &TestApp, user: &str, uid: &str, body: Value) -> String {
     let added = app
         .post(&format!("{CHARACTER}/backend/{uid}"), user, &body)
@@ -55,6 +76,7 @@ async fn add_backend(app: &TestApp, user: &str, uid: &str, body: Value) -> Strin
     added.text
 }
 
+/// Starts (or finds) `user`'s chat as `body` says; returns the chat's id.
 async fn start(app: &TestApp, user: &str, body: Value) -> String {
     let started = app.post(CHAT, user, &body).await;
     assert_eq!(started.status, StatusCode::OK, "{}", started.text);
@@ -62,6 +84,7 @@ async fn start(app: &TestApp, user: &str, body: Value) -> String {
     started.text
 }
 
+/// Sends `text` as `user` into `chat`; returns the reply.
 async fn send(app: &TestApp, user: &str, chat: &str, text: &str) -> Reply {
     app.post(
         &format!("{CHAT}/send/{chat}"),
@@ -86,6 +109,7 @@ fn frames(body: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Sends a request whose answer is an event stream; returns the reply and its frames.
 async fn stream(
     app: &TestApp,
     method: Method,
@@ -93,15 +117,94 @@ async fn stream(
     user: &str,
     body: Option<Value>,
 ) -> (Reply, Vec<Value>) {
-    let mut request = app.request(method, path, user);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let reply = Reply::from(request.send().await.unwrap()).await;
+    let reply = send_as(app, method, path, user, body).await;
     let frames = frames(&reply.text);
     (reply, frames)
 }
 
+/// Streams the assistant's suggestion, written by character `helper`, for alice's `chat`;
+/// returns the reply and its frames.
+async fn stream_assistant(app: &TestApp, chat: &str, helper: &str) -> (Reply, Vec<Value>) {
+    let path = format!("{CHAT}/send/stream/assistant/{chat}/{helper}");
+    stream(app, Method::GET, &path, "alice", None).await
+}
+
+/// Sends a request as `user`, with `body` as JSON when there is one; returns the reply.
+async fn send_as(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    user: &str,
+    body: Option<Value>,
+) -> Reply {
+    let mut request = app.request(method, path, user);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    Reply::from(request.send().await.unwrap()).await
+}
+
+/// The records of `chat` as `user` lists them, the whole history.
+async fn history(app: &TestApp, user: &str, chat: &str) -> Value {
+    app.get(&format!("{CHAT}/messages/{chat}"), user).await.body
+}
+
+/// The debug records of `chat` (with `ext`) as `user` lists them, the whole history.
+async fn debug_history(app: &TestApp, user: &str, chat: &str) -> Value {
+    app.get(&format!("{CHAT}/messages/debug/{chat}"), user)
+        .await
+        .body
+}
+
+/// The summary of character `id` as `user` reads it.
+async fn character_summary(app: &TestApp, user: &str, id: u64) -> Value {
+    app.get(&format!("{CHARACTER}/summary/{id}"), user)
+        .await
+        .body
+}
+
+/// The backends of alice's character `uid`, as she lists them.
+async fn backends_of(app: &TestApp, uid: &str) -> Value {
+    app.get(&format!("{CHARACTER}/backends/{uid}"), "alice")
+        .await
+        .body
+}
+
+/// The ids of the backends a list marks as default.
+fn default_backend_ids(backends: &Value) -> Vec<&Value> {
+    backends
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["isDefault"] == true)
+        .map(|b| &b["backendId"])
+        .collect()
+}
+
+/// Asserts a FreeChat stream that ran to its end: a 200 without `[DONE]`, four frames that
+/// each hold only a delta of `answer`, and a last frame with the whole `answer`, `stop` and
+/// the fake's 14 tokens; returns that last frame.
+fn assert_whole_stream<'a>(reply: &Reply, frames: &'a [Value], answer: &str) -> &'a Value {
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(!reply.text.contains("[DONE]"), "{}", reply.text);
+    let (last, deltas) = frames.split_last().unwrap();
+    assert_eq!(deltas.len(), 4);
+    for frame in deltas {
+        assert_eq!(
+            frame.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["text"]
+        );
+    }
+    let text: String = deltas.iter().map(|f| f["text"].as_str().unwrap()).collect();
+    assert_eq!(text, answer);
+    assert!(last.get("text").is_none());
+    assert_eq!(last["message"]["contents"][0]["content"], answer);
+    assert_eq!(last["finishReason"], "stop");
+    assert_eq!(last["tokenUsage"]["totalTokenCount"], 14);
+    last
+}
+
+/// The text of each record.
 fn texts(records: &Value) -> Vec<String> {
     records
         .as_array()
@@ -116,6 +219,7 @@ fn texts(records: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The (role, content) of each message a request to the model carried.
 fn prompt_of(request: &Value) -> Vec<(String, String)> {
     request["messages"]
         .as_array()
@@ -174,13 +278,13 @@ async fn an_update_changes_the_fields_sent_keeps_the_rest_and_an_empty_text_clea
         json!({"name": "Jack", "description": "Old", "profile": "Keep me", "greeting": "Hi"}),
     )
     .await;
-    let updated = app
-        .put(
-            &format!("{CHARACTER}/{id}"),
-            "alice",
-            &json!({"name": "Jack II", "description": "New", "greeting": "", "visibility": "public"}),
-        )
-        .await;
+    let updated = update_character(
+        &app,
+        "alice",
+        id,
+        &json!({"name": "Jack II", "description": "New", "greeting": "", "visibility": "public"}),
+    )
+    .await;
     assert_eq!(updated.status, StatusCode::OK);
     assert_eq!(updated.body, json!(true));
     let details = app
@@ -293,11 +397,7 @@ async fn another_users_private_character_is_404_on_every_route_and_a_public_one_
         ]
     };
     for (method, path, body) in routes(id, &uid, &backend) {
-        let mut request = app.request(method.clone(), &path, "mallory");
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let reply = Reply::from(request.send().await.unwrap()).await;
+        let reply = send_as(&app, method.clone(), &path, "mallory", body).await;
         reply.assert_problem(404);
         assert!(
             !reply.text.contains("Jack"),
@@ -306,12 +406,7 @@ async fn another_users_private_character_is_404_on_every_route_and_a_public_one_
         );
     }
 
-    app.put(
-        &format!("{CHARACTER}/{id}"),
-        "alice",
-        &json!({"name": "Jack", "visibility": "public"}),
-    )
-    .await;
+    update_jack(&app, id, "visibility", "public").await;
     for (path, status) in [
         (format!("{CHARACTER}/summary/{id}"), 200),
         (format!("{CHARACTER}/details/{id}"), 200),
@@ -324,25 +419,16 @@ async fn another_users_private_character_is_404_on_every_route_and_a_public_one_
         .get(&format!("{CHARACTER}/details/{id}"), "mallory")
         .await;
     assert_eq!(details.body["name"], "Jack");
-    app.put(
-        &format!("{CHARACTER}/{id}"),
-        "mallory",
-        &json!({"name": "Mine"}),
-    )
-    .await
-    .assert_problem(404);
+    update_character(&app, "mallory", id, &json!({"name": "Mine"}))
+        .await
+        .assert_problem(404);
     app.delete(&format!("{CHARACTER}/backend/{backend}"), "mallory")
         .await
         .assert_problem(404);
     app.delete(&format!("{CHARACTER}/{id}"), "mallory")
         .await
         .assert_problem(404);
-    assert_eq!(
-        app.get(&format!("{CHARACTER}/summary/{id}"), "alice")
-            .await
-            .body["name"],
-        "Jack"
-    );
+    assert_eq!(character_summary(&app, "alice", id).await["name"], "Jack");
 }
 
 #[tokio::test]
@@ -370,10 +456,7 @@ async fn the_first_backend_becomes_the_default_and_the_default_can_be_moved() {
     assert_eq!(default.body["messageWindowSize"], 20);
     assert_eq!(default.body["quotaType"], "none");
 
-    let listed = app
-        .get(&format!("{CHARACTER}/backends/{uid}"), "alice")
-        .await
-        .body;
+    let listed = backends_of(&app, &uid).await;
     assert_eq!(listed.as_array().unwrap().len(), 2);
     let b = &listed[1];
     assert_eq!(b["backendId"], second);
@@ -407,13 +490,7 @@ async fn the_first_backend_becomes_the_default_and_the_default_can_be_moved() {
         .get(&format!("{CHARACTER}/details/{id}"), "alice")
         .await
         .body;
-    let defaults: Vec<&Value> = details["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["isDefault"] == true)
-        .map(|b| &b["backendId"])
-        .collect();
+    let defaults = default_backend_ids(&details["backends"]);
     assert_eq!(defaults, [&json!(third)]);
 }
 
@@ -539,12 +616,7 @@ async fn starting_a_chat_takes_the_default_backend_and_starting_again_returns_th
     .await;
     assert_ne!(second, chat);
     // Bob has his own chat with the same character's backend.
-    app.put(
-        &format!("{CHARACTER}/{id}"),
-        "alice",
-        &json!({"name": "Jack", "visibility": "public"}),
-    )
-    .await;
+    update_jack(&app, id, "visibility", "public").await;
     let bobs = start(&app, "bob", json!({"characterUid": uid})).await;
     assert_ne!(bobs, chat);
 }
@@ -636,10 +708,7 @@ async fn sending_prompts_the_model_as_the_character_and_answers_with_the_result_
     );
     assert_eq!(prompt[1], ("user".into(), "Hello".into()));
 
-    let messages = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let messages = history(&app, "alice", &chat).await;
     assert_eq!(texts(&messages), ["Ahoy there!", "Hello", "Ahoy, Ann!"]);
     assert_eq!(messages[1]["message"]["name"], "Ann");
     assert_eq!(messages[1]["message"]["context"], "It is raining.");
@@ -651,8 +720,7 @@ async fn sending_prompts_the_model_as_the_character_and_answers_with_the_result_
 #[tokio::test]
 async fn invalid_messages_are_400_and_reach_no_model() {
     let (app, fake) = app_with_model().await;
-    let (_, uid, _) = jack(&app, "alice", json!({})).await;
-    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    let (_, chat) = chat_with_jack(&app, "alice").await;
     for (body, field) in [
         (json!({"contents": []}), "contents"),
         (
@@ -686,8 +754,7 @@ async fn invalid_messages_are_400_and_reach_no_model() {
 #[tokio::test]
 async fn a_streamed_send_frames_each_delta_then_the_whole_answer_and_no_done() {
     let (app, fake) = app_with_model().await;
-    let (_, uid, _) = jack(&app, "alice", json!({})).await;
-    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    let (_, chat) = chat_with_jack(&app, "alice").await;
     fake.push(Script::reply("Fair winds to you."));
     let (reply, frames) = stream(
         &app,
@@ -697,31 +764,10 @@ async fn a_streamed_send_frames_each_delta_then_the_whole_answer_and_no_done() {
         Some(json!({"contents": [{"content": "Bye"}]})),
     )
     .await;
-    assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header("content-type"), "text/event-stream");
-    assert!(!reply.text.contains("[DONE]"));
-    let (last, deltas) = frames.split_last().unwrap();
-    assert_eq!(deltas.len(), 4);
-    for frame in deltas {
-        assert_eq!(
-            frame.as_object().unwrap().keys().collect::<Vec<_>>(),
-            ["text"]
-        );
-    }
-    let text: String = deltas.iter().map(|f| f["text"].as_str().unwrap()).collect();
-    assert_eq!(text, "Fair winds to you.");
-    assert!(last.get("text").is_none());
-    assert_eq!(
-        last["message"]["contents"][0]["content"],
-        "Fair winds to you."
-    );
-    assert_eq!(last["finishReason"], "stop");
-    assert_eq!(last["tokenUsage"]["totalTokenCount"], 14);
+    assert_whole_stream(&reply, &frames, "Fair winds to you.");
 
-    let messages = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let messages = history(&app, "alice", &chat).await;
     assert_eq!(
         texts(&messages),
         ["Ahoy there!", "Bye", "Fair winds to you."]
@@ -731,8 +777,7 @@ async fn a_streamed_send_frames_each_delta_then_the_whole_answer_and_no_done() {
 #[tokio::test]
 async fn a_stream_that_fails_midway_ends_with_an_error_frame_and_keeps_what_was_said() {
     let (app, fake) = app_with_model().await;
-    let (_, uid, _) = jack(&app, "alice", json!({})).await;
-    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    let (_, chat) = chat_with_jack(&app, "alice").await;
     fake.push(Script::Drop { after: 2 });
     let (_, frames) = stream(
         &app,
@@ -748,10 +793,7 @@ async fn a_stream_that_fails_midway_ends_with_an_error_frame_and_keeps_what_was_
     assert_eq!(last["finishReason"], "length");
     assert_eq!(last["message"]["contents"][0]["content"], "part0 part1 ");
     assert!(last["error"].is_string());
-    let messages = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let messages = history(&app, "alice", &chat).await;
     assert_eq!(texts(&messages), ["Ahoy there!", "Go on", "part0 part1 "]);
     // The stored reply still says what happened.
     let stored = app
@@ -794,12 +836,8 @@ async fn the_prompt_holds_the_system_prompt_and_the_last_message_window_size_mes
 #[tokio::test]
 async fn pages_count_back_from_the_newest_and_show_the_greeting_when_they_reach_the_start() {
     let (app, fake) = app_with_model().await;
-    let (_, uid, _) = jack(&app, "alice", json!({})).await;
-    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
-    let empty = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let (_, chat) = chat_with_jack(&app, "alice").await;
+    let empty = history(&app, "alice", &chat).await;
     assert_eq!(texts(&empty), ["Ahoy there!"]);
     assert_eq!(empty[0]["messageId"], 0);
 
@@ -836,10 +874,7 @@ async fn pages_count_back_from_the_newest_and_show_the_greeting_when_they_reach_
     app.get(&format!("{CHAT}/messages/{chat}/-1"), "alice")
         .await
         .assert_problem(400);
-    let all = app
-        .get(&format!("{CHAT}/messages/debug/{chat}"), "alice")
-        .await
-        .body;
+    let all = debug_history(&app, "alice", &chat).await;
     assert_eq!(all.as_array().unwrap().len(), 7);
 }
 
@@ -847,12 +882,7 @@ async fn pages_count_back_from_the_newest_and_show_the_greeting_when_they_reach_
 async fn debug_listings_carry_ext_for_the_characters_owner_only() {
     let (app, fake) = app_with_model().await;
     let (id, uid, _) = jack(&app, "alice", json!({})).await;
-    app.put(
-        &format!("{CHARACTER}/{id}"),
-        "alice",
-        &json!({"name": "Jack", "visibility": "public"}),
-    )
-    .await;
+    update_jack(&app, id, "visibility", "public").await;
     let own = start(&app, "alice", json!({"characterUid": uid})).await;
     let bobs = start(&app, "bob", json!({"characterUid": uid})).await;
     talk(&app, &fake, "alice", &own, "hi", "Ahoy!").await;
@@ -879,10 +909,7 @@ async fn debug_listings_carry_ext_for_the_characters_owner_only() {
             json!({"inputTokenCount": 10, "outputTokenCount": 1, "totalTokenCount": 11})
         );
     }
-    let plain = app
-        .get(&format!("{CHAT}/messages/{own}"), "alice")
-        .await
-        .body;
+    let plain = history(&app, "alice", &own).await;
     assert!(
         plain
             .as_array()
@@ -924,8 +951,7 @@ async fn debug_listings_carry_ext_for_the_characters_owner_only() {
 #[tokio::test]
 async fn rolling_back_removes_the_newest_messages_and_returns_their_ids() {
     let (app, fake) = app_with_model().await;
-    let (_, uid, _) = jack(&app, "alice", json!({})).await;
-    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    let (_, chat) = chat_with_jack(&app, "alice").await;
     for i in 1..=2 {
         talk(
             &app,
@@ -949,10 +975,7 @@ async fn rolling_back_removes_the_newest_messages_and_returns_their_ids() {
     let rolled = Reply::from(rolled).await;
     assert_eq!(rolled.status, StatusCode::OK, "{}", rolled.text);
     assert_eq!(rolled.body, json!([4, 3, 2]));
-    let left = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let left = history(&app, "alice", &chat).await;
     assert_eq!(texts(&left), ["Ahoy there!", "q1"]);
     let conversation = app
         .get(&format!("/api/v1/chat/conversations/{chat}"), "alice")
@@ -963,10 +986,7 @@ async fn rolling_back_removes_the_newest_messages_and_returns_their_ids() {
 
     // The next message gets a new id: rolled-back ids are never reused.
     talk(&app, &fake, "alice", &chat, "q again", "a again").await;
-    let records = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let records = history(&app, "alice", &chat).await;
     let ids: Vec<&Value> = records
         .as_array()
         .unwrap()
@@ -990,8 +1010,7 @@ async fn rolling_back_removes_the_newest_messages_and_returns_their_ids() {
 #[tokio::test]
 async fn clearing_memory_leaves_only_the_greeting_and_usage_keeps_what_was_spent() {
     let (app, fake) = app_with_model().await;
-    let (_, uid, _) = jack(&app, "alice", json!({})).await;
-    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    let (_, chat) = chat_with_jack(&app, "alice").await;
     talk(&app, &fake, "alice", &chat, "one", "first reply").await;
     talk(&app, &fake, "alice", &chat, "two", "second").await;
     let usage = app
@@ -1050,10 +1069,7 @@ async fn a_used_up_quota_refuses_the_next_send_with_429_even_after_the_history_i
     send(&app, "alice", &chat, "three")
         .await
         .assert_problem(429);
-    let messages = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let messages = history(&app, "alice", &chat).await;
     assert_eq!(texts(&messages), ["Ahoy there!"]);
 }
 
@@ -1088,10 +1104,7 @@ async fn a_chatter_turn_in_a_chat_keeps_its_message_window_and_is_refused_past_i
         .await
         .assert_problem(429);
     assert_eq!(fake.calls(), 6);
-    let messages = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let messages = history(&app, "alice", &chat).await;
     assert_eq!(texts(&messages).last().unwrap(), "answer 6");
 }
 
@@ -1190,14 +1203,7 @@ async fn the_assistant_writes_the_users_next_message_from_the_swapped_history_an
     );
 
     fake.push(Script::reply("Is it cold there?"));
-    let (reply, frames) = stream(
-        &app,
-        Method::GET,
-        &format!("{CHAT}/send/stream/assistant/{chat}/{helper}"),
-        "alice",
-        None,
-    )
-    .await;
+    let (reply, frames) = stream_assistant(&app, &chat, &helper).await;
     assert_eq!(reply.header("content-type"), "text/event-stream");
     let last = frames.last().unwrap();
     assert_eq!(
@@ -1207,10 +1213,7 @@ async fn the_assistant_writes_the_users_next_message_from_the_swapped_history_an
     assert_eq!(last["finishReason"], "stop");
     assert_eq!(last["tokenUsage"]["totalTokenCount"], 14);
 
-    let messages = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let messages = history(&app, "alice", &chat).await;
     assert_eq!(messages.as_array().unwrap().len(), 3);
     let usage = app
         .get(&format!("{CHAT}/memory/usage/{chat}"), "alice")
@@ -1260,10 +1263,7 @@ async fn one_chat_is_visible_and_consistent_through_both_dialects() {
         )
         .await
         .body;
-    let freechat = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let freechat = history(&app, "alice", &chat).await;
     let records = &freechat.as_array().unwrap()[1..];
     assert_eq!(chatter.as_array().unwrap().len(), records.len());
     for (message, record) in chatter.as_array().unwrap().iter().zip(records) {
@@ -1288,10 +1288,7 @@ async fn one_chat_is_visible_and_consistent_through_both_dialects() {
     let sent = fake.requests().pop().unwrap();
     assert_eq!(sent["model"], "sea-model");
     assert!(prompt_of(&sent)[0].1.starts_with("You are Jacky."));
-    let freechat = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let freechat = history(&app, "alice", &chat).await;
     assert_eq!(
         texts(&freechat),
         ["Ahoy there!", "Hello", "Ahoy!", "Ready?", "Aye."]
@@ -1343,8 +1340,7 @@ async fn a_freechat_delete_removes_the_chat_from_both_dialects() {
 #[tokio::test]
 async fn another_users_chat_is_404_on_every_chat_route() {
     let (app, fake) = app_with_model().await;
-    let (_, uid, _) = jack(&app, "alice", json!({})).await;
-    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    let (uid, chat) = chat_with_jack(&app, "alice").await;
     talk(&app, &fake, "alice", &chat, "Hello", "Ahoy!").await;
     let message = json!({"contentText": "mine now"});
     for (method, path, body) in [
@@ -1392,20 +1388,13 @@ async fn another_users_chat_is_404_on_every_chat_route() {
         (Method::GET, format!("{CHAT}/memory/usage/{chat}"), None),
         (Method::DELETE, format!("{CHAT}/memory/{chat}"), None),
     ] {
-        let mut request = app.request(method.clone(), &path, "mallory");
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let reply = Reply::from(request.send().await.unwrap()).await;
+        let reply = send_as(&app, method.clone(), &path, "mallory", body).await;
         reply.assert_problem(404);
         assert!(!reply.text.contains("Ahoy"), "{method} {path}");
     }
     assert_eq!(app.get(CHAT, "mallory").await.body, json!([]));
     assert_eq!(fake.calls(), 1);
-    let messages = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let messages = history(&app, "alice", &chat).await;
     assert_eq!(texts(&messages), ["Ahoy there!", "Hello", "Ahoy!"]);
 }
 

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use shared::domain::{MessageDraft, MessageRole};
 
 use super::{
-    CHARACTER, CHAT, add_backend, app_with_model, character, jack, prompt_of, send, start, stream,
-    talk, texts,
+    CHARACTER, CHAT, add_backend, app_with_model, assert_whole_stream, backends_of, character,
+    character_summary, chat_with_jack, debug_history, default_backend_ids, history, jack,
+    prompt_of, send, start, stream_assistant, talk, texts, update_character, update_jack,
 };
 
 #[tokio::test]
@@ -24,12 +25,7 @@ async fn a_chat_starts_in_the_characters_default_scene_which_its_prompt_renders_
 
     // The scene is the chat's from its start: a later change of the character's default
     // scene is not the scene of a chat already under way.
-    app.put(
-        &format!("{CHARACTER}/{id}"),
-        "alice",
-        &json!({"name": "Jack", "defaultScene": "In port."}),
-    )
-    .await;
+    update_jack(&app, id, "defaultScene", "In port.").await;
     talk(
         &app,
         &fake,
@@ -84,8 +80,7 @@ async fn the_default_chat_id_is_empty_text_without_a_chat_and_404_for_a_hidden_c
 #[tokio::test]
 async fn integer_path_values_that_do_not_parse_are_400_problems() {
     let app = TestApp::spawn().await;
-    let (_, uid, _) = jack(&app, "alice", json!({})).await;
-    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    let (_, chat) = chat_with_jack(&app, "alice").await;
     for (method, path, loc) in [
         (
             Method::GET,
@@ -151,8 +146,7 @@ async fn integer_path_values_that_do_not_parse_are_400_problems() {
 #[tokio::test]
 async fn messages_without_a_limit_list_the_whole_history_after_the_greeting() {
     let app = TestApp::spawn().await;
-    let (_, uid, _) = jack(&app, "alice", json!({})).await;
-    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    let (_, chat) = chat_with_jack(&app, "alice").await;
     // More than any one page of the store, or any cap, would hold.
     const STORED: usize = 1_100;
     let mut record = app.store().chat("alice", &chat).await.unwrap().record;
@@ -217,14 +211,7 @@ async fn finish_reasons_are_freechats_and_tool_calls_read_as_tool_execution() {
     assert_eq!(asked.body["finishReason"], "tool_execution");
 
     fake.push(Script::tool_call("lookup", json!({"q": "weather"})));
-    let (_, frames) = stream(
-        &app,
-        Method::GET,
-        &format!("{CHAT}/send/stream/assistant/{chat}/{helper}"),
-        "alice",
-        None,
-    )
-    .await;
+    let (_, frames) = stream_assistant(&app, &chat, &helper).await;
     assert_eq!(frames.last().unwrap()["finishReason"], "tool_execution");
 
     fake.push(Script::reply("Aye."));
@@ -260,8 +247,7 @@ async fn what_a_streamed_turn_logs_after_its_handler_returned_carries_the_correl
         .finish()
         .set_default();
     let (app, fake) = app_with_model().await;
-    let (_, uid, _) = jack(&app, "alice", json!({})).await;
-    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    let (_, chat) = chat_with_jack(&app, "alice").await;
 
     fake.push(Script::Drop { after: 2 });
     // Other tests, on other threads without a subscriber, may have had `tracing` cache the
@@ -298,18 +284,10 @@ async fn what_a_streamed_turn_logs_after_its_handler_returned_carries_the_correl
 async fn the_characters_chat_example_is_in_the_system_prompt_the_debug_listing_shows() {
     let (app, fake) = app_with_model().await;
     let (id, uid, _) = jack(&app, "alice", json!({})).await;
-    app.put(
-        &format!("{CHARACTER}/{id}"),
-        "alice",
-        &json!({"name": "Jack", "chatExample": "User: Ahoy?\nJack: Ahoy, matey!"}),
-    )
-    .await;
+    update_jack(&app, id, "chatExample", "User: Ahoy?\nJack: Ahoy, matey!").await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
     talk(&app, &fake, "alice", &chat, "Hello", "Ahoy!").await;
-    let records = app
-        .get(&format!("{CHAT}/messages/debug/{chat}"), "alice")
-        .await
-        .body;
+    let records = debug_history(&app, "alice", &chat).await;
     let ext: Value = serde_json::from_str(records[1]["ext"].as_str().unwrap()).unwrap();
     assert_eq!(ext["type"], "SYSTEM");
     assert!(
@@ -328,15 +306,27 @@ async fn an_assistant_without_a_backend_is_400_on_both_assistant_routes() {
     let (_, uid, _) = jack(&app, "alice", json!({})).await;
     let (_, bare) = character(&app, "alice", json!({"name": "Muse"})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    assert_both_assistant_routes_refuse(&app, &chat, &bare, 400, "No backend found.").await;
+    assert_eq!(fake.calls(), 0);
+}
+
+/// Asserts that both assistant routes (plain and streamed) answer alice's `chat` with
+/// character `helper` by a problem of `status` whose detail is `detail`.
+async fn assert_both_assistant_routes_refuse(
+    app: &TestApp,
+    chat: &str,
+    helper: &str,
+    status: u16,
+    detail: &str,
+) {
     for path in [
-        format!("{CHAT}/send/assistant/{chat}/{bare}"),
-        format!("{CHAT}/send/stream/assistant/{chat}/{bare}"),
+        format!("{CHAT}/send/assistant/{chat}/{helper}"),
+        format!("{CHAT}/send/stream/assistant/{chat}/{helper}"),
     ] {
         let reply = app.get(&path, "alice").await;
-        reply.assert_problem(400);
-        assert_eq!(reply.body["detail"], "No backend found.", "{path}");
+        reply.assert_problem(status);
+        assert_eq!(reply.body["detail"], detail, "{path}");
     }
-    assert_eq!(fake.calls(), 0);
 }
 
 #[tokio::test]
@@ -346,34 +336,9 @@ async fn the_streamed_assistant_frames_each_delta_then_the_whole_suggestion_and_
     let (_, helper, _) = jack(&app, "alice", json!({})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
     fake.push(Script::reply("Is it cold there?"));
-    let (reply, frames) = stream(
-        &app,
-        Method::GET,
-        &format!("{CHAT}/send/stream/assistant/{chat}/{helper}"),
-        "alice",
-        None,
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK);
-    assert!(!reply.text.contains("[DONE]"), "{}", reply.text);
-    let (last, deltas) = frames.split_last().unwrap();
-    assert_eq!(deltas.len(), 4);
-    for frame in deltas {
-        assert_eq!(
-            frame.as_object().unwrap().keys().collect::<Vec<_>>(),
-            ["text"]
-        );
-    }
-    let text: String = deltas.iter().map(|f| f["text"].as_str().unwrap()).collect();
-    assert_eq!(text, "Is it cold there?");
-    assert!(last.get("text").is_none());
+    let (reply, frames) = stream_assistant(&app, &chat, &helper).await;
+    let last = assert_whole_stream(&reply, &frames, "Is it cold there?");
     assert_eq!(last["message"]["role"], "assistant");
-    assert_eq!(
-        last["message"]["contents"][0]["content"],
-        "Is it cold there?"
-    );
-    assert_eq!(last["finishReason"], "stop");
-    assert_eq!(last["tokenUsage"]["totalTokenCount"], 14);
 }
 
 #[tokio::test]
@@ -392,17 +357,8 @@ async fn updating_a_backend_with_is_default_makes_it_the_default() {
         .await;
     assert_eq!(updated.body, json!(true), "{}", updated.text);
     assert_eq!(app.get(&path, "alice").await.body["backendId"], second);
-    let backends = app
-        .get(&format!("{CHARACTER}/backends/{uid}"), "alice")
-        .await
-        .body;
-    let defaults: Vec<&Value> = backends
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["isDefault"] == true)
-        .map(|b| &b["backendId"])
-        .collect();
+    let backends = backends_of(&app, &uid).await;
+    let defaults = default_backend_ids(&backends);
     assert_eq!(defaults, [&json!(second)]);
 }
 
@@ -432,10 +388,7 @@ async fn a_chat_whose_backend_was_removed_is_offline_and_refuses_to_send_with_40
     .assert_problem(404);
     assert_eq!(fake.calls(), 1);
     // The history stays readable.
-    let messages = app
-        .get(&format!("{CHAT}/messages/{chat}"), "alice")
-        .await
-        .body;
+    let messages = history(&app, "alice", &chat).await;
     assert_eq!(texts(&messages), ["Ahoy there!", "Hello", "Ahoy!"]);
 }
 
@@ -497,19 +450,13 @@ async fn character_create_and_update_ignore_the_fields_the_server_owns() {
             );
         }
     };
-    let summary = app
-        .get(&format!("{CHARACTER}/summary/{id}"), "alice")
-        .await
-        .body;
+    let summary = character_summary(&app, "alice", id).await;
     check(&summary);
 
     body["name"] = json!("Jack II");
-    let updated = app.put(&format!("{CHARACTER}/{id}"), "alice", &body).await;
+    let updated = update_character(&app, "alice", id, &body).await;
     assert_eq!(updated.body, json!(true), "{}", updated.text);
-    let summary = app
-        .get(&format!("{CHARACTER}/summary/{id}"), "alice")
-        .await
-        .body;
+    let summary = character_summary(&app, "alice", id).await;
     assert_eq!(summary["name"], "Jack II");
     check(&summary);
     app.get(&format!("{CHARACTER}/summary/{id}"), "mallory")
@@ -523,18 +470,10 @@ async fn character_create_and_update_ignore_the_fields_the_server_owns() {
 #[tokio::test]
 async fn another_users_private_assistant_character_or_backend_is_404_in_an_own_chat() {
     let (app, fake) = app_with_model().await;
-    let (_, uid, _) = jack(&app, "alice", json!({})).await;
-    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    let (uid, chat) = chat_with_jack(&app, "alice").await;
     let (_, secret, secret_backend) = jack(&app, "carol", json!({})).await;
 
-    for path in [
-        format!("{CHAT}/send/assistant/{chat}/{secret}"),
-        format!("{CHAT}/send/stream/assistant/{chat}/{secret}"),
-    ] {
-        let reply = app.get(&path, "alice").await;
-        reply.assert_problem(404);
-        assert_eq!(reply.body["detail"], "Character not found.", "{path}");
-    }
+    assert_both_assistant_routes_refuse(&app, &chat, &secret, 404, "Character not found.").await;
     assert_eq!(fake.calls(), 0);
 
     // Naming the private backend, or its character, answers as naming nothing at all does.
