@@ -692,9 +692,6 @@ async fn a_slow_tool_chain_ends_with_a_504_before_the_function_timeout_and_keeps
     assert_eq!(roles, ["user", "tool"]);
     assert_eq!(messages[1]["content"], "42");
 
-    let stats = app
-        .get("/api/v1/chat/performance/stats", "alice")
-        .await
-        .body;
+    let stats = app.performance_stats("alice").await;
     assert_eq!(stats["error_counts"], json!({"timeout": 1}));
 }

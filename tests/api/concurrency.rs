@@ -1,10 +1,77 @@
 use std::collections::HashSet;
 
-use api_tests::{FakeLlm, TestApp};
+use api_tests::{FakeLlm, Reply, TestApp};
 use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::store::items::ConversationItem;
+use tokio::task::JoinHandle;
+
+/// Sends alice's `message` into conversation `id` in the background; returns the handle of
+/// its reply.
+fn spawn_chat(app: &TestApp, id: &str, message: String) -> JoinHandle<Reply> {
+    let request = app
+        .request(reqwest::Method::POST, "/api/v1/chat/chat", "alice")
+        .json(&json!({"message": message, "conversation_id": id}));
+    tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
+}
+
+/// Waits for every spawned chat and asserts that each answered 200.
+async fn assert_all_answered(sends: impl IntoIterator<Item = JoinHandle<Reply>>) {
+    for reply in futures_util::future::join_all(sends).await {
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+}
+
+/// Alice's messages of conversation `id`, read from the store as JSON.
+async fn stored(app: &TestApp, id: &str) -> Vec<Value> {
+    app.store()
+        .messages("alice", id, 1000, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect()
+}
+
+/// Asserts that `messages` hold each of `questions` distinct questions and one answer each,
+/// numbered 1..n without gaps, every id once.
+fn assert_every_turn_once(messages: &[Value], questions: usize) {
+    assert_eq!(messages.len(), 2 * questions);
+    let sequence: Vec<u64> = messages
+        .iter()
+        .map(|m| m["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sequence, (1..=2 * questions as u64).collect::<Vec<_>>());
+    let asked: HashSet<&str> = messages
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(asked.len(), questions, "every question once");
+    let ids: HashSet<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), messages.len());
+}
+
+/// Asserts that conversation `id`, read through `app`, counts exactly `messages`: their
+/// number, tokens and cost.
+async fn assert_counters_add_up(app: &TestApp, id: &str, messages: &[Value]) {
+    let conversation = app
+        .store()
+        .conversation("alice", id)
+        .await
+        .unwrap()
+        .conversation;
+    let tokens: u64 = messages
+        .iter()
+        .filter_map(|m| m["total_tokens"].as_u64())
+        .sum();
+    let cost: f64 = messages.iter().filter_map(|m| m["cost"].as_f64()).sum();
+    assert_eq!(conversation.message_count, messages.len() as u64);
+    assert_eq!(conversation.total_tokens, tokens);
+    assert!((conversation.total_cost - cost).abs() < 1e-9);
+}
 
 /// Sends `per_conversation` chats to each conversation, all at once, and checks what the
 /// store holds: every question and answer once, numbered 1..n without gaps, and counters
@@ -23,44 +90,12 @@ async fn concurrent_sends(conversations: usize, per_conversation: usize) {
     let sends = ids
         .iter()
         .flat_map(|id| (0..per_conversation).map(move |n| (id.clone(), n)))
-        .map(|(id, n)| {
-            let request = app
-                .request(reqwest::Method::POST, "/api/v1/chat/chat", "alice")
-                .json(&json!({"message": format!("question {n} for {id}"), "conversation_id": id}));
-            tokio::spawn(async move { api_tests::Reply::from(request.send().await.unwrap()).await })
-        });
-    let replies = futures_util::future::join_all(sends).await;
-    for reply in &replies {
-        let reply = reply.as_ref().unwrap();
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    }
+        .map(|(id, n)| spawn_chat(&app, &id, format!("question {n} for {id}")));
+    assert_all_answered(sends).await;
 
     for id in &ids {
-        let messages: Vec<Value> = app
-            .store()
-            .messages("alice", id, 1000, 0)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| serde_json::to_value(m).unwrap())
-            .collect();
-        assert_eq!(messages.len(), 2 * per_conversation);
-        let sequence: Vec<u64> = messages
-            .iter()
-            .map(|m| m["sequence_number"].as_u64().unwrap())
-            .collect();
-        assert_eq!(
-            sequence,
-            (1..=2 * per_conversation as u64).collect::<Vec<_>>()
-        );
-        let questions: HashSet<&str> = messages
-            .iter()
-            .filter(|m| m["role"] == "user")
-            .map(|m| m["content"].as_str().unwrap())
-            .collect();
-        assert_eq!(questions.len(), per_conversation, "every question once");
-        let ids: HashSet<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
-        assert_eq!(ids.len(), messages.len());
+        let messages = stored(&app, id).await;
+        assert_every_turn_once(&messages, per_conversation);
 
         // FreeChat's quota counters, kept on the same item, add up too.
         let key = std::collections::HashMap::from([
@@ -96,20 +131,7 @@ async fn concurrent_sends(conversations: usize, per_conversation: usize) {
             (prompt, completion)
         );
 
-        let conversation = app
-            .store()
-            .conversation("alice", id)
-            .await
-            .unwrap()
-            .conversation;
-        let tokens: u64 = messages
-            .iter()
-            .filter_map(|m| m["total_tokens"].as_u64())
-            .sum();
-        let cost: f64 = messages.iter().filter_map(|m| m["cost"].as_f64()).sum();
-        assert_eq!(conversation.message_count, messages.len() as u64);
-        assert_eq!(conversation.total_tokens, tokens);
-        assert!((conversation.total_cost - cost).abs() < 1e-9);
+        assert_counters_add_up(&app, id, &messages).await;
     }
     assert_eq!(fake.calls(), conversations * per_conversation);
 }
@@ -141,52 +163,14 @@ async fn concurrent_sends_through_two_instances_to_one_conversation_lose_and_rep
     let per_instance = 30;
     let sends = (0..2 * per_instance).map(|n| {
         let app = if n % 2 == 0 { &first } else { &second };
-        let request = app
-            .request(reqwest::Method::POST, "/api/v1/chat/chat", "alice")
-            .json(&json!({"message": format!("question {n}"), "conversation_id": id}));
-        tokio::spawn(async move { api_tests::Reply::from(request.send().await.unwrap()).await })
+        spawn_chat(app, &id, format!("question {n}"))
     });
-    for reply in futures_util::future::join_all(sends).await {
-        let reply = reply.unwrap();
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    }
+    assert_all_answered(sends).await;
 
-    let messages: Vec<Value> = first
-        .store()
-        .messages("alice", &id, 1000, 0)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| serde_json::to_value(m).unwrap())
-        .collect();
-    let total = 2 * 2 * per_instance;
-    assert_eq!(messages.len(), total);
-    let sequence: Vec<u64> = messages
-        .iter()
-        .map(|m| m["sequence_number"].as_u64().unwrap())
-        .collect();
-    assert_eq!(sequence, (1..=total as u64).collect::<Vec<_>>());
-    let questions: HashSet<&str> = messages
-        .iter()
-        .filter(|m| m["role"] == "user")
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
-    assert_eq!(questions.len(), 2 * per_instance, "every question once");
+    let messages = stored(&first, &id).await;
+    assert_every_turn_once(&messages, 2 * per_instance);
 
     // Read through the other instance: both see the same counters, equal to the sums.
-    let conversation = second
-        .store()
-        .conversation("alice", &id)
-        .await
-        .unwrap()
-        .conversation;
-    let tokens: u64 = messages
-        .iter()
-        .filter_map(|m| m["total_tokens"].as_u64())
-        .sum();
-    let cost: f64 = messages.iter().filter_map(|m| m["cost"].as_f64()).sum();
-    assert_eq!(conversation.message_count, total as u64);
-    assert_eq!(conversation.total_tokens, tokens);
-    assert!((conversation.total_cost - cost).abs() < 1e-9);
+    assert_counters_add_up(&second, &id, &messages).await;
     assert_eq!(fake.calls(), 2 * per_instance);
 }

@@ -10,6 +10,32 @@ async fn add_messages(app: &TestApp, user: &str, id: &str, drafts: Vec<MessageDr
     app.store().append_messages(record, drafts).await.unwrap();
 }
 
+/// Adds `count` questions of alice's, `m1` to `m{count}`, to her conversation `id`.
+async fn add_numbered_questions(app: &TestApp, id: &str, count: usize) {
+    let drafts = (1..=count)
+        .map(|i| MessageDraft::new(MessageRole::User, format!("m{i}")))
+        .collect();
+    add_messages(app, "alice", id, drafts).await;
+}
+
+/// How many items of conversation `id` storage still holds (read consistently).
+async fn items_left(app: &TestApp, id: &str) -> i32 {
+    app.store()
+        .client()
+        .query()
+        .table_name(app.store().table())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("CONV#{id}")),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .count
+}
+
 fn reply(text: &str, prompt: u32, completion: u32, cost: f64) -> MessageDraft {
     let mut draft = MessageDraft::new(MessageRole::Assistant, text);
     draft.prompt_tokens = Some(prompt);
@@ -281,35 +307,18 @@ async fn deleting_a_conversation_hides_it_everywhere_and_removes_its_messages() 
     assert_eq!(list.body["total"], 1);
     assert_eq!(list.body["conversations"][0]["id"], kept.as_str());
 
-    let left = app
-        .store()
-        .client()
-        .query()
-        .table_name(app.store().table())
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(
-            ":pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("CONV#{id}")),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(left.count, 0, "messages must be gone from storage");
+    assert_eq!(
+        items_left(&app, &id).await,
+        0,
+        "messages must be gone from storage"
+    );
 }
 
 #[tokio::test]
 async fn messages_are_listed_in_sequence_order_and_paged() {
     let app = TestApp::spawn().await;
     let id = app.create_conversation("alice", "long").await;
-    add_messages(
-        &app,
-        "alice",
-        &id,
-        (1..=12)
-            .map(|i| MessageDraft::new(MessageRole::User, format!("m{i}")))
-            .collect(),
-    )
-    .await;
+    add_numbered_questions(&app, &id, 12).await;
     let all = app
         .get(&format!("{CONVERSATIONS}/{id}/messages"), "alice")
         .await;
@@ -507,15 +516,7 @@ async fn content_too_large_for_dynamodb_is_refused_with_413_before_it_is_written
 async fn a_delete_whose_purge_fails_can_be_retried_and_leaves_nothing_behind() {
     let (app, dynamodb) = api_tests::TestApp::spawn_with_faults(&[]).await;
     let id = app.create_conversation("alice", "doomed").await;
-    add_messages(
-        &app,
-        "alice",
-        &id,
-        (1..=30)
-            .map(|i| MessageDraft::new(MessageRole::User, format!("m{i}")))
-            .collect(),
-    )
-    .await;
+    add_numbered_questions(&app, &id, 30).await;
     // Enough throttles to outlast the SDK's own retries of the purge's first batch.
     dynamodb.set(api_tests::Fault::ThrottleTimes {
         operation: "BatchWriteItem".into(),
@@ -531,22 +532,9 @@ async fn a_delete_whose_purge_fails_can_be_retried_and_leaves_nothing_behind() {
     assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
     app.get(&path, "alice").await.assert_problem(404);
     assert_eq!(app.get(CONVERSATIONS, "alice").await.body["total"], 0);
-    let left = app
-        .store()
-        .client()
-        .query()
-        .table_name(app.store().table())
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(
-            ":pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("CONV#{id}")),
-        )
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        left.count, 0,
+        items_left(&app, &id).await,
+        0,
         "nothing of the conversation stays in storage"
     );
 }

@@ -184,8 +184,8 @@ async fn the_full_workflow_retrieves_and_uses_tools_in_one_run() {
     assert_eq!(metadata["workflow"], "full");
     assert_eq!(metadata["sources"].as_array().unwrap().len(), 1);
     assert_eq!(metadata["tool_calls"][0]["tool"], "calculator");
-    let stats = app.get("/api/v1/chat/performance/stats", "alice").await;
-    assert_eq!(stats.body["workflow_types"]["full"], 1);
+    let stats = app.performance_stats("alice").await;
+    assert_eq!(stats["workflow_types"]["full"], 1);
 }
 
 #[tokio::test]

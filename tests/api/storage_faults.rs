@@ -16,10 +16,7 @@ async fn a_stream_whose_question_cannot_be_stored_is_503_and_stores_nothing() {
     let fake = FakeLlm::start().await;
     let (app, dynamodb) = TestApp::spawn_with_faults(&[("LLM_BASE_URL", &fake.base_url)]).await;
     let id = app.create_conversation("alice", "t").await;
-    dynamodb.set(Fault::Throttle {
-        operation: "TransactWriteItems".into(),
-        after: 0,
-    });
+    dynamodb.set(Fault::throttle("TransactWriteItems", 0));
     for body in [
         json!({"message": "new conversation"}),
         json!({"message": "existing one", "conversation_id": id}),
@@ -75,10 +72,7 @@ async fn a_freechat_send_under_throttling_is_503_and_leaves_the_chat_as_it_was()
     let path = format!("/api/v1/chat/send/{chat}");
     let body = json!({"role": "user", "contents": [{"type": "text", "content": "Ahoy"}]});
 
-    dynamodb.set(Fault::Throttle {
-        operation: "TransactWriteItems".into(),
-        after: 0,
-    });
+    dynamodb.set(Fault::throttle("TransactWriteItems", 0));
     assert_retry_later(&app.post(&path, "alice", &body).await);
     dynamodb.set(Fault::Outage);
     assert_retry_later(&app.post(&path, "alice", &body).await);

@@ -358,8 +358,8 @@ async fn performance_stats_count_every_execution_by_workflow_error_and_tool() {
     let fake = FakeLlm::start().await;
     let url = start_shop_server().await;
     let app = app_with(&fake, Some(json!([{"name": "shop", "url": url}]))).await;
-    let empty = app.get("/api/v1/chat/performance/stats", "alice").await;
-    assert_eq!(empty.body["total_executions"], 0);
+    let empty = app.performance_stats("alice").await;
+    assert_eq!(empty["total_executions"], 0);
 
     app.post(CHAT, "alice", &json!({"message": "plain one"}))
         .await;
@@ -395,9 +395,8 @@ async fn performance_stats_count_every_execution_by_workflow_error_and_tool() {
     app.post(CHAT, "bob", &json!({"message": "someone else"}))
         .await;
 
-    let stats = app.get("/api/v1/chat/performance/stats", "alice").await;
-    assert_eq!(stats.status, StatusCode::OK);
-    let s = &stats.body;
+    let stats = app.performance_stats("alice").await;
+    let s = &stats;
     assert_eq!(s["total_executions"], 5);
     assert_eq!(s["workflow_types"], json!({"plain": 3, "tools": 2}));
     assert_eq!(s["error_counts"], json!({"rejected": 1}));
@@ -413,10 +412,7 @@ async fn performance_stats_count_every_execution_by_workflow_error_and_tool() {
     );
     assert!(min <= avg && avg <= max, "{min} {avg} {max}");
     assert!(s["timestamp"].as_f64().unwrap() > 1.7e9);
-    assert_eq!(
-        app.get("/api/v1/chat/performance/stats", "bob").await.body["total_executions"],
-        1
-    );
+    assert_eq!(app.performance_stats("bob").await["total_executions"], 1);
 }
 
 /// The stored messages of role `tool`.
@@ -714,8 +710,8 @@ async fn a_tool_the_model_makes_up_is_counted_under_one_unknown_bucket() {
             .push(Script::reply("Sorry."));
         tools_turn_ok(&app, name).await;
     }
-    let stats = app.get("/api/v1/chat/performance/stats", "alice").await;
-    let tools = stats.body["tool_stats"].as_object().unwrap();
+    let stats = app.performance_stats("alice").await;
+    let tools = stats["tool_stats"].as_object().unwrap();
     assert_eq!(
         tools.keys().collect::<Vec<_>>(),
         [shared::tools::UNKNOWN_TOOL]
@@ -783,10 +779,7 @@ async fn stats_from_two_instances_add_up_with_times_and_tool_durations() {
         assert_eq!(status, StatusCode::OK);
     }
 
-    let stats = app
-        .get("/api/v1/chat/performance/stats", "alice")
-        .await
-        .body;
+    let stats = app.performance_stats("alice").await;
     assert_eq!(stats["total_executions"], 8, "{stats}");
     assert_eq!(stats["workflow_types"], json!({"plain": 6, "tools": 2}));
     let slow = &stats["tool_stats"]["slow"];

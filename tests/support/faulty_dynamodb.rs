@@ -22,6 +22,16 @@ pub enum Fault {
     ThrottleTimes { operation: String, times: usize },
 }
 
+impl Fault {
+    /// [`Fault::Throttle`]: `operation` is throttled once its first `after` calls passed.
+    pub fn throttle(operation: &str, after: usize) -> Self {
+        Self::Throttle {
+            operation: operation.into(),
+            after,
+        }
+    }
+}
+
 struct Shared {
     upstream: String,
     /// Built on first use: by then the stack has installed the process's TLS crypto provider,

@@ -198,6 +198,13 @@ impl TestApp {
         reply.body.as_array().expect("a list of messages").clone()
     }
 
+    /// The performance statistics `user_id` reads (the body of a 200).
+    pub async fn performance_stats(&self, user_id: &str) -> Value {
+        let reply = self.get("/api/v1/chat/performance/stats", user_id).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body
+    }
+
     /// Creates a conversation for `user_id` and returns its id.
     pub async fn create_conversation(&self, user_id: &str, title: &str) -> String {
         let reply = self
