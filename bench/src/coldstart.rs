@@ -115,14 +115,12 @@ fn workload(function: &str, token: &str, conversation_id: &str) -> Workload {
             cold: get("/api/v1/chat", ""),
             warm: vec![get("/api/v1/chat", "")],
         },
-        "characters" => {
-            let summary = format!("/api/v1/character/summary/{}", uuid::Uuid::now_v7());
-            Workload {
-                streaming: false,
-                cold: get(&summary, ""),
-                warm: vec![get(&summary, "")],
-            }
-        }
+        // A numeric id no character has: a 404 after the counter's lookup in DynamoDB.
+        "characters" => Workload {
+            streaming: false,
+            cold: get("/api/v1/character/summary/4294967295", ""),
+            warm: vec![get("/api/v1/character/summary/4294967295", "")],
+        },
         // A function this benchmark does not know yet: any request is served (a 404 too).
         _ => Workload {
             streaming: false,
