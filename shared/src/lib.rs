@@ -14,6 +14,7 @@ pub mod llm;
 pub mod local;
 pub mod runtime;
 pub mod store;
+mod tls;
 pub mod tools;
 
 use std::sync::Arc;
@@ -50,6 +51,7 @@ impl AppState {
         install_crypto_provider();
         // One HTTP client per cold start, shared by the LLM providers and the JWKS fetch.
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls::client_config())
             .connect_timeout(config.llm.connect_timeout)
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .build()

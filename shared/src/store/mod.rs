@@ -147,14 +147,30 @@ impl Store {
             .build();
         // Connector::builder's defaults, unlike the SDK's default client: TCP_NODELAY on (a request
         // written in two segments would otherwise wait for a delayed ACK) and ring, the crypto
-        // library reqwest uses too.
-        let https = aws_smithy_http_client::Builder::new()
+        // library reqwest uses too. A plain-HTTP endpoint (the embedded emulator) is given no
+        // root certificates: loading them reads and parses every one the system has, a few
+        // milliseconds of cold start for a connection that never uses TLS.
+        let plain_http = config
+            .dynamodb_endpoint
+            .as_deref()
+            .is_some_and(|endpoint| endpoint.starts_with("http://"));
+        let trust_store = if plain_http {
+            tls::TrustStore::empty()
+        } else {
+            tls::TrustStore::default()
+        };
+        let tls_context = tls::TlsContext::builder()
+            .with_trust_store(trust_store)
+            .build()
+            .expect("a TLS context without custom certificates is valid");
+        let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::Ring,
             ))
+            .tls_context(tls_context)
             .build_https();
         let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(https)
+            .http_client(http_client)
             .timeout_config(timeouts);
         let sdk_config = match &config.dynamodb_endpoint {
             Some(endpoint) => {
