@@ -31,17 +31,28 @@ type Routes = (axum::Router<AppState>, axum::Router<AppState>);
 /// The group's routes are picked here, inlined into the function's `main`, where the group is
 /// a constant: the compiler then leaves every other group's code out of the binary.
 #[inline(always)]
-pub fn run(group: Group) -> impl Future<Output = Result<(), Error>> {
+pub fn run(group: Group) -> Result<(), Error> {
     let routes = group.routes();
-    async move { lambda_http::run(start(routes).await?).await }
+    block_on(async move { lambda_http::run(start(routes).await?).await })
 }
 
 /// Runs one endpoint group with Lambda response streaming, so Server-Sent Events reach the
 /// client as they are written.
 #[inline(always)]
-pub fn run_streaming(group: Group) -> impl Future<Output = Result<(), Error>> {
+pub fn run_streaming(group: Group) -> Result<(), Error> {
     let routes = group.routes();
-    async move { lambda_http::run_with_streaming_response(start(routes).await?).await }
+    block_on(async move { lambda_http::run_with_streaming_response(start(routes).await?).await })
+}
+
+/// A single-threaded runtime: an instance serves one invocation at a time, so worker threads
+/// would only add their start to the cold start and a cross-thread wake-up to every hop of a
+/// streamed token (model connection, turn, response body). Blocking work (document
+/// extraction) still goes to Tokio's blocking pool.
+fn block_on(function: impl Future<Output = Result<(), Error>>) -> Result<(), Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(function)
 }
 
 async fn start((protected, public): Routes) -> Result<axum::Router, Error> {

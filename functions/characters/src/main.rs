@@ -1,6 +1,5 @@
 //! Lambda function serving FreeChat's characters and their backends.
 
-#[tokio::main]
-async fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::run(shared::api::Group::Characters).await
+fn main() -> Result<(), shared::runtime::Error> {
+    shared::runtime::run(shared::api::Group::Characters)
 }

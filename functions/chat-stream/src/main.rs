@@ -1,6 +1,5 @@
 //! Lambda function serving the chat-stream endpoint group.
 
-#[tokio::main]
-async fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::run_streaming(shared::api::Group::ChatStream).await
+fn main() -> Result<(), shared::runtime::Error> {
+    shared::runtime::run_streaming(shared::api::Group::ChatStream)
 }
