@@ -8,6 +8,7 @@
 //! process serves `load` more invocations back to back, as a warm Lambda instance does, and its
 //! peak RSS (VmHWM) is read before it is stopped.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -163,6 +164,59 @@ struct ColdStart {
     status: u64,
 }
 
+/// Spawns the function with its first event already queued at a fresh emulator, and times it
+/// to the response's last byte. The process is returned alive, ready for more invocations.
+async fn cold_start(
+    binary: &Path,
+    function: &str,
+    workload: &Workload,
+    vars: &[(String, String)],
+) -> anyhow::Result<(ColdStart, LambdaEmulator, Child)> {
+    let emulator = LambdaEmulator::start().await?;
+    let mut env = vars.to_vec();
+    env.extend(emulator.environment(function));
+    let pending = emulator.queue(workload.cold.clone()).await?;
+    let spawned = Instant::now();
+    let child = spawn(binary, &env)?;
+    let received = match pending.collect(LIMIT).await {
+        Ok(r) => r,
+        Err(e) => {
+            stop(child);
+            return Err(e);
+        }
+    };
+    let first_poll = emulator.first_poll().unwrap_or(received.started);
+    let first_byte = received.frames.first().map_or(received.started, |c| c.at);
+    let cold = ColdStart {
+        init: first_poll - spawned,
+        first_byte: first_byte - spawned,
+        complete: received.finished - spawned,
+        status: status(workload, &received),
+    };
+    Ok((cold, emulator, child))
+}
+
+/// `load` invocations back to back through a warm instance: their latencies and statuses.
+async fn warm_load(
+    emulator: &LambdaEmulator,
+    workload: &Workload,
+    load: usize,
+) -> anyhow::Result<(Sample, BTreeMap<u64, u32>)> {
+    let mut warm = Vec::with_capacity(load);
+    let mut statuses = BTreeMap::new();
+    for i in 0..load {
+        let event = workload.warm[i % workload.warm.len()].clone();
+        let queued = Instant::now();
+        let received = emulator
+            .invoke(event, LIMIT)
+            .await
+            .map_err(|e| e.context(format!("invocation {i}")))?;
+        warm.push(received.finished - queued);
+        *statuses.entry(status(workload, &received)).or_insert(0) += 1;
+    }
+    Ok((Sample::new(warm), statuses))
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     stack::init_tracing();
     let llm = FakeLlm::start().await?;
@@ -198,6 +252,32 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     vars.push(("PATH".into(), "/usr/bin:/bin".into()));
     vars.extend(stack::preload());
 
+    // Cold starts go round-robin over the functions, so that a slow spell of the machine falls
+    // on all of them alike instead of on whichever function was being measured; the warm loads,
+    // which grow the database, come after every cold start.
+    let workloads: Vec<Workload> = opts
+        .functions
+        .iter()
+        .map(|function| workload(function, &token, &conversation_id))
+        .collect();
+    let mut colds: Vec<Vec<ColdStart>> = opts.functions.iter().map(|_| Vec::new()).collect();
+    let mut warm_instances = Vec::new();
+    for run in 0..opts.runs {
+        for ((function, workload), colds) in opts.functions.iter().zip(&workloads).zip(&mut colds) {
+            let binary = opts.bin_dir.join(function);
+            let (cold, emulator, child) = cold_start(&binary, function, workload, &vars)
+                .await
+                .map_err(|e| e.context(format!("{function}: cold start {run}")))?;
+            colds.push(cold);
+            if run + 1 == opts.runs {
+                warm_instances.push((emulator, child));
+            } else {
+                stop(child);
+            }
+        }
+    }
+    anyhow::ensure!(!warm_instances.is_empty(), "--runs must be at least 1");
+
     println!();
     println!(
         "{:<14} {:>6} {:>9} {:>9} {:>11} {:>11} {:>11} {:>9} {:>9} {:>10} {:>10}",
@@ -213,58 +293,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         "peak RSS",
         "binary"
     );
-    for function in &opts.functions {
+    for (((function, workload), colds), (emulator, child)) in opts
+        .functions
+        .iter()
+        .zip(&workloads)
+        .zip(&colds)
+        .zip(warm_instances)
+    {
         let binary = opts.bin_dir.join(function);
-        let workload = workload(function, &token, &conversation_id);
-        let mut colds = Vec::new();
-        let mut last = None;
-        for run in 0..opts.runs {
-            let emulator = LambdaEmulator::start().await?;
-            let mut env = vars.clone();
-            env.extend(emulator.environment(function));
-            let pending = emulator.queue(workload.cold.clone()).await?;
-            let spawned = Instant::now();
-            let child = spawn(&binary, &env)?;
-            let received = match pending.collect(LIMIT).await {
-                Ok(r) => r,
-                Err(e) => {
-                    stop(child);
-                    return Err(e.context(format!("{function}: cold start {run}")));
-                }
-            };
-            let first_poll = emulator.first_poll().unwrap_or(received.started);
-            let first_byte = received.frames.first().map_or(received.started, |c| c.at);
-            colds.push(ColdStart {
-                init: first_poll - spawned,
-                first_byte: first_byte - spawned,
-                complete: received.finished - spawned,
-                status: status(&workload, &received),
-            });
-            if run + 1 == opts.runs {
-                last = Some((emulator, child));
-            } else {
-                stop(child);
-            }
-        }
-        let (emulator, child) = last.ok_or_else(|| anyhow::anyhow!("--runs must be at least 1"))?;
-        let mut warm = Vec::with_capacity(opts.load);
-        let mut statuses = std::collections::BTreeMap::new();
-        for i in 0..opts.load {
-            let event = workload.warm[i % workload.warm.len()].clone();
-            let queued = Instant::now();
-            let received = emulator.invoke(event, LIMIT).await;
-            let received = match received {
-                Ok(r) => r,
-                Err(e) => {
-                    stop(child);
-                    return Err(e.context(format!("{function}: warm invocation {i}")));
-                }
-            };
-            warm.push(received.finished - queued);
-            *statuses.entry(status(&workload, &received)).or_insert(0u32) += 1;
-        }
+        let warm = warm_load(&emulator, workload, opts.load).await;
         let rss = crate::machine::rss_kib(child.id());
         stop(child);
+        let (warm, statuses) = warm.map_err(|e| e.context(format!("{function}: warm load")))?;
         let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
         let init = Sample::new(colds.iter().map(|c| c.init).collect());
         let complete = Sample::new(colds.iter().map(|c| c.complete).collect());
@@ -274,7 +314,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 .map(|c| c.complete.saturating_sub(c.init))
                 .collect(),
         );
-        let warm = Sample::new(warm);
         println!(
             "{:<14} {:>6} {:>9} {:>9} {:>11} {:>11} {:>11} {:>9} {:>9} {:>10} {:>10}",
             function,

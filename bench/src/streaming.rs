@@ -71,6 +71,19 @@ async fn observe(
     })
 }
 
+/// The fake's own stream, asked for with the bench's client: the reference a token's lag is
+/// compared with (one loopback hop, no function in between).
+fn upstream_request(client: &reqwest::Client, base_url: &str) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{base_url}/chat/completions"))
+        .json(&json!({"model": "bench-model", "stream": true,
+                      "messages": [{"role": "user", "content": "Hello, how are you today?"}]}))
+}
+
+fn is_upstream_token(event: &str) -> bool {
+    event.contains("\"content\":\"w")
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     stack::init_tracing();
     let llm = FakeLlm::start().await?;
@@ -95,19 +108,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     shared::install_crypto_provider();
     let client = reqwest::Client::new();
     let token = stack::token("streamer");
-    let direct = || {
-        client
-            .post(format!("{}/chat/completions", llm.base_url))
-            .json(&json!({"model": "bench-model", "stream": true,
-                          "messages": [{"role": "user", "content": "Hello, how are you today?"}]}))
-    };
+    let direct = || upstream_request(&client, &llm.base_url);
     let through = || {
         client
             .post(format!("{api}/api/v1/chat/streaming"))
             .bearer_auth(&token)
             .json(&json!({"message": "Hello, how are you today?"}))
     };
-    let is_upstream_token = |e: &str| e.contains("\"content\":\"w");
     let is_api_token = |e: &str| e.contains("\"type\":\"token\"");
 
     let mut first_direct = Vec::new();
@@ -192,7 +199,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
 /// The same measurement through the chat-stream binary under the emulated Runtime API: each
 /// token's lag from the fake's send to its arrival at the Runtime API (the function streams
-/// its response there with `lambda_runtime`'s HTTP client).
+/// its response there with `lambda_runtime`'s HTTP client). The fake's stream read directly,
+/// interleaved, is the reference: a token through the function crosses loopback twice.
 pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Result<()> {
     use crate::events::http_event;
     use api_tests::lambda_emulator::LambdaEmulator;
@@ -237,13 +245,23 @@ pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Res
         &token,
         Some(&json!({"message": "Hello, how are you today?"})),
     );
+    shared::install_crypto_provider();
+    let client = reqwest::Client::new();
     let mut first_token = Vec::new();
     let mut response_started = Vec::new();
     let mut lags = Vec::new();
+    let mut direct_lags = Vec::new();
     let mut batched = 0usize;
     let warmup = 10;
     let outcome = async {
         for run in 0..opts.runs + warmup {
+            // The reference, interleaved: the same tokens read straight from the fake.
+            let direct =
+                observe(upstream_request(&client, &llm.base_url), is_upstream_token).await?;
+            if run >= warmup {
+                let sent = llm.sent();
+                direct_lags.extend(direct.arrivals.iter().zip(&sent).map(|(a, s)| *a - *s));
+            }
             let queued = Instant::now();
             let received = emulator
                 .invoke(event.clone(), Duration::from_secs(30))
@@ -283,6 +301,7 @@ pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Res
     let _ = child.wait();
     outcome?;
     let (first_token, lags) = (Sample::new(first_token), Sample::new(lags));
+    let direct_lags = Sample::new(direct_lags);
     let response_started = Sample::new(response_started);
     println!();
     println!("{:<52} {:>9} {:>9} {:>9}", "(ms)", "p50", "p99", "max");
@@ -306,6 +325,18 @@ pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Res
         ms(lags.p50()),
         ms(lags.p99()),
         ms(lags.max())
+    );
+    println!(
+        "{:<52} {:>9} {:>9} {:>9}",
+        "token lag (fake sent -> bench client), directly",
+        ms(direct_lags.p50()),
+        ms(direct_lags.p99()),
+        ms(direct_lags.max())
+    );
+    println!(
+        "a token crosses loopback twice through the function (fake -> function -> Runtime API) \
+         and once directly: the function's own share is about {} ms p50 (lag - 2 x direct lag)",
+        ms_diff(lags.p50(), direct_lags.p50() + direct_lags.p50())
     );
     println!(
         "tokens that reached the Runtime API within a quarter of the sending gap after the one \
