@@ -84,6 +84,17 @@ fn is_upstream_token(event: &str) -> bool {
     event.contains("\"content\":\"w")
 }
 
+/// One line of a table of (p50, p99, max) in milliseconds.
+fn row(label: &str, sample: &Sample) {
+    println!(
+        "{:<52} {:>9} {:>9} {:>9}",
+        label,
+        ms(sample.p50()),
+        ms(sample.p99()),
+        ms(sample.max())
+    );
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     stack::init_tracing();
     let llm = FakeLlm::start().await?;
@@ -158,16 +169,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let (first_direct, first_api) = (Sample::new(first_direct), Sample::new(first_api));
     let (lag_direct, lag_api) = (Sample::new(lag_direct), Sample::new(lag_api));
     println!();
-    println!("{:<44} {:>9} {:>9} {:>9}", "(ms)", "p50", "p99", "max");
-    let row = |label: &str, s: &Sample| {
-        println!(
-            "{:<44} {:>9} {:>9} {:>9}",
-            label,
-            ms(s.p50()),
-            ms(s.p99()),
-            ms(s.max())
-        );
-    };
+    println!("{:<52} {:>9} {:>9} {:>9}", "(ms)", "p50", "p99", "max");
     row("time to first token, upstream directly", &first_direct);
     row("time to first token, through /streaming", &first_api);
     row("token lag (fake sent -> client), directly", &lag_direct);
@@ -307,33 +309,15 @@ pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Res
     let response_started = Sample::new(response_started);
     println!();
     println!("{:<52} {:>9} {:>9} {:>9}", "(ms)", "p50", "p99", "max");
-    println!(
-        "{:<52} {:>9} {:>9} {:>9}",
-        "event queued -> response POST begins",
-        ms(response_started.p50()),
-        ms(response_started.p99()),
-        ms(response_started.max())
-    );
-    println!(
-        "{:<52} {:>9} {:>9} {:>9}",
+    row("event queued -> response POST begins", &response_started);
+    row(
         "event queued -> first token at the Runtime API",
-        ms(first_token.p50()),
-        ms(first_token.p99()),
-        ms(first_token.max())
+        &first_token,
     );
-    println!(
-        "{:<52} {:>9} {:>9} {:>9}",
-        "token lag (fake sent -> Runtime API)",
-        ms(lags.p50()),
-        ms(lags.p99()),
-        ms(lags.max())
-    );
-    println!(
-        "{:<52} {:>9} {:>9} {:>9}",
+    row("token lag (fake sent -> Runtime API)", &lags);
+    row(
         "token lag (fake sent -> bench client), directly",
-        ms(direct_lags.p50()),
-        ms(direct_lags.p99()),
-        ms(direct_lags.max())
+        &direct_lags,
     );
     println!(
         "a token crosses loopback twice through the function (fake -> function -> Runtime API) \
