@@ -49,7 +49,8 @@ impl AppState {
 
     pub fn with_store(config: Config, store: Store) -> Self {
         install_crypto_provider();
-        // One HTTP client per cold start, shared by the LLM providers and the JWKS fetch.
+        // One HTTP client per cold start, shared by the LLM providers, MCP and the JWKS fetch;
+        // its root certificates are loaded on the first TLS handshake (tls.rs).
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls::client_config())
             .connect_timeout(config.llm.connect_timeout)

@@ -45,9 +45,8 @@ pub fn run_streaming(group: Group) -> Result<(), Error> {
 }
 
 /// A single-threaded runtime: an instance serves one invocation at a time, so worker threads
-/// would only add their start to the cold start and a cross-thread wake-up to every hop of a
-/// streamed token (model connection, turn, response body). Blocking work (document
-/// extraction) still goes to Tokio's blocking pool.
+/// would only add their start to the cold start and their stacks to its memory. Blocking work
+/// (document extraction) still goes to Tokio's blocking pool.
 fn block_on(function: impl Future<Output = Result<(), Error>>) -> Result<(), Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
