@@ -269,6 +269,33 @@ async fn an_invalid_update_is_a_422_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_temperature_too_small_for_storage_is_a_422_not_a_server_error() {
+    let app = TestApp::spawn().await;
+    let id = app.create_conversation("alice", "Stay").await;
+    // Found by the fuzzer: within 0..=2, but DynamoDB holds no nonzero number below 1e-130.
+    let tiny = json!({"temperature": 2.225_073_858_507e-311});
+    let updated = app
+        .put(&format!("{CONVERSATIONS}/{id}"), "alice", &tiny)
+        .await;
+    updated.assert_problem(422);
+    assert_eq!(
+        updated.body["errors"][0]["loc"],
+        json!(["body", "temperature"])
+    );
+    app.post(CONVERSATIONS, "alice", &tiny)
+        .await
+        .assert_problem(422);
+    let zero = app
+        .put(
+            &format!("{CONVERSATIONS}/{id}"),
+            "alice",
+            &json!({"temperature": 0}),
+        )
+        .await;
+    assert_eq!(zero.body["temperature"], 0.0);
+}
+
+#[tokio::test]
 async fn deleting_a_conversation_hides_it_everywhere_and_removes_its_messages() {
     let app = TestApp::spawn().await;
     let id = app.create_conversation("alice", "doomed").await;

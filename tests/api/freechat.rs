@@ -505,6 +505,7 @@ async fn backend_settings_outside_their_bounds_are_400() {
         (json!({"initQuota": -1}), "initQuota"),
         (json!({"provider": "nobody"}), "provider"),
         (json!({"temperature": 2.5}), "temperature"),
+        (json!({"temperature": 1e-200}), "temperature"),
         (json!({"maxTokens": 0}), "maxTokens"),
     ] {
         let reply = app

@@ -45,6 +45,18 @@ impl Violations {
         }
     }
 
+    /// Checks a sampling temperature: within `0..=2`, and storable, since DynamoDB cannot hold
+    /// a nonzero number closer to zero than 1e-130.
+    pub fn temperature(&mut self, value: Option<f64>, loc: &[&str]) {
+        self.range(value, 0.0, 2.0, loc);
+        self.check(
+            value.is_none_or(|t| t <= 0.0 || t >= DYNAMODB_MIN_NUMBER),
+            loc,
+            format!("must be 0 or at least {DYNAMODB_MIN_NUMBER:e}"),
+            "greater_than_equal",
+        );
+    }
+
     /// Checks a text's length in characters, when it is present.
     pub fn length(&mut self, value: Option<&str>, min: usize, max: usize, loc: &[&str]) {
         if let Some(v) = value {
@@ -134,6 +146,23 @@ mod tests {
     #[test]
     fn ordinary_objects_are_storable() {
         assert!(check(json!({"a": [1, 2.5, -3e100, 0, null, "x"], "b": {"c": true}})).is_ok());
+    }
+
+    fn check_temperature(t: f64) -> Result<(), ApiError> {
+        let mut v = Violations::new();
+        v.temperature(Some(t), &["body", "temperature"]);
+        v.finish()
+    }
+
+    #[test]
+    fn a_temperature_too_small_to_store_is_a_validation_error() {
+        assert!(check_temperature(0.0).is_ok());
+        assert!(check_temperature(1e-130).is_ok());
+        assert!(check_temperature(2.0).is_ok());
+        assert!(check_temperature(2.225_073_858_507e-311).is_err());
+        assert!(check_temperature(1e-131).is_err());
+        assert!(check_temperature(2.1).is_err());
+        assert!(check_temperature(-0.5).is_err());
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl ChatRequest {
             MAX_MESSAGE_CHARS,
             &["body", "message"],
         );
-        v.range(self.temperature, 0.0, 2.0, &["body", "temperature"]);
+        v.temperature(self.temperature, &["body", "temperature"]);
         v.range(self.max_tokens, 1, 8192, &["body", "max_tokens"]);
         v.range(
             self.context_limit,

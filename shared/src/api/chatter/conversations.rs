@@ -112,7 +112,7 @@ impl TryFrom<ConversationCreate> for NewConversation {
             MAX_SYSTEM_PROMPT_CHARS,
             &["body", "system_prompt"],
         );
-        v.range(body.temperature, 0.0, 2.0, &["body", "temperature"]);
+        v.temperature(body.temperature, &["body", "temperature"]);
         v.range(body.max_tokens, 1, MAX_TOKENS, &["body", "max_tokens"]);
         v.storable_json(body.workflow_config.as_ref(), &["body", "workflow_config"]);
         v.storable_json(body.extra_metadata.as_ref(), &["body", "extra_metadata"]);
@@ -162,7 +162,7 @@ impl TryFrom<ConversationUpdate> for ConversationPatch {
             MAX_DESCRIPTION_CHARS,
             &["body", "description"],
         );
-        v.range(body.temperature, 0.0, 2.0, &["body", "temperature"]);
+        v.temperature(body.temperature, &["body", "temperature"]);
         v.range(body.max_tokens, 1, MAX_TOKENS, &["body", "max_tokens"]);
         v.storable_json(body.workflow_config.as_ref(), &["body", "workflow_config"]);
         v.storable_json(body.extra_metadata.as_ref(), &["body", "extra_metadata"]);

@@ -285,7 +285,7 @@ impl BackendInput {
             i64::from(u32::MAX),
             &["body", "proactiveChatWaitingTime"],
         );
-        v.range(self.temperature, 0.0, 2.0, &["body", "temperature"]);
+        v.temperature(self.temperature, &["body", "temperature"]);
         v.range(
             self.max_tokens,
             1,
