@@ -1,10 +1,12 @@
 //! Schemathesis fuzzes every operation of the served OpenAPI document against the real
-//! stack. The tool comes from PyPI into a virtualenv the test makes on first use.
+//! stack, with the ids of resources the fuzzing user owns. The tool comes from PyPI into a
+//! virtualenv the test makes on first use.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use api_tests::{FakeLlm, TestApp};
+use serde_json::json;
 
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 /// Examples per operation in the fuzzing phase: enough to reach every field's edge cases.
@@ -38,6 +40,106 @@ fn schemathesis() -> PathBuf {
     bin
 }
 
+/// A character of `user`'s: its numeric id and its uid.
+async fn character(app: &TestApp, user: &str, name: &str) -> (String, String) {
+    let created = app
+        .post("/api/v1/character", user, &json!({"name": name}))
+        .await;
+    let id = created.body.to_string();
+    let summary = app
+        .get(&format!("/api/v1/character/summary/{id}"), user)
+        .await;
+    let uid = summary.body["characterUid"].as_str().unwrap().to_owned();
+    (id, uid)
+}
+
+/// The ids of one character with a backend and a chat that has a turn, one conversation with
+/// a turn, one document, in schemathesis's parameter names.
+async fn seed(app: &TestApp, user: &str, name: &str) -> Vec<(&'static str, String)> {
+    let (character_id, character_uid) = character(app, user, name).await;
+    let backend = app
+        .post(
+            &format!("/api/v1/character/backend/{character_uid}"),
+            user,
+            &json!({"isDefault": true}),
+        )
+        .await;
+    let chat = app
+        .post(
+            "/api/v1/chat",
+            user,
+            &json!({"characterUid": character_uid}),
+        )
+        .await;
+    let said = app
+        .post(
+            &format!("/api/v1/chat/send/{}", chat.text),
+            user,
+            &json!({"role": "user", "contents": [{"type": "text", "content": "Ahoy"}]}),
+        )
+        .await;
+    assert!(said.status.is_success(), "{}", said.text);
+    let conversation = app.create_conversation(user, name).await;
+    let turn = app
+        .post(
+            "/api/v1/chat/chat",
+            user,
+            &json!({"message": "Hello", "conversation_id": conversation}),
+        )
+        .await;
+    assert!(turn.status.is_success(), "{}", turn.text);
+    let message = app.stored_messages(user, &conversation).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    vec![
+        ("characterId", character_id),
+        ("characterUid", character_uid),
+        ("characterBackendId", backend.text),
+        ("chatId", chat.text),
+        ("conversation_id", conversation),
+        ("message_id", message),
+        (
+            "document_id",
+            app.upload_text(user, name, "The keeper counts ships at dawn.")
+                .await,
+        ),
+    ]
+}
+
+/// A schemathesis config that sends the ids of things `user` owns, so that operations on an
+/// existing resource reach their logic instead of a 404. Deletions get a set of their own:
+/// with the first, they would remove what the rest of the run reads.
+async fn config_with_existing_ids(app: &TestApp, user: &str) -> PathBuf {
+    let toml = |ids: &[(&str, String)]| {
+        ids.iter()
+            .map(|(name, id)| format!("{name} = {}", toml_value(id)))
+            .collect::<Vec<_>>()
+    };
+    let kept = seed(app, user, "Kept").await;
+    let doomed = seed(app, user, "Doomed").await;
+    let (_, assistant) = character(app, user, "Assistant").await;
+    let config = format!(
+        "[parameters]\n{}\nassistantUid = {}\ntemplate_name = \"customer_support\"\n\n\
+         [[operations]]\ninclude-method = \"DELETE\"\nparameters = {{ {} }}\n",
+        toml(&kept).join("\n"),
+        toml_value(&assistant),
+        toml(&doomed).join(", "),
+    );
+    let path = std::env::temp_dir().join(format!("schemathesis-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&path, config).expect("the config is written");
+    path
+}
+
+/// An id as a TOML value: numeric ids stay numbers.
+fn toml_value(id: &str) -> String {
+    if id.bytes().all(|b| b.is_ascii_digit()) {
+        id.to_owned()
+    } else {
+        format!("\"{id}\"")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzzing_every_operation_finds_no_server_error_and_no_response_off_the_document() {
     let tool = schemathesis();
@@ -49,7 +151,10 @@ async fn fuzzing_every_operation_finds_no_server_error_and_no_response_off_the_d
         setting("FUZZ_EXAMPLES", MAX_EXAMPLES),
     );
     println!("fuzzing with seed {seed}, {examples} examples per operation");
+    let config = config_with_existing_ids(&app, "fuzzer").await;
     let output = tokio::process::Command::new(tool)
+        .arg("--config-file")
+        .arg(&config)
         .args(["run", &format!("{}/openapi.json", app.base_url), "--url", &app.base_url])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", "not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance"])
@@ -63,6 +168,7 @@ async fn fuzzing_every_operation_finds_no_server_error_and_no_response_off_the_d
         .output()
         .await
         .expect("schemathesis runs");
+    let _ = std::fs::remove_file(&config);
     let report = String::from_utf8_lossy(&output.stdout);
     println!("{report}");
     assert!(
