@@ -45,17 +45,23 @@ pub fn catalog_routes() -> Router<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatRequest {
+    #[schema(min_length = 1, max_length = 64000)]
     pub message: String,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub conversation_id: Option<String>,
     pub profile_id: Option<String>,
     #[serde(default)]
     pub stream: bool,
     pub workflow: Option<Workflow>,
     pub provider: Option<String>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
+    #[schema(minimum = 1, maximum = 8192)]
     pub max_tokens: Option<i64>,
+    #[schema(minimum = 1, maximum = 10000000)]
     pub context_limit: Option<i64>,
     pub enable_retrieval: Option<bool>,
+    #[schema(max_items = 50)]
     pub document_ids: Option<Vec<String>>,
     pub system_prompt_override: Option<String>,
     #[schema(value_type = Option<Object>)]

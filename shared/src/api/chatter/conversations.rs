@@ -50,17 +50,23 @@ pub fn routes() -> Router<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ConversationCreate {
+    #[schema(min_length = 1, max_length = 255)]
     pub title: String,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     pub profile_id: Option<String>,
+    #[schema(max_length = 32000)]
     pub system_prompt: Option<String>,
     #[serde(default)]
     pub enable_retrieval: bool,
     /// One of the configured providers; its turns use it unless a request names another.
     pub llm_provider: Option<String>,
     /// The model its turns ask the conversation's provider for.
+    #[schema(min_length = 1, max_length = 200)]
     pub llm_model: Option<String>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
+    #[schema(minimum = 1, maximum = 1000000)]
     pub max_tokens: Option<i64>,
     #[schema(value_type = Option<Object>)]
     pub workflow_config: Option<JsonObject>,
@@ -135,13 +141,18 @@ impl TryFrom<ConversationCreate> for NewConversation {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ConversationUpdate {
+    #[schema(min_length = 1, max_length = 255)]
     pub title: Option<String>,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     pub status: Option<ConversationStatus>,
     /// Another configured provider; without `llm_model` its default model applies.
     pub llm_provider: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     pub llm_model: Option<String>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
+    #[schema(minimum = 1, maximum = 1000000)]
     pub max_tokens: Option<i64>,
     #[schema(value_type = Option<Object>)]
     pub workflow_config: Option<JsonObject>,
@@ -184,8 +195,10 @@ impl TryFrom<ConversationUpdate> for ConversationPatch {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Number of results per page (1 to 100).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Number of results to skip.
+    #[param(minimum = 0, maximum = 1000000)]
     pub offset: Option<i64>,
 }
 

@@ -104,13 +104,17 @@ pub struct DocumentUploadForm {
     /// The document: text, Markdown, HTML or PDF.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
+    #[schema(min_length = 1, max_length = 255)]
     title: Option<String>,
+    #[schema(max_length = 2000)]
     description: Option<String>,
     /// A JSON list (`["a","b"]`) or comma-separated (`a, b`).
     tags: Option<String>,
     /// Characters per chunk, 100 to 10000 (default 1000).
+    #[schema(minimum = 100, maximum = 10000)]
     chunk_size: Option<i64>,
     /// Characters repeated between neighbouring chunks, 0 to 2000 (default 200).
+    #[schema(minimum = 0, maximum = 2000)]
     chunk_overlap: Option<i64>,
     is_public: Option<bool>,
 }
@@ -587,8 +591,11 @@ pub async fn get_document(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DocumentUpdate {
+    #[schema(min_length = 1, max_length = 255)]
     pub title: Option<String>,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
+    #[schema(max_items = 50)]
     pub tags: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     pub extra_metadata: Option<JsonObject>,
@@ -718,11 +725,14 @@ pub async fn document_chunks(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DocumentSearchRequest {
+    #[schema(min_length = 1, max_length = 1000)]
     pub query: String,
     /// Most results (1 to 100, default 10).
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Least score (0 to 1, default 0.5): cosine similarity with an embedding model, else
     /// the normalised lexical score.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub score_threshold: Option<f64>,
     pub document_types: Option<Vec<DocumentType>>,
     /// Only documents with any of these tags.
@@ -839,8 +849,10 @@ pub struct DocumentProcessingRequest {
     #[serde(default)]
     pub reprocess: bool,
     /// New chunk size (100 to 10000); default: the document's.
+    #[schema(minimum = 100, maximum = 10000)]
     pub chunk_size: Option<i64>,
     /// New chunk overlap (0 to 2000); default: the document's.
+    #[schema(minimum = 0, maximum = 2000)]
     pub chunk_overlap: Option<i64>,
     /// Embed the chunks when an embedding model is configured (default true).
     pub generate_embeddings: Option<bool>,

@@ -67,25 +67,41 @@ pub fn routes() -> Router<AppState> {
 #[serde(rename_all = "camelCase")]
 #[schema(as = CharacterCreateDTO)]
 pub struct CharacterInput {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     pub visibility: Option<Visibility>,
+    #[schema(max_length = 100)]
     pub parent_uid: Option<String>,
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
+    #[schema(max_length = 100)]
     pub nickname: Option<String>,
+    #[schema(max_length = 2048)]
     pub avatar: Option<String>,
+    #[schema(max_length = 2048)]
     pub picture: Option<String>,
     /// `male` | `female` | `other`.
+    #[schema(max_length = 100)]
     pub gender: Option<String>,
+    #[schema(max_length = 32000)]
     pub profile: Option<String>,
+    #[schema(max_length = 4000)]
     pub greeting: Option<String>,
+    #[schema(max_length = 4000)]
     pub chat_style: Option<String>,
+    #[schema(max_length = 32000)]
     pub chat_example: Option<String>,
+    #[schema(max_length = 4000)]
     pub default_scene: Option<String>,
     /// `en` (the default) | `zh` | ...
+    #[schema(max_length = 100)]
     pub lang: Option<String>,
     /// Anything the client keeps with the character, as JSON text.
+    #[schema(max_length = 32000)]
     pub ext: Option<String>,
+    #[schema(max_length = 32000)]
     pub draft: Option<String>,
+    #[schema(max_items = 20)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -254,17 +270,23 @@ pub struct CharacterDetailsDto {
 pub struct BackendInput {
     pub is_default: Option<bool>,
     /// Messages of history in the prompt, 10 to 500 (default 50).
+    #[schema(minimum = 10, maximum = 500)]
     pub message_window_size: Option<i64>,
     /// What a chat may use: replies or tokens, by `quotaType`.
+    #[schema(minimum = 0)]
     pub init_quota: Option<i64>,
     pub quota_type: Option<QuotaType>,
     /// Minutes to wait for a proactive chat.
+    #[schema(minimum = 0, maximum = 4_294_967_295_f64)]
     pub proactive_chat_waiting_time: Option<i64>,
     /// A configured provider (the deployment's default when absent).
     pub provider: Option<String>,
     /// The provider's default model when absent.
+    #[schema(min_length = 1, max_length = 100)]
     pub model: Option<String>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
+    #[schema(minimum = 1, maximum = 8192)]
     pub max_tokens: Option<i64>,
 }
 

@@ -132,7 +132,7 @@ pub async fn list_messages(
     get, path = "/api/v1/chat/messages/{chatId}/{limit}", tag = "chat", operation_id = "listMessages_2",
     params(
         ("chatId" = String, Path, description = "Chat session identifier"),
-        ("limit" = i64, Path, description = "Messages limit"),
+        ("limit" = i64, Path, minimum = 0, description = "Messages limit"),
     ),
     responses(
         (status = 200, description = "The newest `limit` messages, oldest first", body = Vec<ChatMessageRecordDto>),
@@ -153,7 +153,7 @@ pub async fn list_messages_with_limit(
     get, path = "/api/v1/chat/messages/{chatId}/{limit}/{offset}", tag = "chat", operation_id = "listMessages_1",
     params(
         ("chatId" = String, Path, description = "Chat session identifier"),
-        ("limit" = i64, Path, description = "Messages limit"),
+        ("limit" = i64, Path, minimum = 0, description = "Messages limit"),
         ("offset" = i64, Path, description = "Messages offset (from new to old)"),
     ),
     responses(
@@ -192,7 +192,7 @@ pub async fn list_debug_messages(
     get, path = "/api/v1/chat/messages/debug/{chatId}/{limit}", tag = "chat", operation_id = "listDebugMessages",
     params(
         ("chatId" = String, Path, description = "Chat session identifier"),
-        ("limit" = i64, Path, description = "Messages limit"),
+        ("limit" = i64, Path, minimum = 0, description = "Messages limit"),
     ),
     responses(
         (status = 200, description = "As listMessages_2, with each record's `ext` when the caller owns the character", body = Vec<ChatMessageRecordDto>),
@@ -213,7 +213,7 @@ pub async fn list_debug_messages_with_limit(
     get, path = "/api/v1/chat/messages/debug/{chatId}/{limit}/{offset}", tag = "chat", operation_id = "listDebugMessages_1",
     params(
         ("chatId" = String, Path, description = "Chat session identifier"),
-        ("limit" = i64, Path, description = "Messages limit"),
+        ("limit" = i64, Path, minimum = 0, description = "Messages limit"),
         ("offset" = i64, Path, description = "Messages offset (from new to old)"),
     ),
     responses(

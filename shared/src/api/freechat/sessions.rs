@@ -65,14 +65,21 @@ fn plain_text(text: String) -> impl IntoResponse {
 #[serde(rename_all = "camelCase")]
 #[schema(as = ChatCreateDTO)]
 pub struct ChatCreateDto {
+    #[schema(min_length = 1, max_length = 100)]
     pub character_uid: String,
     /// The character's default backend when absent.
+    #[schema(max_length = 100)]
     pub backend_id: Option<String>,
+    #[schema(max_length = 100)]
     pub user_nickname: Option<String>,
+    #[schema(max_length = 4000)]
     pub user_profile: Option<String>,
+    #[schema(max_length = 100)]
     pub character_nickname: Option<String>,
     /// The scene of the chat.
+    #[schema(max_length = 4000)]
     pub about: Option<String>,
+    #[schema(max_length = 32000)]
     pub ext: Option<String>,
 }
 
@@ -633,7 +640,7 @@ pub async fn clear_memory(
     post, path = "/api/v1/chat/messages/rollback/{chatId}/{count}", tag = "chat", operation_id = "rollbackMessages",
     params(
         ("chatId" = String, Path, description = "Chat session identifier"),
-        ("count" = i64, Path, description = "Message count to be rolled back"),
+        ("count" = i64, Path, minimum = 1, description = "Message count to be rolled back"),
     ),
     responses(
         (status = 200, description = "The removed messages' ids, newest first", body = Vec<u64>),
