@@ -1,6 +1,8 @@
 //! Schemathesis fuzzes every operation of the served OpenAPI document against the real
-//! stack, with the ids of resources the fuzzing user owns. The tool comes from PyPI into a
-//! virtualenv the test makes on first use.
+//! stack, with the ids of resources the fuzzing user owns: no server error, no response the
+//! document does not describe, and no input it forbids accepted (so the bounds it declares
+//! are the ones validation enforces). The tool comes from PyPI into a virtualenv the test
+//! makes on first use.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -157,7 +159,7 @@ async fn fuzzing_every_operation_finds_no_server_error_and_no_response_off_the_d
         .arg(&config)
         .args(["run", &format!("{}/openapi.json", app.base_url), "--url", &app.base_url])
         .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--checks", "not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance"])
+        .args(["--checks", "not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance,negative_data_rejection"])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--max-examples", &examples, "--seed", &seed])
         .args(["--workers", "2", "--suppress-health-check", "all", "--request-timeout", "30"])
