@@ -7,6 +7,17 @@ use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
+use utoipa::ToSchema;
+
+/// One event of a `text/event-stream` body, described per event as OpenAPI 3.2's
+/// `itemSchema` does (and as fuzzers check it): `data` holds a chunk as JSON, or `[DONE]`.
+#[derive(Debug, ToSchema)]
+pub struct ServerSentEvent {
+    pub data: String,
+    pub event: Option<String>,
+    pub id: Option<String>,
+    pub retry: Option<u64>,
+}
 
 /// Streams `events`, with a `: heartbeat` comment after each `heartbeat` of silence so that
 /// idle connections are not cut, and headers that turn off proxy buffering and caching.

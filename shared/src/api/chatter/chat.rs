@@ -21,6 +21,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, is_id};
 use crate::http::idempotency::StreamOutcome;
 use crate::http::middleware::CorrelationId;
+use crate::http::sse::ServerSentEvent;
 use crate::http::validate::Violations;
 
 /// Keeps a message, with its metadata, well inside DynamoDB's 400 KB item.
@@ -198,16 +199,6 @@ pub async fn chat_with_template(
     let input = body.into_input(Some(&template_name))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     Ok(Json(turn.run(&state).await?.into()))
-}
-
-/// One event of a `text/event-stream` body, described per event as OpenAPI 3.2's
-/// `itemSchema` does (and as fuzzers check it): `data` holds a chunk as JSON, or `[DONE]`.
-#[derive(Debug, ToSchema)]
-pub struct ServerSentEvent {
-    pub data: String,
-    pub event: Option<String>,
-    pub id: Option<String>,
-    pub retry: Option<u64>,
 }
 
 /// One Server-Sent Event of `/streaming`.

@@ -253,7 +253,7 @@ pub async fn send_message(
     params(("chatId" = String, Path, description = "Chat session identifier")),
     request_body = ChatMessageDto,
     responses(
-        (status = 200, description = "Server-Sent Events: `data: {\"text\": <delta>}` frames, then one `LlmResultDTO` with the whole `message`, `finishReason` and `tokenUsage` (`finishReason: \"length\"` and `error` when the model failed midway); no `[DONE]`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: `data: {\"text\": <delta>}` frames, then one `LlmResultDTO` with the whole `message`, `finishReason` and `tokenUsage` (`finishReason: \"length\"` and `error` when the model failed midway); no `[DONE]`", content_type = "text/event-stream", body = sse::ServerSentEvent),
         (status = 404, description = "No such chat of the caller, or its character or backend is gone", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "Invalid message", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The chat's quota is used up", body = Problem, content_type = "application/problem+json"),
@@ -470,7 +470,7 @@ impl Relay {
         ("assistantUid" = String, Path, description = "The assistant character's uid"),
     ),
     responses(
-        (status = 200, description = "Server-Sent Events framed as streamSendMessage's; nothing is stored", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events framed as streamSendMessage's; nothing is stored", content_type = "text/event-stream", body = sse::ServerSentEvent),
         (status = 400, description = "The assistant has no backend", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such chat of the caller, or assistant visible to them", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The chat's quota is used up", body = Problem, content_type = "application/problem+json"),
