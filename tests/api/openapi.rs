@@ -228,18 +228,21 @@ fn success(operation: &Value) -> (String, Value) {
     )
 }
 
-#[tokio::test]
-async fn the_served_openapi_document_matches_the_contract_for_every_implemented_operation() {
-    let app = TestApp::spawn().await;
-    let ours: Value = app
+/// The document the API serves at `/openapi.json`.
+async fn served_document(app: &TestApp) -> Value {
+    let reply = app
         .http
         .get(format!("{}/openapi.json", app.base_url))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    reply.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_served_openapi_document_matches_the_contract_for_every_implemented_operation() {
+    let app = TestApp::spawn().await;
+    let ours = served_document(&app).await;
     assert!(ours["openapi"].as_str().unwrap().starts_with("3.1"));
     for (file, method, path) in IMPLEMENTED {
         let theirs = contract(file);
@@ -272,15 +275,7 @@ async fn the_served_openapi_document_matches_the_contract_for_every_implemented_
 #[tokio::test]
 async fn every_route_the_document_lists_is_served() {
     let app = TestApp::spawn().await;
-    let ours: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ours = served_document(&app).await;
     for (path, operations) in ours["paths"].as_object().unwrap() {
         for method in operations.as_object().unwrap().keys() {
             let concrete = path
@@ -296,4 +291,24 @@ async fn every_route_the_document_lists_is_served() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn every_event_stream_describes_its_events_one_by_one() {
+    let app = TestApp::spawn().await;
+    let ours = served_document(&app).await;
+    let mut streams = 0;
+    for (path, operations) in ours["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let stream = &operation["responses"]["200"]["content"]["text/event-stream"];
+            if stream.is_object() {
+                streams += 1;
+                assert_eq!(
+                    stream["schema"]["$ref"], "#/components/schemas/ServerSentEvent",
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+    assert_eq!(streams, 3, "/streaming and FreeChat's two stream routes");
 }
