@@ -76,6 +76,20 @@ impl Violations {
         }
     }
 
+    /// Checks a text, when it is present: not blank, and at most `max` characters as sent
+    /// (the stored text may be trimmed, but the bound is the one the document declares).
+    pub fn text(&mut self, value: Option<&str>, max: usize, loc: &[&str]) {
+        if let Some(v) = value {
+            self.check(
+                !v.trim().is_empty(),
+                loc,
+                "must not be blank",
+                "string_too_short",
+            );
+        }
+        self.length(value, 0, max, loc);
+    }
+
     pub fn finish(self) -> Result<(), ApiError> {
         if self.0.is_empty() {
             Ok(())
@@ -163,6 +177,20 @@ mod tests {
         assert!(check_temperature(1e-131).is_err());
         assert!(check_temperature(2.1).is_err());
         assert!(check_temperature(-0.5).is_err());
+    }
+
+    fn check_text(text: &str) -> Result<(), ApiError> {
+        let mut v = Violations::new();
+        v.text(Some(text), 5, &["body", "name"]);
+        v.finish()
+    }
+
+    #[test]
+    fn a_text_must_not_be_blank_and_its_bound_counts_what_was_sent() {
+        assert!(check_text(" Jack").is_ok());
+        assert!(check_text(" \t\u{85}").is_err());
+        // Trimmed it would fit; as sent it is longer than the document allows.
+        assert!(check_text("\u{85}Jacky").is_err());
     }
 
     #[test]

@@ -76,12 +76,7 @@ impl ChatRequest {
     /// Validates the request; `template` is the one named in the path, if any.
     fn into_input(self, template: Option<&str>) -> ApiResult<ChatInput> {
         let mut v = Violations::new();
-        v.length(
-            Some(self.message.trim()),
-            1,
-            MAX_MESSAGE_CHARS,
-            &["body", "message"],
-        );
+        v.text(Some(&self.message), MAX_MESSAGE_CHARS, &["body", "message"]);
         v.temperature(self.temperature, &["body", "temperature"]);
         v.range(self.max_tokens, 1, 8192, &["body", "max_tokens"]);
         v.range(

@@ -86,12 +86,7 @@ fn check_llm(state: &AppState, provider: Option<&str>, model: Option<&str>) -> A
             "unknown_provider",
         );
     }
-    v.length(
-        model.map(str::trim),
-        1,
-        MAX_MODEL_CHARS,
-        &["body", "llm_model"],
-    );
+    v.text(model, MAX_MODEL_CHARS, &["body", "llm_model"]);
     v.finish()
 }
 
@@ -100,12 +95,7 @@ impl TryFrom<ConversationCreate> for NewConversation {
 
     fn try_from(body: ConversationCreate) -> Result<Self, ApiError> {
         let mut v = Violations::new();
-        v.length(
-            Some(body.title.trim()),
-            1,
-            MAX_TITLE_CHARS,
-            &["body", "title"],
-        );
+        v.text(Some(&body.title), MAX_TITLE_CHARS, &["body", "title"]);
         v.length(
             body.description.as_deref(),
             0,
@@ -165,8 +155,8 @@ impl TryFrom<ConversationUpdate> for ConversationPatch {
 
     fn try_from(body: ConversationUpdate) -> Result<Self, ApiError> {
         let mut v = Violations::new();
+        v.text(body.title.as_deref(), MAX_TITLE_CHARS, &["body", "title"]);
         let title = body.title.as_deref().map(str::trim);
-        v.length(title, 1, MAX_TITLE_CHARS, &["body", "title"]);
         v.length(
             body.description.as_deref(),
             0,

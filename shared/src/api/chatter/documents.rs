@@ -104,7 +104,7 @@ pub struct DocumentUploadForm {
     /// The document: text, Markdown, HTML or PDF.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(max_length = 255)]
     title: Option<String>,
     #[schema(max_length = 2000)]
     description: Option<String>,
@@ -323,15 +323,16 @@ async fn read_upload(mut multipart: Multipart) -> ApiResult<Upload> {
             "value_error",
         );
     }
+    // A blank title is none: the file's name stands in for it.
+    v.length(get("title"), 0, MAX_TITLE_CHARS, &["body", "title"]);
     let title = get("title").map(str::trim).filter(|t| !t.is_empty());
-    v.length(title, 1, MAX_TITLE_CHARS, &["body", "title"]);
-    let description = get("description").filter(|d| !d.trim().is_empty());
     v.length(
-        description,
+        get("description"),
         0,
         MAX_DESCRIPTION_CHARS,
         &["body", "description"],
     );
+    let description = get("description").filter(|d| !d.trim().is_empty());
     let tags = get("tags").map(parse_tags);
     v.check(
         !matches!(tags, Some(None)),
@@ -607,8 +608,8 @@ impl TryFrom<DocumentUpdate> for DocumentPatch {
 
     fn try_from(body: DocumentUpdate) -> Result<Self, ApiError> {
         let mut v = Violations::new();
+        v.text(body.title.as_deref(), MAX_TITLE_CHARS, &["body", "title"]);
         let title = body.title.as_deref().map(str::trim);
-        v.length(title, 1, MAX_TITLE_CHARS, &["body", "title"]);
         v.length(
             body.description.as_deref(),
             0,
@@ -778,8 +779,8 @@ pub async fn search_documents(
     ApiJson(body): ApiJson<DocumentSearchRequest>,
 ) -> ApiResult<Json<DocumentSearchResponse>> {
     let mut v = Violations::new();
+    v.text(Some(&body.query), MAX_QUERY_CHARS, &["body", "query"]);
     let query = body.query.trim();
-    v.length(Some(query), 1, MAX_QUERY_CHARS, &["body", "query"]);
     v.range(body.limit, 1, 100, &["body", "limit"]);
     v.range(body.score_threshold, 0.0, 1.0, &["body", "score_threshold"]);
     v.finish()?;

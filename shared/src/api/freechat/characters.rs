@@ -115,7 +115,7 @@ fn set(field: &mut Option<String>, value: Option<String>) {
 impl CharacterInput {
     fn validate(&self) -> ApiResult<()> {
         let mut v = Violations::new();
-        v.length(Some(self.name.trim()), 1, MAX_NAME_CHARS, &["body", "name"]);
+        v.text(Some(&self.name), MAX_NAME_CHARS, &["body", "name"]);
         for (value, max, field) in [
             (&self.parent_uid, MAX_NAME_CHARS, "parentUid"),
             (&self.nickname, MAX_NAME_CHARS, "nickname"),
