@@ -405,12 +405,14 @@ impl Store {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<DocumentChunk>, StoreError> {
-        let (Ok(first), Ok(last)) = (
-            u32::try_from(offset),
-            u32::try_from(offset + limit.max(1) - 1),
-        ) else {
+        // Past the last index the key format orders there is nothing; a range running past
+        // it would end on a key that sorts before its start, which DynamoDB refuses.
+        let max = keys::MAX_CHUNK_INDEX as usize;
+        if offset > max {
             return Ok(Vec::new());
-        };
+        }
+        let last = offset.saturating_add(limit.max(1) - 1).min(max);
+        let (first, last) = (offset as u32, last as u32);
         let range = Partition::of(keys::document_pk(document_id))
             .between(keys::chunk_sk(first), keys::chunk_sk(last))
             .limit(limit);

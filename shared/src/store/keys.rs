@@ -117,6 +117,9 @@ pub fn document_text_sk(part: u32) -> String {
     format!("{DOCUMENT_TEXT_SK_PREFIX}{part:04}")
 }
 
+/// The largest chunk index whose key [`chunk_sk`] keeps in order (six digits).
+pub const MAX_CHUNK_INDEX: u32 = 999_999;
+
 /// Zero-padded so that a document's chunks come back in order from one query.
 pub fn chunk_sk(chunk_index: u32) -> String {
     format!("{CHUNK_SK_PREFIX}{chunk_index:06}")
