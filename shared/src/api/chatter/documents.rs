@@ -616,8 +616,9 @@ impl TryFrom<DocumentUpdate> for DocumentPatch {
             MAX_DESCRIPTION_CHARS,
             &["body", "description"],
         );
+        // Counted as sent, as the document bounds them; blanks and repeats are dropped after.
+        check_tags(&mut v, body.tags.as_deref());
         let tags = body.tags.map(clean_tags);
-        check_tags(&mut v, tags.as_deref());
         v.storable_json(body.extra_metadata.as_ref(), &["body", "extra_metadata"]);
         v.finish()?;
         Ok(Self {
