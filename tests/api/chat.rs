@@ -351,6 +351,28 @@ async fn a_malformed_answer_is_a_502_and_the_question_stays_stored() {
 }
 
 #[tokio::test]
+async fn an_answer_cut_off_mid_body_is_a_malformed_502_not_an_unreachable_provider() {
+    let (app, fake) = app_with_model(&[]).await;
+    let id = app.create_conversation("alice", "t").await;
+    fake.push(Script::Drop { after: 2 });
+    let before = fake.calls();
+    let reply = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "hm?", "conversation_id": id}),
+        )
+        .await;
+    reply.assert_problem(502);
+    assert!(reply.headers.get("retry-after").is_none());
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(detail.contains("malformed"), "{detail}");
+    assert_eq!(fake.calls(), before + 1, "a broken answer is not retried");
+    let messages = app.stored_messages("alice", &id).await;
+    assert_eq!(messages.len(), 1);
+}
+
+#[tokio::test]
 async fn a_model_that_hangs_is_a_504_pointing_to_streaming_and_the_message_stays_stored() {
     let (app, fake) = app_with_model(&[("LLM_TIMEOUT_SECS", "1")]).await;
     fake.always(Script::Hang);

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 /// What the fake does with one request.
@@ -32,7 +33,8 @@ pub enum Script {
     /// Streams this many tokens, then a chunk that is not JSON; without streaming, a JSON
     /// body cut off after that many tokens of its content.
     Malformed { after: usize },
-    /// Streams this many tokens, then drops the connection.
+    /// Streams this many tokens, then drops the connection; without streaming, drops it in
+    /// the middle of the JSON body, after that many tokens of its content.
     Drop { after: usize },
     /// Streams this many tokens, then keeps the connection open and says nothing more.
     Stall { after: usize },
@@ -176,6 +178,27 @@ async fn complete(State(shared): State<Arc<Shared>>, Json(request): Json<Value>)
                 r#"{{"id": "chatcmpl-fake", "choices": [{{"index": 0, "message": {{"role": "assistant", "content": "{content}"#
             );
             ([("content-type", "application/json")], body).into_response()
+        }
+        Script::Drop { after } if !streaming => {
+            let content: String = (0..after).map(|i| format!("part{i} ")).collect();
+            let start = format!(
+                r#"{{"id": "chatcmpl-fake", "choices": [{{"index": 0, "message": {{"role": "assistant", "content": "{content}"#
+            );
+            // The break waits a moment, so that the start of the body is out before it.
+            let broken = futures_util::stream::iter([Ok(Bytes::from(start))]).chain(
+                futures_util::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "dropped",
+                    ))
+                }),
+            );
+            (
+                [("content-type", "application/json")],
+                Body::from_stream(broken),
+            )
+                .into_response()
         }
         Script::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;

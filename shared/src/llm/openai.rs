@@ -236,11 +236,15 @@ impl OpenAiCompatible {
         response: impl std::future::Future<Output = Result<reqwest::Response, LlmError>>,
     ) -> Result<T, LlmError> {
         let call = async {
-            let bytes = response
-                .await?
-                .bytes()
-                .await
-                .map_err(|e| self.transport_error(&e))?;
+            // The provider answered and then broke off mid-body: a malformed answer (502),
+            // not an unreachable provider, and not worth a retry.
+            let bytes = response.await?.bytes().await.map_err(|e| {
+                if e.is_timeout() {
+                    self.transport_error(&e)
+                } else {
+                    self.protocol_error(format!("the answer broke off: {}", without_url(&e)))
+                }
+            })?;
             serde_json::from_slice::<T>(&bytes).map_err(|e| self.protocol_error(e.to_string()))
         };
         tokio::time::timeout(self.request_timeout, call)
