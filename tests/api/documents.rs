@@ -3,6 +3,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::documents::{RetrievalQuery, retrieve};
 
+/// Documents under parallel processing from two instances.
+#[path = "documents_races.rs"]
+mod races;
+
 const DOCUMENTS: &str = "/api/v1/documents";
 const EMBEDDING_MODEL: &str = "fake-embed";
 

@@ -8,6 +8,10 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::store::documents::ChunkItem;
 
+/// How long a processing may run before another may start over it: longer than the
+/// documents function may run, so only a processing whose function died is taken over.
+pub const PROCESSING_LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
 /// Most chunks one document may have: every chunk is written (and embedded) within the
 /// request, which API Gateway ends at 30 s.
 pub const MAX_CHUNKS: usize = 2_000;
@@ -106,7 +110,10 @@ pub async fn process(
                 DocumentStatus::Processed
             };
             document.processing_error = error;
-            state.store.save_processing(&document).await?;
+            state
+                .store
+                .save_processing(&document, document.version)
+                .await?;
             Ok(document)
         }
         Err(e) => {
@@ -115,7 +122,11 @@ pub async fn process(
             document.status = DocumentStatus::Failed;
             document.processing_error =
                 Some("The chunks could not be stored; reprocess the document.".into());
-            if let Err(mark) = state.store.save_processing(&document).await {
+            if let Err(mark) = state
+                .store
+                .save_processing(&document, document.version)
+                .await
+            {
                 tracing::warn!(document_id = %document.id, error = %mark, "could not mark the document failed");
             }
             Err(e.into())

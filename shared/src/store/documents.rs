@@ -180,9 +180,18 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the outcome of (re)processing: status, counts, settings and times. The rest
-    /// (title, tags, ...) is left to concurrent metadata updates.
-    pub async fn save_processing(&self, document: &Document) -> Result<(), StoreError> {
+    /// Writes the start or the outcome of a processing: status, counts, settings and times.
+    /// The rest (title, tags, ...) is left to concurrent metadata updates.
+    ///
+    /// Each processing has its own `version`; the write is refused with `Conflict` unless
+    /// the stored document still has `expected_version` (the one read before a start, this
+    /// processing's own at its end), so of two processings started together only one goes
+    /// on, and a superseded one records nothing.
+    pub async fn save_processing(
+        &self,
+        document: &Document,
+        expected_version: u32,
+    ) -> Result<(), StoreError> {
         self.client()
             .update_item()
             .table_name(self.table())
@@ -193,7 +202,7 @@ impl Store {
                  chunk_size = :size, chunk_overlap = :overlap, chunk_count = :count, \
                  version = :version, updated_at = :updated",
             )
-            .condition_expression("attribute_exists(pk) AND owner_id = :uid")
+            .condition_expression("attribute_exists(pk) AND owner_id = :uid AND version = :read")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", attr(&document.status)?)
             .expression_attribute_values(":started", attr(&document.processing_started_at)?)
@@ -203,11 +212,30 @@ impl Store {
             .expression_attribute_values(":overlap", n(document.chunk_overlap))
             .expression_attribute_values(":count", n(document.chunk_count))
             .expression_attribute_values(":version", n(document.version))
+            .expression_attribute_values(":read", n(expected_version))
             .expression_attribute_values(":updated", timestamp(document.updated_at))
             .expression_attribute_values(":uid", s(&document.owner_id))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
             .await
-            .map_err(not_found_on_condition)?;
+            .map_err(|err| {
+                use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+                // The document is there and the caller's, at another version: superseded.
+                let owned = match err.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
+                        e.item().and_then(|item| item.get("owner_id"))
+                            == Some(&s(&document.owner_id))
+                    }
+                    _ => false,
+                };
+                if owned {
+                    StoreError::Conflict
+                } else {
+                    not_found_on_condition(err)
+                }
+            })?;
         Ok(())
     }
 

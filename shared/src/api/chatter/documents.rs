@@ -88,6 +88,13 @@ fn document_not_found() -> ApiError {
     ApiError::NotFound("Document not found.".into())
 }
 
+/// One processing at a time, so that a document's chunks are always one processing's.
+fn processing_under_way() -> ApiError {
+    ApiError::Conflict(
+        "The document is being processed; retry when its status is no longer `processing`.".into(),
+    )
+}
+
 /// Ownership and existence are one question: both answer 404.
 fn or_not_found(err: StoreError) -> ApiError {
     match err {
@@ -901,9 +908,17 @@ async fn reprocess(
             processing_started_at: document.processing_started_at,
         });
     }
+    let now = crate::domain::now();
+    if document.status == DocumentStatus::Processing
+        && document
+            .processing_started_at
+            .is_some_and(|started| now - started < processing::PROCESSING_LEASE)
+    {
+        return Err(processing_under_way());
+    }
     let text = state.store.document_text(document_id).await?;
     let chunks = processing::chunk_text(&text, size, overlap)?;
-    let now = crate::domain::now();
+    let read_version = document.version;
     document.status = DocumentStatus::Processing;
     document.processing_started_at = Some(now);
     document.processing_completed_at = None;
@@ -914,9 +929,12 @@ async fn reprocess(
     document.updated_at = now;
     state
         .store
-        .save_processing(&document)
+        .save_processing(&document, read_version)
         .await
-        .map_err(or_not_found)?;
+        .map_err(|e| match e {
+            StoreError::Conflict => processing_under_way(),
+            other => or_not_found(other),
+        })?;
     let embed = request.generate_embeddings.unwrap_or(true);
     let document = processing::process(state, document, chunks, embed, true).await?;
     let message = match &document.processing_error {
@@ -939,6 +957,7 @@ async fn reprocess(
     responses(
         (status = 200, description = "Processed within the request (or already processed)", body = DocumentProcessingResponse),
         (status = 404, description = "No such document of the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another processing of the document is under way", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid settings", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -960,6 +979,7 @@ pub async fn process_document(
     responses(
         (status = 200, description = "Chunked and embedded again with its settings, within the request", body = DocumentProcessingResponse),
         (status = 404, description = "No such document of the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another processing of the document is under way", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
