@@ -149,21 +149,18 @@ fn is_id(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The finish reason FreeChat reports, from the one a turn stored. FreeChat's values are
-/// langchain4j's: `stop`, `length`, `tool_execution` and `content_filter`, nothing else.
+/// The finish reason FreeChat reports, from the one a turn stored. FreeChat's model layer
+/// (langchain4j's) names `stop`, `length`, `tool_execution` and `content_filter`, and `other`
+/// for anything else.
 pub(crate) fn finish_reason(stored: &str) -> &'static str {
     match stored.to_ascii_lowercase().as_str() {
+        "stop" => "stop",
         "length" => "length",
         "content_filter" => "content_filter",
         "tool_calls" | "function_call" | "tool_execution" => "tool_execution",
-        // A reply the model did not finish (it failed, or the turn was cut off) is stored
-        // as `error` or `interrupted` and kept as it stands. FreeChat's client ends a stream
-        // at the first frame with any `finishReason` and keeps that frame's `message` as the
-        // reply, so the failed stream's last frame must carry one of the four values: of
-        // those, `length` is the one that says "this text is cut short" rather than "this is
-        // the whole answer". The frame's `error` says why.
-        "error" | "interrupted" => "length",
-        _ => "stop",
+        // A reply the model did not finish (it failed, or the turn was cut off or stopped) is
+        // neither a whole answer nor one cut at the length limit; the frame's `error` says why.
+        _ => "other",
     }
 }
 
