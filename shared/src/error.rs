@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::StoredQuestion;
+
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// One part of the path to an invalid input: a field name or an array index.
@@ -66,6 +68,13 @@ pub struct Problem {
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// A turn that failed after storing its question: the conversation it is in (one the
+    /// turn created, too) ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// ... and the stored question's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
 }
 
 impl Problem {
@@ -118,6 +127,12 @@ pub enum ApiError {
     Upstream { status: StatusCode, detail: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+    /// A chat turn that failed after its question was stored; the client learns where.
+    #[error("{failure} (question stored as {} in {})", .question.message_id, .question.conversation_id)]
+    AfterQuestion {
+        failure: Box<ApiError>,
+        question: StoredQuestion,
+    },
 }
 
 impl ApiError {
@@ -130,8 +145,27 @@ impl ApiError {
         Self::Validation(vec![FieldError::new(loc, msg, kind)])
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// A failure after a stored question, attached to where the question is.
+    pub fn after_question(self, question: StoredQuestion) -> Self {
         match self {
+            Self::AfterQuestion { .. } => self,
+            failure => Self::AfterQuestion {
+                failure: Box::new(failure),
+                question,
+            },
+        }
+    }
+
+    /// The failure itself, whatever it is attached to.
+    fn cause(&self) -> &ApiError {
+        match self {
+            Self::AfterQuestion { failure, .. } => failure.cause(),
+            other => other,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self.cause() {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) | Self::MissingCredentials(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -143,12 +177,12 @@ impl ApiError {
             Self::RateLimited { .. } | Self::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { status, .. } => *status,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::AfterQuestion { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn slug(&self) -> &'static str {
-        match self {
+        match self.cause() {
             Self::BadRequest(_) => "malformed-request",
             Self::Unauthorized(_) | Self::MissingCredentials(_) => "unauthorized",
             Self::NotFound(_) => "not-found",
@@ -161,13 +195,13 @@ impl ApiError {
             Self::QuotaExceeded(_) => "quota-exceeded",
             Self::Unavailable { .. } => "service-unavailable",
             Self::Upstream { .. } => "upstream-error",
-            Self::Internal(_) => "internal-error",
+            Self::Internal(_) | Self::AfterQuestion { .. } => "internal-error",
         }
     }
 
     /// What the client may read: never the cause of an internal error.
     fn detail(&self) -> String {
-        match self {
+        match self.cause() {
             Self::BadRequest(d)
             | Self::Unauthorized(d)
             | Self::MissingCredentials(d)
@@ -186,7 +220,7 @@ impl ApiError {
             Self::RateLimited { retry_after_secs } => {
                 format!("Too many requests; retry after {retry_after_secs} seconds.")
             }
-            Self::Internal(_) => {
+            Self::Internal(_) | Self::AfterQuestion { .. } => {
                 "An internal error occurred; the x-correlation-id header identifies it in the logs."
                     .into()
             }
@@ -195,17 +229,24 @@ impl ApiError {
 
     pub fn problem(&self) -> Problem {
         let status = self.status();
-        Problem {
+        let mut problem = Problem {
             kind: format!("/problems/{}", self.slug()),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: self.detail(),
             instance: None,
-            errors: match self {
+            errors: match self.cause() {
                 Self::Validation(errors) => Some(errors.clone()),
                 _ => None,
             },
+            conversation_id: None,
+            message_id: None,
+        };
+        if let Self::AfterQuestion { question, .. } = self {
+            problem.conversation_id = Some(question.conversation_id.clone());
+            problem.message_id = Some(question.message_id.clone());
         }
+        problem
     }
 }
 
@@ -217,7 +258,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = self.problem().into_response_with(status);
         let headers = response.headers_mut();
-        match &self {
+        match self.cause() {
             Self::Unauthorized(_) => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,

@@ -127,11 +127,14 @@ async fn a_claim_whose_holder_died_expires_after_its_lease() {
     let app = TestApp::spawn().await;
     let store = app.store();
     let now = chrono::Utc::now();
-    assert_eq!(claim_k(store, now).await, Claim::Acquired);
+    assert_eq!(claim_k(store, now).await, Claim::Acquired { resume: None });
     assert_eq!(claim_k(store, now).await, Claim::InProgress);
     // Nothing completed the claim; once the lease is over the key can be taken again.
     let later = now + chrono::Duration::seconds(31);
-    assert_eq!(claim_k(store, later).await, Claim::Acquired);
+    assert_eq!(
+        claim_k(store, later).await,
+        Claim::Acquired { resume: None }
+    );
 }
 
 /// A FreeChat character of `user` with one default backend; returns a started chat's id.
@@ -292,7 +295,7 @@ async fn a_completed_record_past_its_expiry_can_be_claimed_again_and_expiry_is_w
     let app = TestApp::spawn().await;
     let store = app.store();
     let now = chrono::Utc::now();
-    assert_eq!(claim_k(store, now).await, Claim::Acquired);
+    assert_eq!(claim_k(store, now).await, Claim::Acquired { resume: None });
     let stored = shared::store::idempotency::StoredResponse {
         status: 201,
         content_type: "application/json".into(),
@@ -324,5 +327,83 @@ async fn a_completed_record_past_its_expiry_can_be_claimed_again_and_expiry_is_w
 
     // DynamoDB's TTL deletes expired items only eventually; until then the record is dead.
     let after_expiry = now + chrono::Duration::hours(25);
-    assert_eq!(claim_k(store, after_expiry).await, Claim::Acquired);
+    assert_eq!(
+        claim_k(store, after_expiry).await,
+        Claim::Acquired { resume: None }
+    );
+}
+
+#[tokio::test]
+async fn the_same_json_with_its_keys_in_another_order_is_the_same_request() {
+    let fake = FakeLlm::start().await;
+    let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
+    let compact = r#"{"message":"Hello","temperature":0.5}"#;
+    let reordered = "{\n  \"temperature\": 0.5,\n  \"message\": \"Hello\"\n}";
+    let mut replies = Vec::new();
+    for body in [compact, reordered] {
+        let request = app
+            .request(Method::POST, "/api/v1/chat/chat", "alice")
+            .header("idempotency-key", "json-order")
+            .header("content-type", "application/json")
+            .body(body);
+        replies.push(Reply::from(request.send().await.unwrap()).await);
+    }
+    assert_eq!(replies[0].status, StatusCode::OK, "{}", replies[0].text);
+    assert_eq!(replies[1].status, StatusCode::OK, "{}", replies[1].text);
+    assert_eq!(replies[1].header("idempotent-replayed"), "true");
+    assert_eq!(fake.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_turn_says_where_its_question_is_and_a_retry_answers_it_there() {
+    let fake = FakeLlm::start().await;
+    let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
+    let body = json!({"message": "Are you there?"});
+    fake.push(Script::Malformed { after: 2 });
+    let failed = post_with_key(&app, "/api/v1/chat/chat", "alice", "lost", &body).await;
+    failed.assert_problem(502);
+    let conversation = failed.body["conversation_id"].as_str().unwrap().to_owned();
+    let stored = app.stored_messages("alice", &conversation).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["id"], failed.body["message_id"]);
+    assert_eq!(stored[0]["content"], "Are you there?");
+
+    fake.push(Script::reply("Yes."));
+    let retried = post_with_key(&app, "/api/v1/chat/chat", "alice", "lost", &body).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
+    assert_eq!(retried.body["conversation_id"], conversation.as_str());
+    let stored = app.stored_messages("alice", &conversation).await;
+    let contents: Vec<&str> = stored
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        ["Are you there?", "Yes."],
+        "asked once, answered once"
+    );
+    let sent = &fake.requests()[1]["messages"];
+    let asked = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user");
+    assert_eq!(asked.count(), 1, "the model saw the question once: {sent}");
+    let listed = app.get("/api/v1/chat/conversations", "alice").await;
+    assert_eq!(listed.body["total"], 1);
+}
+
+#[tokio::test]
+async fn a_retried_stream_that_failed_continues_in_the_conversation_it_created() {
+    let fake = FakeLlm::start().await;
+    let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
+    let body = json!({"message": "Tell me more"});
+    fake.push(Script::Malformed { after: 2 });
+    let failed = post_with_key(&app, "/api/v1/chat/streaming", "alice", "s-lost", &body).await;
+    assert!(failed.text.contains(r#""type":"error""#), "{}", failed.text);
+    fake.push(Script::reply("Here is more."));
+    let retried = post_with_key(&app, "/api/v1/chat/streaming", "alice", "s-lost", &body).await;
+    assert!(retried.text.contains(r#""type":"end""#), "{}", retried.text);
+    let listed = app.get("/api/v1/chat/conversations", "alice").await;
+    assert_eq!(listed.body["total"], 1, "{}", listed.body);
 }

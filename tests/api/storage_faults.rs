@@ -82,7 +82,7 @@ async fn a_freechat_send_under_throttling_is_503_and_leaves_the_chat_as_it_was()
     assert!(stored.is_empty(), "{stored:?}");
     let record = app.store().chat("alice", &chat).await.unwrap();
     assert_eq!(record.record.conversation.message_count, 0);
-    assert_eq!(record.usage.replies, 0);
+    assert_eq!(record.usage().replies, 0);
     // The chat works once DynamoDB does.
     let sent = app.post(&path, "alice", &body).await;
     assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);

@@ -11,11 +11,12 @@ use super::templates::{Template, Workflow};
 use crate::AppState;
 use crate::documents::{self, RetrievalQuery, Source};
 use crate::domain::{
-    Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation,
+    BackendSettings, Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation,
+    QuotaClaim, QuotaHold, StoredQuestion,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::llm::{CompletionRequest, PromptMessage, Provider, StreamEvent, ToolCall, Usage};
-use crate::store::{ConversationRecord, Execution, StoreError};
+use crate::store::{ConversationRecord, Execution, QuotaChange, StoreError};
 use crate::tools::{ToolRun, Toolset};
 
 /// How many recent messages are read to fill the context window.
@@ -24,6 +25,8 @@ const TITLE_CHARS: usize = 50;
 const GENERATE_NODE: &str = "generate";
 const TOOL_NODE: &str = "tool";
 const RETRIEVE_NODE: &str = "retrieve";
+/// How much longer than the longest turn a quota hold counts.
+const QUOTA_HOLD_MARGIN_SECS: u64 = 60;
 /// Tool calls a turn may make when neither the request nor its template says.
 const DEFAULT_MAX_TOOL_CALLS: u32 = 10;
 
@@ -51,6 +54,11 @@ pub struct ChatInput {
     pub document_ids: Option<Vec<String>>,
     /// FreeChat's send already checked the chat's quota, character and backend.
     pub session_admitted: bool,
+    /// The chat's backend, whose quota the turn claims when it stores its question.
+    pub quota: Option<BackendSettings>,
+    /// The question an earlier try of this same request stored before it failed: answered
+    /// where it is (if it is still the conversation's newest message) instead of again.
+    pub resume: Option<StoredQuestion>,
 }
 
 /// A turn whose user message is stored and whose prompt is ready.
@@ -66,6 +74,8 @@ pub struct Turn {
     sources: Vec<Source>,
     retrieval_ms: u64,
     started: Instant,
+    /// What the turn holds of its chat's quota until its answer is stored.
+    held: Option<QuotaHold>,
 }
 
 /// The stored answer of a finished turn.
@@ -205,13 +215,23 @@ impl Turn {
         workflow: &mut Workflow,
     ) -> ApiResult<Self> {
         let template = input.template;
-        let (record, history) = match &input.conversation_id {
+        let resumed = input.resume.take().filter(|question| {
+            input
+                .conversation_id
+                .as_ref()
+                .is_none_or(|id| *id == question.conversation_id)
+        });
+        if let Some(question) = &resumed {
+            input.conversation_id = Some(question.conversation_id.clone());
+        }
+        let (record, mut history) = match &input.conversation_id {
             Some(id) => state
                 .store
                 .conversation_with_messages(
                     user_id,
                     id,
-                    input.history_limit.unwrap_or(HISTORY_FETCH),
+                    // One more, the resumed question itself.
+                    input.history_limit.unwrap_or(HISTORY_FETCH) + usize::from(resumed.is_some()),
                 )
                 .await
                 .map_err(|e| match e {
@@ -230,11 +250,21 @@ impl Turn {
                 Vec::new(),
             ),
         };
+        let asked = resumed.and_then(|question| {
+            history
+                .last()
+                .filter(|m| m.id == question.message_id && m.role == MessageRole::User)
+                .cloned()
+        });
+        if asked.is_some() {
+            history.pop();
+        }
         if record.is_session && !input.session_admitted {
             // A Chatter turn may not skip what FreeChat's send enforces on the same chat.
-            input.history_limit = Some(
-                crate::api::freechat::send::admit(state, user_id, &record.conversation.id).await?,
-            );
+            let (window, backend) =
+                crate::api::freechat::send::admit(state, user_id, &record.conversation.id).await?;
+            input.history_limit = Some(window);
+            input.quota = Some(backend);
         }
         let conversation = &record.conversation;
         let retrieval = input
@@ -304,15 +334,37 @@ impl Turn {
         let message = input.message;
         let mut user = MessageDraft::new(MessageRole::User, message.clone());
         user.metadata = input.user_metadata;
-        let (record, mut stored) = if input.conversation_id.is_none() {
-            state
-                .store
-                .create_conversation_with(record, vec![user])
-                .await?
-        } else {
-            state.store.append_messages(record, vec![user]).await?
+        // A hold outlives the longest turn, so that it counts for as long as its turn runs.
+        let claim = input.quota.as_ref().and_then(|quota| {
+            let expires_at = crate::domain::now()
+                + turn_timeout(state, true)
+                + Duration::from_secs(QUOTA_HOLD_MARGIN_SECS);
+            QuotaClaim::of(quota, prompt::estimate_tokens(&message) as u64, expires_at)
+        });
+        let (record, user_message, held) = match asked {
+            // Asked before, by a try that failed; it holds no quota any more.
+            Some(question) => (record, question, None),
+            None => {
+                let held = claim.as_ref().map(|c| c.hold);
+                let (record, mut stored) = if input.conversation_id.is_none() {
+                    state
+                        .store
+                        .create_conversation_with(record, vec![user])
+                        .await?
+                } else {
+                    let quota = claim.map_or(QuotaChange::None, QuotaChange::Claim);
+                    state
+                        .store
+                        .append_with_quota(record, vec![user], &quota)
+                        .await?
+                };
+                (record, stored.remove(0), held)
+            }
         };
-        let user_message = stored.remove(0);
+        let question = StoredQuestion {
+            conversation_id: record.conversation.id.clone(),
+            message_id: user_message.id.clone(),
+        };
 
         let deadline = started + turn_timeout(state, false);
         let discovery = async {
@@ -344,15 +396,22 @@ impl Turn {
                 Ok(Vec::new())
             }
         };
-        let (toolset, sources) = tokio::time::timeout_at(deadline.into(), async {
+        let prepared = tokio::time::timeout_at(deadline.into(), async {
             tokio::join!(discovery, async {
                 let sources = retrieval.await;
                 (sources, retrieval_started.elapsed().as_millis() as u64)
             })
         })
         .await
-        .map_err(|_| deadline_exceeded(turn_timeout(state, false), false))?;
-        let (sources, retrieval_ms) = (sources.0?, sources.1);
+        .map_err(|_| deadline_exceeded(turn_timeout(state, false), false))
+        .and_then(|(toolset, (sources, ms))| Ok((toolset, sources?, ms)));
+        let (toolset, sources, retrieval_ms) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                release_hold(state, &record.conversation.id, held).await;
+                return Err(error.after_question(question));
+            }
+        };
 
         let system = if matches!(workflow, Workflow::Rag | Workflow::Full) {
             Some(prompt::with_sources(system_prompt.as_deref(), &sources))
@@ -377,6 +436,7 @@ impl Turn {
             sources,
             retrieval_ms,
             started,
+            held,
         })
     }
 
@@ -604,9 +664,10 @@ impl Turn {
         draft.cost = Some(cost);
         draft.finish_reason = Some(finish_reason.to_owned());
         draft.metadata = self.metadata(generation);
+        let quota = self.held.map_or(QuotaChange::None, QuotaChange::Settle);
         let (record, mut stored) = state
             .store
-            .append_messages(self.record, vec![draft])
+            .append_with_quota(self.record, vec![draft], &quota)
             .await?;
         Ok(TurnOutcome {
             conversation: record.conversation,
@@ -692,19 +753,35 @@ impl Turn {
     ) -> Option<ApiResult<TurnOutcome>> {
         let execution = self.execution(generation, error);
         let user_id = self.record.conversation.user_id.clone();
+        let (conversation_id, held) = (self.record.conversation.id.clone(), self.held);
         let store = async {
-            if generation.content.is_empty() {
+            let stored = if generation.content.is_empty() {
                 None
             } else {
                 Some(self.finish(state, generation, finish_reason).await)
+            };
+            // Without a stored answer, no usage replaces what the turn held.
+            if !matches!(stored, Some(Ok(_))) {
+                release_hold(state, &conversation_id, held).await;
             }
+            stored
         };
         let (stored, ()) = tokio::join!(store, Self::record(state, &user_id, execution));
         stored
     }
 
-    /// Runs the turn without streaming. On a model failure the user's message stays stored.
+    /// Where this turn's question is stored.
+    pub fn question(&self) -> StoredQuestion {
+        StoredQuestion {
+            conversation_id: self.record.conversation.id.clone(),
+            message_id: self.user_message.id.clone(),
+        }
+    }
+
+    /// Runs the turn without streaming. On a model failure the user's message stays stored,
+    /// and the error says where.
     pub async fn run(mut self, state: &AppState) -> ApiResult<TurnOutcome> {
+        let question = self.question();
         let deadline = Deadline::of(state, self.started, false);
         let mut generation = self.generate(state, None, deadline).await;
         let error = match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
@@ -718,13 +795,14 @@ impl Turn {
                 // (as a stream stores it); the client still gets the error.
                 self.conclude(state, &generation, "error", Some(&error))
                     .await;
-                Err(error)
+                Err(error.after_question(question))
             }
             None => {
                 let reason = generation.finish_reason.clone();
                 self.conclude(state, &generation, &reason, None)
                     .await
                     .unwrap_or_else(|| Err(empty_answer()))
+                    .map_err(|error| error.after_question(question))
             }
         }
     }
@@ -760,6 +838,14 @@ impl Turn {
             },
         };
         let _ = events.send(last).await;
+    }
+}
+
+/// Lets go of a turn's quota hold; a hold left behind only counts until it expires.
+async fn release_hold(state: &AppState, conversation_id: &str, held: Option<QuotaHold>) {
+    let Some(hold) = held else { return };
+    if let Err(e) = state.store.release_quota_hold(conversation_id, hold).await {
+        tracing::warn!(error = ?e, "quota hold not released");
     }
 }
 

@@ -37,6 +37,14 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
+/// Where a turn's question was stored: a turn that fails after storing it says so, and a
+/// retry of the same request answers it there instead of asking it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredQuestion {
+    pub conversation_id: String,
+    pub message_id: String,
+}
+
 /// A message before the store gives it its place in the conversation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageDraft {

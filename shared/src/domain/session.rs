@@ -59,14 +59,55 @@ impl LifetimeUsage {
         self.input_tokens + self.output_tokens
     }
 
-    /// The usage and the limit when the backend's quota is used up.
-    pub fn exhausts(&self, backend: &BackendSettings) -> Option<(u64, u64)> {
+    /// The usage (counting what running turns hold) and the limit when the backend's quota
+    /// is used up.
+    pub fn exhausts(&self, backend: &BackendSettings, held: QuotaHold) -> Option<(u64, u64)> {
         let used = match backend.quota_type {
-            QuotaType::Messages => self.replies,
-            QuotaType::Tokens => self.total_tokens(),
+            QuotaType::Messages => self.replies + held.replies,
+            QuotaType::Tokens => self.total_tokens() + held.tokens,
             QuotaType::None => return None,
         };
         (used >= backend.init_quota).then_some((used, backend.init_quota))
+    }
+}
+
+/// What a turn holds of its chat's quota from its admission until its answer is stored (or
+/// it fails without one): one reply, and the tokens of the user's message. Turns running in
+/// parallel count each other's holds, so together they cannot pass a quota that each of
+/// them alone would have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaHold {
+    pub replies: u64,
+    pub tokens: u64,
+}
+
+/// A turn's claim on its chat's quota: admitted only while the chat's usage and what other
+/// running turns hold leave room under the backend's limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaClaim {
+    pub quota: BackendSettings,
+    pub hold: QuotaHold,
+    /// By when the turn has ended, whatever happened to it: past this, its hold no longer
+    /// counts, so a turn whose function died cannot keep quota forever.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl QuotaClaim {
+    /// The claim of a turn that sends `message_tokens` to a chat on `backend`; none when the
+    /// backend has no quota.
+    pub fn of(
+        backend: &BackendSettings,
+        message_tokens: u64,
+        expires_at: DateTime<Utc>,
+    ) -> Option<Self> {
+        (backend.quota_type != QuotaType::None).then(|| Self {
+            quota: backend.clone(),
+            hold: QuotaHold {
+                replies: 1,
+                tokens: message_tokens,
+            },
+            expires_at,
+        })
     }
 }
 
@@ -110,16 +151,40 @@ mod tests {
             input_tokens: 30,
             output_tokens: 10,
         };
-        assert_eq!(usage.exhausts(&backend(QuotaType::Messages, 3)), None);
+        let none = QuotaHold::default();
+        assert_eq!(usage.exhausts(&backend(QuotaType::Messages, 3), none), None);
         assert_eq!(
-            usage.exhausts(&backend(QuotaType::Messages, 2)),
+            usage.exhausts(&backend(QuotaType::Messages, 2), none),
             Some((2, 2))
         );
-        assert_eq!(usage.exhausts(&backend(QuotaType::Tokens, 41)), None);
+        assert_eq!(usage.exhausts(&backend(QuotaType::Tokens, 41), none), None);
         assert_eq!(
-            usage.exhausts(&backend(QuotaType::Tokens, 40)),
+            usage.exhausts(&backend(QuotaType::Tokens, 40), none),
             Some((40, 40))
         );
-        assert_eq!(usage.exhausts(&backend(QuotaType::None, 0)), None);
+        assert_eq!(usage.exhausts(&backend(QuotaType::None, 0), none), None);
+    }
+
+    #[test]
+    fn what_running_turns_hold_counts_against_the_quota() {
+        let usage = LifetimeUsage {
+            replies: 1,
+            input_tokens: 10,
+            output_tokens: 5,
+        };
+        let held = QuotaHold {
+            replies: 2,
+            tokens: 20,
+        };
+        assert_eq!(
+            usage.exhausts(&backend(QuotaType::Messages, 3), held),
+            Some((3, 3))
+        );
+        assert_eq!(usage.exhausts(&backend(QuotaType::Messages, 4), held), None);
+        assert_eq!(
+            usage.exhausts(&backend(QuotaType::Tokens, 35), held),
+            Some((35, 35))
+        );
+        assert_eq!(usage.exhausts(&backend(QuotaType::Tokens, 36), held), None);
     }
 }

@@ -22,7 +22,8 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::domain::StoredQuestion;
+use crate::error::{ApiError, Problem};
 use crate::store::idempotency::{Claim, StoredResponse};
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -42,17 +43,32 @@ const IDEMPOTENT_ROUTES: &[&str] = &[
 const MAX_KEY_CHARS: usize = 255;
 
 /// Put in a streaming response's extensions by its handler and marked when the stream
-/// reports a failure, so that the failed stream is not kept as the key's answer.
-#[derive(Debug, Clone, Default)]
-pub struct StreamOutcome(Arc<AtomicBool>);
+/// reports a failure, so that the failed stream is not kept as the key's answer, and a retry
+/// answers the question the stream stored.
+#[derive(Debug, Clone)]
+pub struct StreamOutcome {
+    failed: Arc<AtomicBool>,
+    question: StoredQuestion,
+}
 
 impl StreamOutcome {
-    pub fn fail(&self) {
-        self.0.store(true, Ordering::Relaxed);
+    /// The outcome of a stream answering `question`.
+    pub fn answering(question: StoredQuestion) -> Self {
+        Self {
+            failed: Arc::default(),
+            question,
+        }
     }
 
-    pub fn failed(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// The question a failed stream leaves unanswered.
+    fn unanswered(&self) -> Option<&StoredQuestion> {
+        self.failed
+            .load(Ordering::Relaxed)
+            .then_some(&self.question)
     }
 }
 
@@ -66,15 +82,43 @@ fn lease(route: &str) -> Duration {
     }
 }
 
+/// What identifies a request: its method, path and body. A JSON body counts by its meaning,
+/// so the same JSON with its keys in another order or other white space is the same request.
 fn fingerprint(request: &axum::http::request::Parts, body: &[u8]) -> String {
+    let canonical = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .map(|value| canonical_json(&value));
     let digest = Sha256::new()
         .chain_update(request.method.as_str())
         .chain_update([0])
         .chain_update(request.uri.path())
         .chain_update([0])
-        .chain_update(body)
+        .chain_update(canonical.as_deref().map_or(body, str::as_bytes))
         .finalize();
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compact JSON with every object's keys sorted.
+fn canonical_json(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by_key(|(key, _)| *key);
+            let members: Vec<String> = entries
+                .into_iter()
+                .map(|(key, value)| {
+                    format!("{}:{}", Value::from(key.as_str()), canonical_json(value))
+                })
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(canonical_json).collect();
+            format!("[{}]", items.join(","))
+        }
+        scalar => scalar.to_string(),
+    }
 }
 
 pub async fn idempotent(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -135,7 +179,11 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
             "idempotency_key_reused",
         )
         .into_response(),
-        Ok(Claim::Acquired) => {
+        Ok(Claim::Acquired { resume }) => {
+            let mut parts = parts;
+            if let Some(question) = resume {
+                parts.extensions.insert(question);
+            }
             let response = next.run(Request::from_parts(parts, Body::from(body))).await;
             keep(state.clone(), caller.user_id, key, fingerprint, response).await
         }
@@ -160,11 +208,17 @@ fn replay(stored: StoredResponse) -> Response {
 }
 
 /// Gives a key up, logging rather than failing: a key left claimed only delays a retry
-/// until its lease runs out.
-async fn release(state: &AppState, user: &str, key: &str, fingerprint: &str) {
+/// until its lease runs out. A retry answers `question`, when the failed try stored one.
+async fn release(
+    state: &AppState,
+    user: &str,
+    key: &str,
+    fingerprint: &str,
+    question: Option<&StoredQuestion>,
+) {
     if let Err(e) = state
         .store
-        .release_idempotency_key(user, key, fingerprint)
+        .release_idempotency_key(user, key, fingerprint, question)
         .await
     {
         tracing::warn!(error = ?e, "idempotency key not released");
@@ -190,8 +244,16 @@ impl PendingStream {
     /// The stream ended: keep it, unless it reported a failure.
     async fn finish(&mut self) {
         self.settled = true;
-        if self.outcome.as_ref().is_some_and(StreamOutcome::failed) {
-            release(&self.state, &self.user, &self.key, &self.fingerprint).await;
+        if let Some(question) = self.outcome.as_ref().and_then(StreamOutcome::unanswered) {
+            let question = Some(question);
+            release(
+                &self.state,
+                &self.user,
+                &self.key,
+                &self.fingerprint,
+                question,
+            )
+            .await;
             return;
         }
         let stored = StoredResponse {
@@ -211,7 +273,7 @@ impl PendingStream {
 
     async fn abandon(&mut self) {
         self.settled = true;
-        release(&self.state, &self.user, &self.key, &self.fingerprint).await;
+        release(&self.state, &self.user, &self.key, &self.fingerprint, None).await;
     }
 }
 
@@ -229,7 +291,7 @@ impl Drop for PendingStream {
         );
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(
-                async move { release(&state, &user, &key, &fingerprint).await }
+                async move { release(&state, &user, &key, &fingerprint, None).await }
                     .instrument(self.span.clone()),
             );
         }
@@ -247,7 +309,13 @@ async fn keep(
 ) -> Response {
     let status = response.status();
     if status.is_server_error() {
-        release(&state, &user, &key, &fingerprint).await;
+        let question = response.extensions().get::<Problem>().and_then(|problem| {
+            Some(StoredQuestion {
+                conversation_id: problem.conversation_id.clone()?,
+                message_id: problem.message_id.clone()?,
+            })
+        });
+        release(&state, &user, &key, &fingerprint, question.as_ref()).await;
         return response;
     }
     let content_type = response
@@ -313,9 +381,39 @@ async fn keep(
             Response::from_parts(parts, Body::from(bytes))
         }
         Err(e) => {
-            release(&state, &user, &key, &fingerprint).await;
+            release(&state, &user, &key, &fingerprint, None).await;
             ApiError::Internal(anyhow::anyhow!("reading the response to keep it: {e}"))
                 .into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts() -> axum::http::request::Parts {
+        let (parts, ()) = axum::http::Request::post("/api/v1/chat/chat")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    #[test]
+    fn the_same_json_in_another_key_order_or_spacing_is_the_same_request() {
+        let compact = br#"{"message":"hi","options":{"a":1,"b":[1,2]}}"#;
+        let reordered = b"{ \"options\": {\"b\": [1, 2], \"a\": 1},\n  \"message\": \"hi\" }";
+        assert_eq!(
+            fingerprint(&parts(), compact),
+            fingerprint(&parts(), reordered)
+        );
+        let other = br#"{"message":"hi","options":{"a":2,"b":[1,2]}}"#;
+        assert_ne!(fingerprint(&parts(), compact), fingerprint(&parts(), other));
+        let reversed = br#"{"message":"hi","options":{"a":1,"b":[2,1]}}"#;
+        assert_ne!(
+            fingerprint(&parts(), compact),
+            fingerprint(&parts(), reversed)
+        );
     }
 }

@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use super::items::{ConversationItem, Item, MessageItem, from_item, to_item, usage_attributes};
 use super::ops::Partition;
 use super::{Store, StoreError, classify, keys};
-use crate::domain::{Conversation, ConversationPatch, LifetimeUsage, Message, MessageDraft};
+use crate::domain::{
+    Conversation, ConversationPatch, LifetimeUsage, Message, MessageDraft, QuotaClaim, QuotaHold,
+};
 
 /// A conversation with the bookkeeping an append needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +26,48 @@ pub struct ConversationRecord {
     pub last_sequence: u64,
     /// A FreeChat chat session: its quota and window bind a Chatter turn in it too.
     pub is_session: bool,
+    pub quota: QuotaState,
+}
+
+/// A conversation's lifetime usage and what running turns hold of its quota, as read.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QuotaState {
+    pub usage: LifetimeUsage,
+    held_replies: i64,
+    held_tokens: i64,
+    held_until: i64,
+}
+
+impl QuotaState {
+    fn of(item: &ConversationItem) -> Self {
+        Self {
+            usage: item.usage,
+            held_replies: item.quota_held_replies,
+            held_tokens: item.quota_held_tokens,
+            held_until: item.quota_held_until,
+        }
+    }
+
+    /// What running turns hold at `now`: nothing once every one of them must have ended.
+    pub fn held_at(&self, now: DateTime<Utc>) -> QuotaHold {
+        if now.timestamp() > self.held_until {
+            return QuotaHold::default();
+        }
+        QuotaHold {
+            replies: self.held_replies.max(0) as u64,
+            tokens: self.held_tokens.max(0) as u64,
+        }
+    }
+}
+
+/// What an append does to its conversation's quota holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuotaChange {
+    None,
+    /// The turn's question: admitted only if the quota leaves room, then held.
+    Claim(QuotaClaim),
+    /// The turn's answer: its usage is counted, so its hold is let go.
+    Settle(QuotaHold),
 }
 
 impl ConversationRecord {
@@ -33,6 +77,16 @@ impl ConversationRecord {
             conversation,
             last_sequence: 0,
             is_session: false,
+            quota: QuotaState::default(),
+        }
+    }
+
+    pub(super) fn of(item: ConversationItem) -> Self {
+        Self {
+            is_session: item.session.is_some(),
+            quota: QuotaState::of(&item),
+            last_sequence: item.last_sequence,
+            conversation: item.conversation,
         }
     }
 
@@ -103,29 +157,38 @@ pub(super) fn user_stats_key(user_id: &str) -> Item {
     ])
 }
 
+type TransactError<R> = aws_sdk_dynamodb::error::SdkError<
+    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+    R,
+>;
+
+/// Why each action of a cancelled transaction failed, in the order they were sent (`None`
+/// for an action that did not); empty when the transaction was not cancelled.
+fn cancellation_codes<R>(err: &TransactError<R>) -> Vec<Option<&str>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().filter(|c| *c != "None"))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Whether a cancelled transaction failed on a condition (as opposed to a conflict).
-fn cancelled_by_condition<R>(
-    err: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
-) -> Option<bool> {
+fn cancelled_by_condition<R>(err: &TransactError<R>) -> Option<bool> {
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
     match err.as_service_error()? {
-        TransactWriteItemsError::TransactionCanceledException(e) => Some(
-            e.cancellation_reasons()
-                .iter()
-                .any(|r| r.code() == Some("ConditionalCheckFailed")),
-        ),
+        TransactWriteItemsError::TransactionCanceledException(_) => {
+            Some(cancellation_codes(err).contains(&Some("ConditionalCheckFailed")))
+        }
         _ => None,
     }
 }
 
 pub(super) fn write_failed<R: std::fmt::Debug + Send + Sync + 'static>(
-    err: aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
+    err: TransactError<R>,
     on_condition: StoreError,
 ) -> StoreError {
     match cancelled_by_condition(&err) {
@@ -219,11 +282,7 @@ impl Store {
         if item.conversation.user_id != user_id {
             return Err(StoreError::NotFound);
         }
-        Ok(ConversationRecord {
-            is_session: item.session.is_some(),
-            conversation: item.conversation,
-            last_sequence: item.last_sequence,
-        })
+        Ok(ConversationRecord::of(item))
     }
 
     /// A page of the caller's conversations, most recently updated first, and how many there are.
@@ -541,13 +600,27 @@ impl Store {
     /// never share or skip a number; the loser re-reads and tries again.
     pub async fn append_messages(
         &self,
+        record: ConversationRecord,
+        drafts: Vec<MessageDraft>,
+    ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
+        self.append_with_quota(record, drafts, &QuotaChange::None)
+            .await
+    }
+
+    /// [`Self::append_messages`], also claiming or letting go of quota: a claim is checked
+    /// against the conversation as this append read it and written in the same transaction,
+    /// so of turns admitted in parallel no more pass than the quota has room for
+    /// (`QuotaExceeded` for the others).
+    pub async fn append_with_quota(
+        &self,
         mut record: ConversationRecord,
         drafts: Vec<MessageDraft>,
+        quota: &QuotaChange,
     ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
         let _queued = self.append_lock(&record.conversation.id).lock().await;
         let mut backoff = Duration::from_millis(2);
         for _ in 0..MAX_APPEND_ATTEMPTS {
-            match self.try_append(&record, &drafts).await {
+            match self.try_append(&record, &drafts, quota).await {
                 Err(StoreError::Conflict) => {
                     tokio::time::sleep(jitter(backoff)).await;
                     backoff = (backoff * 2).min(Duration::from_millis(100));
@@ -565,6 +638,7 @@ impl Store {
         &self,
         record: &ConversationRecord,
         drafts: &[MessageDraft],
+        quota: &QuotaChange,
     ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
         let (updated, messages, tokens, cost) = record.with_appended(drafts);
         let usage = LifetimeUsage::of(&messages);
@@ -574,17 +648,45 @@ impl Store {
         for message in &messages {
             request = request.transact_items(self.put_message(message)?);
         }
+        let (mut set, mut add) = (String::new(), String::new());
+        let mut held = Item::new();
+        match quota {
+            QuotaChange::None => {}
+            QuotaChange::Claim(claim) => {
+                let room = record.quota.held_at(crate::domain::now());
+                if let Some((used, limit)) = record.quota.usage.exhausts(&claim.quota, room) {
+                    return Err(StoreError::QuotaExceeded { used, limit });
+                }
+                // Holds that no longer count are replaced, not added to.
+                if room == QuotaHold::default() {
+                    set = ", quota_held_replies = :held_replies, quota_held_tokens = :held_tokens"
+                        .into();
+                } else {
+                    add =
+                        ", quota_held_replies :held_replies, quota_held_tokens :held_tokens".into();
+                }
+                set.push_str(", quota_held_until = :held_until");
+                held = hold_values(claim.hold, 1);
+                let until = claim.expires_at.timestamp().max(record.quota.held_until);
+                held.insert(":held_until".into(), n(until));
+            }
+            QuotaChange::Settle(hold) => {
+                add = ", quota_held_replies :held_replies, quota_held_tokens :held_tokens".into();
+                held = hold_values(*hold, -1);
+            }
+        }
         let counters = Update::builder()
             .table_name(self.table())
             .set_key(Some(conversation_key(&conversation.id)))
             .update_expression(format!(
                 "SET last_sequence = :last, updated_at = :now, last_message_at = :now, \
-                 gsi1sk = :recency ADD message_count :count, total_tokens :tokens, total_cost :cost, \
-                 {} :replies, {} :input, {} :output",
+                 gsi1sk = :recency{set} ADD message_count :count, total_tokens :tokens, \
+                 total_cost :cost, {} :replies, {} :input, {} :output{add}",
                 usage_attributes::REPLIES,
                 usage_attributes::INPUT_TOKENS,
                 usage_attributes::OUTPUT_TOKENS,
             ))
+            .set_expression_attribute_values(Some(held))
             .condition_expression("last_sequence = :expected AND user_id = :uid")
             .expression_attribute_values(":last", n(updated.last_sequence))
             .expression_attribute_values(":expected", n(record.last_sequence))
@@ -605,6 +707,28 @@ impl Store {
             .await
             .map_err(|e| write_failed(e, StoreError::Conflict))?;
         Ok((updated, messages))
+    }
+
+    /// Lets go of what a turn held of its conversation's quota, when it ended without an
+    /// answer to count instead.
+    pub async fn release_quota_hold(
+        &self,
+        conversation_id: &str,
+        hold: QuotaHold,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(conversation_key(conversation_id)))
+            .update_expression(
+                "ADD quota_held_replies :held_replies, quota_held_tokens :held_tokens",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .set_expression_attribute_values(Some(hold_values(hold, -1)))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     /// Deletes one of the caller's messages; the conversation's counters drop by what it held.
@@ -634,8 +758,13 @@ impl Store {
             from_item::<MessageItem>(item)
         };
         let (_, item) = tokio::try_join!(self.conversation(user_id, conversation_id), lookup)?;
-        self.remove_messages(user_id, conversation_id, &[item.message])
-            .await
+        self.remove_messages(
+            user_id,
+            conversation_id,
+            &[item.message],
+            StoreError::NotFound,
+        )
+        .await
     }
 
     /// Removes the caller's newest `count` messages (every one when `count` is `None`) and
@@ -646,24 +775,50 @@ impl Store {
         conversation_id: &str,
         count: Option<usize>,
     ) -> Result<Vec<Message>, StoreError> {
-        let (_, removed) = tokio::try_join!(
-            self.conversation(user_id, conversation_id),
-            self.latest_messages(conversation_id, count.unwrap_or(usize::MAX))
-        )?;
-        for chunk in removed.chunks(REMOVALS_PER_TRANSACTION) {
-            self.remove_messages(user_id, conversation_id, chunk)
+        let mut backoff = Duration::from_millis(2);
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            let (_, newest) = tokio::try_join!(
+                self.conversation(user_id, conversation_id),
+                self.latest_messages(conversation_id, count.unwrap_or(usize::MAX))
+            )?;
+            match self
+                .remove_each_chunk(user_id, conversation_id, &newest)
+                .await
+            {
+                // A concurrent removal took some of these first: read the newest again and
+                // remove those, so that each caller removes its own `count`.
+                Err(StoreError::Conflict) => {
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                }
+                outcome => return outcome.map(|()| newest),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn remove_each_chunk(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        messages: &[Message],
+    ) -> Result<(), StoreError> {
+        for chunk in messages.chunks(REMOVALS_PER_TRANSACTION) {
+            self.remove_messages(user_id, conversation_id, chunk, StoreError::Conflict)
                 .await?;
         }
-        Ok(removed)
+        Ok(())
     }
 
     /// Deletes messages in one transaction with what they held on the conversation's
-    /// counters, so the two never disagree. A message already gone fails the whole removal.
+    /// counters, so the two never disagree. A message already gone fails the whole removal
+    /// with `on_message_gone`; a conversation gone (or someone else's) with `NotFound`.
     async fn remove_messages(
         &self,
         user_id: &str,
         conversation_id: &str,
         messages: &[Message],
+        on_message_gone: StoreError,
     ) -> Result<(), StoreError> {
         let now = crate::domain::now();
         let tokens: i64 = messages
@@ -701,12 +856,23 @@ impl Store {
                 .map_err(anyhow::Error::new)?;
             request = request.transact_items(TransactWriteItem::builder().delete(delete).build());
         }
-        request
-            .send()
-            .await
-            .map_err(|e| write_failed(e, StoreError::NotFound))?;
+        request.send().await.map_err(|e| {
+            // The counters' update comes first: its condition is the conversation's.
+            match cancellation_codes(&e).first().copied().flatten() {
+                Some("ConditionalCheckFailed") => StoreError::NotFound,
+                _ => write_failed(e, on_message_gone),
+            }
+        })?;
         Ok(())
     }
+}
+
+/// A hold's figures as expression values, added (`sign` 1) or taken away (-1).
+fn hold_values(hold: QuotaHold, sign: i64) -> Item {
+    Item::from([
+        (":held_replies".to_owned(), n(sign * hold.replies as i64)),
+        (":held_tokens".to_owned(), n(sign * hold.tokens as i64)),
+    ])
 }
 
 /// Full jitter keeps concurrent writers that lost together from colliding again.

@@ -11,11 +11,15 @@ use sha2::{Digest, Sha256};
 
 use super::items::{MAX_ITEM_BYTES, item_size};
 use super::{Store, StoreError, classify, keys};
+use crate::domain::StoredQuestion;
 
 /// How long a completed record answers retries; DynamoDB's TTL removes it afterwards.
 const RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
 const PENDING: &str = "pending";
 const DONE: &str = "done";
+/// Given up after a failure that stored the request's question: the next try takes the key
+/// over and learns where the question is.
+const RELEASED: &str = "released";
 
 /// A response as it was first sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,8 +32,9 @@ pub struct StoredResponse {
 /// What claiming a key found.
 #[derive(Debug, PartialEq)]
 pub enum Claim {
-    /// This request owns the key and must complete or release it.
-    Acquired,
+    /// This request owns the key and must complete or release it; an earlier try that
+    /// failed after storing its question left where it is.
+    Acquired { resume: Option<StoredQuestion> },
     /// The same request already finished; here is its response.
     Replay(StoredResponse),
     /// The same request is still running elsewhere.
@@ -105,16 +110,36 @@ impl Store {
                 .table_name(self.table())
                 .set_item(Some(item))
                 .condition_expression(
-                    "attribute_not_exists(pk) OR #ttl < :now OR (#state = :pending AND lease_until < :now)",
+                    "attribute_not_exists(pk) OR #ttl < :now \
+                     OR (#state = :pending AND lease_until < :now) \
+                     OR (#state = :released AND fingerprint = :fingerprint)",
                 )
                 .expression_attribute_names("#ttl", keys::TTL)
                 .expression_attribute_names("#state", "state")
                 .expression_attribute_values(":now", n(now_secs))
                 .expression_attribute_values(":pending", s(PENDING))
+                .expression_attribute_values(":released", s(RELEASED))
+                .expression_attribute_values(":fingerprint", s(fingerprint))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
                 .send()
                 .await;
             match claimed {
-                Ok(_) => return Ok(Claim::Acquired),
+                Ok(output) => {
+                    let old = output.attributes.unwrap_or_default();
+                    let text = |name: &str| old.get(name).and_then(|v| v.as_s().ok()).cloned();
+                    let resume = match (text("conversation_id"), text("message_id")) {
+                        (Some(conversation_id), Some(message_id))
+                            if text("state").as_deref() == Some(RELEASED) =>
+                        {
+                            Some(StoredQuestion {
+                                conversation_id,
+                                message_id,
+                            })
+                        }
+                        _ => None,
+                    };
+                    return Ok(Claim::Acquired { resume });
+                }
                 Err(e) if condition_failed(&e) => {}
                 Err(e) => return Err(classify(e)),
             }
@@ -124,8 +149,11 @@ impl Store {
             if text("fingerprint").as_deref() != Some(fingerprint) {
                 return Ok(Claim::Mismatch);
             }
-            if text("state").as_deref() != Some(DONE) {
-                return Ok(Claim::InProgress);
+            match text("state").as_deref() {
+                Some(DONE) => {}
+                // Released between the failed claim and the read: claimed on the next pass.
+                Some(RELEASED) => continue,
+                _ => return Ok(Claim::InProgress),
             }
             let status = existing
                 .get("status")
@@ -166,7 +194,7 @@ impl Store {
         ]);
         if item_size(&values) > MAX_ITEM_BYTES - 1024 {
             return self
-                .release_idempotency_key(user_id, key, fingerprint)
+                .release_idempotency_key(user_id, key, fingerprint, None)
                 .await;
         }
         let result = self
@@ -190,26 +218,59 @@ impl Store {
         }
     }
 
-    /// Gives the key up, so that a retry runs the request again.
+    /// Gives the key up, so that a retry runs the request again: from the start, or, when
+    /// the failed request had stored its `question`, answering that question.
     pub async fn release_idempotency_key(
         &self,
         user_id: &str,
         key: &str,
         fingerprint: &str,
+        question: Option<&StoredQuestion>,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client()
-            .delete_item()
-            .table_name(self.table())
-            .set_key(Some(key_of(user_id, key)))
-            .condition_expression("fingerprint = :fingerprint")
-            .expression_attribute_values(":fingerprint", s(fingerprint))
-            .send()
-            .await;
-        match result {
-            Err(e) if condition_failed(&e) => Ok(()),
-            other => other.map(|_| ()).map_err(classify),
+        // Another request took the key over after this one's lease ran out: its claim stands.
+        match question {
+            None => self
+                .client()
+                .delete_item()
+                .table_name(self.table())
+                .set_key(Some(key_of(user_id, key)))
+                .condition_expression("fingerprint = :fingerprint")
+                .expression_attribute_values(":fingerprint", s(fingerprint))
+                .send()
+                .await
+                .map(drop)
+                .or_else(unless_condition_failed),
+            Some(question) => self
+                .client()
+                .update_item()
+                .table_name(self.table())
+                .set_key(Some(key_of(user_id, key)))
+                .update_expression(
+                    "SET #state = :released, conversation_id = :conversation, message_id = :message",
+                )
+                .condition_expression("fingerprint = :fingerprint")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":released", s(RELEASED))
+                .expression_attribute_values(":conversation", s(&question.conversation_id))
+                .expression_attribute_values(":message", s(&question.message_id))
+                .expression_attribute_values(":fingerprint", s(fingerprint))
+                .send()
+                .await
+                .map(drop)
+                .or_else(unless_condition_failed),
         }
+    }
+}
+
+/// A failed condition is no error here; anything else is.
+fn unless_condition_failed<E>(err: aws_sdk_dynamodb::error::SdkError<E>) -> Result<(), StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if condition_failed(&err) {
+        Ok(())
+    } else {
+        Err(classify(err))
     }
 }
 

@@ -28,6 +28,15 @@ pub struct ConversationItem {
     /// Counted by every append, never by a delete (see [`LifetimeUsage`]).
     #[serde(default, flatten, with = "usage_attributes")]
     pub usage: LifetimeUsage,
+    /// What admitted turns hold of a chat's quota until their answers are stored (see
+    /// [`crate::domain::QuotaHold`]), counted together; none of it counts after
+    /// `quota_held_until` (epoch seconds), by when every one of those turns has ended.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quota_held_replies: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quota_held_tokens: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quota_held_until: i64,
     #[serde(flatten)]
     pub conversation: Conversation,
 }
@@ -42,9 +51,16 @@ impl ConversationItem {
             last_sequence,
             session: None,
             usage: LifetimeUsage::default(),
+            quota_held_replies: 0,
+            quota_held_tokens: 0,
+            quota_held_until: 0,
             conversation,
         }
     }
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 /// The attribute names of a conversation's lifetime usage, prefixed so that they cannot be

@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls;
 
-pub use conversations::ConversationRecord;
+pub use conversations::{ConversationRecord, QuotaChange, QuotaState};
 pub use rate_limit::RateLimitStatus;
 pub use sessions::ChatRecord;
 pub use stats::{Execution, ExecutionStats, ToolFigures};
@@ -37,6 +37,9 @@ pub enum StoreError {
     Conflict,
     #[error("item of {bytes} bytes exceeds DynamoDB's 400 KB limit")]
     ItemTooLarge { bytes: usize },
+    /// A turn's claim found its chat's quota used up (running turns counted).
+    #[error("quota used up: {used} of {limit}")]
+    QuotaExceeded { used: u64, limit: u64 },
     #[error("DynamoDB is unavailable or throttling")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -54,6 +57,9 @@ impl From<StoreError> for ApiError {
                 "The content would take {bytes} bytes to store; the limit is {} bytes.",
                 items::MAX_ITEM_BYTES
             )),
+            StoreError::QuotaExceeded { used, limit } => {
+                ApiError::QuotaExceeded(format!("Usage {used} exceeds limit {limit}"))
+            }
             StoreError::Unavailable(source) => {
                 tracing::warn!(error = ?source, "storage unavailable");
                 ApiError::Unavailable {

@@ -32,7 +32,6 @@ const START_ATTEMPTS: usize = 3;
 pub struct ChatRecord {
     pub record: ConversationRecord,
     pub session: ChatSession,
-    pub usage: LifetimeUsage,
 }
 
 impl ChatRecord {
@@ -44,19 +43,19 @@ impl ChatRecord {
         &self.record.conversation
     }
 
+    /// What the chat has used over its life.
+    pub fn usage(&self) -> LifetimeUsage {
+        self.record.quota.usage
+    }
+
     /// The user's own session, or nothing (someone else's conversation, or a Chatter one).
     fn owned(item: ConversationItem, user_id: &str) -> Option<Self> {
         if item.conversation.user_id != user_id {
             return None;
         }
         Some(Self {
-            session: item.session?,
-            record: ConversationRecord {
-                conversation: item.conversation,
-                last_sequence: item.last_sequence,
-                is_session: true,
-            },
-            usage: item.usage,
+            session: item.session.clone()?,
+            record: ConversationRecord::of(item),
         })
     }
 }

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::chat::{ChatInput, Turn, TurnEvent, TurnOutcome, Workflow, templates};
-use crate::domain::{Conversation, JsonObject, Message};
+use crate::domain::{Conversation, JsonObject, Message, StoredQuestion};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, is_id};
 use crate::http::idempotency::StreamOutcome;
@@ -73,8 +73,13 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
-    /// Validates the request; `template` is the one named in the path, if any.
-    fn into_input(self, template: Option<&str>) -> ApiResult<ChatInput> {
+    /// Validates the request; `template` is the one named in the path, if any, and `resume`
+    /// the question an earlier try of the same request (by its Idempotency-Key) stored.
+    fn into_input(
+        self,
+        template: Option<&str>,
+        resume: Option<Extension<StoredQuestion>>,
+    ) -> ApiResult<ChatInput> {
         let mut v = Violations::new();
         v.text(Some(&self.message), MAX_MESSAGE_CHARS, &["body", "message"]);
         v.temperature(self.temperature, &["body", "temperature"]);
@@ -130,6 +135,7 @@ impl ChatRequest {
                 .map(|n| n.min(50) as u32),
             enable_retrieval: self.enable_retrieval,
             document_ids: self.document_ids,
+            resume: resume.map(|Extension(question)| question),
             ..Default::default()
         })
     }
@@ -168,9 +174,11 @@ impl From<TurnOutcome> for ChatResponse {
 pub async fn chat(
     State(state): State<AppState>,
     caller: Caller,
+    resume: Option<Extension<StoredQuestion>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Json<ChatResponse>> {
-    let turn = Turn::begin(&state, &caller.user_id, body.into_input(None)?).await?;
+    let input = body.into_input(None, resume)?;
+    let turn = Turn::begin(&state, &caller.user_id, input).await?;
     Ok(Json(turn.run(&state).await?.into()))
 }
 
@@ -189,9 +197,10 @@ pub async fn chat_with_template(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(template_name): ApiPath<String>,
+    resume: Option<Extension<StoredQuestion>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Json<ChatResponse>> {
-    let input = body.into_input(Some(&template_name))?;
+    let input = body.into_input(Some(&template_name), resume)?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     Ok(Json(turn.run(&state).await?.into()))
 }
@@ -293,9 +302,12 @@ pub async fn streaming(
     State(state): State<AppState>,
     caller: Caller,
     Extension(CorrelationId(correlation_id)): Extension<CorrelationId>,
+    resume: Option<Extension<StoredQuestion>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Response> {
-    let turn = Turn::begin(&state, &caller.user_id, body.into_input(None)?).await?;
+    let input = body.into_input(None, resume)?;
+    let turn = Turn::begin(&state, &caller.user_id, input).await?;
+    let outcome = StreamOutcome::answering(turn.question());
     let heartbeat = state.config.sse_heartbeat;
     let conversation_id = turn.record.conversation.id.clone();
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
@@ -304,7 +316,6 @@ pub async fn streaming(
         turn.stream(state, sender)
             .instrument(tracing::Span::current()),
     );
-    let outcome = StreamOutcome::default();
     let failed = outcome.clone();
 
     let start = StreamingChatChunk {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
 use tracing::Instrument;
 
@@ -20,7 +20,9 @@ use crate::AppState;
 use crate::api::chatter::chat::MAX_MESSAGE_CHARS;
 use crate::auth::Caller;
 use crate::chat::{ChatInput, Turn, TurnEvent, estimated_usage};
-use crate::domain::{Backend, Character, JsonObject, MessageRole, Persona};
+use crate::domain::{
+    Backend, BackendSettings, Character, JsonObject, MessageRole, Persona, StoredQuestion,
+};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::ApiJson;
 use crate::http::idempotency::StreamOutcome;
@@ -137,7 +139,10 @@ async fn ready_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult
         .into_iter()
         .find(|b| b.id == chat.session.backend_id)
         .ok_or_else(|| missing("Backend"))?;
-    if let Some((used, limit)) = chat.usage.exhausts(&backend.settings) {
+    // Answered at once when the quota is plainly used up; the claim made with the question
+    // is what holds against parallel sends.
+    let held = chat.record.quota.held_at(crate::domain::now());
+    if let Some((used, limit)) = chat.usage().exhausts(&backend.settings, held) {
         return Err(ApiError::QuotaExceeded(format!(
             "Usage {used} exceeds limit {limit}"
         )));
@@ -151,10 +156,14 @@ async fn ready_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult
 
 /// Admits a turn sent to a chat through Chatter's `/chat` or `/streaming` by FreeChat's rules
 /// (the character and backend still there, the quota not used up) and returns how many
-/// earlier messages its prompt may carry.
-pub(crate) async fn admit(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult<usize> {
+/// earlier messages its prompt may carry, and the backend whose quota it claims.
+pub(crate) async fn admit(
+    state: &AppState,
+    user_id: &str,
+    chat_id: &str,
+) -> ApiResult<(usize, BackendSettings)> {
     let ready = ready_chat(state, user_id, chat_id).await?;
-    Ok(history_window(&ready.backend))
+    Ok((history_window(&ready.backend), ready.backend.settings))
 }
 
 /// The window holds the new message too, so it leaves room for one fewer before it.
@@ -170,6 +179,7 @@ async fn begin_turn(
     user_id: &str,
     chat_id: &str,
     body: ChatMessageDto,
+    resume: Option<Extension<StoredQuestion>>,
 ) -> ApiResult<Turn> {
     let said = body.said()?;
     let ReadyChat {
@@ -211,6 +221,8 @@ async fn begin_turn(
             history_limit: Some(history_window(&backend)),
             user_metadata: Some(user_metadata),
             session_admitted: true,
+            quota: Some(backend.settings),
+            resume: resume.map(|Extension(question)| question),
             ..Default::default()
         },
     )
@@ -236,9 +248,10 @@ pub async fn send_message(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(chat_id): FreePath<String>,
+    resume: Option<Extension<StoredQuestion>>,
     ApiJson(body): ApiJson<ChatMessageDto>,
 ) -> ApiResult<Json<LlmResultDto>> {
-    let turn = begin_turn(&state, &caller.user_id, &chat_id, body).await?;
+    let turn = begin_turn(&state, &caller.user_id, &chat_id, body, resume).await?;
     let outcome = turn.run(&state).await?;
     let message = outcome.message;
     Ok(Json(LlmResultDto::answer(
@@ -253,7 +266,7 @@ pub async fn send_message(
     params(("chatId" = String, Path, description = "Chat session identifier")),
     request_body = ChatMessageDto,
     responses(
-        (status = 200, description = "Server-Sent Events: `data: {\"text\": <delta>}` frames, then one `LlmResultDTO` with the whole `message`, `finishReason` and `tokenUsage` (`finishReason: \"length\"` and `error` when the model failed midway); no `[DONE]`", content_type = "text/event-stream", body = sse::ServerSentEvent),
+        (status = 200, description = "Server-Sent Events: `data: {\"text\": <delta>}` frames, then one `LlmResultDTO` with the whole `message`, `finishReason` and `tokenUsage` (`finishReason: \"other\"` and `error` when the model failed midway); no `[DONE]`", content_type = "text/event-stream", body = sse::ServerSentEvent),
         (status = 404, description = "No such chat of the caller, or its character or backend is gone", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "Invalid message", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The chat's quota is used up", body = Problem, content_type = "application/problem+json"),
@@ -264,9 +277,11 @@ pub async fn stream_send_message(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(chat_id): FreePath<String>,
+    resume: Option<Extension<StoredQuestion>>,
     ApiJson(body): ApiJson<ChatMessageDto>,
 ) -> ApiResult<Response> {
-    let turn = begin_turn(&state, &caller.user_id, &chat_id, body).await?;
+    let turn = begin_turn(&state, &caller.user_id, &chat_id, body, resume).await?;
+    let outcome = StreamOutcome::answering(turn.question());
     let heartbeat = state.config.sse_heartbeat;
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
     // The turn outlives this handler; it keeps the request's span, so that what it logs
@@ -275,7 +290,6 @@ pub async fn stream_send_message(
         turn.stream(state, sender)
             .instrument(tracing::Span::current()),
     );
-    let outcome = StreamOutcome::default();
     let failed = outcome.clone();
     // The text so far rides along, for the last frame of a stream that fails midway.
     let frames = futures_util::stream::unfold(

@@ -605,7 +605,7 @@ pub async fn get_memory_usage(
     caller: Caller,
     FreePath(chat_id): FreePath<String>,
 ) -> ApiResult<Json<MemoryUsageDto>> {
-    let usage = own_chat(&state, &caller.user_id, &chat_id).await?.usage;
+    let usage = own_chat(&state, &caller.user_id, &chat_id).await?.usage();
     Ok(Json(MemoryUsageDto {
         message_usage: usage.replies,
         token_usage: TokenUsageDto::new(usage.input_tokens, usage.output_tokens),
