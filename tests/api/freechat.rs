@@ -649,6 +649,22 @@ async fn a_chat_refuses_a_backend_of_another_character_with_400() {
 }
 
 #[tokio::test]
+async fn ids_in_a_chat_start_are_bounded_as_in_a_path() {
+    let app = TestApp::spawn().await;
+    let (_, uid, _) = jack(&app, "alice", json!({})).await;
+    let long = "b".repeat(65);
+    for (body, field) in [
+        (json!({"characterUid": uid, "backendId": long}), "backendId"),
+        (json!({"characterUid": long}), "characterUid"),
+        (json!({"characterUid": "not/an id"}), "characterUid"),
+    ] {
+        let reply = app.post(CHAT, "alice", &body).await;
+        reply.assert_problem(400);
+        assert_eq!(reply.body["errors"][0]["loc"], json!(["body", field]));
+    }
+}
+
+#[tokio::test]
 async fn sending_prompts_the_model_as_the_character_and_answers_with_the_result_and_usage() {
     let (app, fake) = app_with_model().await;
     let (_, uid, _) = jack(

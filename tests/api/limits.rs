@@ -96,7 +96,7 @@ async fn an_update_that_would_outgrow_the_item_limit_is_413_before_dynamodb_and_
 async fn a_message_longer_than_the_limit_is_422_on_chat_and_streaming_and_reaches_no_model() {
     let fake = FakeLlm::start().await;
     let app = TestApp::spawn_with(&[("LLM_BASE_URL", &fake.base_url)]).await;
-    let long = "w".repeat(shared::api::chatter::chat::MAX_MESSAGE_CHARS + 1);
+    let long = "w".repeat(shared::domain::MAX_MESSAGE_CHARS + 1);
     for path in ["/api/v1/chat/chat", "/api/v1/chat/streaming"] {
         let reply = app.post(path, "alice", &json!({"message": long})).await;
         reply.assert_problem(422);

@@ -37,6 +37,10 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
+/// The longest message either dialect takes: it keeps a message, with its metadata, well
+/// inside DynamoDB's 400 KB item.
+pub const MAX_MESSAGE_CHARS: usize = 64_000;
+
 /// Where a turn's question was stored: a turn that fails after storing it says so, and a
 /// retry of the same request answers it there instead of asking it again.
 #[derive(Debug, Clone, PartialEq, Eq)]

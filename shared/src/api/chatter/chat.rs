@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::chat::{ChatInput, Turn, TurnEvent, TurnOutcome, Workflow, templates};
-use crate::domain::{Conversation, JsonObject, Message, StoredQuestion};
+use crate::domain::{Conversation, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, is_id};
 use crate::http::idempotency::StreamOutcome;
@@ -24,8 +24,6 @@ use crate::http::middleware::CorrelationId;
 use crate::http::sse::ServerSentEvent;
 use crate::http::validate::Violations;
 
-/// Keeps a message, with its metadata, well inside DynamoDB's 400 KB item.
-pub const MAX_MESSAGE_CHARS: usize = 64_000;
 /// Most documents one turn may name for retrieval.
 pub const MAX_DOCUMENT_IDS: usize = 50;
 

@@ -23,6 +23,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::domain::{Message, MessageRole};
 use crate::error::{ApiError, FieldError, LocPart, Problem};
+use crate::http::extract::is_id;
 use crate::llm::Usage;
 use crate::store::StoreError;
 
@@ -138,15 +139,6 @@ async fn param_names<S: Send + Sync>(parts: &mut Parts, state: &S) -> Vec<String
         .await
         .map(|params| params.iter().map(|(key, _)| key.to_owned()).collect())
         .unwrap_or_default()
-}
-
-/// Whether a path value can be an id here: 1 to 64 ASCII letters, digits, `-` or `_` (UUIDs,
-/// numbers), as for the Chatter dialect's paths.
-fn is_id(value: &str) -> bool {
-    (1..=64).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The finish reason FreeChat reports, from the one a turn stored. FreeChat's model layer

@@ -17,11 +17,11 @@ use super::{
     ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, missing, spring_statuses,
 };
 use crate::AppState;
-use crate::api::chatter::chat::MAX_MESSAGE_CHARS;
 use crate::auth::Caller;
 use crate::chat::{ChatInput, Turn, TurnEvent, estimated_usage};
 use crate::domain::{
-    Backend, BackendSettings, Character, JsonObject, MessageRole, Persona, StoredQuestion,
+    Backend, BackendSettings, Character, JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona,
+    StoredQuestion,
 };
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::ApiJson;

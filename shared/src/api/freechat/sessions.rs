@@ -24,7 +24,7 @@ use crate::domain::{
     QuotaType, Visibility,
 };
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, MAX_ID_CHARS, is_id};
 use crate::http::validate::Violations;
 use crate::llm::{Provider, Providers};
 use crate::store::{ChatRecord, StoreError};
@@ -32,7 +32,6 @@ use crate::store::{ChatRecord, StoreError};
 const MAX_NICKNAME_CHARS: usize = 100;
 const MAX_TEXT_CHARS: usize = 4_000;
 const MAX_EXT_CHARS: usize = 32_000;
-const MAX_ID_CHARS: usize = 100;
 /// How many chats' latest messages are read at once when listing.
 const LATEST_READS_IN_FLIGHT: usize = 16;
 
@@ -65,10 +64,10 @@ fn plain_text(text: String) -> impl IntoResponse {
 #[serde(rename_all = "camelCase")]
 #[schema(as = ChatCreateDTO)]
 pub struct ChatCreateDto {
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub character_uid: String,
     /// The character's default backend when absent.
-    #[schema(max_length = 100)]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub backend_id: Option<String>,
     #[schema(max_length = 100)]
     pub user_nickname: Option<String>,
@@ -86,14 +85,21 @@ pub struct ChatCreateDto {
 impl ChatCreateDto {
     fn validate(&self) -> ApiResult<()> {
         let mut v = Violations::new();
-        v.length(
-            Some(self.character_uid.as_str()),
-            1,
-            MAX_ID_CHARS,
+        // Ids are bounded as in a path, so an id that passes here cannot fail there.
+        let id_rule = format!("must be 1 to {MAX_ID_CHARS} letters, digits, '-' or '_'");
+        v.check(
+            is_id(&self.character_uid),
             &["body", "characterUid"],
+            &id_rule,
+            "value_error",
+        );
+        v.check(
+            self.backend_id.as_deref().is_none_or(is_id),
+            &["body", "backendId"],
+            &id_rule,
+            "value_error",
         );
         for (value, max, field) in [
-            (&self.backend_id, MAX_ID_CHARS, "backendId"),
             (&self.user_nickname, MAX_NICKNAME_CHARS, "userNickname"),
             (
                 &self.character_nickname,
