@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::error::{ApiError, ApiResult};
 use crate::llm::{CompletionRequest, PromptMessage, Provider, StreamEvent, ToolCall, Usage};
-use crate::store::{ConversationRecord, Execution, QuotaChange, StoreError};
+use crate::store::{ChatRecord, ConversationRecord, Execution, QuotaChange, StoreError};
 use crate::tools::{ToolRun, Toolset};
 
 /// How many recent messages are read to fill the context window.
@@ -42,8 +42,6 @@ pub struct ChatInput {
     pub max_tokens: Option<u32>,
     pub context_limit: Option<u32>,
     pub system_prompt_override: Option<String>,
-    /// Caps how many earlier messages the prompt carries (FreeChat's `messageWindowSize`).
-    pub history_limit: Option<usize>,
     /// Kept with the stored user message (FreeChat's debug view shows it).
     pub user_metadata: Option<JsonObject>,
     /// Most tool calls the turn may make (`workflow_config.max_tool_calls`).
@@ -52,13 +50,22 @@ pub struct ChatInput {
     pub enable_retrieval: Option<bool>,
     /// Retrieve only from these of the caller's documents.
     pub document_ids: Option<Vec<String>>,
-    /// FreeChat's send already checked the chat's quota, character and backend.
-    pub session_admitted: bool,
-    /// The chat's backend, whose quota the turn claims when it stores its question.
-    pub quota: Option<BackendSettings>,
+    /// A turn in a FreeChat chat its caller already admitted (and loaded); a Chatter turn
+    /// in a chat is admitted by the same rules when it finds itself in one.
+    pub session: Option<SessionTurn>,
     /// The question an earlier try of this same request stored before it failed: answered
     /// where it is (if it is still the conversation's newest message) instead of again.
     pub resume: Option<StoredQuestion>,
+}
+
+/// A turn in a FreeChat chat, admitted by its rules (`crate::service::sessions`): the chat as
+/// loaded, how many earlier messages its prompt may carry (`messageWindowSize`), and the
+/// backend whose quota it claims when it stores its question.
+#[derive(Debug, Clone)]
+pub struct SessionTurn {
+    pub chat: ChatRecord,
+    pub history_window: usize,
+    pub backend: BackendSettings,
 }
 
 /// A turn whose user message is stored and whose prompt is ready.
@@ -215,30 +222,40 @@ impl Turn {
         workflow: &mut Workflow,
     ) -> ApiResult<Self> {
         let template = input.template;
+        let session = input.session.take();
+        let target = session
+            .as_ref()
+            .map(|s| s.chat.id().to_owned())
+            .or(input.conversation_id.clone());
         let resumed = input.resume.take().filter(|question| {
-            input
-                .conversation_id
+            target
                 .as_ref()
                 .is_none_or(|id| *id == question.conversation_id)
         });
-        if let Some(question) = &resumed {
-            input.conversation_id = Some(question.conversation_id.clone());
-        }
-        let (record, mut history) = match &input.conversation_id {
-            Some(id) => state
-                .store
-                .conversation_with_messages(
-                    user_id,
-                    id,
-                    // One more, the resumed question itself.
-                    input.history_limit.unwrap_or(HISTORY_FETCH) + usize::from(resumed.is_some()),
-                )
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => ApiError::NotFound("Conversation not found.".into()),
-                    other => other.into(),
-                })?,
-            None => (
+        let target = target.or(resumed.as_ref().map(|q| q.conversation_id.clone()));
+        // One more message is read for a resumed question: the question itself.
+        let resumed_one = usize::from(resumed.is_some());
+        let (record, mut history, mut session) = match (session, &target) {
+            (Some(session), _) => {
+                let limit = session.history_window + resumed_one;
+                let mut newest = state.store.newest_messages(&session.chat, limit).await?;
+                newest.reverse();
+                (session.chat.record.clone(), newest, Some(session))
+            }
+            (None, Some(id)) => {
+                let (record, history) = state
+                    .store
+                    .conversation_with_messages(user_id, id, HISTORY_FETCH + resumed_one)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::NotFound => {
+                            ApiError::NotFound("Conversation not found.".into())
+                        }
+                        other => other.into(),
+                    })?;
+                (record, history, None)
+            }
+            (None, None) => (
                 ConversationRecord::new(Conversation::create(
                     user_id,
                     NewConversation {
@@ -248,8 +265,10 @@ impl Turn {
                     },
                 )),
                 Vec::new(),
+                None,
             ),
         };
+        let creating = target.is_none();
         let asked = resumed.and_then(|question| {
             history
                 .last()
@@ -259,13 +278,15 @@ impl Turn {
         if asked.is_some() {
             history.pop();
         }
-        if record.is_session && !input.session_admitted {
+        if record.is_session && session.is_none() {
             // A Chatter turn may not skip what FreeChat's send enforces on the same chat.
-            let (window, backend) =
-                crate::api::freechat::send::admit(state, user_id, &record.conversation.id).await?;
-            input.history_limit = Some(window);
-            input.quota = Some(backend);
+            let ready =
+                crate::service::sessions::ready_chat(state, user_id, &record.conversation.id)
+                    .await?;
+            session = Some(ready.turn());
         }
+        let history_limit = session.as_ref().map(|s| s.history_window);
+        let quota = session.map(|s| s.backend);
         let conversation = &record.conversation;
         let retrieval = input
             .enable_retrieval
@@ -305,8 +326,7 @@ impl Turn {
             .or_else(|| template.map(|t| t.system_message.to_owned()));
         let budget = input.context_limit.unwrap_or(conversation.context_window) as usize;
         let memory = if conversation.memory_enabled {
-            input
-                .history_limit
+            history_limit
                 .or(template.map(|t| t.memory_window as usize))
                 .unwrap_or(HISTORY_FETCH)
         } else {
@@ -335,7 +355,7 @@ impl Turn {
         let mut user = MessageDraft::new(MessageRole::User, message.clone());
         user.metadata = input.user_metadata;
         // A hold outlives the longest turn, so that it counts for as long as its turn runs.
-        let claim = input.quota.as_ref().and_then(|quota| {
+        let claim = quota.as_ref().and_then(|quota| {
             let expires_at = crate::domain::now()
                 + turn_timeout(state, true)
                 + Duration::from_secs(QUOTA_HOLD_MARGIN_SECS);
@@ -346,7 +366,7 @@ impl Turn {
             Some(question) => (record, question, None),
             None => {
                 let held = claim.as_ref().map(|c| c.hold);
-                let (record, mut stored) = if input.conversation_id.is_none() {
+                let (record, mut stored) = if creating {
                     state
                         .store
                         .create_conversation_with(record, vec![user])

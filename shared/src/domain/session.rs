@@ -130,6 +130,15 @@ impl ChatSettings {
             || conversation.temperature != self.temperature
             || conversation.max_tokens != self.max_tokens
     }
+
+    /// The conversation as it is once these settings are saved on it.
+    pub fn apply_to(&self, conversation: &mut Conversation) {
+        conversation.system_prompt = Some(self.system_prompt.clone());
+        conversation.llm_provider = Some(self.provider.clone());
+        conversation.llm_model = Some(self.model.clone());
+        conversation.temperature = self.temperature;
+        conversation.max_tokens = self.max_tokens;
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::ApiJson;
 use crate::http::validate::Violations;
 use crate::llm::Providers;
+use crate::service::sessions::{default_backend, visible_character};
 
 const MAX_NAME_CHARS: usize = 100;
 const MAX_SHORT_TEXT_CHARS: usize = 4_000;
@@ -398,24 +399,6 @@ impl CharacterBackendDetailsDto {
     }
 }
 
-/// A character with its backends, as far as `user_id` may see it: someone else's private
-/// character does not exist for them.
-pub(crate) async fn visible_character(
-    state: &AppState,
-    user_id: &str,
-    uid: &str,
-) -> ApiResult<(Character, Vec<Backend>)> {
-    let (character, backends) = state
-        .store
-        .character(uid)
-        .await
-        .map_err(or_missing("Character"))?;
-    if !character.is_visible_to(user_id) {
-        return Err(missing("Character"));
-    }
-    Ok((character, backends))
-}
-
 /// The uid of the character with FreeChat's numeric id (a `Long` there, so a negative one
 /// parses and names no character).
 pub(crate) async fn character_uid(state: &AppState, character_id: i64) -> ApiResult<String> {
@@ -670,15 +653,6 @@ pub async fn get_default_character_backend(
     let backend = default_backend(&character, &backends)
         .ok_or_else(|| ApiError::NotFound("The character has no default backend.".into()))?;
     Ok(Json(CharacterBackendDetailsDto::of(&character, backend)))
-}
-
-/// The backend a chat gets when it names none.
-pub(crate) fn default_backend<'a>(
-    character: &Character,
-    backends: &'a [Backend],
-) -> Option<&'a Backend> {
-    let id = character.default_backend_id.as_deref()?;
-    backends.iter().find(|b| b.id == id)
 }
 
 #[utoipa::path(

@@ -10,12 +10,12 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::sessions::own_chat;
 use super::{ChatMessageRecordDto, FreePath};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Problem};
 use crate::http::validate::Violations;
+use crate::service::sessions::own_chat;
 use crate::store::ChatRecord;
 
 pub fn routes() -> Router<AppState> {

@@ -25,7 +25,7 @@ use crate::domain::{Message, MessageRole};
 use crate::error::{ApiError, FieldError, LocPart, Problem};
 use crate::http::extract::is_id;
 use crate::llm::Usage;
-use crate::store::StoreError;
+pub(crate) use crate::service::{missing, or_missing};
 
 /// The chat-session routes served by request and response (the `sessions` function).
 pub fn session_routes() -> Router<AppState> {
@@ -158,20 +158,6 @@ pub(crate) fn finish_reason(stored: &str) -> &'static str {
 
 /// What FreeChat's `POST`s and `PUT`s answer on success.
 pub(crate) const DONE: bool = true;
-
-/// Ownership and existence are one question: another user's chat, or private character, is
-/// missing.
-pub(crate) fn missing(what: &str) -> ApiError {
-    ApiError::NotFound(format!("{what} not found."))
-}
-
-/// Maps the store's `NotFound` to [`missing`].
-pub(crate) fn or_missing(what: &'static str) -> impl FnOnce(StoreError) -> ApiError {
-    move |err| match err {
-        StoreError::NotFound => missing(what),
-        other => other.into(),
-    }
-}
 
 /// One part of a message's content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -11,18 +11,12 @@ use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
 use tracing::Instrument;
 
-use super::characters::{default_backend, visible_character};
-use super::sessions::{backend_model, chat_settings, own_chat, scene_prompt, session_prompt};
-use super::{
-    ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, missing, spring_statuses,
-};
+use super::sessions::{backend_model, chat_settings, scene_prompt, session_prompt};
+use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::chat::{ChatInput, Turn, TurnEvent, estimated_usage};
-use crate::domain::{
-    Backend, BackendSettings, Character, JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona,
-    StoredQuestion,
-};
+use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::ApiJson;
 use crate::http::idempotency::StreamOutcome;
@@ -31,7 +25,7 @@ use crate::http::validate::Violations;
 use crate::llm::{
     CompletionRequest, CompletionStream, PromptMessage, Provider, StreamEvent, Usage,
 };
-use crate::store::ChatRecord;
+use crate::service::sessions::{ReadyChat, default_backend, ready_chat, visible_character};
 
 const MAX_NAME_CHARS: usize = 100;
 const MAX_CONTEXT_CHARS: usize = 32_000;
@@ -123,54 +117,6 @@ impl ChatMessageDto {
     }
 }
 
-/// A chat that can take a turn: its character and backend are there, and its quota is not
-/// used up.
-struct ReadyChat {
-    chat: ChatRecord,
-    character: Character,
-    backend: Backend,
-}
-
-async fn ready_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult<ReadyChat> {
-    let chat = own_chat(state, user_id, chat_id).await?;
-    let (character, backends) =
-        visible_character(state, user_id, &chat.session.character_uid).await?;
-    let backend = backends
-        .into_iter()
-        .find(|b| b.id == chat.session.backend_id)
-        .ok_or_else(|| missing("Backend"))?;
-    // Answered at once when the quota is plainly used up; the claim made with the question
-    // is what holds against parallel sends.
-    let held = chat.record.quota.held_at(crate::domain::now());
-    if let Some((used, limit)) = chat.usage().exhausts(&backend.settings, held) {
-        return Err(ApiError::QuotaExceeded(format!(
-            "Usage {used} exceeds limit {limit}"
-        )));
-    }
-    Ok(ReadyChat {
-        chat,
-        character,
-        backend,
-    })
-}
-
-/// Admits a turn sent to a chat through Chatter's `/chat` or `/streaming` by FreeChat's rules
-/// (the character and backend still there, the quota not used up) and returns how many
-/// earlier messages its prompt may carry, and the backend whose quota it claims.
-pub(crate) async fn admit(
-    state: &AppState,
-    user_id: &str,
-    chat_id: &str,
-) -> ApiResult<(usize, BackendSettings)> {
-    let ready = ready_chat(state, user_id, chat_id).await?;
-    Ok((history_window(&ready.backend), ready.backend.settings))
-}
-
-/// The window holds the new message too, so it leaves room for one fewer before it.
-fn history_window(backend: &Backend) -> usize {
-    (backend.settings.message_window_size as usize).saturating_sub(1)
-}
-
 /// Stores the user's message and prepares the model call: the character's system prompt
 /// (with this message's context), the last `messageWindowSize` messages counting this one,
 /// the backend's model.
@@ -182,21 +128,23 @@ async fn begin_turn(
     resume: Option<Extension<StoredQuestion>>,
 ) -> ApiResult<Turn> {
     let said = body.said()?;
+    let mut ready = ready_chat(state, user_id, chat_id).await?;
     let ReadyChat {
         chat,
         character,
         backend,
-    } = ready_chat(state, user_id, chat_id).await?;
+    } = &mut ready;
     // The conversation keeps the character's prompt and the backend's model, so that a
     // Chatter turn in it speaks the same way; they follow edits of either.
-    let settings = chat_settings(state, &character, &backend, &chat.session)?;
+    let settings = chat_settings(state, character, backend, &chat.session)?;
     if settings.differ_from(chat.conversation()) {
         state
             .store
-            .save_chat(&chat, &chat.session, &settings)
+            .save_chat(chat, &chat.session, &settings)
             .await?;
+        settings.apply_to(&mut chat.record.conversation);
     }
-    let system_prompt = session_prompt(&character, &chat.session, said.context.as_deref());
+    let system_prompt = session_prompt(character, &chat.session, said.context.as_deref());
     let metadata = TurnMetadata {
         name: said.name,
         context: said.context,
@@ -213,15 +161,12 @@ async fn begin_turn(
         user_id,
         ChatInput {
             message: said.text,
-            conversation_id: Some(chat.id().to_owned()),
             provider: Some(settings.provider),
             temperature: settings.temperature,
             max_tokens: settings.max_tokens,
             system_prompt_override: Some(system_prompt),
-            history_limit: Some(history_window(&backend)),
             user_metadata: Some(user_metadata),
-            session_admitted: true,
-            quota: Some(backend.settings),
+            session: Some(ready.turn()),
             resume: resume.map(|Extension(question)| question),
             ..Default::default()
         },

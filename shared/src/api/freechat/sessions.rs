@@ -14,7 +14,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::characters::{CharacterSummaryDto, character_uid, default_backend, visible_character};
+use super::characters::{CharacterSummaryDto, character_uid};
 use super::messages::page;
 use super::{ChatMessageRecordDto, DONE, FreePath, TokenUsageDto, missing, or_missing};
 use crate::AppState;
@@ -27,6 +27,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{ApiJson, MAX_ID_CHARS, is_id};
 use crate::http::validate::Violations;
 use crate::llm::{Provider, Providers};
+use crate::service::sessions::{default_backend, own_chat, visible_character};
 use crate::store::{ChatRecord, StoreError};
 
 const MAX_NICKNAME_CHARS: usize = 100;
@@ -338,19 +339,6 @@ async fn foreign_backend(state: &AppState, user_id: &str, backend_id: &str) -> A
         Ok(_) | Err(StoreError::NotFound) => missing("Backend"),
         Err(other) => other.into(),
     }
-}
-
-/// The chat session `chat_id` of the caller.
-pub(crate) async fn own_chat(
-    state: &AppState,
-    user_id: &str,
-    chat_id: &str,
-) -> ApiResult<ChatRecord> {
-    state
-        .store
-        .chat(user_id, chat_id)
-        .await
-        .map_err(or_missing("Chat"))
 }
 
 #[utoipa::path(
