@@ -33,6 +33,12 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    /// A deployment keeps its secrets in Secrets Manager (`secrets.rs`); one that lacks a key
+    /// the function needs stops the start as a missing variable does.
+    #[error("{name} is required: it is neither a key of secret {arn} nor an environment variable")]
+    MissingFromSecret { name: &'static str, arn: String },
+    #[error("secret {arn} (APP_SECRET_ARN) cannot be used: {reason}")]
+    Secret { arn: String, reason: String },
 }
 
 /// How bearer tokens are verified.
@@ -162,12 +168,8 @@ pub const DEFAULT_RATE_LIMIT_PER_HOUR: u32 = 1000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(&std::env::vars().collect())
-    }
-
-    /// Reads configuration from a map of variables; `from_env` is this over the process environment.
+    /// Reads configuration from a map of variables: a function's environment with its secret's
+    /// keys (`secrets::config_from_env`), or the local run's and the tests' own.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let get = |name: &'static str| {
             vars.get(name)
