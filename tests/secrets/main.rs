@@ -26,10 +26,14 @@ async fn client(endpoint: &str) -> Client {
 
 /// Creates a secret holding `value` as its text; returns its ARN.
 async fn secret(client: &Client, value: &serde_json::Value) -> String {
+    secret_with_text(client, &value.to_string()).await
+}
+
+async fn secret_with_text(client: &Client, text: &str) -> String {
     let created = client
         .create_secret()
         .name(format!("chat-{}", uuid::Uuid::new_v4()))
-        .secret_string(value.to_string())
+        .secret_string(text)
         .send()
         .await
         .expect("moto creates the secret");
@@ -147,4 +151,47 @@ async fn a_secret_that_cannot_be_used_stops_the_start_without_showing_its_value(
         .unwrap_err();
     assert!(err.to_string().contains("JWT_SECRET"), "{err}");
     assert!(!err.to_string().contains(JWT_SECRET), "{err}");
+}
+
+/// The text of the secret template.yaml creates (`AppSecret`), as CloudFormation substitutes
+/// these parameters into it.
+fn secret_the_template_creates(jwt_secret: &str, llm_api_key: &str, mcp: &str) -> String {
+    let template = include_str!("../../template.yaml");
+    let line = template
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with(r#"- '{"JWT_SECRET""#))
+        .expect("template.yaml creates the secret");
+    line.trim_start_matches("- '")
+        .trim_end_matches('\'')
+        .replace("${JwtSecret}", jwt_secret)
+        .replace("${LlmApiKey}", llm_api_key)
+        .replace("${Mcp}", mcp)
+}
+
+#[tokio::test]
+async fn the_secret_the_template_creates_is_one_the_functions_read() {
+    let moto = tokio::task::spawn_blocking(MotoServer::start)
+        .await
+        .unwrap();
+    let client = client(&moto.endpoint).await;
+    let mcp = r#"[{"name": "shop", "url": "https://mcp.example/mcp", "headers": {"X-Key": "k"}}]"#;
+    let full = secret_with_text(
+        &client,
+        &secret_the_template_creates(JWT_SECRET, "sk-default", mcp),
+    )
+    .await;
+    let config = config_with_secret(function_vars(&full, &[]), &full, &client)
+        .await
+        .unwrap();
+    assert_eq!(config.jwt.secret.unwrap().expose(), JWT_SECRET);
+    assert_eq!(config.mcp_servers[0].headers[0].1.expose(), "k");
+
+    // With a JWKS, no key and no MCP server, the template leaves those empty.
+    let empty = secret_with_text(&client, &secret_the_template_creates("", "", "[]")).await;
+    let vars = function_vars(&empty, &[("JWT_JWKS_URL", "https://idp.example/jwks")]);
+    let config = config_with_secret(vars, &empty, &client).await.unwrap();
+    assert!(config.jwt.secret.is_none());
+    assert!(config.llm.providers["default"].api_key.is_none());
+    assert!(config.mcp_servers.is_empty());
 }
