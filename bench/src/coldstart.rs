@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use api_tests::lambda_emulator::{LambdaEmulator, Received};
+use api_tests::moto::MotoServer;
 use serde_json::{Value, json};
 use shared::domain::{Conversation, NewConversation};
 
@@ -27,6 +28,16 @@ pub struct Options {
     pub functions: Vec<String>,
     pub runs: usize,
     pub load: usize,
+    pub secrets: Secrets,
+}
+
+/// Where the functions find their JWT secret.
+pub enum Secrets {
+    /// `JWT_SECRET`, a plain variable.
+    Variables,
+    /// A Secrets Manager secret named by `APP_SECRET_ARN`, read at cold start as a deployment
+    /// does, from moto server on loopback (started here).
+    Moto,
 }
 
 const USER: &str = "bench-user";
@@ -251,6 +262,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             .collect();
     vars.push(("PATH".into(), "/usr/bin:/bin".into()));
     vars.extend(stack::preload());
+    let _moto = match opts.secrets {
+        Secrets::Variables => None,
+        Secrets::Moto => {
+            let (moto, secret_vars) = secret_in_moto().await?;
+            vars.retain(|(name, _)| name != "JWT_SECRET");
+            vars.extend(secret_vars);
+            println!(
+                "secrets: JWT_SECRET read at cold start from moto server ({})",
+                moto.endpoint
+            );
+            Some(moto)
+        }
+    };
 
     // Cold starts go round-robin over the functions, so that a slow spell of the machine falls
     // on all of them alike instead of on whichever function was being measured; the warm loads,
@@ -346,6 +370,40 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
          complete, same process. peak RSS: VmHWM after the warm invocations."
     );
     Ok(())
+}
+
+/// moto server with a secret holding the functions' `JWT_SECRET`, and the variables that make a
+/// function read it there: its ARN, the endpoint, a region and (any) credentials, as Lambda
+/// sets them.
+async fn secret_in_moto() -> anyhow::Result<(MotoServer, Vec<(String, String)>)> {
+    let moto = tokio::task::spawn_blocking(MotoServer::start).await?;
+    let aws = [
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+    ];
+    let config = shared::store::sdk_loader(Some(&moto.endpoint))
+        .endpoint_url(&moto.endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "bench", "bench", None, None, "static",
+        ))
+        .load()
+        .await;
+    let created = aws_sdk_secretsmanager::Client::new(&config)
+        .create_secret()
+        .name("chat-bench")
+        .secret_string(json!({ "JWT_SECRET": stack::SECRET }).to_string())
+        .send()
+        .await?;
+    let arn = created.arn().unwrap_or_default().to_owned();
+    let mut vars: Vec<(String, String)> = aws
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    vars.push(("APP_SECRET_ARN".into(), arn));
+    Ok((moto, vars))
 }
 
 /// Times each step of a function's init once, in a fresh process (run it several times).

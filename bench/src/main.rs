@@ -11,8 +11,9 @@ const USAGE: &str = "usage: bench <command> [options]
   streaming [--runs N] [--tokens N] [--gap-ms N]    time to first token and per-token lag
   lambda-streaming --bin-dir DIR [--runs N] [--tokens N] [--gap-ms N]
                                                     per-token lag through the chat-stream binary
-  coldstart --bin-dir DIR [--functions a,b] [--runs N] [--load N]
+  coldstart --bin-dir DIR [--functions a,b] [--runs N] [--load N] [--secret-from-moto]
                                                     cold start, warm latency, peak RSS per function
+                                                    (JWT_SECRET read from Secrets Manager on moto)
   init                                              one cold init, step by step (run in a fresh process)";
 
 fn option<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
@@ -68,6 +69,11 @@ fn main() -> anyhow::Result<()> {
                 functions,
                 runs: option(&args, "--runs", 20)?,
                 load: option(&args, "--load", 1000)?,
+                secrets: if args.iter().any(|a| a == "--secret-from-moto") {
+                    coldstart::Secrets::Moto
+                } else {
+                    coldstart::Secrets::Variables
+                },
             }))
         }
         Some("init") => runtime.block_on(coldstart::init_steps()),

@@ -1,4 +1,5 @@
-//! The whole API on one local port, over an embedded DynamoDB: `cargo run --release -p devserver`.
+//! The whole API on one local port, over an embedded DynamoDB (or the one `DYNAMODB_ENDPOINT`
+//! names): `cargo run --release -p devserver`.
 //! `cargo run -p devserver -- token <user-id>` prints a bearer token for that user.
 
 use std::path::{Path, PathBuf};
@@ -55,21 +56,41 @@ fn jwt_secret(data_dir: &Path) -> anyhow::Result<Secret> {
 }
 
 async fn serve(data_dir: &Path) -> anyhow::Result<()> {
-    let dynamodb = EmbeddedDynamoDb::start(Some(&data_dir.join("dynamodb.sqlite"))).await?;
     let secret = jwt_secret(data_dir)?;
     let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    // Another DynamoDB (DynamoDB Local, LocalStack, moto, a real table) when one is named;
+    // otherwise the embedded one, persisting under the data directory.
+    let embedded = match vars
+        .get("DYNAMODB_ENDPOINT")
+        .filter(|e| !e.trim().is_empty())
+    {
+        Some(_) => None,
+        None => {
+            let dynamodb = EmbeddedDynamoDb::start(Some(&data_dir.join("dynamodb.sqlite"))).await?;
+            vars.insert("DYNAMODB_ENDPOINT".into(), dynamodb.endpoint().to_owned());
+            Some(dynamodb)
+        }
+    };
     vars.entry("TABLE_NAME".into())
         .or_insert_with(|| "chat".into());
-    vars.insert("DYNAMODB_ENDPOINT".into(), dynamodb.endpoint().to_owned());
     vars.insert("JWT_SECRET".into(), secret.expose().to_owned());
     vars.entry("CORS_ALLOW_ORIGINS".into())
         .or_insert_with(|| "*".into());
     let config = Config::from_vars(&vars)?;
 
     let store = Store::connect(&config).await;
-    if store.ensure_table().await? {
-        eprintln!("Created table {}", config.table_name);
+    let endpoint = config.dynamodb_endpoint.as_deref().unwrap_or_default();
+    let created = store
+        .ensure_table()
+        .await
+        .with_context(|| format!("reaching table {} at {endpoint}", config.table_name))?;
+    if created {
+        eprintln!("Created table {} at {endpoint}", config.table_name);
     }
+    let storage = match &embedded {
+        Some(_) => format!("data in {}", data_dir.display()),
+        None => format!("table {} at {endpoint}", config.table_name),
+    };
     let state = shared::AppState::with_store(config, store);
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port.parse().context("PORT must be a port number")?,
@@ -79,9 +100,8 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding 127.0.0.1:{port}"))?;
     eprintln!(
-        "Chat API on http://{} (data in {}); get a token with: cargo run -p devserver -- token <user-id>",
+        "Chat API on http://{} ({storage}); get a token with: cargo run -p devserver -- token <user-id>",
         listener.local_addr()?,
-        data_dir.display()
     );
     // Streamed answers are many small writes; without TCP_NODELAY each waits for the client's
     // delayed ACK.
@@ -91,7 +111,9 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
     axum::serve(listener, shared::api::all_groups(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    dynamodb.shutdown().await;
+    if let Some(dynamodb) = embedded {
+        dynamodb.shutdown().await;
+    }
     Ok(())
 }
 

@@ -33,6 +33,12 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    /// A deployment keeps its secrets in Secrets Manager (`secrets.rs`); one that lacks a key
+    /// the function needs stops the start as a missing variable does.
+    #[error("{name} is required: it is neither a key of secret {arn} nor an environment variable")]
+    MissingFromSecret { name: &'static str, arn: String },
+    #[error("secret {arn} (APP_SECRET_ARN) cannot be used: {reason}")]
+    Secret { arn: String, reason: String },
 }
 
 /// How bearer tokens are verified.
@@ -121,6 +127,16 @@ struct McpServerEntry {
     headers: HashMap<String, String>,
 }
 
+/// The credentials requests to an overridden DynamoDB endpoint are signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointCredentials {
+    /// Emulators (the embedded one, DynamoDB Local, LocalStack, moto) take any key: a fixed
+    /// one, so nothing is looked up at start.
+    Placeholder,
+    /// `AWS_ACCESS_KEY_ID` or `AWS_PROFILE` is set: the SDK's own chain, as a real table needs.
+    FromEnvironment,
+}
+
 pub const DEFAULT_PROVIDER: &str = "default";
 pub const DEFAULT_LLM_BASE_URL: &str = "http://127.0.0.1:11434/v1";
 pub const DEFAULT_LLM_MODEL: &str = "llama3.2";
@@ -130,6 +146,11 @@ pub struct Config {
     pub table_name: String,
     /// Overrides the DynamoDB endpoint (the local run and tests point it at the embedded emulator).
     pub dynamodb_endpoint: Option<String>,
+    /// `AWS_REGION` (else `AWS_DEFAULT_REGION`): what requests to an overridden endpoint are
+    /// signed for. In Lambda the SDK reads the region itself.
+    pub aws_region: Option<String>,
+    /// How requests to an overridden endpoint are signed.
+    pub endpoint_credentials: EndpointCredentials,
     pub jwt: JwtConfig,
     pub rate_limits: RateLimits,
     /// Origins a browser may call from; `*` allows any.
@@ -147,12 +168,8 @@ pub const DEFAULT_RATE_LIMIT_PER_HOUR: u32 = 1000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(&std::env::vars().collect())
-    }
-
-    /// Reads configuration from a map of variables; `from_env` is this over the process environment.
+    /// Reads configuration from a map of variables: a function's environment with its secret's
+    /// keys (`secrets::config_from_env`), or the local run's and the tests' own.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let get = |name: &'static str| {
             vars.get(name)
@@ -198,6 +215,14 @@ impl Config {
         Ok(Self {
             table_name: get("TABLE_NAME").ok_or(ConfigError::Missing("TABLE_NAME"))?,
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
+            aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+            endpoint_credentials: if get("AWS_ACCESS_KEY_ID").is_some()
+                || get("AWS_PROFILE").is_some()
+            {
+                EndpointCredentials::FromEnvironment
+            } else {
+                EndpointCredentials::Placeholder
+            },
             jwt,
             rate_limits,
             cors_allow_origins: get("CORS_ALLOW_ORIGINS")
@@ -489,6 +514,30 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn an_endpoint_gets_a_placeholder_key_unless_the_environment_names_credentials() {
+        let base = [("TABLE_NAME", "t"), ("JWT_SECRET", SECRET)];
+        let emulator = Config::from_vars(&vars(&base)).unwrap();
+        assert_eq!(
+            emulator.endpoint_credentials,
+            EndpointCredentials::Placeholder
+        );
+        assert_eq!(emulator.aws_region, None);
+        let real = Config::from_vars(&vars(
+            &[
+                &base[..],
+                &[("AWS_PROFILE", "dev"), ("AWS_DEFAULT_REGION", "eu-west-1")],
+            ]
+            .concat(),
+        ))
+        .unwrap();
+        assert_eq!(
+            real.endpoint_credentials,
+            EndpointCredentials::FromEnvironment
+        );
+        assert_eq!(real.aws_region.as_deref(), Some("eu-west-1"));
     }
 
     #[test]

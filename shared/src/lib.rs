@@ -13,6 +13,7 @@ pub mod llm;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod runtime;
+pub mod secrets;
 pub mod service;
 pub mod store;
 mod tls;

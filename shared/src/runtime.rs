@@ -2,7 +2,6 @@
 
 use crate::AppState;
 use crate::api::Group;
-use crate::config::Config;
 
 pub use lambda_http::Error;
 
@@ -56,8 +55,9 @@ fn block_on(function: impl Future<Output = Result<(), Error>>) -> Result<(), Err
 
 async fn start((protected, public): Routes) -> Result<axum::Router, Error> {
     init_tracing();
-    let config =
-        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let config = crate::secrets::config_from_env()
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     Ok(crate::http::service(
         AppState::new(config).await,
         protected,

@@ -5,6 +5,7 @@ pub mod fake_llm;
 pub mod faulty_dynamodb;
 pub mod lambda_emulator;
 pub mod mcp_server;
+pub mod moto;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -25,7 +25,7 @@ pub use rate_limit::RateLimitStatus;
 pub use sessions::ChatRecord;
 pub use stats::{Execution, ExecutionStats, ToolFigures};
 
-use crate::config::Config;
+use crate::config::{Config, EndpointCredentials};
 use crate::error::ApiError;
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +121,40 @@ pub struct Store {
 /// instances.
 const APPEND_LOCK_STRIPES: usize = 64;
 
+/// The SDK configuration loader every AWS client here starts from: bounded timeouts and the
+/// HTTPS client built by hand. `endpoint` is the override the client will use, if any.
+pub fn sdk_loader(endpoint: Option<&str>) -> aws_config::ConfigLoader {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(8))
+        .build();
+    // Connector::builder's defaults, unlike the SDK's default client: TCP_NODELAY on (a request
+    // written in two segments would otherwise wait for a delayed ACK) and ring, the crypto
+    // library reqwest uses too. A plain-HTTP endpoint (the embedded emulator) is given no
+    // root certificates: loading them reads and parses every one the system has, a few
+    // milliseconds of cold start for a connection that never uses TLS.
+    let plain_http = endpoint.is_some_and(|endpoint| endpoint.starts_with("http://"));
+    let trust_store = if plain_http {
+        tls::TrustStore::empty()
+    } else {
+        tls::TrustStore::default()
+    };
+    let tls_context = tls::TlsContext::builder()
+        .with_trust_store(trust_store)
+        .build()
+        .expect("a TLS context without custom certificates is valid");
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(tls_context)
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client)
+        .timeout_config(timeouts)
+}
+
 impl Store {
     pub fn new(client: Client, table: impl Into<Arc<str>>) -> Self {
         Self {
@@ -143,51 +177,31 @@ impl Store {
         &self.append_locks[(hash % APPEND_LOCK_STRIPES as u64) as usize]
     }
 
-    /// Builds the SDK client. With an explicit endpoint (the local run, the tests) it uses
-    /// static credentials and no region lookup, so nothing probes the network at start.
+    /// Builds the SDK client. With an explicit endpoint (the local run, the tests) the region
+    /// is `AWS_REGION` or us-east-1, and the credentials a placeholder unless the environment
+    /// names real ones, so nothing probes the network at start against an emulator.
     pub async fn connect(config: &Config) -> Self {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(Duration::from_secs(3))
-            .operation_timeout(Duration::from_secs(8))
-            .build();
-        // Connector::builder's defaults, unlike the SDK's default client: TCP_NODELAY on (a request
-        // written in two segments would otherwise wait for a delayed ACK) and ring, the crypto
-        // library reqwest uses too. A plain-HTTP endpoint (the embedded emulator) is given no
-        // root certificates: loading them reads and parses every one the system has, a few
-        // milliseconds of cold start for a connection that never uses TLS.
-        let plain_http = config
-            .dynamodb_endpoint
-            .as_deref()
-            .is_some_and(|endpoint| endpoint.starts_with("http://"));
-        let trust_store = if plain_http {
-            tls::TrustStore::empty()
-        } else {
-            tls::TrustStore::default()
-        };
-        let tls_context = tls::TlsContext::builder()
-            .with_trust_store(trust_store)
-            .build()
-            .expect("a TLS context without custom certificates is valid");
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .tls_context(tls_context)
-            .build_https();
-        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http_client)
-            .timeout_config(timeouts);
+        let loader = sdk_loader(config.dynamodb_endpoint.as_deref());
         let sdk_config = match &config.dynamodb_endpoint {
             Some(endpoint) => {
-                loader
+                let region = config
+                    .aws_region
+                    .as_deref()
+                    .unwrap_or("us-east-1")
+                    .to_owned();
+                let loader = loader
                     .endpoint_url(endpoint)
-                    .region(aws_config::Region::new("us-east-1"))
-                    .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                        "local", "local", None, None, "static",
-                    ))
-                    .load()
-                    .await
+                    .region(aws_config::Region::new(region));
+                match config.endpoint_credentials {
+                    EndpointCredentials::Placeholder => {
+                        loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                            "local", "local", None, None, "static",
+                        ))
+                    }
+                    EndpointCredentials::FromEnvironment => loader,
+                }
+                .load()
+                .await
             }
             None => loader.load().await,
         };
