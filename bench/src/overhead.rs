@@ -427,13 +427,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Round trips of every Chatter endpoint, one request each, through the routers.
+/// Round trips of every Chatter endpoint and FreeChat's turns, one request each, through the
+/// routers.
 async fn round_trip_survey(state: &AppState, trips: &RoundTrips) -> anyhow::Result<()> {
     let conversations = Group::Conversations.service(state.clone());
     let chat = Group::Chat.service(state.clone());
     let stream = Group::ChatStream.service(state.clone());
     let catalog = Group::Catalog.service(state.clone());
     let documents = Group::Documents.service(state.clone());
+    let characters = Group::Characters.service(state.clone());
+    let sessions = Group::Sessions.service(state.clone());
     let token = stack::token("surveyor");
     let id_of = |body: &[u8], field: &str| -> anyhow::Result<String> {
         let v: Value = serde_json::from_slice(body)?;
@@ -588,6 +591,37 @@ async fn round_trip_survey(state: &AppState, trips: &RoundTrips) -> anyhow::Resu
         documents,
         request(Method::GET, "/api/v1/documents", &token, None)
     );
+    let chat_id = freechat_chat(&characters, &sessions, &token).await?;
+    survey!(
+        "FreeChat POST /send/{chatId}",
+        sessions,
+        request(
+            Method::POST,
+            &format!("/api/v1/chat/send/{chat_id}"),
+            &token,
+            Some(&json!({"contentText": "Ahoy"}))
+        )
+    );
+    survey!(
+        "FreeChat POST /send/stream/{chatId}",
+        stream,
+        request(
+            Method::POST,
+            &format!("/api/v1/chat/send/stream/{chat_id}"),
+            &token,
+            Some(&json!({"contentText": "Ahoy"}))
+        )
+    );
+    survey!(
+        "POST /chat in a FreeChat chat",
+        chat,
+        request(
+            Method::POST,
+            "/api/v1/chat/chat",
+            &token,
+            Some(&json!({"message": "Ahoy", "conversation_id": chat_id}))
+        )
+    );
 
     println!();
     println!(
@@ -602,4 +636,47 @@ async fn round_trip_survey(state: &AppState, trips: &RoundTrips) -> anyhow::Resu
         );
     }
     Ok(())
+}
+
+/// A FreeChat chat of the token's user with a character that has one backend, set up
+/// through the routers; returns its id.
+async fn freechat_chat(
+    characters: &Router,
+    sessions: &Router,
+    token: &str,
+) -> anyhow::Result<String> {
+    let text = |router: &Router, r: Request<Body>| {
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(r).await?;
+            anyhow::ensure!(response.status() == StatusCode::OK, "{}", response.status());
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+            Ok::<_, anyhow::Error>(String::from_utf8(body.to_vec())?)
+        }
+    };
+    let body = json!({"name": "Jack", "greeting": "Ahoy!"});
+    let id = text(
+        characters,
+        request(Method::POST, "/api/v1/character", token, Some(&body)),
+    )
+    .await?;
+    let summary = format!("/api/v1/character/summary/{id}");
+    let summary: Value = serde_json::from_str(
+        &text(characters, request(Method::GET, &summary, token, None)).await?,
+    )?;
+    let uid = summary["characterUid"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no characterUid in {summary}"))?;
+    let backend = format!("/api/v1/character/backend/{uid}");
+    text(
+        characters,
+        request(Method::POST, &backend, token, Some(&json!({}))),
+    )
+    .await?;
+    let start = json!({"characterUid": uid});
+    text(
+        sessions,
+        request(Method::POST, "/api/v1/chat", token, Some(&start)),
+    )
+    .await
 }
