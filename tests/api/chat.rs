@@ -328,48 +328,33 @@ async fn a_model_or_key_the_provider_does_not_know_is_the_servers_configuration_
 }
 
 #[tokio::test]
-async fn a_malformed_answer_is_a_502_and_the_question_stays_stored() {
+async fn a_malformed_or_cut_off_answer_is_a_502_and_the_question_stays_stored() {
     let (app, fake) = app_with_model(&[]).await;
-    let id = app.create_conversation("alice", "t").await;
-    fake.push(Script::Malformed { after: 2 });
-    let reply = app
-        .post(
-            CHAT,
-            "alice",
-            &json!({"message": "hm?", "conversation_id": id}),
-        )
-        .await;
-    reply.assert_problem(502);
-    let detail = reply.body["detail"].as_str().unwrap();
-    assert!(
-        detail.contains("malformed") && detail.contains(&fake.base_url),
-        "{detail}"
-    );
-    let messages = app.stored_messages("alice", &id).await;
-    assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0]["content"], "hm?");
-}
-
-#[tokio::test]
-async fn an_answer_cut_off_mid_body_is_a_malformed_502_not_an_unreachable_provider() {
-    let (app, fake) = app_with_model(&[]).await;
-    let id = app.create_conversation("alice", "t").await;
-    fake.push(Script::Drop { after: 2 });
-    let before = fake.calls();
-    let reply = app
-        .post(
-            CHAT,
-            "alice",
-            &json!({"message": "hm?", "conversation_id": id}),
-        )
-        .await;
-    reply.assert_problem(502);
-    assert!(reply.headers.get("retry-after").is_none());
-    let detail = reply.body["detail"].as_str().unwrap();
-    assert!(detail.contains("malformed"), "{detail}");
-    assert_eq!(fake.calls(), before + 1, "a broken answer is not retried");
-    let messages = app.stored_messages("alice", &id).await;
-    assert_eq!(messages.len(), 1);
+    // A body that is not the JSON it claims, and one whose connection breaks midway: both
+    // are malformed answers, not an unreachable provider, and neither is retried.
+    for broken in [Script::Malformed { after: 2 }, Script::Drop { after: 2 }] {
+        let id = app.create_conversation("alice", "t").await;
+        fake.push(broken.clone());
+        let before = fake.calls();
+        let reply = app
+            .post(
+                CHAT,
+                "alice",
+                &json!({"message": "hm?", "conversation_id": id}),
+            )
+            .await;
+        reply.assert_problem(502);
+        assert!(reply.headers.get("retry-after").is_none(), "{broken:?}");
+        let detail = reply.body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("malformed") && detail.contains(&fake.base_url),
+            "{detail}"
+        );
+        assert_eq!(fake.calls(), before + 1, "{broken:?} is not retried");
+        let messages = app.stored_messages("alice", &id).await;
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0]["content"], "hm?");
+    }
 }
 
 #[tokio::test]
