@@ -15,6 +15,7 @@ use crate::domain::{
 };
 use crate::error::{ApiError, ApiResult};
 use crate::llm::{CompletionRequest, PromptMessage, Provider, StreamEvent, ToolCall, Usage};
+use crate::metrics::{Dialect, Failure, Stage, TurnMetrics};
 use crate::store::{ConversationRecord, Execution, StoreError};
 use crate::tools::{ToolRun, Toolset};
 
@@ -51,6 +52,8 @@ pub struct ChatInput {
     pub document_ids: Option<Vec<String>>,
     /// FreeChat's send already checked the chat's quota, character and backend.
     pub session_admitted: bool,
+    /// The API the turn was asked through, for its metrics.
+    pub dialect: Dialect,
 }
 
 /// A turn whose user message is stored and whose prompt is ready.
@@ -66,6 +69,7 @@ pub struct Turn {
     sources: Vec<Source>,
     retrieval_ms: u64,
     started: Instant,
+    dialect: Dialect,
 }
 
 /// The stored answer of a finished turn.
@@ -121,6 +125,7 @@ struct Round {
     tool_calls: Vec<ToolCall>,
     usage: Option<Usage>,
     finish_reason: Option<String>,
+    first_token: Option<Instant>,
 }
 
 enum RoundEnd {
@@ -136,6 +141,7 @@ struct Generation {
     finish_reason: String,
     tool_runs: Vec<ToolRun>,
     end: RoundEnd,
+    first_token: Option<Instant>,
 }
 
 fn details(pairs: impl IntoIterator<Item = (&'static str, serde_json::Value)>) -> JsonObject {
@@ -182,13 +188,17 @@ impl Turn {
             .workflow
             .or(input.template.map(|t| t.workflow))
             .unwrap_or(Workflow::Plain);
+        let dialect = input.dialect;
         let result = Self::prepare(state, user_id, input, started, &mut workflow).await;
         if let Err(error) = &result
             && error.status().is_server_error()
         {
+            let duration_ms = started.elapsed().as_millis() as u64;
+            TurnMetrics::failed_early(dialect, workflow, duration_ms, error_class(error))
+                .emit(&state.config.metrics_namespace);
             let execution = Execution {
                 workflow: workflow.as_str().into(),
-                duration_ms: started.elapsed().as_millis() as u64,
+                duration_ms,
                 error_class: Some(error_class(error).to_owned()),
                 ..Default::default()
             };
@@ -377,6 +387,7 @@ impl Turn {
             sources,
             retrieval_ms,
             started,
+            dialect: input.dialect,
         })
     }
 
@@ -398,6 +409,7 @@ impl Turn {
                         tool_calls: c.tool_calls,
                         usage: c.usage,
                         finish_reason: c.finish_reason,
+                        first_token: None,
                     },
                     RoundEnd::Complete,
                 ),
@@ -420,6 +432,7 @@ impl Turn {
             let Some(chunk) = next else { break };
             match chunk {
                 Ok(StreamEvent::Delta(text)) => {
+                    round.first_token.get_or_insert_with(Instant::now);
                     round.content.push_str(&text);
                     if events.send(TurnEvent::Token(text)).await.is_err() {
                         return (round, RoundEnd::Interrupted);
@@ -465,6 +478,7 @@ impl Turn {
         let mut usage = Usage::default();
         let mut tool_runs = Vec::new();
         let mut calls_left = self.max_tool_calls;
+        let mut first_token = None;
         loop {
             let request = CompletionRequest {
                 messages: messages.clone(),
@@ -486,6 +500,7 @@ impl Turn {
             )
             .await;
             let (round, end) = self.call_model(&request, events, deadline).await;
+            first_token = first_token.or(round.first_token);
             usage = usage
                 + round
                     .usage
@@ -496,6 +511,7 @@ impl Turn {
                 finish_reason: round.finish_reason.clone().unwrap_or_else(|| "stop".into()),
                 tool_runs: tool_runs.clone(),
                 end,
+                first_token,
             };
             if !matches!(end, RoundEnd::Complete) {
                 return generation(end);
@@ -675,6 +691,24 @@ impl Turn {
         }
     }
 
+    fn metrics(&self, generation: &Generation, error: Option<&ApiError>) -> TurnMetrics {
+        TurnMetrics {
+            dialect: self.dialect,
+            workflow: self.workflow,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            time_to_first_token_ms: generation
+                .first_token
+                .map(|at| at.duration_since(self.started).as_millis() as u64),
+            prompt_tokens: generation.usage.prompt_tokens,
+            completion_tokens: generation.usage.completion_tokens,
+            cost: self.provider.cost(generation.usage),
+            failure: error.map(|error| Failure {
+                class: error_class(error),
+                stage: Stage::Generation,
+            }),
+        }
+    }
+
     /// Records the execution; statistics are worth a warning, never a failed turn.
     async fn record(state: &AppState, user_id: &str, execution: Execution) {
         if let Err(e) = state.store.record_execution(user_id, &execution).await {
@@ -691,6 +725,8 @@ impl Turn {
         error: Option<&ApiError>,
     ) -> Option<ApiResult<TurnOutcome>> {
         let execution = self.execution(generation, error);
+        self.metrics(generation, error)
+            .emit(&state.config.metrics_namespace);
         let user_id = self.record.conversation.user_id.clone();
         let store = async {
             if generation.content.is_empty() {

@@ -29,6 +29,7 @@ use crate::http::validate::Violations;
 use crate::llm::{
     CompletionRequest, CompletionStream, PromptMessage, Provider, StreamEvent, Usage,
 };
+use crate::metrics::Dialect;
 use crate::store::ChatRecord;
 
 const MAX_NAME_CHARS: usize = 100;
@@ -211,6 +212,7 @@ async fn begin_turn(
             history_limit: Some(history_window(&backend)),
             user_metadata: Some(user_metadata),
             session_admitted: true,
+            dialect: Dialect::FreeChat,
             ..Default::default()
         },
     )
