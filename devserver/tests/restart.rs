@@ -1,57 +1,11 @@
 //! The local run keeps every write it acknowledged, even when killed mid-traffic.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use shared::config::Secret;
-
-const SECRET: &str = "restart-test-secret-0123456789abcdef0123";
-
-/// A running devserver, killed and reaped when dropped (also when a test panics).
-struct Server(Child);
-
-impl Server {
-    fn kill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the devserver on a random port and returns it with its base URL.
-fn start(data_dir: &std::path::Path) -> (Server, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_devserver"))
-        .env("DATA_DIR", data_dir)
-        .env("PORT", "0")
-        .env("JWT_SECRET", SECRET)
-        .env("RATE_LIMIT_PER_MINUTE", "1000000")
-        .env("RATE_LIMIT_PER_HOUR", "1000000")
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the devserver starts");
-    let mut server = Server(child);
-    let stderr = BufReader::new(server.0.stderr.take().expect("stderr is piped"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let url = stderr
-        .lines()
-        .map_while(Result::ok)
-        .take_while(|_| Instant::now() < deadline)
-        .find_map(|line| {
-            let rest = line.strip_prefix("Chat API on ")?;
-            Some(rest.split_whitespace().next()?.to_owned())
-        })
-        .expect("the devserver announces its address");
-    (server, url)
-}
+use support::{DataDir, Devserver, SECRET};
 
 async fn listed_ids(http: &reqwest::Client, url: &str, token: &str) -> Vec<String> {
     let mut ids = Vec::new();
@@ -78,11 +32,12 @@ async fn listed_ids(http: &reqwest::Client, url: &str, token: &str) -> Vec<Strin
 
 #[tokio::test]
 async fn a_killed_local_server_restarts_with_every_acknowledged_write() {
-    let data = std::env::temp_dir().join(format!("devserver-restart-{}", uuid::Uuid::new_v4()));
+    let data = DataDir::new("restart");
     let token = shared::auth::issue_token(&Secret::new(SECRET), "alice", Duration::from_secs(600));
     shared::install_crypto_provider();
     let http = reqwest::Client::new();
-    let (server, url) = start(&data);
+    let server = Devserver::start(&data.0, &[]);
+    let url = server.url.clone();
 
     let writers: Vec<_> = (0..8)
         .map(|w| {
@@ -121,10 +76,9 @@ async fn a_killed_local_server_restarts_with_every_acknowledged_write() {
         acknowledged.len()
     );
 
-    let (restarted, url) = start(&data);
-    let stored = listed_ids(&http, &url, &token).await;
+    let restarted = Devserver::start(&data.0, &[]);
+    let stored = listed_ids(&http, &restarted.url, &token).await;
     restarted.kill();
-    let _ = std::fs::remove_dir_all(&data);
     let missing: Vec<&String> = acknowledged
         .iter()
         .filter(|id| !stored.contains(id))

@@ -163,7 +163,9 @@ async function loadTemplates() {
   const { templates } = await json("GET", "/api/v1/chat/templates");
   const select = $("template");
   select.replaceChildren(new Option("none", ""));
-  for (const t of templates) select.append(new Option(t.name + " (" + t.workflow_type + ")", t.name));
+  for (const [name, t] of Object.entries(templates)) {
+    select.append(new Option(name + " (" + t.workflow_type + ")", name));
+  }
 }
 
 async function loadDocuments() {

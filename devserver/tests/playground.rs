@@ -1,0 +1,202 @@
+//! The playground in a real browser: Debian's Chromium, headless, driven through chromedriver.
+//! The test installs both with apt-get when they are missing (CI runs as root).
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use api_tests::{FakeLlm, Script};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use support::{DataDir, Devserver};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Installs Debian's chromium and chromium-driver unless both are there.
+fn install_chromium() {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return;
+    }
+    let apt = |args: &[&str]| {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .expect("apt-get runs");
+        assert!(status.success(), "apt-get {args:?} failed (it needs root)");
+    };
+    apt(&["update", "-qq"]);
+    apt(&[
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "chromium",
+        "chromium-driver",
+    ]);
+}
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("{url}/status")).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, url }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A headless Chromium session with a fresh profile, which nothing outside loopback reaches.
+async fn browser(driver: &ChromeDriver, profile: &Path) -> Client {
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,900",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .chain([format!("--user-data-dir={}", profile.display())])
+    .collect::<Vec<_>>();
+    let capabilities = json!({"goog:chromeOptions": {"binary": CHROMIUM, "args": args}});
+    let serde_json::Value::Object(capabilities) = capabilities else {
+        unreachable!()
+    };
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    match client.find(Locator::Css(css)).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until `css` shows `expected`, failing after 15 s with what it showed.
+async fn wait_for_text(client: &Client, css: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let shown = text_of(client, css).await;
+        if shown.contains(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{css} shows {shown:?}, not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Saves what the browser shows when `SCREENSHOTS` names a folder (to look at the page).
+async fn screenshot(client: &Client, name: &str) {
+    if let Ok(folder) = std::env::var("SCREENSHOTS") {
+        let png = client.screenshot().await.expect("a screenshot");
+        std::fs::write(Path::new(&folder).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_message_sent_from_the_playground_is_answered_token_by_token() {
+    install_chromium();
+    shared::install_crypto_provider();
+    let fake = FakeLlm::start().await;
+    let data = DataDir::new("playground");
+    let profile = DataDir::new("chromium-profile");
+    let server = Devserver::start(&data.0, &[("LLM_BASE_URL", &fake.base_url)]);
+    let driver = ChromeDriver::start().await;
+    let client = browser(&driver, &profile.0).await;
+
+    client.goto(&format!("{}/", server.url)).await.unwrap();
+    client
+        .find(Locator::Id("mint-token"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&client, "#status", "Connected").await;
+
+    let answer = "The answer arrives one word after another, as it is generated.";
+    fake.push(Script::slow_reply(answer, Duration::from_millis(150)));
+    let message = client.find(Locator::Id("message")).await.unwrap();
+    message
+        .send_keys("Tell me how answers arrive")
+        .await
+        .unwrap();
+    message.send_keys("\u{E007}").await.unwrap(); // Enter sends.
+
+    // Every different text the answer shows until it is whole.
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.last().map(String::as_str) != Some(answer) {
+        assert!(Instant::now() < deadline, "the answer stopped at {seen:?}");
+        let shown = text_of(&client, "#messages li.assistant .text").await;
+        if !shown.is_empty() && seen.last() != Some(&shown) {
+            seen.push(shown);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    screenshot(&client, "playground-answered").await;
+    assert!(
+        seen.len() >= 4,
+        "the answer appeared in {} step(s): {seen:?}",
+        seen.len()
+    );
+    assert!(
+        seen.windows(2).all(|w| w[1].starts_with(&w[0])),
+        "each step extends the last: {seen:?}"
+    );
+
+    // The new conversation is listed, titled from the message.
+    wait_for_text(&client, "#conversations", "Tell me how answers arrive").await;
+
+    // The API reference renders from the served document with nothing but loopback.
+    client
+        .find(Locator::LinkText("API reference"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&client, ".swagger-ui", "/api/v1/chat/streaming").await;
+    screenshot(&client, "docs").await;
+    client.close().await.unwrap();
+}
