@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,7 +52,9 @@ impl ChromeDriver {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        // Its own process group, so that the browsers it starts go with it (see `drop`).
         let child = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -68,8 +71,11 @@ impl ChromeDriver {
 }
 
 impl Drop for ChromeDriver {
+    /// Kills chromedriver's process group: the browser too, also when a test failed before
+    /// closing its session.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
@@ -133,26 +139,64 @@ async fn screenshot(client: &Client, name: &str) {
     }
 }
 
+/// Everything a browser test runs against, stopped when dropped: the fake model, the local
+/// run, chromedriver, and a Chromium session on the playground with a minted token.
+struct Playground {
+    fake: FakeLlm,
+    client: Client,
+    _driver: ChromeDriver,
+    _server: Devserver,
+    _dirs: (DataDir, DataDir),
+}
+
+impl Playground {
+    async fn open() -> Self {
+        install_chromium();
+        shared::install_crypto_provider();
+        let fake = FakeLlm::start().await;
+        let data = DataDir::new("playground");
+        let profile = DataDir::new("chromium-profile");
+        let server = Devserver::start(&data.0, &[("LLM_BASE_URL", &fake.base_url)]);
+        let driver = ChromeDriver::start().await;
+        let client = browser(&driver, &profile.0).await;
+        client.goto(&format!("{}/", server.url)).await.unwrap();
+        client
+            .find(Locator::Id("mint-token"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&client, "#status", "Connected").await;
+        Self {
+            fake,
+            client,
+            _driver: driver,
+            _server: server,
+            _dirs: (data, profile),
+        }
+    }
+
+    async fn click(&self, id: &str) {
+        self.client
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn type_into(&self, id: &str, text: &str) {
+        let field = self.client.find(Locator::Id(id)).await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_message_sent_from_the_playground_is_answered_token_by_token() {
-    install_chromium();
-    shared::install_crypto_provider();
-    let fake = FakeLlm::start().await;
-    let data = DataDir::new("playground");
-    let profile = DataDir::new("chromium-profile");
-    let server = Devserver::start(&data.0, &[("LLM_BASE_URL", &fake.base_url)]);
-    let driver = ChromeDriver::start().await;
-    let client = browser(&driver, &profile.0).await;
-
-    client.goto(&format!("{}/", server.url)).await.unwrap();
-    client
-        .find(Locator::Id("mint-token"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_for_text(&client, "#status", "Connected").await;
+    let playground = Playground::open().await;
+    let (fake, client) = (&playground.fake, &playground.client);
 
     let answer = "The answer arrives one word after another, as it is generated.";
     fake.push(Script::slow_reply(answer, Duration::from_millis(150)));
@@ -168,13 +212,13 @@ async fn a_message_sent_from_the_playground_is_answered_token_by_token() {
     let deadline = Instant::now() + Duration::from_secs(15);
     while seen.last().map(String::as_str) != Some(answer) {
         assert!(Instant::now() < deadline, "the answer stopped at {seen:?}");
-        let shown = text_of(&client, "#messages li.assistant .text").await;
+        let shown = text_of(client, "#messages li.assistant .text").await;
         if !shown.is_empty() && seen.last() != Some(&shown) {
             seen.push(shown);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    screenshot(&client, "playground-answered").await;
+    screenshot(client, "playground-answered").await;
     assert!(
         seen.len() >= 4,
         "the answer appeared in {} step(s): {seen:?}",
@@ -186,7 +230,7 @@ async fn a_message_sent_from_the_playground_is_answered_token_by_token() {
     );
 
     // The new conversation is listed, titled from the message.
-    wait_for_text(&client, "#conversations", "Tell me how answers arrive").await;
+    wait_for_text(client, "#conversations", "Tell me how answers arrive").await;
 
     // The API reference renders from the served document with nothing but loopback.
     client
@@ -196,7 +240,42 @@ async fn a_message_sent_from_the_playground_is_answered_token_by_token() {
         .click()
         .await
         .unwrap();
-    wait_for_text(&client, ".swagger-ui", "/api/v1/chat/streaming").await;
-    screenshot(&client, "docs").await;
-    client.close().await.unwrap();
+    wait_for_text(client, ".swagger-ui", "/api/v1/chat/streaming").await;
+    screenshot(client, "docs").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_character_made_in_the_playground_greets_and_answers_as_a_stream() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    playground.click("tab-freechat").await;
+    playground.type_into("character-name", "Jack").await;
+    playground
+        .type_into("character-profile", "A sailor of the northern seas.")
+        .await;
+    playground
+        .type_into("character-greeting", "Ahoy there!")
+        .await;
+    client
+        .find(Locator::Css("#new-character button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(client, "#chat-title", "Chat with Jack").await;
+    wait_for_text(client, "#messages", "Ahoy there!").await;
+    wait_for_text(client, "#chats", "Jack").await;
+
+    let answer = "Fair winds and following seas to you.";
+    playground
+        .fake
+        .push(Script::slow_reply(answer, Duration::from_millis(100)));
+    playground.type_into("message", "Good morning").await;
+    playground.click("send").await;
+    wait_for_text(client, "#messages li:last-child .text", answer).await;
+    wait_for_text(client, "#status", "Answered").await;
+    screenshot(client, "playground-character").await;
+    client.clone().close().await.unwrap();
 }
