@@ -267,6 +267,11 @@ async fn a_character_made_in_the_playground_greets_and_answers_as_a_stream() {
     wait_for_text(client, "#chat-title", "Chat with Jack").await;
     wait_for_text(client, "#messages", "Ahoy there!").await;
     wait_for_text(client, "#chats", "Jack").await;
+    let chatter_options = client.find(Locator::Id("chatter-options")).await.unwrap();
+    assert!(
+        !chatter_options.is_displayed().await.unwrap(),
+        "Chatter's workflow and template are not offered for a character"
+    );
 
     let answer = "Fair winds and following seas to you.";
     playground
