@@ -123,10 +123,10 @@ async fn wait_for_text(client: &Client, css: &str, expected: &str) {
         if shown.contains(expected) {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{css} shows {shown:?}, not {expected:?}"
-        );
+        if Instant::now() >= deadline {
+            screenshot(client, "timed-out").await;
+            panic!("{css} shows {shown:?}, not {expected:?}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -156,7 +156,14 @@ impl Playground {
         let fake = FakeLlm::start().await;
         let data = DataDir::new("playground");
         let profile = DataDir::new("chromium-profile");
-        let server = Devserver::start(&data.0, &[("LLM_BASE_URL", &fake.base_url)]);
+        // The fake's embeddings rank document passages, as a deployment's model would.
+        let server = Devserver::start(
+            &data.0,
+            &[
+                ("LLM_BASE_URL", &fake.base_url),
+                ("EMBEDDING_MODEL", "fake-embed"),
+            ],
+        );
         let driver = ChromeDriver::start().await;
         let client = browser(&driver, &profile.0).await;
         client.goto(&format!("{}/", server.url)).await.unwrap();
@@ -282,5 +289,39 @@ async fn a_character_made_in_the_playground_greets_and_answers_as_a_stream() {
     wait_for_text(client, "#messages li:last-child .text", answer).await;
     wait_for_text(client, "#status", "Answered").await;
     screenshot(client, "playground-character").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_answer_from_an_uploaded_document_lists_its_sources() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    let folder = DataDir::new("upload");
+    std::fs::create_dir_all(&folder.0).unwrap();
+    let notes = folder.0.join("lighthouse-notes.txt");
+    std::fs::write(&notes, "Agnes Thorne keeps the lighthouse of Skerry Point").unwrap();
+
+    playground
+        .type_into("document-file", notes.to_str().unwrap())
+        .await;
+    client
+        .find(Locator::Css("#upload button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(client, "#documents", "lighthouse-notes.txt").await;
+    wait_for_text(client, "#status", "Uploaded").await;
+
+    playground
+        .fake
+        .push(Script::reply("Agnes Thorne keeps it [1]."));
+    playground
+        .type_into("message", "who keeps the lighthouse of Skerry Point")
+        .await;
+    playground.click("send").await;
+    wait_for_text(client, "#messages .sources", "lighthouse-notes.txt").await;
+    screenshot(client, "playground-sources").await;
     client.clone().close().await.unwrap();
 }
