@@ -1,18 +1,18 @@
 //! The whole API on one local port, over an embedded DynamoDB (or the one `DYNAMODB_ENDPOINT`
-//! names): `cargo run --release -p devserver`.
-//! `cargo run -p devserver -- token <user-id>` prints a bearer token for that user.
+//! names), with the playground and the API reference: `cargo run --profile local -p devserver`.
+//! It prints a ready token when it starts; `cargo run --profile local -p devserver -- token
+//! <user-id>` prints one for another user.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use devserver::{DEFAULT_USER, DEV_TOKEN_TTL};
 use shared::config::{Config, Secret};
 use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
 
 const DEFAULT_PORT: u16 = 8000;
-const DEV_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -99,16 +99,25 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    eprintln!("Chat API on {url} ({storage})");
+    eprintln!("Playground: {url}/   API reference: {url}/docs");
     eprintln!(
-        "Chat API on http://{} ({storage}); get a token with: cargo run -p devserver -- token <user-id>",
-        listener.local_addr()?,
+        "Token for user '{DEFAULT_USER}' (valid {} days; another user's: \
+         cargo run --profile local -p devserver -- token <user-id>):",
+        DEV_TOKEN_TTL.as_secs() / 86_400
+    );
+    // On stdout alone, so that `TOKEN=$(... | head -1)` can take it.
+    println!(
+        "{}",
+        shared::auth::issue_token(&secret, DEFAULT_USER, DEV_TOKEN_TTL)
     );
     // Streamed answers are many small writes; without TCP_NODELAY each waits for the client's
     // delayed ACK.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, shared::api::all_groups(state))
+    axum::serve(listener, devserver::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     if let Some(dynamodb) = embedded {

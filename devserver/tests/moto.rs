@@ -8,7 +8,7 @@ use api_tests::moto::MotoServer;
 use api_tests::{FakeLlm, Reply, Script};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::Server;
+use support::{DataDir, Devserver};
 
 /// Speaks to one devserver as one user.
 struct Client {
@@ -18,7 +18,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(server: &Server, user: &str) -> Self {
+    fn new(server: &Devserver, user: &str) -> Self {
         shared::install_crypto_provider();
         Self {
             http: reqwest::Client::new(),
@@ -140,14 +140,6 @@ async fn table_in(moto: &MotoServer) -> shared::store::Store {
     shared::store::Store::connect(&shared::config::Config::from_vars(&vars).unwrap()).await
 }
 
-/// A data directory of its own, so that nothing lands in the repository's `.data`.
-fn data_dir() -> String {
-    std::env::temp_dir()
-        .join(format!("devserver-moto-{}", uuid::Uuid::new_v4()))
-        .to_string_lossy()
-        .into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_run_serves_both_dialects_over_the_dynamodb_its_endpoint_names() {
     let moto = tokio::task::spawn_blocking(MotoServer::start)
@@ -155,12 +147,15 @@ async fn the_local_run_serves_both_dialects_over_the_dynamodb_its_endpoint_names
         .unwrap();
     let fake = FakeLlm::start().await;
     fake.always(Script::reply("Fair winds to you"));
-    let data = data_dir();
-    let server = Server::start(&[
-        ("DYNAMODB_ENDPOINT", &moto.endpoint),
-        ("LLM_BASE_URL", &fake.base_url),
-        ("DATA_DIR", &data),
-    ]);
+    // A data directory of its own, so that nothing lands in the repository's `.data`.
+    let data = DataDir::new("moto");
+    let server = Devserver::start(
+        &data.0,
+        &[
+            ("DYNAMODB_ENDPOINT", &moto.endpoint),
+            ("LLM_BASE_URL", &fake.base_url),
+        ],
+    );
     let alice = Client::new(&server, "alice");
 
     let conversation = alice
@@ -266,7 +261,6 @@ async fn the_local_run_serves_both_dialects_over_the_dynamodb_its_endpoint_names
     assert!(deleted.status.is_success(), "{}", deleted.text);
     let gone = alice.send(Method::GET, &path, None).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.text);
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,13 +270,15 @@ async fn two_local_runs_over_one_endpoint_see_each_others_writes() {
         .unwrap();
     let fake = FakeLlm::start().await;
     fake.always(Script::reply("Aye"));
-    let data = [data_dir(), data_dir()];
-    let start = |data: &str| {
-        Server::start(&[
-            ("DYNAMODB_ENDPOINT", moto.endpoint.as_str()),
-            ("LLM_BASE_URL", fake.base_url.as_str()),
-            ("DATA_DIR", data),
-        ])
+    let data = [DataDir::new("moto"), DataDir::new("moto")];
+    let start = |data: &DataDir| {
+        Devserver::start(
+            &data.0,
+            &[
+                ("DYNAMODB_ENDPOINT", moto.endpoint.as_str()),
+                ("LLM_BASE_URL", fake.base_url.as_str()),
+            ],
+        )
     };
     // Started together, both find no table and try to create it.
     let (first, second) = std::thread::scope(|s| {
@@ -343,7 +339,4 @@ async fn two_local_runs_over_one_endpoint_see_each_others_writes() {
         "{}",
         sent.text
     );
-    for data in data {
-        let _ = std::fs::remove_dir_all(data);
-    }
 }

@@ -4,7 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::Server;
+use shared::config::Secret;
+use support::{DataDir, Devserver, SECRET};
 
 async fn listed_ids(http: &reqwest::Client, url: &str, token: &str) -> Vec<String> {
     let mut ids = Vec::new();
@@ -31,12 +32,11 @@ async fn listed_ids(http: &reqwest::Client, url: &str, token: &str) -> Vec<Strin
 
 #[tokio::test]
 async fn a_killed_local_server_restarts_with_every_acknowledged_write() {
-    let data = std::env::temp_dir().join(format!("devserver-restart-{}", uuid::Uuid::new_v4()));
-    let token = support::token("alice");
+    let data = DataDir::new("restart");
+    let token = shared::auth::issue_token(&Secret::new(SECRET), "alice", Duration::from_secs(600));
     shared::install_crypto_provider();
     let http = reqwest::Client::new();
-    let data_dir = data.to_string_lossy().into_owned();
-    let server = Server::start(&[("DATA_DIR", &data_dir)]);
+    let server = Devserver::start(&data.0, &[]);
     let url = server.url.clone();
 
     let writers: Vec<_> = (0..8)
@@ -65,7 +65,7 @@ async fn a_killed_local_server_restarts_with_every_acknowledged_write() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    drop(server);
+    server.kill();
     let mut acknowledged = Vec::new();
     for writer in writers {
         acknowledged.extend(writer.await.unwrap());
@@ -76,10 +76,9 @@ async fn a_killed_local_server_restarts_with_every_acknowledged_write() {
         acknowledged.len()
     );
 
-    let restarted = Server::start(&[("DATA_DIR", &data_dir)]);
+    let restarted = Devserver::start(&data.0, &[]);
     let stored = listed_ids(&http, &restarted.url, &token).await;
-    drop(restarted);
-    let _ = std::fs::remove_dir_all(&data);
+    restarted.kill();
     let missing: Vec<&String> = acknowledged
         .iter()
         .filter(|id| !stored.contains(id))

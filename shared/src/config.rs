@@ -161,6 +161,8 @@ pub struct Config {
     /// Silence after which a stream sends a comment, so proxies keep the connection open.
     pub sse_heartbeat: Duration,
     pub mcp_servers: Vec<McpServerConfig>,
+    /// The CloudWatch namespace of the turns' metrics (`metrics.rs`).
+    pub metrics_namespace: String,
 }
 
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
@@ -245,8 +247,21 @@ impl Config {
                 15,
             )?),
             mcp_servers: mcp_servers(&get)?,
+            metrics_namespace: metrics_namespace(get("METRICS_NAMESPACE"))?,
         })
     }
+}
+
+/// CloudWatch takes a namespace of 1 to 255 ASCII characters, and drops the lines of any other.
+fn metrics_namespace(value: Option<String>) -> Result<String, ConfigError> {
+    let namespace = value.unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.into());
+    if namespace.len() > 255 || !namespace.is_ascii() || namespace.starts_with(':') {
+        return Err(ConfigError::Invalid {
+            name: "METRICS_NAMESPACE",
+            reason: "must be at most 255 ASCII characters, not starting with ':'".into(),
+        });
+    }
+    Ok(namespace)
 }
 
 fn llm_config(
@@ -460,6 +475,25 @@ mod tests {
             ["https://a.example", "https://b.example"]
         );
         assert_eq!(config.dynamodb_endpoint, None);
+    }
+
+    #[test]
+    fn the_metrics_namespace_defaults_and_one_cloudwatch_would_refuse_is_named() {
+        let base = [("TABLE_NAME", "t"), ("JWT_SECRET", SECRET)];
+        let config = Config::from_vars(&vars(&base)).unwrap();
+        assert_eq!(config.metrics_namespace, "ChatApi");
+        let too_long = "n".repeat(256);
+        for bad in [too_long.as_str(), "Chät", ":ChatApi"] {
+            let err = Config::from_vars(&vars(&[base[0], base[1], ("METRICS_NAMESPACE", bad)]))
+                .unwrap_err();
+            assert!(matches!(
+                err,
+                ConfigError::Invalid {
+                    name: "METRICS_NAMESPACE",
+                    ..
+                }
+            ));
+        }
     }
 
     #[test]

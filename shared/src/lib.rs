@@ -12,6 +12,7 @@ pub mod http;
 pub mod llm;
 #[cfg(feature = "local")]
 pub mod local;
+pub mod metrics;
 pub mod runtime;
 pub mod secrets;
 pub mod service;

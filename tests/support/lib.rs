@@ -1,6 +1,7 @@
 //! Starts the real stack in-process for tests: an embedded DynamoDB on a random port, the
 //! API on another, and a client that speaks HTTP to it.
 
+pub mod emf;
 pub mod fake_llm;
 pub mod faulty_dynamodb;
 pub mod lambda_emulator;

@@ -1,61 +1,100 @@
-//! The devserver as a child process, as someone runs it.
+//! The local run as a process, as a developer starts it: its address from its first lines,
+//! its standard output line by line.
+
+// Each test binary includes this module and uses only part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
-/// The HS256 secret every devserver a test starts is given, so one token serves them all.
-pub const SECRET: &str = "restart-test-secret-0123456789abcdef0123";
+pub const SECRET: &str = "devserver-test-secret-0123456789abcdef0123";
 
 /// A running devserver, killed and reaped when dropped (also when a test panics).
-pub struct Server {
-    process: Child,
+pub struct Devserver {
+    child: Child,
     pub url: String,
+    stdout: mpsc::Receiver<String>,
 }
 
-impl Server {
-    /// Starts the devserver on a random port with these variables added to the test's
-    /// environment, and waits until it announces its address.
-    pub fn start(vars: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_devserver"));
-        command
+impl Devserver {
+    /// Starts the devserver on a random port over `data_dir`, with `env` added to its
+    /// environment, and waits for it to announce its address.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_devserver"))
+            .env("DATA_DIR", data_dir)
             .env("PORT", "0")
             .env("JWT_SECRET", SECRET)
             .env("RATE_LIMIT_PER_MINUTE", "1000000")
             .env("RATE_LIMIT_PER_HOUR", "1000000")
             .env("RUST_LOG", "warn")
-            .envs(vars.iter().copied())
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
-            .stdout(Stdio::null());
-        let mut process = command.spawn().expect("the devserver starts");
-        let stderr = BufReader::new(process.stderr.take().expect("stderr is piped"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut said = Vec::new();
-        let url = stderr
-            .lines()
-            .map_while(Result::ok)
-            .take_while(|_| Instant::now() < deadline)
-            .inspect(|line| said.push(line.clone()))
-            .find_map(|line| {
-                let rest = line.strip_prefix("Chat API on ")?;
-                Some(rest.split_whitespace().next()?.to_owned())
-            });
-        let Some(url) = url else {
-            let _ = process.kill();
-            let _ = process.wait();
-            panic!(
-                "the devserver did not announce its address:\n{}",
-                said.join("\n")
-            );
-        };
-        Self { process, url }
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the devserver starts");
+        // Its standard error is read to the end, also after the address: a closed pipe would
+        // fail the server's next message.
+        let stderr = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let (address, announced) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("Chat API on ") {
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = address.send(url.to_owned());
+                }
+            }
+        });
+        let url = announced
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the devserver announces its address");
+        let (lines, stdout) = mpsc::channel();
+        let out = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, url, stdout }
+    }
+
+    /// The next line of standard output, waiting at most `timeout` for it.
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.stdout.recv_timeout(timeout).ok()
+    }
+
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-impl Drop for Server {
+impl Drop for Devserver {
     fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        self.stop();
+    }
+}
+
+/// A fresh data directory under the system's temporary one, removed when dropped.
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn new(purpose: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("devserver-{purpose}-{}", uuid::Uuid::new_v4())))
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

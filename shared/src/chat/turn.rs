@@ -16,6 +16,7 @@ use crate::domain::{
 };
 use crate::error::{ApiError, ApiResult};
 use crate::llm::{CompletionRequest, PromptMessage, Provider, StreamEvent, ToolCall, Usage};
+use crate::metrics::{Dialect, Failure, Stage, TurnMetrics};
 use crate::store::{ChatRecord, ConversationRecord, Execution, QuotaChange, StoreError};
 use crate::tools::{ToolRun, Toolset};
 
@@ -56,6 +57,8 @@ pub struct ChatInput {
     /// The question an earlier try of this same request stored before it failed: answered
     /// where it is (if it is still the conversation's newest message) instead of again.
     pub resume: Option<StoredQuestion>,
+    /// The API the turn was asked through, for its metrics.
+    pub dialect: Dialect,
 }
 
 /// A turn in a FreeChat chat, admitted by its rules (`crate::service::sessions`): the chat as
@@ -83,6 +86,7 @@ pub struct Turn {
     started: Instant,
     /// What the turn holds of its chat's quota until its answer is stored.
     held: Option<QuotaHold>,
+    dialect: Dialect,
 }
 
 /// The stored answer of a finished turn.
@@ -138,6 +142,7 @@ struct Round {
     tool_calls: Vec<ToolCall>,
     usage: Option<Usage>,
     finish_reason: Option<String>,
+    first_token: Option<Instant>,
 }
 
 enum RoundEnd {
@@ -153,6 +158,7 @@ struct Generation {
     finish_reason: String,
     tool_runs: Vec<ToolRun>,
     end: RoundEnd,
+    first_token: Option<Instant>,
 }
 
 fn details(pairs: impl IntoIterator<Item = (&'static str, serde_json::Value)>) -> JsonObject {
@@ -199,13 +205,17 @@ impl Turn {
             .workflow
             .or(input.template.map(|t| t.workflow))
             .unwrap_or(Workflow::Plain);
+        let dialect = input.dialect;
         let result = Self::prepare(state, user_id, input, started, &mut workflow).await;
         if let Err(error) = &result
             && error.status().is_server_error()
         {
+            let duration_ms = started.elapsed().as_millis() as u64;
+            TurnMetrics::failed_early(dialect, workflow, duration_ms, error_class(error))
+                .emit(&state.config.metrics_namespace);
             let execution = Execution {
                 workflow: workflow.as_str().into(),
-                duration_ms: started.elapsed().as_millis() as u64,
+                duration_ms,
                 error_class: Some(error_class(error).to_owned()),
                 ..Default::default()
             };
@@ -457,6 +467,7 @@ impl Turn {
             retrieval_ms,
             started,
             held,
+            dialect: input.dialect,
         })
     }
 
@@ -478,6 +489,7 @@ impl Turn {
                         tool_calls: c.tool_calls,
                         usage: c.usage,
                         finish_reason: c.finish_reason,
+                        first_token: None,
                     },
                     RoundEnd::Complete,
                 ),
@@ -500,6 +512,7 @@ impl Turn {
             let Some(chunk) = next else { break };
             match chunk {
                 Ok(StreamEvent::Delta(text)) => {
+                    round.first_token.get_or_insert_with(Instant::now);
                     round.content.push_str(&text);
                     if events.send(TurnEvent::Token(text)).await.is_err() {
                         return (round, RoundEnd::Interrupted);
@@ -545,6 +558,7 @@ impl Turn {
         let mut usage = Usage::default();
         let mut tool_runs = Vec::new();
         let mut calls_left = self.max_tool_calls;
+        let mut first_token = None;
         loop {
             let request = CompletionRequest {
                 messages: messages.clone(),
@@ -566,6 +580,7 @@ impl Turn {
             )
             .await;
             let (round, end) = self.call_model(&request, events, deadline).await;
+            first_token = first_token.or(round.first_token);
             usage = usage
                 + round
                     .usage
@@ -576,6 +591,7 @@ impl Turn {
                 finish_reason: round.finish_reason.clone().unwrap_or_else(|| "stop".into()),
                 tool_runs: tool_runs.clone(),
                 end,
+                first_token,
             };
             if !matches!(end, RoundEnd::Complete) {
                 return generation(end);
@@ -756,6 +772,24 @@ impl Turn {
         }
     }
 
+    fn metrics(&self, generation: &Generation, error: Option<&ApiError>) -> TurnMetrics {
+        TurnMetrics {
+            dialect: self.dialect,
+            workflow: self.workflow,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            time_to_first_token_ms: generation
+                .first_token
+                .map(|at| at.duration_since(self.started).as_millis() as u64),
+            prompt_tokens: generation.usage.prompt_tokens,
+            completion_tokens: generation.usage.completion_tokens,
+            cost: self.provider.cost(generation.usage),
+            failure: error.map(|error| Failure {
+                class: error_class(error),
+                stage: Stage::Generation,
+            }),
+        }
+    }
+
     /// Records the execution; statistics are worth a warning, never a failed turn.
     async fn record(state: &AppState, user_id: &str, execution: Execution) {
         if let Err(e) = state.store.record_execution(user_id, &execution).await {
@@ -772,6 +806,8 @@ impl Turn {
         error: Option<&ApiError>,
     ) -> Option<ApiResult<TurnOutcome>> {
         let execution = self.execution(generation, error);
+        self.metrics(generation, error)
+            .emit(&state.config.metrics_namespace);
         let user_id = self.record.conversation.user_id.clone();
         let (conversation_id, held) = (self.record.conversation.id.clone(), self.held);
         let store = async {

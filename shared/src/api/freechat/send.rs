@@ -25,6 +25,7 @@ use crate::http::validate::Violations;
 use crate::llm::{
     CompletionRequest, CompletionStream, PromptMessage, Provider, StreamEvent, Usage,
 };
+use crate::metrics::Dialect;
 use crate::service::sessions::{ReadyChat, default_backend, ready_chat, visible_character};
 
 const MAX_NAME_CHARS: usize = 100;
@@ -168,6 +169,7 @@ async fn begin_turn(
             user_metadata: Some(user_metadata),
             session: Some(ready.turn()),
             resume: resume.map(|Extension(question)| question),
+            dialect: Dialect::FreeChat,
             ..Default::default()
         },
     )

@@ -1,0 +1,327 @@
+//! The playground in a real browser: Debian's Chromium, headless, driven through chromedriver.
+//! The test installs both with apt-get when they are missing (CI runs as root).
+
+mod support;
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use api_tests::{FakeLlm, Script};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use support::{DataDir, Devserver};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Installs Debian's chromium and chromium-driver unless both are there.
+fn install_chromium() {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return;
+    }
+    let apt = |args: &[&str]| {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .expect("apt-get runs");
+        assert!(status.success(), "apt-get {args:?} failed (it needs root)");
+    };
+    apt(&["update", "-qq"]);
+    apt(&[
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "chromium",
+        "chromium-driver",
+    ]);
+}
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        // Its own process group, so that the browsers it starts go with it (see `drop`).
+        let child = Command::new(CHROMEDRIVER)
+            .process_group(0)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("{url}/status")).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, url }
+    }
+}
+
+impl Drop for ChromeDriver {
+    /// Kills chromedriver's process group: the browser too, also when a test failed before
+    /// closing its session.
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A headless Chromium session with a fresh profile, which nothing outside loopback reaches.
+async fn browser(driver: &ChromeDriver, profile: &Path) -> Client {
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,900",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .chain([format!("--user-data-dir={}", profile.display())])
+    .collect::<Vec<_>>();
+    let capabilities = json!({"goog:chromeOptions": {"binary": CHROMIUM, "args": args}});
+    let serde_json::Value::Object(capabilities) = capabilities else {
+        unreachable!()
+    };
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    match client.find(Locator::Css(css)).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until `css` shows `expected`, failing after 15 s with what it showed.
+async fn wait_for_text(client: &Client, css: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let shown = text_of(client, css).await;
+        if shown.contains(expected) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            screenshot(client, "timed-out").await;
+            panic!("{css} shows {shown:?}, not {expected:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Saves what the browser shows when `SCREENSHOTS` names a folder (to look at the page).
+async fn screenshot(client: &Client, name: &str) {
+    if let Ok(folder) = std::env::var("SCREENSHOTS") {
+        let png = client.screenshot().await.expect("a screenshot");
+        std::fs::write(Path::new(&folder).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+/// Everything a browser test runs against, stopped when dropped: the fake model, the local
+/// run, chromedriver, and a Chromium session on the playground with a minted token.
+struct Playground {
+    fake: FakeLlm,
+    client: Client,
+    _driver: ChromeDriver,
+    _server: Devserver,
+    _dirs: (DataDir, DataDir),
+}
+
+impl Playground {
+    async fn open() -> Self {
+        install_chromium();
+        shared::install_crypto_provider();
+        let fake = FakeLlm::start().await;
+        let data = DataDir::new("playground");
+        let profile = DataDir::new("chromium-profile");
+        // The fake's embeddings rank document passages, as a deployment's model would.
+        let server = Devserver::start(
+            &data.0,
+            &[
+                ("LLM_BASE_URL", &fake.base_url),
+                ("EMBEDDING_MODEL", "fake-embed"),
+            ],
+        );
+        let driver = ChromeDriver::start().await;
+        let client = browser(&driver, &profile.0).await;
+        client.goto(&format!("{}/", server.url)).await.unwrap();
+        client
+            .find(Locator::Id("mint-token"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&client, "#status", "Connected").await;
+        Self {
+            fake,
+            client,
+            _driver: driver,
+            _server: server,
+            _dirs: (data, profile),
+        }
+    }
+
+    async fn click(&self, id: &str) {
+        self.client
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn type_into(&self, id: &str, text: &str) {
+        let field = self.client.find(Locator::Id(id)).await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_message_sent_from_the_playground_is_answered_token_by_token() {
+    let playground = Playground::open().await;
+    let (fake, client) = (&playground.fake, &playground.client);
+
+    let answer = "The answer arrives one word after another, as it is generated.";
+    fake.push(Script::slow_reply(answer, Duration::from_millis(150)));
+    let message = client.find(Locator::Id("message")).await.unwrap();
+    message
+        .send_keys("Tell me how answers arrive")
+        .await
+        .unwrap();
+    message.send_keys("\u{E007}").await.unwrap(); // Enter sends.
+
+    // Every different text the answer shows until it is whole.
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.last().map(String::as_str) != Some(answer) {
+        assert!(Instant::now() < deadline, "the answer stopped at {seen:?}");
+        let shown = text_of(client, "#messages li.assistant .text").await;
+        if !shown.is_empty() && seen.last() != Some(&shown) {
+            seen.push(shown);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    screenshot(client, "playground-answered").await;
+    assert!(
+        seen.len() >= 4,
+        "the answer appeared in {} step(s): {seen:?}",
+        seen.len()
+    );
+    assert!(
+        seen.windows(2).all(|w| w[1].starts_with(&w[0])),
+        "each step extends the last: {seen:?}"
+    );
+
+    // The new conversation is listed, titled from the message.
+    wait_for_text(client, "#conversations", "Tell me how answers arrive").await;
+
+    // The API reference renders from the served document with nothing but loopback.
+    client
+        .find(Locator::LinkText("API reference"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(client, ".swagger-ui", "/api/v1/chat/streaming").await;
+    screenshot(client, "docs").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_character_made_in_the_playground_greets_and_answers_as_a_stream() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    playground.click("tab-freechat").await;
+    playground.type_into("character-name", "Jack").await;
+    playground
+        .type_into("character-profile", "A sailor of the northern seas.")
+        .await;
+    playground
+        .type_into("character-greeting", "Ahoy there!")
+        .await;
+    client
+        .find(Locator::Css("#new-character button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(client, "#chat-title", "Chat with Jack").await;
+    wait_for_text(client, "#messages", "Ahoy there!").await;
+    wait_for_text(client, "#chats", "Jack").await;
+    let chatter_options = client.find(Locator::Id("chatter-options")).await.unwrap();
+    assert!(
+        !chatter_options.is_displayed().await.unwrap(),
+        "Chatter's workflow and template are not offered for a character"
+    );
+
+    let answer = "Fair winds and following seas to you.";
+    playground
+        .fake
+        .push(Script::slow_reply(answer, Duration::from_millis(100)));
+    playground.type_into("message", "Good morning").await;
+    playground.click("send").await;
+    wait_for_text(client, "#messages li:last-child .text", answer).await;
+    wait_for_text(client, "#status", "Answered").await;
+    screenshot(client, "playground-character").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_answer_from_an_uploaded_document_lists_its_sources() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    let folder = DataDir::new("upload");
+    std::fs::create_dir_all(&folder.0).unwrap();
+    let notes = folder.0.join("lighthouse-notes.txt");
+    std::fs::write(&notes, "Agnes Thorne keeps the lighthouse of Skerry Point").unwrap();
+
+    playground
+        .type_into("document-file", notes.to_str().unwrap())
+        .await;
+    client
+        .find(Locator::Css("#upload button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(client, "#documents", "lighthouse-notes.txt").await;
+    wait_for_text(client, "#status", "Uploaded").await;
+
+    playground
+        .fake
+        .push(Script::reply("Agnes Thorne keeps it [1]."));
+    playground
+        .type_into("message", "who keeps the lighthouse of Skerry Point")
+        .await;
+    playground.click("send").await;
+    wait_for_text(client, "#messages .sources", "lighthouse-notes.txt").await;
+    screenshot(client, "playground-sources").await;
+    client.clone().close().await.unwrap();
+}
