@@ -272,6 +272,40 @@ async fn a_streamed_tools_turn_assembles_tool_use_from_its_deltas() {
     assert_eq!(stored.last().unwrap()["content"], "42 and 4.");
 }
 
+#[tokio::test]
+async fn a_request_names_bedrock_beside_an_openai_compatible_default_and_the_conversation_keeps_it()
+{
+    let fake = FakeBedrock::start().await;
+    let openai = api_tests::FakeLlm::start().await;
+    let providers = fake.providers("bedrock", MODEL);
+    let mut vars = vec![
+        ("LLM_BASE_URL", openai.base_url.as_str()),
+        ("LLM_PROVIDERS", providers.as_str()),
+    ];
+    vars.extend(credential_vars());
+    let app = TestApp::spawn_with(&vars).await;
+    let first = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "Hi", "provider": "bedrock"}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["message"]["provider_used"], "bedrock");
+    let id = first.body["conversation_id"].as_str().unwrap();
+    let second = app
+        .post(
+            CHAT,
+            "alice",
+            &json!({"message": "Again", "conversation_id": id}),
+        )
+        .await;
+    assert_eq!(second.body["message"]["provider_used"], "bedrock");
+    assert_eq!(fake.conversations().len(), 2);
+    assert_eq!(openai.calls(), 0);
+}
+
 // FreeChat: a character's backend names the Bedrock provider.
 
 const CHARACTER: &str = "/api/v1/character";
