@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Bedrock, LlmClient, OpenAiCompatible, Usage};
+use super::{LlmClient, OpenAiCompatible, SdkBedrock, Usage};
 use crate::config::{LlmConfig, ProviderApi, ProviderConfig};
 
 pub struct Provider {
@@ -43,7 +43,7 @@ impl Providers {
                             config.idle_timeout,
                         ))
                     }
-                    ProviderApi::Bedrock(bedrock) => Arc::new(Bedrock::new(
+                    ProviderApi::Bedrock(bedrock) => Arc::new(SdkBedrock::new(
                         http.clone(),
                         name,
                         bedrock,

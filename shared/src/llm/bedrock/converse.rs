@@ -11,9 +11,9 @@ use crate::llm::{
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ConverseRequest<'a> {
-    messages: Vec<Message>,
+    pub(super) messages: Vec<Message>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    system: Vec<SystemBlock>,
+    pub(super) system: Vec<SystemBlock>,
     #[serde(skip_serializing_if = "InferenceConfig::is_empty")]
     inference_config: InferenceConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -21,14 +21,14 @@ pub(super) struct ConverseRequest<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-struct Message {
-    role: Role,
-    content: Vec<Block>,
+pub(super) struct Message {
+    pub(super) role: Role,
+    pub(super) content: Vec<Block>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-enum Role {
+pub(super) enum Role {
     User,
     Assistant,
 }
@@ -36,7 +36,7 @@ enum Role {
 /// A content block as Converse takes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-enum Block {
+pub(super) enum Block {
     Text(String),
     #[serde(rename_all = "camelCase")]
     ToolUse {
@@ -52,13 +52,13 @@ enum Block {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-struct ResultText {
-    text: String,
+pub(super) struct ResultText {
+    pub(super) text: String,
 }
 
 #[derive(Serialize)]
-struct SystemBlock {
-    text: String,
+pub(super) struct SystemBlock {
+    pub(super) text: String,
 }
 
 #[derive(Serialize)]

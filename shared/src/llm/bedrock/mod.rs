@@ -4,6 +4,7 @@
 
 mod converse;
 mod errors;
+mod sdk;
 mod signing;
 mod stream;
 
@@ -20,6 +21,7 @@ use super::{
 use crate::config::{AwsCredentials, BedrockConfig};
 use converse::{ConverseRequest, ConverseResponse};
 use errors::Call;
+pub use sdk::SdkBedrock;
 use signing::Signer;
 
 /// Titan embeds one text per request; this many are in flight at once.
