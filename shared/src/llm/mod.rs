@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
-pub use bedrock::{Bedrock, SdkBedrock};
+pub use bedrock::Bedrock;
 pub use openai::OpenAiCompatible;
 pub use providers::{Provider, Providers};
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{LlmClient, OpenAiCompatible, SdkBedrock, Usage};
+use super::{Bedrock, LlmClient, OpenAiCompatible, Usage};
 use crate::config::{LlmConfig, ProviderApi, ProviderConfig};
 
 pub struct Provider {
@@ -43,7 +43,7 @@ impl Providers {
                             config.idle_timeout,
                         ))
                     }
-                    ProviderApi::Bedrock(bedrock) => Arc::new(SdkBedrock::new(
+                    ProviderApi::Bedrock(bedrock) => Arc::new(Bedrock::new(
                         http.clone(),
                         name,
                         bedrock,

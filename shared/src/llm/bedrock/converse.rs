@@ -11,9 +11,9 @@ use crate::llm::{
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ConverseRequest<'a> {
-    pub(super) messages: Vec<Message>,
+    messages: Vec<Message>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(super) system: Vec<SystemBlock>,
+    system: Vec<SystemBlock>,
     #[serde(skip_serializing_if = "InferenceConfig::is_empty")]
     inference_config: InferenceConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -21,14 +21,14 @@ pub(super) struct ConverseRequest<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub(super) struct Message {
-    pub(super) role: Role,
-    pub(super) content: Vec<Block>,
+struct Message {
+    role: Role,
+    content: Vec<Block>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub(super) enum Role {
+enum Role {
     User,
     Assistant,
 }
@@ -36,7 +36,7 @@ pub(super) enum Role {
 /// A content block as Converse takes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) enum Block {
+enum Block {
     Text(String),
     #[serde(rename_all = "camelCase")]
     ToolUse {
@@ -52,13 +52,13 @@ pub(super) enum Block {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub(super) struct ResultText {
-    pub(super) text: String,
+struct ResultText {
+    text: String,
 }
 
 #[derive(Serialize)]
-pub(super) struct SystemBlock {
-    pub(super) text: String,
+struct SystemBlock {
+    text: String,
 }
 
 #[derive(Serialize)]

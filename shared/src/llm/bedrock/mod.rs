@@ -4,7 +4,6 @@
 
 mod converse;
 mod errors;
-mod sdk;
 mod signing;
 mod stream;
 
@@ -21,7 +20,6 @@ use super::{
 use crate::config::{AwsCredentials, BedrockConfig};
 use converse::{ConverseRequest, ConverseResponse};
 use errors::Call;
-pub use sdk::SdkBedrock;
 use signing::Signer;
 
 /// Titan embeds one text per request; this many are in flight at once.
