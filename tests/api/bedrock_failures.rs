@@ -41,6 +41,25 @@ async fn throttling_is_retried_twice_then_a_503_with_retry_after_and_the_questio
 }
 
 #[tokio::test]
+async fn a_stream_throttled_throughout_is_tried_three_times_then_an_error_chunk() {
+    let (app, fake) = app_with_bedrock(&[]).await;
+    for _ in 0..3 {
+        fake.push(Turn::refuse(
+            "ThrottlingException",
+            429,
+            "Too many requests",
+        ));
+    }
+    // Were the stream retried more than twice, this answer would come through.
+    fake.push(Turn::reply("Too late."));
+    let (_, frames) = stream(&app, STREAMING, &json!({"message": "busy?"})).await;
+    assert_eq!(kinds(&frames), ["start", "node_start", "error", "[DONE]"]);
+    let error = frames[2]["content"].as_str().unwrap();
+    assert!(error.contains("rate limiting"), "{error}");
+    assert_eq!(fake.conversations().len(), 3);
+}
+
+#[tokio::test]
 async fn an_unavailable_service_is_a_503_too() {
     let (app, fake) = app_with_bedrock(&[]).await;
     for _ in 0..3 {

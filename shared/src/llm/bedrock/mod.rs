@@ -90,7 +90,7 @@ impl Bedrock {
     }
 
     /// Posts `body` to the model's `action` until Bedrock accepts it, retrying what may pass
-    /// on a retry (throttling, unavailability, its own failures); each attempt is signed anew.
+    /// on a retry (throttling, unavailability, its own failures).
     async fn post(
         &self,
         call: &Call,
@@ -99,43 +99,53 @@ impl Bedrock {
         accept: &str,
     ) -> Result<reqwest::Response, LlmError> {
         let body = serde_json::to_vec(body).map_err(|e| call.protocol(e.to_string()))?;
+        let attempt = || self.attempt(call, action, &body, accept);
+        attempt.retry(backoff()).when(LlmError::is_transient).await
+    }
+
+    /// One POST of `body` to the model's `action`, signed anew; Bedrock's refusal as an error.
+    async fn attempt(
+        &self,
+        call: &Call,
+        action: &str,
+        body: &[u8],
+        accept: &str,
+    ) -> Result<reqwest::Response, LlmError> {
         let url = format!(
             "{}/model/{}/{action}",
             self.config.endpoint_url,
             utf8_percent_encode(&call.model, PATH_SEGMENT)
         );
-        let attempt = || async {
-            let headers = [("content-type", "application/json"), ("accept", accept)];
-            let signature = self
-                .signer
-                .sign(&url, &headers, &body)
-                .await
-                .map_err(|e| call.unsigned(e))?;
-            let mut request = self.http.post(&url).body(body.clone());
-            for (name, value) in headers.iter().copied() {
-                request = request.header(name, value);
-            }
-            for (name, value) in signature {
-                request = request.header(name, value);
-            }
-            let response = request.send().await.map_err(|e| call.transport(&e))?;
-            let status = response.status();
-            if status.is_success() {
-                return Ok(response);
-            }
-            let error_type = response
-                .headers()
-                .get("x-amzn-errortype")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let text = response.text().await.unwrap_or_default();
-            let body: ErrorBody = serde_json::from_str(&text).unwrap_or_default();
-            let kind = error_type
-                .or(body.kind)
-                .unwrap_or_else(|| format!("status {}", status.as_u16()));
-            Err(call.exception(&kind, Some(status.as_u16()), &body.message))
-        };
-        attempt.retry(backoff()).when(LlmError::is_transient).await
+        let headers = [("content-type", "application/json"), ("accept", accept)];
+        let signature = self
+            .signer
+            .sign(&url, &headers, body)
+            .await
+            .map_err(|e| call.unsigned(e))?;
+        let mut request = self.http.post(&url).body(body.to_vec());
+        for (name, value) in headers.iter().copied().chain(
+            signature
+                .iter()
+                .map(|(name, value)| (*name, value.as_str())),
+        ) {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(|e| call.transport(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let error_type = response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text().await.unwrap_or_default();
+        let body: ErrorBody = serde_json::from_str(&text).unwrap_or_default();
+        let kind = error_type
+            .or(body.kind)
+            .unwrap_or_else(|| format!("status {}", status.as_u16()));
+        Err(call.exception(&kind, Some(status.as_u16()), &body.message))
     }
 
     /// Reads a whole JSON answer within the request timeout.
@@ -167,13 +177,10 @@ impl Bedrock {
 
     /// One attempt at a stream: opened, and read up to its first event, so that an exception
     /// Bedrock sends before the answer begins (throttling, mostly) is retried like a refusal.
-    async fn open_stream(
-        &self,
-        call: &Call,
-        body: &ConverseRequest<'_>,
-    ) -> Result<CompletionStream, LlmError> {
+    /// Its caller retries the whole attempt, so the request itself is sent once here.
+    async fn open_stream(&self, call: &Call, body: &[u8]) -> Result<CompletionStream, LlmError> {
         let response = self
-            .post(
+            .attempt(
                 call,
                 "converse-stream",
                 body,
@@ -209,7 +216,8 @@ impl LlmClient for Bedrock {
 
     async fn stream(&self, request: &CompletionRequest) -> Result<CompletionStream, LlmError> {
         let call = self.call(&request.model);
-        let body = ConverseRequest::new(request);
+        let body = serde_json::to_vec(&ConverseRequest::new(request))
+            .map_err(|e| call.protocol(e.to_string()))?;
         let open = || async {
             tokio::time::timeout(self.idle_timeout, self.open_stream(&call, &body))
                 .await
