@@ -2,6 +2,7 @@
 //! routers' overhead over the storage calls, streaming overhead, and memory. Every figure is
 //! printed with the machine it ran on; nothing here asserts a timing. See BENCHMARKS.md.
 
+pub mod bedrock;
 pub mod coldstart;
 pub mod counting;
 pub mod events;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bench::{coldstart, overhead, streaming};
+use bench::{bedrock, coldstart, overhead, streaming};
 
 const USAGE: &str = "usage: bench <command> [options]
   overhead  [--iterations N] [--warmup N]          router vs bare storage calls, round trips
@@ -14,7 +14,8 @@ const USAGE: &str = "usage: bench <command> [options]
   coldstart --bin-dir DIR [--functions a,b] [--runs N] [--load N] [--secret-from-moto]
                                                     cold start, warm latency, peak RSS per function
                                                     (JWT_SECRET read from Secrets Manager on moto)
-  init                                              one cold init, step by step (run in a fresh process)";
+  init                                              one cold init, step by step (run in a fresh process)
+  bedrock-init                                      a Bedrock client's build and first calls (fresh process)";
 
 fn option<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
     match args.iter().position(|a| a == name) {
@@ -77,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             }))
         }
         Some("init") => runtime.block_on(coldstart::init_steps()),
+        Some("bedrock-init") => runtime.block_on(bedrock::init_steps()),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);

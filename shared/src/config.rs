@@ -7,6 +7,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+mod providers;
+
+pub use providers::{AwsCredentials, BedrockConfig, ProviderApi, ProviderConfig};
+
 /// A value that must never reach a log line: `Debug` and `Display` print a placeholder.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -59,30 +63,6 @@ pub struct RateLimits {
     pub per_hour: u32,
 }
 
-/// One OpenAI-compatible endpoint and what it costs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProviderConfig {
-    pub base_url: String,
-    pub api_key: Option<Secret>,
-    pub default_model: String,
-    /// Price in the account's currency per 1,000 prompt tokens.
-    pub prompt_price_per_1k: f64,
-    pub completion_price_per_1k: f64,
-}
-
-/// `LLM_PROVIDERS` entries as written: the key itself stays in the variable it names.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProviderEntry {
-    base_url: String,
-    api_key_env: Option<String>,
-    default_model: String,
-    #[serde(default)]
-    prompt_price_per_1k: f64,
-    #[serde(default)]
-    completion_price_per_1k: f64,
-}
-
 #[derive(Debug, Clone)]
 pub struct LlmConfig {
     /// Named providers; the one built from `LLM_BASE_URL` is called [`DEFAULT_PROVIDER`].
@@ -102,6 +82,9 @@ pub struct LlmConfig {
     pub embedding_model: Option<String>,
     /// Provider serving the embedding model (default: the default provider).
     pub embedding_provider: Option<String>,
+    /// Credentials from the environment for Bedrock providers; without them the rest of AWS's
+    /// standard chain (profile, web identity, container, instance) is asked on first use.
+    pub aws_credentials: Option<AwsCredentials>,
 }
 
 /// An MCP server reached over the Streamable HTTP transport.
@@ -272,44 +255,26 @@ fn llm_config(
     let mut providers = HashMap::from([(
         DEFAULT_PROVIDER.to_owned(),
         ProviderConfig {
-            base_url: get("LLM_BASE_URL").unwrap_or_else(|| DEFAULT_LLM_BASE_URL.into()),
-            api_key: get("LLM_API_KEY").map(Secret::new),
+            api: ProviderApi::OpenAiCompatible {
+                base_url: get("LLM_BASE_URL").unwrap_or_else(|| DEFAULT_LLM_BASE_URL.into()),
+                api_key: get("LLM_API_KEY").map(Secret::new),
+            },
             default_model: get("LLM_MODEL").unwrap_or_else(|| DEFAULT_LLM_MODEL.into()),
             prompt_price_per_1k: price("LLM_PROMPT_PRICE_PER_1K")?,
             completion_price_per_1k: price("LLM_COMPLETION_PRICE_PER_1K")?,
         },
     )]);
     if let Some(json) = get("LLM_PROVIDERS") {
-        let entries: HashMap<String, ProviderEntry> =
-            serde_json::from_str(&json).map_err(|e| ConfigError::Invalid {
-                name: "LLM_PROVIDERS",
-                reason: e.to_string(),
-            })?;
-        for (name, entry) in entries {
-            let api_key = match &entry.api_key_env {
-                Some(var) => Some(Secret::new(
-                    vars.get(var)
-                        .map(|v| v.trim())
-                        .filter(|v| !v.is_empty())
-                        .ok_or_else(|| ConfigError::Invalid {
-                            name: "LLM_PROVIDERS",
-                            reason: format!("provider {name} names {var}, which is not set"),
-                        })?,
-                )),
-                None => None,
-            };
-            providers.insert(
-                name,
-                ProviderConfig {
-                    base_url: entry.base_url,
-                    api_key,
-                    default_model: entry.default_model,
-                    prompt_price_per_1k: entry.prompt_price_per_1k,
-                    completion_price_per_1k: entry.completion_price_per_1k,
-                },
-            );
-        }
+        providers.extend(providers::parse(&json, vars, get)?);
     }
+    let aws_credentials = if providers
+        .values()
+        .any(|p| matches!(p.api, ProviderApi::Bedrock(_)))
+    {
+        providers::aws_credentials(get)?
+    } else {
+        None
+    };
     let default_provider = get("LLM_DEFAULT_PROVIDER").unwrap_or_else(|| DEFAULT_PROVIDER.into());
     let embedding_provider = get("EMBEDDING_PROVIDER");
     for (name, provider) in [
@@ -340,6 +305,7 @@ fn llm_config(
         connect_timeout: seconds("LLM_CONNECT_TIMEOUT_SECS", 5)?,
         embedding_model: get("EMBEDDING_MODEL"),
         embedding_provider,
+        aws_credentials,
     })
 }
 
@@ -510,12 +476,15 @@ mod tests {
         ]))
         .unwrap();
         let openai = &config.llm.providers["openai"];
-        assert_eq!(openai.api_key.as_ref().unwrap().expose(), "sk-test");
+        let ProviderApi::OpenAiCompatible { api_key, .. } = &openai.api else {
+            panic!("an entry without a kind is OpenAI-compatible: {openai:?}");
+        };
+        assert_eq!(api_key.as_ref().unwrap().expose(), "sk-test");
         assert_eq!(openai.completion_price_per_1k, 1.5);
-        assert_eq!(
-            config.llm.providers[DEFAULT_PROVIDER].base_url,
-            DEFAULT_LLM_BASE_URL
-        );
+        assert!(matches!(
+            &config.llm.providers[DEFAULT_PROVIDER].api,
+            ProviderApi::OpenAiCompatible { base_url, .. } if base_url == DEFAULT_LLM_BASE_URL
+        ));
         assert_eq!(config.llm.default_provider, DEFAULT_PROVIDER);
     }
 

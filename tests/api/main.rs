@@ -3,6 +3,7 @@
 
 mod auth;
 mod authorization;
+mod bedrock;
 mod chat;
 mod concurrency;
 mod conversations;

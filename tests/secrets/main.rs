@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use api_tests::moto::MotoServer;
 use aws_sdk_secretsmanager::Client;
 use serde_json::json;
-use shared::config::ConfigError;
+use shared::config::{ConfigError, ProviderApi};
 use shared::secrets::{SECRET_ARN, config_with_secret};
 
 const JWT_SECRET: &str = "from-the-secret-0123456789abcdef0123456789";
@@ -74,11 +74,11 @@ async fn the_secrets_keys_configure_the_token_secret_model_keys_and_mcp_headers(
     let config = config_with_secret(vars, &arn, &client).await.unwrap();
 
     assert_eq!(config.jwt.secret.unwrap().expose(), JWT_SECRET);
-    let key = |name: &str| {
-        config.llm.providers[name]
-            .api_key
-            .as_ref()
-            .map(|k| k.expose().to_owned())
+    let key = |name: &str| match &config.llm.providers[name].api {
+        ProviderApi::OpenAiCompatible { api_key, .. } => {
+            api_key.as_ref().map(|k| k.expose().to_owned())
+        }
+        ProviderApi::Bedrock(_) => None,
     };
     assert_eq!(key("default").as_deref(), Some("sk-default"));
     assert_eq!(key("openai").as_deref(), Some("sk-openai"));
@@ -192,6 +192,9 @@ async fn the_secret_the_template_creates_is_one_the_functions_read() {
     let vars = function_vars(&empty, &[("JWT_JWKS_URL", "https://idp.example/jwks")]);
     let config = config_with_secret(vars, &empty, &client).await.unwrap();
     assert!(config.jwt.secret.is_none());
-    assert!(config.llm.providers["default"].api_key.is_none());
+    assert!(matches!(
+        &config.llm.providers["default"].api,
+        ProviderApi::OpenAiCompatible { api_key: None, .. }
+    ));
     assert!(config.mcp_servers.is_empty());
 }

@@ -2,6 +2,7 @@
 //! API on another, and a client that speaks HTTP to it.
 
 pub mod emf;
+pub mod fake_bedrock;
 pub mod fake_llm;
 pub mod faulty_dynamodb;
 pub mod lambda_emulator;
@@ -19,6 +20,7 @@ use shared::config::{Config, Secret};
 use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
 
+pub use fake_bedrock::FakeBedrock;
 pub use fake_llm::{FakeLlm, Script, assert_general_chat_template};
 pub use faulty_dynamodb::{Fault, FaultyDynamoDb};
 
@@ -264,4 +266,13 @@ impl Reply {
             );
         }
     }
+}
+
+/// The `data:` payloads of a Server-Sent Events body, each parsed as JSON (else kept as text,
+/// like `[DONE]`).
+pub fn sse_frames(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
+        .map(|data| serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.into())))
+        .collect()
 }

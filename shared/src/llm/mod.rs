@@ -1,15 +1,19 @@
 //! Language-model providers: a trait for what the chat needs, an OpenAI-compatible Chat
-//! Completions implementation, and the registry of named providers with their prices.
+//! Completions implementation, Amazon Bedrock's Converse API, and the registry of named
+//! providers with their prices.
 
+mod bedrock;
 mod openai;
 mod providers;
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
+pub use bedrock::Bedrock;
 pub use openai::OpenAiCompatible;
 pub use providers::{Provider, Providers};
 
@@ -142,6 +146,46 @@ pub enum LlmError {
     },
     #[error("the model provider at {base_url} sent a malformed response: {reason}")]
     Protocol { base_url: String, reason: String },
+    /// The provider will not serve this model to this deployment (access not granted, no
+    /// such model, the model not ready): for whoever operates it to fix, not the client.
+    #[error("the model provider {provider} cannot serve {model}: {reason}")]
+    Unavailable {
+        provider: String,
+        model: String,
+        reason: String,
+    },
+}
+
+/// Attempts after the first when a provider fails before answering.
+const RETRIES: usize = 2;
+
+/// How a failed attempt is retried: twice, with jittered exponential backoff.
+fn backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(RETRIES)
+        .with_jitter()
+}
+
+/// Whether a provider's words about a refusal blame the client's input (a prompt longer than
+/// the model's context, a message its content policy refuses) rather than this server.
+fn blames_the_input(message: &str) -> bool {
+    const INPUT_FAULTS: &[&str] = &[
+        "context_length_exceeded",
+        "context length",
+        "context window",
+        "maximum context",
+        "too many tokens",
+        "too many input tokens",
+        "prompt is too long",
+        "input is too long",
+        "content_policy",
+        "content_filter",
+        "content management policy",
+    ];
+    let message = message.to_lowercase();
+    INPUT_FAULTS.iter().any(|fault| message.contains(fault))
 }
 
 impl LlmError {
@@ -206,7 +250,9 @@ impl From<LlmError> for ApiError {
                 detail,
                 retry_after_secs: 5,
             },
-            LlmError::Upstream { .. } | LlmError::Protocol { .. } => ApiError::Upstream {
+            LlmError::Upstream { .. }
+            | LlmError::Protocol { .. }
+            | LlmError::Unavailable { .. } => ApiError::Upstream {
                 status: StatusCode::BAD_GATEWAY,
                 detail,
             },

@@ -3,19 +3,17 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::{
     Completion, CompletionRequest, CompletionStream, FunctionCall, LlmClient, LlmError,
-    PromptMessage, StreamEvent, ToolCall, ToolSpec, Usage,
+    PromptMessage, StreamEvent, ToolCall, ToolSpec, Usage, backoff,
 };
 use crate::config::Secret;
 
-/// Attempts after the first when the provider fails before answering.
-const RETRIES: usize = 2;
 /// More parallel tool calls than any model asks for in one answer: a fragment indexed past
 /// this is a malformed stream, not a reason to allocate that many calls.
 const MAX_STREAMED_TOOL_CALLS: usize = 128;
@@ -192,16 +190,7 @@ impl OpenAiCompatible {
                 },
             })
         };
-        attempt
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(2))
-                    .with_max_times(RETRIES)
-                    .with_jitter(),
-            )
-            .when(LlmError::is_transient)
-            .await
+        attempt.retry(backoff()).when(LlmError::is_transient).await
     }
 
     async fn send(
@@ -267,32 +256,18 @@ fn upstream_message(body: &str) -> String {
         .unwrap_or_else(|| body.chars().take(200).collect())
 }
 
-/// Whether a refusal is about the client's input (a prompt longer than the model's context, a
-/// message its content policy refuses), judged from the status and the provider's own words.
+/// Whether a refusal is about the client's input, judged from the status and the provider's
+/// own words.
 fn blames_the_input(status: u16, body: &str) -> bool {
-    const INPUT_FAULTS: &[&str] = &[
-        "context_length_exceeded",
-        "context length",
-        "context window",
-        "maximum context",
-        "too many tokens",
-        "prompt is too long",
-        "content_policy",
-        "content_filter",
-        "content management policy",
-    ];
     match status {
         413 => true,
-        400 | 422 => {
-            let body = body.to_lowercase();
-            INPUT_FAULTS.iter().any(|fault| body.contains(fault))
-        }
+        400 | 422 => super::blames_the_input(body),
         _ => false,
     }
 }
 
 /// reqwest's messages embed the URL, which can carry credentials; the base URL is named apart.
-fn without_url(err: &reqwest::Error) -> String {
+pub(super) fn without_url(err: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(err);
     let mut reason = String::from(if err.is_connect() {
         "connection failed"

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{LlmClient, OpenAiCompatible, Usage};
-use crate::config::{LlmConfig, ProviderConfig};
+use super::{Bedrock, LlmClient, OpenAiCompatible, Usage};
+use crate::config::{LlmConfig, ProviderApi, ProviderConfig};
 
 pub struct Provider {
     pub name: String,
@@ -33,17 +33,29 @@ impl Providers {
             .providers
             .iter()
             .map(|(name, provider)| {
-                let client = OpenAiCompatible::new(
-                    http.clone(),
-                    &provider.base_url,
-                    provider.api_key.clone(),
-                    config.request_timeout,
-                    config.idle_timeout,
-                );
+                let client: Arc<dyn LlmClient> = match &provider.api {
+                    ProviderApi::OpenAiCompatible { base_url, api_key } => {
+                        Arc::new(OpenAiCompatible::new(
+                            http.clone(),
+                            base_url,
+                            api_key.clone(),
+                            config.request_timeout,
+                            config.idle_timeout,
+                        ))
+                    }
+                    ProviderApi::Bedrock(bedrock) => Arc::new(Bedrock::new(
+                        http.clone(),
+                        name,
+                        bedrock,
+                        config.aws_credentials.as_ref(),
+                        config.request_timeout,
+                        config.idle_timeout,
+                    )),
+                };
                 let provider = Provider {
                     name: name.clone(),
                     config: provider.clone(),
-                    client: Arc::new(client),
+                    client,
                 };
                 (name.clone(), Arc::new(provider))
             })

@@ -19,6 +19,7 @@ use super::messages::page;
 use super::{ChatMessageRecordDto, DONE, FreePath, TokenUsageDto, missing, or_missing};
 use crate::AppState;
 use crate::auth::Caller;
+use crate::config::ProviderApi;
 use crate::domain::{
     Backend, Character, ChatSession, ChatSettings, Conversation, NewConversation, Persona,
     QuotaType, Visibility,
@@ -244,14 +245,18 @@ pub struct MemoryUsageDto {
     pub token_usage: TokenUsageDto,
 }
 
-/// FreeChat's name for the kind of service behind a configured provider. Every provider
-/// here speaks OpenAI's API, so that is the answer unless the host is one of the services
-/// FreeChat names that also serve that API.
+/// FreeChat's name for the kind of service behind a configured provider. An OpenAI-compatible
+/// provider is `open_ai` unless its host is one of the services FreeChat names that also
+/// serve that API.
 fn provider_kind(providers: &Providers, name: Option<&str>) -> &'static str {
     let Some(provider) = providers.get(name) else {
         return "unknown";
     };
-    let host = reqwest::Url::parse(&provider.config.base_url)
+    let ProviderApi::OpenAiCompatible { base_url, .. } = &provider.config.api else {
+        // Bedrock is none of the kinds FreeChat names.
+        return "unknown";
+    };
+    let host = reqwest::Url::parse(base_url)
         .ok()
         .and_then(|url| url.host_str().map(str::to_ascii_lowercase))
         .unwrap_or_default();
