@@ -214,7 +214,7 @@ async fn a_freechat_stream_broken_midway_ends_with_the_partial_message_and_an_er
     .await;
     assert_eq!(reply.status, StatusCode::OK);
     let last = frames.last().unwrap();
-    assert_eq!(last["finishReason"], "length");
+    assert_eq!(last["finishReason"], "other");
     assert_eq!(last["message"]["contents"][0]["content"], "part0 part1 ");
     assert!(last["error"].is_string(), "{last}");
 }

@@ -198,7 +198,20 @@ impl Store {
                             "local", "local", None, None, "static",
                         ))
                     }
-                    EndpointCredentials::FromEnvironment => loader,
+                    // Read with the configuration (Bedrock's, from the same variables): used
+                    // as they are, so that what the configuration says is what signs.
+                    EndpointCredentials::FromEnvironment => match &config.llm.aws_credentials {
+                        Some(given) => {
+                            loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                                &given.access_key_id,
+                                given.secret_access_key.expose(),
+                                given.session_token.as_ref().map(|t| t.expose().to_owned()),
+                                None,
+                                "configuration",
+                            ))
+                        }
+                        None => loader,
+                    },
                 }
                 .load()
                 .await
