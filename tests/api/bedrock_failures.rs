@@ -9,9 +9,8 @@ use serde_json::json;
 
 use super::{CHAT, MODEL, STREAMING, app_with_bedrock, chat_on_bedrock, kinds, stream};
 
-#[tokio::test]
-async fn throttling_is_retried_twice_then_a_503_with_retry_after_and_the_question_stays_stored() {
-    let (app, fake) = app_with_bedrock(&[]).await;
+/// The next three requests are throttled: the first try and both retries.
+fn throttle_three_times(fake: &FakeBedrock) {
     for _ in 0..3 {
         fake.push(Turn::refuse(
             "ThrottlingException",
@@ -19,6 +18,12 @@ async fn throttling_is_retried_twice_then_a_503_with_retry_after_and_the_questio
             "Too many requests",
         ));
     }
+}
+
+#[tokio::test]
+async fn throttling_is_retried_twice_then_a_503_with_retry_after_and_the_question_stays_stored() {
+    let (app, fake) = app_with_bedrock(&[]).await;
+    throttle_three_times(&fake);
     let id = app.create_conversation("alice", "t").await;
     let reply = app
         .post(
@@ -43,13 +48,7 @@ async fn throttling_is_retried_twice_then_a_503_with_retry_after_and_the_questio
 #[tokio::test]
 async fn a_stream_throttled_throughout_is_tried_three_times_then_an_error_chunk() {
     let (app, fake) = app_with_bedrock(&[]).await;
-    for _ in 0..3 {
-        fake.push(Turn::refuse(
-            "ThrottlingException",
-            429,
-            "Too many requests",
-        ));
-    }
+    throttle_three_times(&fake);
     // Were the stream retried more than twice, this answer would come through.
     fake.push(Turn::reply("Too late."));
     let (_, frames) = stream(&app, STREAMING, &json!({"message": "busy?"})).await;
