@@ -6,5 +6,5 @@ pub mod templates;
 mod turn;
 
 pub use prompt::{estimate_tokens, estimated_usage};
-pub use templates::{Template, Workflow};
+pub use templates::Template;
 pub use turn::{ChatInput, SessionTurn, Turn, TurnEvent, TurnOutcome};
