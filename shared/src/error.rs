@@ -7,6 +7,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::StoredQuestion;
+use crate::llm::LlmError;
+use crate::store::StoreError;
 
 /// One part of the path to an invalid input: a field name or an array index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -193,6 +195,64 @@ impl FailureClass {
     /// Not the client's doing: counted as a failed execution.
     pub fn is_service_side(self) -> bool {
         self != Self::Rejected
+    }
+}
+
+/// What a storage failure means for the request: the store's own error says what happened,
+/// this says what the caller is told.
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::NotFound("The resource was not found.".into()),
+            StoreError::Conflict => {
+                ApiError::Conflict("The resource was changed by another request; retry.".into())
+            }
+            StoreError::ItemTooLarge { bytes } => ApiError::PayloadTooLarge(format!(
+                "The content would take {bytes} bytes to store; the limit is {} bytes.",
+                crate::store::items::MAX_ITEM_BYTES
+            )),
+            StoreError::QuotaExceeded { used, limit } => {
+                ApiError::QuotaExceeded(format!("Usage {used} exceeds limit {limit}"))
+            }
+            StoreError::Unavailable(source) => {
+                tracing::warn!(error = ?source, "storage unavailable");
+                ApiError::Unavailable {
+                    detail: "Storage is temporarily unavailable; retry shortly.".into(),
+                    retry_after_secs: 2,
+                }
+            }
+            StoreError::Other(source) => ApiError::Internal(source),
+        }
+    }
+}
+
+/// A model failure as the caller meets it: its own fault (422), a timeout, a provider that
+/// is unreachable or throttling (retry later) or one that failed.
+impl From<LlmError> for ApiError {
+    fn from(err: LlmError) -> Self {
+        tracing::warn!(error = %err, "model call failed");
+        let detail = err.client_message();
+        match err {
+            LlmError::Rejected { .. } => ApiError::invalid(
+                ["body".into(), "message".into()],
+                detail,
+                "upstream_rejected",
+            ),
+            LlmError::Timeout { .. } => ApiError::Upstream {
+                failure: UpstreamFailure::TimedOut,
+                detail,
+            },
+            LlmError::Unreachable { .. } | LlmError::RateLimited { .. } => ApiError::Unavailable {
+                detail,
+                retry_after_secs: 5,
+            },
+            LlmError::Upstream { .. }
+            | LlmError::Protocol { .. }
+            | LlmError::Unavailable { .. } => ApiError::Upstream {
+                failure: UpstreamFailure::Failed,
+                detail,
+            },
+        }
     }
 }
 

@@ -7,4 +7,4 @@ mod turn;
 
 pub use prompt::{estimate_tokens, estimated_usage};
 pub use templates::Template;
-pub use turn::{ChatInput, SessionTurn, Turn, TurnEvent, TurnOutcome};
+pub use turn::{ChatInput, Turn, TurnEvent, TurnOutcome};

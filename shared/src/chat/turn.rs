@@ -10,15 +10,15 @@ use super::prompt::{self, estimated_usage};
 use super::templates::Template;
 use crate::AppState;
 use crate::documents::{self, RetrievalQuery, Source};
-use crate::domain::Workflow;
 use crate::domain::{
-    BackendSettings, Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation,
-    QuotaClaim, QuotaHold, StoredQuestion,
+    Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation, QuotaClaim,
+    QuotaHold, StoredQuestion, Workflow,
 };
 use crate::error::{ApiError, ApiResult, UpstreamFailure};
 use crate::llm::{CompletionRequest, PromptMessage, Provider, StreamEvent, ToolCall, Usage};
 use crate::metrics::{Dialect, Failure, Stage, TurnMetrics};
-use crate::store::{ChatRecord, ConversationRecord, Execution, QuotaChange, StoreError};
+use crate::service::sessions::{self, SessionTurn};
+use crate::store::{ConversationRecord, Execution, QuotaChange, StoreError};
 use crate::tools::{ToolRun, Toolset};
 
 /// How many recent messages are read to fill the context window.
@@ -60,16 +60,6 @@ pub struct ChatInput {
     pub resume: Option<StoredQuestion>,
     /// The API the turn was asked through, for its metrics.
     pub dialect: Dialect,
-}
-
-/// A turn in a FreeChat chat, admitted by its rules (`crate::service::sessions`): the chat as
-/// loaded, how many earlier messages its prompt may carry (`messageWindowSize`), and the
-/// backend whose quota it claims when it stores its question.
-#[derive(Debug, Clone)]
-pub struct SessionTurn {
-    pub chat: ChatRecord,
-    pub history_window: usize,
-    pub backend: BackendSettings,
 }
 
 /// A turn whose user message is stored and whose prompt is ready.
@@ -283,9 +273,7 @@ impl Turn {
         }
         if record.is_session && session.is_none() {
             // A Chatter turn may not skip what FreeChat's send enforces on the same chat.
-            let ready =
-                crate::service::sessions::ready_chat(state, user_id, &record.conversation.id)
-                    .await?;
+            let ready = sessions::ready_chat(state, user_id, &record.conversation.id).await?;
             session = Some(ready.turn());
         }
         let history_limit = session.as_ref().map(|s| s.history_window);

@@ -16,8 +16,6 @@ pub use bedrock::Bedrock;
 pub use openai::OpenAiCompatible;
 pub use providers::{Provider, Providers};
 
-use crate::error::{ApiError, UpstreamFailure};
-
 /// One message of a prompt, in the Chat Completions wire shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptMessage {
@@ -229,32 +227,4 @@ fn capitalise(text: &str) -> String {
         .next()
         .map(|c| c.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
-}
-
-impl From<LlmError> for ApiError {
-    fn from(err: LlmError) -> Self {
-        tracing::warn!(error = %err, "model call failed");
-        let detail = err.client_message();
-        match err {
-            LlmError::Rejected { .. } => ApiError::invalid(
-                ["body".into(), "message".into()],
-                detail,
-                "upstream_rejected",
-            ),
-            LlmError::Timeout { .. } => ApiError::Upstream {
-                failure: UpstreamFailure::TimedOut,
-                detail,
-            },
-            LlmError::Unreachable { .. } | LlmError::RateLimited { .. } => ApiError::Unavailable {
-                detail,
-                retry_after_secs: 5,
-            },
-            LlmError::Upstream { .. }
-            | LlmError::Protocol { .. }
-            | LlmError::Unavailable { .. } => ApiError::Upstream {
-                failure: UpstreamFailure::Failed,
-                detail,
-            },
-        }
-    }
 }

@@ -2,8 +2,7 @@
 //! admits a turn in a chat (its character and backend still there, its quota not used up).
 
 use crate::AppState;
-use crate::chat::SessionTurn;
-use crate::domain::{Backend, Character};
+use crate::domain::{Backend, BackendSettings, Character};
 use crate::error::{ApiError, ApiResult};
 use crate::store::ChatRecord;
 
@@ -39,6 +38,16 @@ pub async fn visible_character(
 pub fn default_backend<'a>(character: &Character, backends: &'a [Backend]) -> Option<&'a Backend> {
     let id = character.default_backend_id.as_deref()?;
     backends.iter().find(|b| b.id == id)
+}
+
+/// A turn in a FreeChat chat, admitted by its rules: the chat as
+/// loaded, how many earlier messages its prompt may carry (`messageWindowSize`), and the
+/// backend whose quota it claims when it stores its question.
+#[derive(Debug, Clone)]
+pub struct SessionTurn {
+    pub chat: ChatRecord,
+    pub history_window: usize,
+    pub backend: BackendSettings,
 }
 
 /// A chat that can take a turn: its character and backend are there, and its quota is not
