@@ -34,7 +34,7 @@ pub async fn init_steps() -> anyhow::Result<()> {
     }
     let request = CompletionRequest {
         model: "bench-model".into(),
-        messages: vec![PromptMessage::new("user", "Hello")],
+        messages: vec![PromptMessage::user("Hello")],
         temperature: None,
         max_tokens: Some(50),
         tools: Vec::new(),

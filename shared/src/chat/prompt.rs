@@ -72,17 +72,17 @@ pub fn build(
         })
         .collect();
     system
-        .map(|s| PromptMessage::new("system", s))
+        .map(PromptMessage::system)
         .into_iter()
         .chain(kept.into_iter().rev().map(|m| {
             let role = if m.role == MessageRole::User {
-                "user"
+                MessageRole::User
             } else {
-                "assistant"
+                MessageRole::Assistant
             };
             PromptMessage::new(role, m.content.as_str())
         }))
-        .chain(std::iter::once(PromptMessage::new("user", new_message)))
+        .chain(std::iter::once(PromptMessage::user(new_message)))
         .collect()
 }
 
@@ -125,7 +125,7 @@ mod tests {
                 "now"
             ]
         );
-        assert_eq!(prompt[1].role, "assistant");
+        assert_eq!(prompt[1].role, MessageRole::Assistant);
     }
 
     #[test]
@@ -158,8 +158,8 @@ mod tests {
     fn a_tiny_budget_still_sends_the_new_message() {
         let prompt = build(Some("sys"), &history(4), 100, "now", 1);
         assert_eq!(
-            prompt.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(),
-            ["system", "user"]
+            prompt.iter().map(|m| m.role).collect::<Vec<_>>(),
+            [MessageRole::System, MessageRole::User]
         );
     }
 }

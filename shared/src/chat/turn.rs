@@ -651,14 +651,11 @@ impl Turn {
                 Ok((record, _)) => self.record = record,
                 Err(e) => return generation(RoundEnd::Failed(e.into())),
             }
-            messages.push(PromptMessage {
-                tool_calls: calls,
-                ..PromptMessage::new("assistant", round.content.clone())
-            });
-            messages.extend(runs.iter().map(|run| PromptMessage {
-                tool_call_id: Some(run.call_id.clone()),
-                ..PromptMessage::new("tool", run.output.clone())
-            }));
+            messages.push(PromptMessage::asking(round.content.clone(), calls));
+            messages.extend(
+                runs.iter()
+                    .map(|run| PromptMessage::tool_result(&run.call_id, &run.output)),
+            );
             tool_runs.extend(runs);
         }
     }

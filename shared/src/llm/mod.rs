@@ -12,6 +12,8 @@ use std::time::Duration;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::MessageRole;
+
 pub use bedrock::Bedrock;
 pub use openai::OpenAiCompatible;
 pub use providers::{Provider, Providers};
@@ -19,7 +21,7 @@ pub use providers::{Provider, Providers};
 /// One message of a prompt, in the Chat Completions wire shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptMessage {
-    pub role: String,
+    pub role: MessageRole,
     pub content: String,
     /// The calls an assistant message asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -30,12 +32,40 @@ pub struct PromptMessage {
 }
 
 impl PromptMessage {
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+    pub fn new(role: MessageRole, content: impl Into<String>) -> Self {
         Self {
-            role: role.into(),
+            role,
             content: content.into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
+        }
+    }
+
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new(MessageRole::System, content)
+    }
+
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new(MessageRole::User, content)
+    }
+
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(MessageRole::Assistant, content)
+    }
+
+    /// An assistant message asking for tool calls (with whatever text came with them).
+    pub fn asking(content: impl Into<String>, calls: Vec<ToolCall>) -> Self {
+        Self {
+            tool_calls: calls,
+            ..Self::assistant(content)
+        }
+    }
+
+    /// A tool's output, answering the call `call_id`.
+    pub fn tool_result(call_id: impl Into<String>, output: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(call_id.into()),
+            ..Self::new(MessageRole::Tool, output)
         }
     }
 }

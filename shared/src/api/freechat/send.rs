@@ -313,13 +313,13 @@ async fn assistant_request(
         .greeting
         .as_deref()
         .filter(|g| newest.len() < window && !g.trim().is_empty())
-        .map(|g| PromptMessage::new("user", g));
+        .map(PromptMessage::user);
     let mut history: Vec<PromptMessage> = newest
         .iter()
         .rev()
         .filter_map(|m| match m.role {
-            MessageRole::User => Some(PromptMessage::new("assistant", m.content.as_str())),
-            MessageRole::Assistant => Some(PromptMessage::new("user", m.content.as_str())),
+            MessageRole::User => Some(PromptMessage::assistant(m.content.as_str())),
+            MessageRole::Assistant => Some(PromptMessage::user(m.content.as_str())),
             MessageRole::System | MessageRole::Tool => None,
         })
         .collect();
@@ -327,9 +327,9 @@ async fn assistant_request(
         history.insert(0, greeting);
     }
     if history.is_empty() {
-        history.push(PromptMessage::new("user", NO_HISTORY_YET));
+        history.push(PromptMessage::user(NO_HISTORY_YET));
     }
-    let messages = std::iter::once(PromptMessage::new("system", system))
+    let messages = std::iter::once(PromptMessage::system(system))
         .chain(history)
         .collect();
     let request = CompletionRequest {

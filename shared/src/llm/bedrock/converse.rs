@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::domain::MessageRole;
 use crate::llm::{
     Completion, CompletionRequest, FunctionCall, PromptMessage, ToolCall, ToolSpec, Usage,
 };
@@ -106,7 +107,7 @@ impl<'a> ConverseRequest<'a> {
         let system = request
             .messages
             .iter()
-            .filter(|m| m.role == "system" && !m.content.trim().is_empty())
+            .filter(|m| m.role == MessageRole::System && !m.content.trim().is_empty())
             .map(|m| SystemBlock {
                 text: m.content.clone(),
             })
@@ -147,11 +148,11 @@ impl<'a> Tool<'a> {
 fn messages(prompt: &[PromptMessage], offers_tools: bool) -> Vec<Message> {
     let mut messages: Vec<Message> = Vec::new();
     for message in prompt {
-        let (role, blocks) = match message.role.as_str() {
-            "system" => continue,
-            "assistant" => (Role::Assistant, assistant_blocks(message, offers_tools)),
-            "tool" => (Role::User, vec![tool_result(message, offers_tools)]),
-            _ => (
+        let (role, blocks) = match message.role {
+            MessageRole::System => continue,
+            MessageRole::Assistant => (Role::Assistant, assistant_blocks(message, offers_tools)),
+            MessageRole::Tool => (Role::User, vec![tool_result(message, offers_tools)]),
+            MessageRole::User => (
                 Role::User,
                 text_block(&message.content).into_iter().collect(),
             ),
@@ -347,10 +348,11 @@ mod tests {
 
     fn tool_turn() -> Vec<PromptMessage> {
         vec![
-            PromptMessage::new("system", "Be brief."),
-            PromptMessage::new("user", "What is 2+2 and 3+3?"),
-            PromptMessage {
-                tool_calls: vec![
+            PromptMessage::system("Be brief."),
+            PromptMessage::user("What is 2+2 and 3+3?"),
+            PromptMessage::asking(
+                "",
+                vec![
                     tool_call(
                         "t1".into(),
                         "calculator".into(),
@@ -362,16 +364,9 @@ mod tests {
                         r#"{"expression":"3+3"}"#.into(),
                     ),
                 ],
-                ..PromptMessage::new("assistant", "")
-            },
-            PromptMessage {
-                tool_call_id: Some("t1".into()),
-                ..PromptMessage::new("tool", "4")
-            },
-            PromptMessage {
-                tool_call_id: Some("t2".into()),
-                ..PromptMessage::new("tool", "6")
-            },
+            ),
+            PromptMessage::tool_result("t1", "4"),
+            PromptMessage::tool_result("t2", "6"),
         ]
     }
 
@@ -420,10 +415,10 @@ mod tests {
     #[test]
     fn roles_alternate_and_the_conversation_starts_with_the_user() {
         let prompt = vec![
-            PromptMessage::new("assistant", "a reply whose question was trimmed away"),
-            PromptMessage::new("user", "first question, never answered"),
-            PromptMessage::new("assistant", ""),
-            PromptMessage::new("user", "second question"),
+            PromptMessage::assistant("a reply whose question was trimmed away"),
+            PromptMessage::user("first question, never answered"),
+            PromptMessage::assistant(""),
+            PromptMessage::user("second question"),
         ];
         let wire =
             serde_json::to_value(ConverseRequest::new(&request(prompt, Vec::new()))).unwrap();
