@@ -250,6 +250,22 @@ impl ApiError {
     }
 }
 
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(err: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError;
+        match err {
+            ServiceError::NotFound(entity) => Self::NotFound(format!("{entity} not found.")),
+            ServiceError::Invalid {
+                input,
+                message,
+                kind,
+            } => Self::invalid(input.iter().map(|&part| part.into()), message, kind),
+            ServiceError::Busy(detail) => Self::Conflict(detail),
+            ServiceError::Storage(err) => err.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -9,6 +9,7 @@ mod concurrency;
 mod conversations;
 mod documents;
 mod faults;
+mod feedback;
 mod freechat;
 mod http_layer;
 mod idempotency;

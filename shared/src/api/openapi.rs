@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::chatter::{chat, conversations, documents, workflows};
+use super::chatter::{chat, conversations, documents, feedback, workflows};
 use super::freechat::{characters, messages, send, sessions};
 use crate::AppState;
 use crate::error::Problem;
@@ -24,6 +24,7 @@ use crate::error::Problem;
         conversations::delete_conversation,
         conversations::list_messages,
         conversations::delete_message,
+        feedback::put_feedback,
         chat::chat,
         chat::chat_with_template,
         chat::streaming,

@@ -10,7 +10,9 @@ pub use character::{
     Backend, BackendSettings, Character, CharacterInfo, Persona, QuotaType, Visibility,
 };
 pub use conversation::{Conversation, ConversationPatch, ConversationStatus, NewConversation};
-pub use message::{MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, StoredQuestion};
+pub use message::{
+    Feedback, MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, Rating, StoredQuestion,
+};
 pub use session::{ChatSession, ChatSettings, LifetimeUsage, QuotaClaim, QuotaHold};
 
 use chrono::{DateTime, SubsecRound, Utc};

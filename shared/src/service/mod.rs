@@ -4,7 +4,11 @@
 //! Today this holds FreeChat's chat-session rules, which its own send and a Chatter turn in
 //! the same chat both obey; the chat turn itself is `crate::chat`.
 
+mod error;
+pub mod feedback;
 pub mod sessions;
+
+pub use error::{ServiceError, ServiceResult};
 
 use crate::error::ApiError;
 use crate::store::StoreError;

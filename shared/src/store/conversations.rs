@@ -731,13 +731,14 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes one of the caller's messages; the conversation's counters drop by what it held.
-    pub async fn delete_message(
+    /// One message of the caller's conversation, found by its id; `NotFound` whether the
+    /// message or the conversation is missing or the conversation is someone else's.
+    pub async fn message(
         &self,
         user_id: &str,
         conversation_id: &str,
         message_id: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Message, StoreError> {
         let lookup = async {
             let output = self
                 .client()
@@ -758,13 +759,19 @@ impl Store {
             from_item::<MessageItem>(item)
         };
         let (_, item) = tokio::try_join!(self.conversation(user_id, conversation_id), lookup)?;
-        self.remove_messages(
-            user_id,
-            conversation_id,
-            &[item.message],
-            StoreError::NotFound,
-        )
-        .await
+        Ok(item.message)
+    }
+
+    /// Deletes one of the caller's messages; the conversation's counters drop by what it held.
+    pub async fn delete_message(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        let message = self.message(user_id, conversation_id, message_id).await?;
+        self.remove_messages(user_id, conversation_id, &[message], StoreError::NotFound)
+            .await
     }
 
     /// Removes the caller's newest `count` messages (every one when `count` is `None`) and
