@@ -323,6 +323,33 @@ impl Store {
         tokio::try_join!(page, total)
     }
 
+    /// A page of the caller's conversations whose title contains `text` (case-insensitive),
+    /// most recently updated first, and how many match. Titles are matched here, not by a
+    /// filter expression: DynamoDB's `contains` is case-sensitive, and a filter reads (and
+    /// bills) the same items as this does.
+    pub async fn search_conversations(
+        &self,
+        user_id: &str,
+        text: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<Conversation>, u64), StoreError> {
+        let wanted = text.to_lowercase();
+        let partition = Partition::of_gsi1(keys::user_conversations_pk(user_id)).backward();
+        let mut matches = Vec::new();
+        for item in self.query(partition).await? {
+            let conversation = from_item::<ConversationItem>(item)?.conversation;
+            if conversation.title.to_lowercase().contains(&wanted) {
+                matches.push(conversation);
+            }
+        }
+        let total = matches.len() as u64;
+        Ok((
+            matches.into_iter().skip(offset).take(limit).collect(),
+            total,
+        ))
+    }
+
     /// Applies the patch to the caller's conversation and returns the result.
     pub async fn update_conversation(
         &self,
