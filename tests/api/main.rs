@@ -19,4 +19,5 @@ mod rag;
 mod search;
 mod storage_faults;
 mod streaming;
+mod titles;
 mod workflows;

@@ -3,6 +3,7 @@
 
 mod prompt;
 pub mod templates;
+mod titles;
 mod turn;
 
 pub use prompt::{estimate_tokens, estimated_usage};

@@ -350,6 +350,39 @@ impl Store {
         ))
     }
 
+    /// Replaces the conversation's title only if it is still `expected`: a title written for
+    /// the user never replaces one the user chose meanwhile (`Conflict` then). It leaves
+    /// `updated_at` alone, so the conversation keeps its place in the recency order.
+    pub async fn replace_title(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        expected: &str,
+        title: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(conversation_key(conversation_id)))
+            .update_expression("SET title = :title")
+            .condition_expression("user_id = :uid AND title = :expected")
+            .expression_attribute_values(":uid", s(user_id))
+            .expression_attribute_values(":expected", s(expected))
+            .expression_attribute_values(":title", s(title))
+            .send()
+            .await;
+        match result {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            other => other.map(|_| ()).map_err(classify),
+        }
+    }
+
     /// Applies the patch to the caller's conversation and returns the result.
     pub async fn update_conversation(
         &self,
