@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_tests::{FakeLlm, Reply, Script, TestApp};
+use api_tests::{FakeLlm, Reply, Script, TestApp, app_with_model};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -12,14 +12,7 @@ const PLACEHOLDER: &str = "How do I plan a three-day trip to Paris on a small...
 
 /// A stack whose titles are written by the fake's `titler` model, the answers by `fake-model`.
 async fn app_with_titles() -> (Arc<TestApp>, FakeLlm) {
-    let fake = FakeLlm::start().await;
-    let app = TestApp::spawn_with(&[
-        ("LLM_BASE_URL", &fake.base_url),
-        ("LLM_MODEL", "fake-model"),
-        ("AUTO_TITLE", "true"),
-        ("TITLE_MODEL", "titler"),
-    ])
-    .await;
+    let (app, fake) = app_with_model(&[("AUTO_TITLE", "true"), ("TITLE_MODEL", "titler")]).await;
     (Arc::new(app), fake)
 }
 
