@@ -6,6 +6,5 @@ pub mod templates;
 mod titles;
 mod turn;
 
-pub use prompt::{estimate_tokens, estimated_usage};
 pub use templates::{Template, Workflow};
 pub use turn::{ChatInput, SessionTurn, Turn, TurnEvent, TurnOutcome};

@@ -3,8 +3,8 @@
 
 use super::chunking::{self, Chunk};
 use super::embedding::Embedder;
-use super::model::{Document, DocumentChunk, DocumentStatus, sha256_hex};
 use crate::AppState;
+use crate::domain::{Document, DocumentChunk, DocumentStatus, sha256_hex};
 use crate::error::ApiError;
 use crate::store::documents::ChunkItem;
 
@@ -73,7 +73,7 @@ pub async fn process(
                 id: crate::domain::new_id(),
                 document_id: document.id.clone(),
                 content_hash: sha256_hex(chunk.content.as_bytes()),
-                token_count: u32::try_from(crate::chat::estimate_tokens(&chunk.content)).ok(),
+                token_count: u32::try_from(crate::llm::estimate_tokens(&chunk.content)).ok(),
                 start_char: Some(chunk.start_char as u64),
                 end_char: Some(chunk.end_char as u64),
                 content: chunk.content,

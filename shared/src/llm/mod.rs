@@ -5,6 +5,7 @@
 mod bedrock;
 mod openai;
 mod providers;
+mod tokens;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use bedrock::Bedrock;
 pub use openai::OpenAiCompatible;
 pub use providers::{Provider, Providers};
+pub use tokens::{estimate_tokens, estimated_usage};
 
 use crate::error::ApiError;
 

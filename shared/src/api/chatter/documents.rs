@@ -24,11 +24,11 @@ use crate::documents::chunking::{
 };
 use crate::documents::embedding::Embedder;
 use crate::documents::retrieval::{self, Method, RetrievalQuery};
-use crate::documents::{
-    Document, DocumentChunk, DocumentPatch, DocumentStatus, DocumentType, extract, model,
-    processing,
+use crate::documents::{extract, processing};
+use crate::domain::{
+    Document, DocumentChunk, DocumentPatch, DocumentStatus, DocumentType, JsonObject, NewDocument,
+    sha256_hex,
 };
-use crate::domain::JsonObject;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::validate::Violations;
@@ -393,39 +393,25 @@ pub async fn upload_document(
     let file = upload.file;
     let kind = extract::document_type(&file.filename, file.content_type.as_deref(), &file.bytes)?;
     let file_size = file.bytes.len() as u64;
-    let file_hash = model::sha256_hex(&file.bytes);
+    let file_hash = sha256_hex(&file.bytes);
     let text = extract::extract_text(kind, file.bytes).await?;
     let chunks = processing::chunk_text(&text, upload.chunk_size, upload.chunk_overlap)?;
-    let now = crate::domain::now();
-    let document = Document {
-        id: crate::domain::new_id(),
-        owner_id: caller.user_id,
-        title: upload.title,
-        description: upload.description,
-        tags: upload.tags,
-        extra_metadata: None,
-        is_public: upload.is_public,
-        filename: file.filename.clone(),
-        original_filename: file.filename,
-        file_size,
-        file_hash,
-        mime_type: extract::mime_type(kind).to_owned(),
-        document_type: kind,
-        status: DocumentStatus::Processing,
-        processing_started_at: Some(now),
-        processing_completed_at: None,
-        processing_error: None,
-        chunk_size: upload.chunk_size,
-        chunk_overlap: upload.chunk_overlap,
-        chunk_count: 0,
-        version: 1,
-        parent_document_id: None,
-        view_count: 0,
-        search_count: 0,
-        last_accessed_at: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let document = Document::create(
+        &caller.user_id,
+        NewDocument {
+            title: upload.title,
+            description: upload.description,
+            tags: upload.tags,
+            is_public: upload.is_public,
+            filename: file.filename,
+            file_size,
+            file_hash,
+            mime_type: extract::mime_type(kind).to_owned(),
+            document_type: kind,
+            chunk_size: upload.chunk_size,
+            chunk_overlap: upload.chunk_overlap,
+        },
+    );
     // The document exists (as `processing`) before its text and chunks, so an interrupted
     // upload leaves something the owner can see and delete, never unreachable chunks.
     state.store.create_document(&document).await?;
