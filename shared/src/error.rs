@@ -261,6 +261,19 @@ impl From<crate::service::ServiceError> for ApiError {
                 kind,
             } => Self::invalid(input.iter().map(|&part| part.into()), message, kind),
             ServiceError::Busy(detail) => Self::Conflict(detail),
+            ServiceError::Document(err) => {
+                use crate::documents::DocumentError;
+                match err {
+                    DocumentError::Unsupported(detail) => Self::UnsupportedMediaType(detail),
+                    DocumentError::TooLarge(detail) => Self::PayloadTooLarge(detail),
+                    DocumentError::Unreadable(detail) => {
+                        Self::invalid(["body".into(), "file".into()], detail, "value_error")
+                    }
+                    DocumentError::TooManyChunks(detail) => {
+                        Self::invalid(["body".into(), "chunk_size".into()], detail, "value_error")
+                    }
+                }
+            }
             ServiceError::Storage(err) => err.into(),
         }
     }

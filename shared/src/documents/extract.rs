@@ -5,8 +5,8 @@
 //! content may inflate. Parsing runs on a blocking thread and a parser's panic is the
 //! client's unreadable file, never a 500.
 
+use super::DocumentError;
 use crate::domain::DocumentType;
-use crate::error::ApiError;
 
 /// Longest text a document may have once extracted (a PDF can inflate far past its size).
 pub const MAX_TEXT_BYTES: usize = 4 * 1024 * 1024;
@@ -42,16 +42,16 @@ pub fn detect(filename: &str, content_type: Option<&str>) -> Option<DocumentType
     })
 }
 
-/// The kind of an upload, or a 415 that says what is accepted.
+/// The kind of an upload, or why it is none that is accepted.
 pub fn document_type(
     filename: &str,
     content_type: Option<&str>,
     bytes: &[u8],
-) -> Result<DocumentType, ApiError> {
+) -> Result<DocumentType, DocumentError> {
     detect(filename, content_type)
         .or_else(|| bytes.starts_with(b"%PDF-").then_some(DocumentType::Pdf))
         .ok_or_else(|| {
-            ApiError::UnsupportedMediaType(format!(
+            DocumentError::Unsupported(format!(
                 "The file {filename:?} ({}) is not a supported document; upload {SUPPORTED}.",
                 content_type.unwrap_or("no content type")
             ))
@@ -69,8 +69,11 @@ pub fn mime_type(kind: DocumentType) -> &'static str {
 }
 
 /// The text of an upload, normalised (`\n` line ends, no control characters, no runs of
-/// blank lines). Unreadable or empty files are a 422; text over [`MAX_TEXT_BYTES`] a 413.
-pub async fn extract_text(kind: DocumentType, bytes: bytes::Bytes) -> Result<String, ApiError> {
+/// blank lines). Unreadable or empty files are refused, and so is text over [`MAX_TEXT_BYTES`].
+pub async fn extract_text(
+    kind: DocumentType,
+    bytes: bytes::Bytes,
+) -> Result<String, DocumentError> {
     let text = tokio::task::spawn_blocking(move || extract_blocking(kind, &bytes))
         .await
         .map_err(|e| {
@@ -80,19 +83,15 @@ pub async fn extract_text(kind: DocumentType, bytes: bytes::Bytes) -> Result<Str
         })??;
     let text = normalise(&text);
     if text.trim().is_empty() {
-        return Err(ApiError::invalid(
-            ["body".into(), "file".into()],
-            match kind {
-                DocumentType::Pdf => {
-                    "The PDF has no extractable text (a scanned PDF needs OCR first).".to_owned()
-                }
-                _ => "The file has no text.".to_owned(),
-            },
-            "value_error",
-        ));
+        return Err(DocumentError::Unreadable(match kind {
+            DocumentType::Pdf => {
+                "The PDF has no extractable text (a scanned PDF needs OCR first).".to_owned()
+            }
+            _ => "The file has no text.".to_owned(),
+        }));
     }
     if text.len() > MAX_TEXT_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!(
+        return Err(DocumentError::TooLarge(format!(
             "The document's text is {} bytes; the limit is {MAX_TEXT_BYTES} bytes.",
             text.len()
         )));
@@ -100,15 +99,14 @@ pub async fn extract_text(kind: DocumentType, bytes: bytes::Bytes) -> Result<Str
     Ok(text)
 }
 
-fn unreadable(kind: DocumentType, why: &str) -> ApiError {
-    ApiError::invalid(
-        ["body".into(), "file".into()],
-        format!("The {} file could not be read: {why}.", kind.as_str()),
-        "value_error",
-    )
+fn unreadable(kind: DocumentType, why: &str) -> DocumentError {
+    DocumentError::Unreadable(format!(
+        "The {} file could not be read: {why}.",
+        kind.as_str()
+    ))
 }
 
-fn extract_blocking(kind: DocumentType, bytes: &[u8]) -> Result<String, ApiError> {
+fn extract_blocking(kind: DocumentType, bytes: &[u8]) -> Result<String, DocumentError> {
     match kind {
         DocumentType::Pdf => pdf_text(bytes),
         DocumentType::Html => html2text::config::plain_no_decorate()
@@ -120,14 +118,14 @@ fn extract_blocking(kind: DocumentType, bytes: &[u8]) -> Result<String, ApiError
     }
 }
 
-fn utf8(kind: DocumentType, bytes: &[u8]) -> Result<&str, ApiError> {
+fn utf8(kind: DocumentType, bytes: &[u8]) -> Result<&str, DocumentError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     std::str::from_utf8(bytes).map_err(|_| unreadable(kind, "it is not UTF-8 text"))
 }
 
 /// The text of every page that yields some, in page order. A page whose fonts lopdf cannot
 /// decode is skipped rather than failing the whole document.
-fn pdf_text(bytes: &[u8]) -> Result<String, ApiError> {
+fn pdf_text(bytes: &[u8]) -> Result<String, DocumentError> {
     let kind = DocumentType::Pdf;
     let document =
         lopdf::Document::load_mem(bytes).map_err(|e| unreadable(kind, &e.to_string()))?;
@@ -209,7 +207,7 @@ mod tests {
             DocumentType::Pdf
         );
         let err = document_type("sheet.xlsx", Some("application/zip"), b"PK\x03\x04").unwrap_err();
-        assert_eq!(err.status(), 415);
+        assert!(matches!(err, DocumentError::Unsupported(_)), "{err:?}");
     }
 
     #[test]
@@ -233,18 +231,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn files_without_text_or_with_broken_bytes_are_client_errors() {
-        let empty = extract_text(DocumentType::Text, " \n\t\n".into())
-            .await
-            .unwrap_err();
-        assert_eq!(empty.status(), 422);
-        let binary = extract_text(DocumentType::Text, vec![0xff, 0xfe, 0x00].into())
-            .await
-            .unwrap_err();
-        assert_eq!(binary.status(), 422);
-        let not_pdf = extract_text(DocumentType::Pdf, "%PDF-1.4 garbage".into())
-            .await
-            .unwrap_err();
-        assert_eq!(not_pdf.status(), 422);
+    async fn files_without_text_or_with_broken_bytes_are_unreadable() {
+        let empty = extract_text(DocumentType::Text, " \n\t\n".into()).await;
+        assert!(
+            matches!(empty, Err(DocumentError::Unreadable(_))),
+            "{empty:?}"
+        );
+        let binary = extract_text(DocumentType::Text, vec![0xff, 0xfe, 0x00].into()).await;
+        assert!(
+            matches!(binary, Err(DocumentError::Unreadable(_))),
+            "{binary:?}"
+        );
+        let not_pdf = extract_text(DocumentType::Pdf, "%PDF-1.4 garbage".into()).await;
+        assert!(
+            matches!(not_pdf, Err(DocumentError::Unreadable(_))),
+            "{not_pdf:?}"
+        );
     }
 }

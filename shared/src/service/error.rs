@@ -1,5 +1,6 @@
 //! What a use case can fail with, in domain words; `crate::error` turns it into a response.
 
+use crate::documents::DocumentError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,9 @@ pub enum ServiceError {
     /// The entity is busy with something that must finish first.
     #[error("busy: {0}")]
     Busy(String),
+    /// A file that cannot become a document.
+    #[error(transparent)]
+    Document(#[from] DocumentError),
     #[error(transparent)]
     Storage(StoreError),
 }

@@ -474,7 +474,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{DocumentType, NewDocument};
+    use crate::domain::{DocumentStatus, DocumentType, NewDocument};
 
     fn document() -> Document {
         let mut document = Document::create(
@@ -494,6 +494,9 @@ mod tests {
             },
         );
         document.id = "d-1".into();
+        document.status = DocumentStatus::Processed;
+        document.processing_completed_at = Some(crate::domain::now());
+        document.chunk_count = 1;
         document
     }
 
