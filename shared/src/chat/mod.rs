@@ -6,5 +6,5 @@ pub mod templates;
 mod titles;
 mod turn;
 
-pub use templates::{Template, Workflow};
+pub use templates::Template;
 pub use turn::{ChatInput, SessionTurn, Turn, TurnEvent, TurnOutcome};

@@ -7,15 +7,16 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::prompt::{self, estimated_usage};
-use super::templates::{Template, Workflow};
+use super::templates::Template;
 use super::titles::PendingTitle;
 use crate::AppState;
 use crate::documents::{self, RetrievalQuery, Source};
+use crate::domain::Workflow;
 use crate::domain::{
     BackendSettings, Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation,
     QuotaClaim, QuotaHold, StoredQuestion,
 };
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, UpstreamFailure};
 use crate::llm::{CompletionRequest, PromptMessage, Provider, StreamEvent, ToolCall, Usage};
 use crate::metrics::{Dialect, Failure, Stage, TurnMetrics};
 use crate::store::{ChatRecord, ConversationRecord, Execution, QuotaChange, StoreError};
@@ -115,9 +116,7 @@ pub enum TurnEvent {
         details: JsonObject,
     },
     Finished(Box<TurnOutcome>),
-    Failed {
-        message: String,
-    },
+    Failed(Box<ApiError>),
 }
 
 impl std::fmt::Debug for TurnOutcome {
@@ -180,13 +179,7 @@ fn summary(text: &str) -> String {
 
 /// The class under which a failed execution is counted.
 fn error_class(error: &ApiError) -> &'static str {
-    match error.status().as_u16() {
-        504 => "timeout",
-        502 => "upstream_error",
-        503 => "unavailable",
-        500 => "internal",
-        _ => "rejected",
-    }
+    error.class().as_str()
 }
 
 async fn emit(events: Option<&mpsc::Sender<TurnEvent>>, event: TurnEvent) {
@@ -211,7 +204,7 @@ impl Turn {
         let dialect = input.dialect;
         let result = Self::prepare(state, user_id, input, started, &mut workflow).await;
         if let Err(error) = &result
-            && error.status().is_server_error()
+            && error.class().is_service_side()
         {
             let duration_ms = started.elapsed().as_millis() as u64;
             TurnMetrics::failed_early(dialect, workflow, duration_ms, error_class(error))
@@ -370,7 +363,7 @@ impl Turn {
         // A hold outlives the longest turn, so that it counts for as long as its turn runs.
         let claim = quota.as_ref().and_then(|quota| {
             let expires_at = crate::domain::now()
-                + turn_timeout(state, true)
+                + turn_timeout(state, Delivery::Streamed)
                 + Duration::from_secs(QUOTA_HOLD_MARGIN_SECS);
             QuotaClaim::of(quota, prompt::estimate_tokens(&message) as u64, expires_at)
         });
@@ -402,7 +395,7 @@ impl Turn {
             .then(|| PendingTitle::start(state, &provider, &model, &record.conversation, &message))
             .flatten();
 
-        let deadline = started + turn_timeout(state, false);
+        let deadline = started + turn_timeout(state, Delivery::Whole);
         let discovery = async {
             if matches!(workflow, Workflow::Tools | Workflow::Full) {
                 let discovered = Toolset::discover(&state.mcp).await;
@@ -439,7 +432,7 @@ impl Turn {
             })
         })
         .await
-        .map_err(|_| deadline_exceeded(turn_timeout(state, false), false))
+        .map_err(|_| deadline_exceeded(turn_timeout(state, Delivery::Whole)))
         .and_then(|(toolset, (sources, ms))| Ok((toolset, sources?, ms)));
         let (toolset, sources, retrieval_ms) = match prepared {
             Ok(prepared) => prepared,
@@ -856,7 +849,7 @@ impl Turn {
     /// and the error says where.
     pub async fn run(mut self, state: &AppState) -> ApiResult<TurnOutcome> {
         let question = self.question();
-        let deadline = Deadline::of(state, self.started, false);
+        let deadline = Deadline::of(state, self.started, Delivery::Whole);
         let mut generation = self.generate(state, None, deadline).await;
         let error = match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
             RoundEnd::Failed(e) => Some(e),
@@ -885,7 +878,7 @@ impl Turn {
     /// model fails mid-answer (`finish_reason: "error"`) or the client goes away
     /// (`"interrupted"`).
     pub async fn stream(mut self, state: AppState, events: mpsc::Sender<TurnEvent>) {
-        let deadline = Deadline::of(&state, self.started, true);
+        let deadline = Deadline::of(&state, self.started, Delivery::Streamed);
         let mut generation = self.generate(&state, Some(&events), deadline).await;
         let (reason, error, interrupted) =
             match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
@@ -903,13 +896,9 @@ impl Turn {
             .await;
         let last = match (error, stored) {
             _ if interrupted => return,
-            (Some(error), _) | (None, Some(Err(error))) => TurnEvent::Failed {
-                message: error.problem().detail,
-            },
+            (Some(error), _) | (None, Some(Err(error))) => TurnEvent::Failed(Box::new(error)),
             (None, Some(Ok(outcome))) => TurnEvent::Finished(Box::new(outcome)),
-            (None, None) => TurnEvent::Failed {
-                message: empty_answer().problem().detail,
-            },
+            (None, None) => TurnEvent::Failed(Box::new(empty_answer())),
         };
         let _ = events.send(last).await;
     }
@@ -929,51 +918,51 @@ async fn release_hold(state: &AppState, conversation_id: &str, held: Option<Quot
 struct Deadline {
     at: tokio::time::Instant,
     limit: Duration,
-    streaming: bool,
 }
 
 impl Deadline {
-    fn of(state: &AppState, started: Instant, streaming: bool) -> Self {
-        let limit = turn_timeout(state, streaming);
+    fn of(state: &AppState, started: Instant, delivery: Delivery) -> Self {
+        let limit = turn_timeout(state, delivery);
         Self {
             at: (started + limit).into(),
             limit,
-            streaming,
         }
     }
 
     fn exceeded(self) -> ApiError {
-        deadline_exceeded(self.limit, self.streaming)
+        deadline_exceeded(self.limit)
     }
 }
 
-/// How long a whole turn may take: a `/chat` answer must come before the gateway's cut, a
-/// stream before the streaming function's timeout.
-fn turn_timeout(state: &AppState, streaming: bool) -> Duration {
-    if streaming {
-        state.config.llm.stream_turn_timeout
-    } else {
-        state.config.llm.turn_timeout
+/// How the answer reaches the client, which decides how long a turn may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// In one response, which must come before the gateway cuts the request.
+    Whole,
+    /// As a stream, which may run until the streaming function's timeout.
+    Streamed,
+}
+
+fn turn_timeout(state: &AppState, delivery: Delivery) -> Duration {
+    match delivery {
+        Delivery::Whole => state.config.llm.turn_timeout,
+        Delivery::Streamed => state.config.llm.stream_turn_timeout,
     }
 }
 
-fn deadline_exceeded(limit: Duration, streaming: bool) -> ApiError {
-    let mut detail = format!(
-        "The answer took longer than the {} s a turn may take and was stopped.",
-        limit.as_secs()
-    );
-    if !streaming {
-        detail.push_str(" Long generations should use /api/v1/chat/streaming.");
-    }
+fn deadline_exceeded(limit: Duration) -> ApiError {
     ApiError::Upstream {
-        status: axum::http::StatusCode::GATEWAY_TIMEOUT,
-        detail,
+        failure: UpstreamFailure::TimedOut,
+        detail: format!(
+            "The answer took longer than the {} s a turn may take and was stopped.",
+            limit.as_secs()
+        ),
     }
 }
 
 fn empty_answer() -> ApiError {
     ApiError::Upstream {
-        status: axum::http::StatusCode::BAD_GATEWAY,
+        failure: UpstreamFailure::Failed,
         detail: "The model returned an empty answer.".into(),
     }
 }

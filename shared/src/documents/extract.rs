@@ -5,8 +5,8 @@
 //! content may inflate. Parsing runs on a blocking thread and a parser's panic is the
 //! client's unreadable file, never a 500.
 
-use super::DocumentError;
 use crate::domain::DocumentType;
+use crate::error::ApiError;
 
 /// Longest text a document may have once extracted (a PDF can inflate far past its size).
 pub const MAX_TEXT_BYTES: usize = 4 * 1024 * 1024;
@@ -42,16 +42,16 @@ pub fn detect(filename: &str, content_type: Option<&str>) -> Option<DocumentType
     })
 }
 
-/// The kind of an upload, or why it is none that is accepted.
+/// The kind of an upload, or a 415 that says what is accepted.
 pub fn document_type(
     filename: &str,
     content_type: Option<&str>,
     bytes: &[u8],
-) -> Result<DocumentType, DocumentError> {
+) -> Result<DocumentType, ApiError> {
     detect(filename, content_type)
         .or_else(|| bytes.starts_with(b"%PDF-").then_some(DocumentType::Pdf))
         .ok_or_else(|| {
-            DocumentError::Unsupported(format!(
+            ApiError::UnsupportedMediaType(format!(
                 "The file {filename:?} ({}) is not a supported document; upload {SUPPORTED}.",
                 content_type.unwrap_or("no content type")
             ))
@@ -69,11 +69,8 @@ pub fn mime_type(kind: DocumentType) -> &'static str {
 }
 
 /// The text of an upload, normalised (`\n` line ends, no control characters, no runs of
-/// blank lines). Unreadable or empty files are refused, and so is text over [`MAX_TEXT_BYTES`].
-pub async fn extract_text(
-    kind: DocumentType,
-    bytes: bytes::Bytes,
-) -> Result<String, DocumentError> {
+/// blank lines). Unreadable or empty files are a 422; text over [`MAX_TEXT_BYTES`] a 413.
+pub async fn extract_text(kind: DocumentType, bytes: bytes::Bytes) -> Result<String, ApiError> {
     let text = tokio::task::spawn_blocking(move || extract_blocking(kind, &bytes))
         .await
         .map_err(|e| {
@@ -83,15 +80,19 @@ pub async fn extract_text(
         })??;
     let text = normalise(&text);
     if text.trim().is_empty() {
-        return Err(DocumentError::Unreadable(match kind {
-            DocumentType::Pdf => {
-                "The PDF has no extractable text (a scanned PDF needs OCR first).".to_owned()
-            }
-            _ => "The file has no text.".to_owned(),
-        }));
+        return Err(ApiError::invalid(
+            ["body".into(), "file".into()],
+            match kind {
+                DocumentType::Pdf => {
+                    "The PDF has no extractable text (a scanned PDF needs OCR first).".to_owned()
+                }
+                _ => "The file has no text.".to_owned(),
+            },
+            "value_error",
+        ));
     }
     if text.len() > MAX_TEXT_BYTES {
-        return Err(DocumentError::TooLarge(format!(
+        return Err(ApiError::PayloadTooLarge(format!(
             "The document's text is {} bytes; the limit is {MAX_TEXT_BYTES} bytes.",
             text.len()
         )));
@@ -99,14 +100,15 @@ pub async fn extract_text(
     Ok(text)
 }
 
-fn unreadable(kind: DocumentType, why: &str) -> DocumentError {
-    DocumentError::Unreadable(format!(
-        "The {} file could not be read: {why}.",
-        kind.as_str()
-    ))
+fn unreadable(kind: DocumentType, why: &str) -> ApiError {
+    ApiError::invalid(
+        ["body".into(), "file".into()],
+        format!("The {} file could not be read: {why}.", kind.as_str()),
+        "value_error",
+    )
 }
 
-fn extract_blocking(kind: DocumentType, bytes: &[u8]) -> Result<String, DocumentError> {
+fn extract_blocking(kind: DocumentType, bytes: &[u8]) -> Result<String, ApiError> {
     match kind {
         DocumentType::Pdf => pdf_text(bytes),
         DocumentType::Html => html2text::config::plain_no_decorate()
@@ -118,14 +120,14 @@ fn extract_blocking(kind: DocumentType, bytes: &[u8]) -> Result<String, Document
     }
 }
 
-fn utf8(kind: DocumentType, bytes: &[u8]) -> Result<&str, DocumentError> {
+fn utf8(kind: DocumentType, bytes: &[u8]) -> Result<&str, ApiError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     std::str::from_utf8(bytes).map_err(|_| unreadable(kind, "it is not UTF-8 text"))
 }
 
 /// The text of every page that yields some, in page order. A page whose fonts lopdf cannot
 /// decode is skipped rather than failing the whole document.
-fn pdf_text(bytes: &[u8]) -> Result<String, DocumentError> {
+fn pdf_text(bytes: &[u8]) -> Result<String, ApiError> {
     let kind = DocumentType::Pdf;
     let document =
         lopdf::Document::load_mem(bytes).map_err(|e| unreadable(kind, &e.to_string()))?;
@@ -207,7 +209,7 @@ mod tests {
             DocumentType::Pdf
         );
         let err = document_type("sheet.xlsx", Some("application/zip"), b"PK\x03\x04").unwrap_err();
-        assert!(matches!(err, DocumentError::Unsupported(_)), "{err:?}");
+        assert!(matches!(err, ApiError::UnsupportedMediaType(_)), "{err:?}");
     }
 
     #[test]
@@ -231,21 +233,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn files_without_text_or_with_broken_bytes_are_unreadable() {
-        let empty = extract_text(DocumentType::Text, " \n\t\n".into()).await;
-        assert!(
-            matches!(empty, Err(DocumentError::Unreadable(_))),
-            "{empty:?}"
-        );
-        let binary = extract_text(DocumentType::Text, vec![0xff, 0xfe, 0x00].into()).await;
-        assert!(
-            matches!(binary, Err(DocumentError::Unreadable(_))),
-            "{binary:?}"
-        );
-        let not_pdf = extract_text(DocumentType::Pdf, "%PDF-1.4 garbage".into()).await;
-        assert!(
-            matches!(not_pdf, Err(DocumentError::Unreadable(_))),
-            "{not_pdf:?}"
-        );
+    async fn files_without_text_or_with_broken_bytes_are_client_errors() {
+        let empty = extract_text(DocumentType::Text, " \n\t\n".into())
+            .await
+            .unwrap_err();
+        assert!(matches!(empty, ApiError::Validation(_)), "{empty:?}");
+        let binary = extract_text(DocumentType::Text, vec![0xff, 0xfe, 0x00].into())
+            .await
+            .unwrap_err();
+        assert!(matches!(binary, ApiError::Validation(_)), "{binary:?}");
+        let not_pdf = extract_text(DocumentType::Pdf, "%PDF-1.4 garbage".into())
+            .await
+            .unwrap_err();
+        assert!(matches!(not_pdf, ApiError::Validation(_)), "{not_pdf:?}");
     }
 }

@@ -4,10 +4,8 @@
 pub mod bm25;
 pub mod chunking;
 pub mod embedding;
-mod error;
 pub mod extract;
 pub mod processing;
 pub mod retrieval;
 
-pub use error::DocumentError;
 pub use retrieval::{RetrievalQuery, Source, retrieve};

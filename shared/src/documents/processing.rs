@@ -1,11 +1,11 @@
 //! Turning a document's text into stored, searchable chunks, inside the request that asks
 //! for it: chunk, embed (when an embedding model is configured), store, record the outcome.
 
-use super::DocumentError;
 use super::chunking::{self, Chunk};
 use super::embedding::Embedder;
 use crate::AppState;
 use crate::domain::{Document, DocumentChunk, DocumentStatus, sha256_hex};
+use crate::error::ApiError;
 use crate::store::StoreError;
 use crate::store::documents::ChunkItem;
 
@@ -33,19 +33,20 @@ pub enum EarlierChunks {
     Replace,
 }
 
-/// The chunks of `text`, unless there would be more than [`MAX_CHUNKS`].
-pub fn chunk_text(
-    text: &str,
-    chunk_size: u32,
-    chunk_overlap: u32,
-) -> Result<Vec<Chunk>, DocumentError> {
+/// The chunks of `text`, or an invalid `chunk_size` when there would be more than
+/// [`MAX_CHUNKS`].
+pub fn chunk_text(text: &str, chunk_size: u32, chunk_overlap: u32) -> Result<Vec<Chunk>, ApiError> {
     let chunks = chunking::split(text, chunk_size as usize, chunk_overlap as usize);
     if chunks.len() > MAX_CHUNKS {
-        return Err(DocumentError::TooManyChunks(format!(
-            "The document would make {} chunks of {chunk_size} characters; the limit is \
-             {MAX_CHUNKS}. Use a larger chunk_size or a smaller document.",
-            chunks.len()
-        )));
+        return Err(ApiError::invalid(
+            ["body".into(), "chunk_size".into()],
+            format!(
+                "The document would make {} chunks of {chunk_size} characters; the limit is \
+                 {MAX_CHUNKS}. Use a larger chunk_size or a smaller document.",
+                chunks.len()
+            ),
+            "value_error",
+        ));
     }
     Ok(chunks)
 }

@@ -7,6 +7,7 @@ mod conversation;
 mod document;
 mod message;
 mod session;
+mod workflow;
 
 pub use character::{
     Backend, BackendSettings, Character, CharacterInfo, Persona, QuotaType, Visibility,
@@ -19,6 +20,7 @@ pub use message::{
     Feedback, MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, Rating, StoredQuestion,
 };
 pub use session::{ChatSession, ChatSettings, LifetimeUsage, QuotaClaim, QuotaHold};
+pub use workflow::Workflow;
 
 use chrono::{DateTime, SubsecRound, Utc};
 

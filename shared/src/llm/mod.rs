@@ -10,7 +10,6 @@ mod tokens;
 use std::pin::Pin;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +18,7 @@ pub use openai::OpenAiCompatible;
 pub use providers::{Provider, Providers};
 pub use tokens::{estimate_tokens, estimated_usage};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, UpstreamFailure};
 
 /// One message of a prompt, in the Chat Completions wire shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,8 +244,8 @@ impl From<LlmError> for ApiError {
                 "upstream_rejected",
             ),
             LlmError::Timeout { .. } => ApiError::Upstream {
-                status: StatusCode::GATEWAY_TIMEOUT,
-                detail: format!("{detail} Long generations should use /api/v1/chat/streaming."),
+                failure: UpstreamFailure::TimedOut,
+                detail,
             },
             LlmError::Unreachable { .. } | LlmError::RateLimited { .. } => ApiError::Unavailable {
                 detail,
@@ -255,7 +254,7 @@ impl From<LlmError> for ApiError {
             LlmError::Upstream { .. }
             | LlmError::Protocol { .. }
             | LlmError::Unavailable { .. } => ApiError::Upstream {
-                status: StatusCode::BAD_GATEWAY,
+                failure: UpstreamFailure::Failed,
                 detail,
             },
         }

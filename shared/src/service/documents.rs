@@ -11,12 +11,13 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{ServiceError, ServiceResult};
+use super::{missing, or_missing};
 use crate::AppState;
 use crate::documents::embedding::Embedder;
 use crate::documents::extract;
 use crate::documents::processing::{self, EarlierChunks, Embeddings};
 use crate::domain::{Document, DocumentStatus, DocumentType, NewDocument, sha256_hex};
+use crate::error::{ApiError, ApiResult};
 use crate::store::StoreError;
 
 const DOCUMENT: &str = "Document";
@@ -36,7 +37,7 @@ pub struct Upload {
 
 /// Stores the upload and processes it within the call: the document's text is extracted,
 /// chunked and (with an embedding model) embedded.
-pub async fn upload(state: &AppState, owner_id: &str, upload: Upload) -> ServiceResult<Document> {
+pub async fn upload(state: &AppState, owner_id: &str, upload: Upload) -> ApiResult<Document> {
     let kind = extract::document_type(
         &upload.filename,
         upload.content_type.as_deref(),
@@ -165,7 +166,7 @@ pub async fn list(
     filter: ListFilter<'_>,
     limit: usize,
     offset: usize,
-) -> ServiceResult<(Vec<Document>, usize)> {
+) -> ApiResult<(Vec<Document>, usize)> {
     let mut documents = match filter.owner_id {
         Some(owner) if owner != user_id => Vec::new(),
         _ => state.store.documents(user_id).await?,
@@ -207,12 +208,12 @@ fn sort(documents: &mut [Document], by: SortField, order: SortOrder) {
 }
 
 /// The caller's document.
-pub async fn owned(state: &AppState, user_id: &str, document_id: &str) -> ServiceResult<Document> {
+pub async fn owned(state: &AppState, user_id: &str, document_id: &str) -> ApiResult<Document> {
     state
         .store
         .document(user_id, document_id)
         .await
-        .map_err(ServiceError::missing(DOCUMENT))
+        .map_err(or_missing(DOCUMENT))
 }
 
 /// When a document that is already processed is processed again.
@@ -240,8 +241,8 @@ pub enum Reprocessed {
     Ran(Document),
 }
 
-fn processing_under_way() -> ServiceError {
-    ServiceError::Busy(
+fn processing_under_way() -> ApiError {
+    ApiError::Conflict(
         "The document is being processed; retry when its status is no longer `processing`.".into(),
     )
 }
@@ -252,7 +253,7 @@ pub async fn reprocess(
     state: &AppState,
     mut document: Document,
     how: Reprocessing,
-) -> ServiceResult<Reprocessed> {
+) -> ApiResult<Reprocessed> {
     if document.status == DocumentStatus::Processed && how.when_processed == WhenProcessed::Keep {
         return Ok(Reprocessed::AlreadyProcessed(document));
     }
@@ -281,7 +282,8 @@ pub async fn reprocess(
         .await
         .map_err(|e| match e {
             StoreError::Conflict => processing_under_way(),
-            other => ServiceError::missing(DOCUMENT)(other),
+            StoreError::NotFound => missing(DOCUMENT),
+            other => other.into(),
         })?;
     let document = processing::process(
         state,
@@ -308,7 +310,7 @@ pub struct Overview {
     pub embedding_model: Option<String>,
 }
 
-pub async fn overview(state: &AppState, user_id: &str) -> ServiceResult<Overview> {
+pub async fn overview(state: &AppState, user_id: &str) -> ApiResult<Overview> {
     let documents = state.store.documents(user_id).await?;
     let mut by_status = BTreeMap::new();
     let mut by_type = BTreeMap::new();
@@ -345,7 +347,7 @@ pub async fn text(
     state: &AppState,
     user_id: &str,
     document_id: &str,
-) -> ServiceResult<(Document, String)> {
+) -> ApiResult<(Document, String)> {
     let document = owned(state, user_id, document_id).await?;
     let text = state.store.document_text(document_id).await?;
     Ok((document, text))

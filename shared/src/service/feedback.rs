@@ -1,9 +1,10 @@
 //! Rating answers: a user's thumb up or down (and comment) on an assistant message.
 
 use crate::domain::{Feedback, Message, MessageRole, Rating};
+use crate::error::{ApiError, ApiResult};
 use crate::store::{Store, StoreError};
 
-use super::{ServiceError, ServiceResult};
+use super::or_missing;
 
 /// Concurrent ratings of one message each re-read and retry; this many tries is plenty.
 const MAX_ATTEMPTS: u32 = 20;
@@ -17,25 +18,25 @@ pub async fn rate_answer(
     message_id: &str,
     rating: Option<Rating>,
     comment: Option<String>,
-) -> ServiceResult<Message> {
+) -> ApiResult<Message> {
     for _ in 0..MAX_ATTEMPTS {
         let message = store
             .message(user_id, conversation_id, message_id)
             .await
-            .map_err(ServiceError::missing("Message"))?;
+            .map_err(or_missing("Message"))?;
         if message.role != MessageRole::Assistant {
-            return Err(ServiceError::Invalid {
-                input: &["path", "message_id"],
-                message: "only an assistant message can be rated".into(),
-                kind: "assistant_message_required",
-            });
+            return Err(ApiError::invalid(
+                ["path".into(), "message_id".into()],
+                "only an assistant message can be rated",
+                "assistant_message_required",
+            ));
         }
         let feedback = rating.map(|rating| Feedback::new(rating, comment.clone()));
         match store.replace_feedback(user_id, &message, feedback).await {
             // Its rating changed since it was read: read it again so the counters stay exact.
             Err(StoreError::Conflict) => continue,
-            outcome => return outcome.map_err(ServiceError::missing("Message")),
+            outcome => return outcome.map_err(or_missing("Message")),
         }
     }
-    Err(ServiceError::Storage(StoreError::Conflict))
+    Err(StoreError::Conflict.into())
 }

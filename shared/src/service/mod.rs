@@ -5,11 +5,8 @@
 //! the same chat both obey; the chat turn itself is `crate::chat`.
 
 pub mod documents;
-mod error;
 pub mod feedback;
 pub mod sessions;
-
-pub use error::{ServiceError, ServiceResult};
 
 use crate::error::ApiError;
 use crate::store::StoreError;

@@ -15,12 +15,14 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::chat::{ChatInput, Turn, TurnEvent, TurnOutcome, Workflow, templates};
+use crate::chat::{ChatInput, Turn, TurnEvent, TurnOutcome, templates};
+use crate::domain::Workflow;
 use crate::domain::{Conversation, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, is_id};
 use crate::http::idempotency::StreamOutcome;
 use crate::http::middleware::CorrelationId;
+use crate::http::problem::{self, Problem};
 use crate::http::sse::ServerSentEvent;
 use crate::http::validate::Violations;
 
@@ -177,7 +179,8 @@ pub async fn chat(
 ) -> ApiResult<Json<ChatResponse>> {
     let input = body.into_input(None, resume)?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
-    Ok(Json(turn.run(&state).await?.into()))
+    let outcome = turn.run(&state).await.map_err(suggest_streaming)?;
+    Ok(Json(outcome.into()))
 }
 
 #[utoipa::path(
@@ -200,7 +203,13 @@ pub async fn chat_with_template(
 ) -> ApiResult<Json<ChatResponse>> {
     let input = body.into_input(Some(&template_name), resume)?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
-    Ok(Json(turn.run(&state).await?.into()))
+    let outcome = turn.run(&state).await.map_err(suggest_streaming)?;
+    Ok(Json(outcome.into()))
+}
+
+/// A Chatter client whose answer took too long learns of the route without that limit.
+fn suggest_streaming(error: ApiError) -> ApiError {
+    error.advise_on_timeout("Long generations should use /api/v1/chat/streaming.")
 }
 
 /// One Server-Sent Event of `/streaming`.
@@ -271,9 +280,9 @@ impl StreamingChatChunk {
                     ..Default::default()
                 },
             ],
-            TurnEvent::Failed { message } => vec![Self {
+            TurnEvent::Failed(error) => vec![Self {
                 kind: "error",
-                content: Some(message),
+                content: Some(problem::problem(&error).detail),
                 ..Default::default()
             }],
         }

@@ -9,8 +9,9 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::{Feedback, Message, Rating};
-use crate::error::{ApiResult, Problem};
+use crate::error::ApiResult;
 use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::problem::Problem;
 use crate::http::validate::Violations;
 use crate::service::feedback;
 

@@ -17,9 +17,10 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::chat::{ChatInput, Turn, TurnEvent};
 use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
 use crate::http::idempotency::StreamOutcome;
+use crate::http::problem::{self, Problem};
 use crate::http::sse;
 use crate::http::validate::Violations;
 use crate::llm::{
@@ -256,9 +257,10 @@ pub async fn stream_send_message(
                             let reason = message.finish_reason.as_deref().unwrap_or("stop");
                             LlmResultDto::last(message.content.clone(), reason, Some(outcome.usage))
                         }
-                        TurnEvent::Failed { message } => {
+                        TurnEvent::Failed(error) => {
                             // Not the key's answer: a retry with the same key calls the model again.
                             failed.fail();
+                            let message = problem::problem(&error).detail;
                             LlmResultDto::failed(std::mem::take(&mut text), message)
                         }
                         // Workflow progress has no FreeChat frame.

@@ -25,8 +25,9 @@ use crate::auth::Caller;
 use crate::domain::{
     Document, DocumentChunk, DocumentPatch, DocumentStatus, DocumentType, JsonObject,
 };
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::problem::Problem;
 use crate::http::validate::Violations;
 use crate::service::documents::{self as service, ListFilter, SortField, SortOrder, clean_tags};
 use crate::store::StoreError;

@@ -12,8 +12,9 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::documents::processing::Embeddings;
 use crate::domain::DocumentStatus;
-use crate::error::{ApiResult, Problem};
+use crate::error::ApiResult;
 use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::problem::Problem;
 use crate::http::validate::Violations;
 use crate::service::documents::{self as service, Reprocessed, Reprocessing, WhenProcessed};
 

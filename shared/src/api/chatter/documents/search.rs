@@ -9,8 +9,9 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::documents::retrieval::{self, Method, RetrievalQuery};
 use crate::domain::{Document, DocumentType, JsonObject};
-use crate::error::{ApiResult, Problem};
+use crate::error::ApiResult;
 use crate::http::extract::ApiJson;
+use crate::http::problem::Problem;
 use crate::http::validate::Violations;
 use crate::service::documents::{clean_tags, has_any_tag};
 
