@@ -87,6 +87,18 @@ pub struct LlmConfig {
     pub aws_credentials: Option<AwsCredentials>,
 }
 
+/// Titles the model writes for conversations a turn starts (`chat::titles`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TitleConfig {
+    /// `AUTO_TITLE` (default true); off, a new conversation keeps the start of its first
+    /// message as its title.
+    pub enabled: bool,
+    /// `TITLE_MODEL`: the model asked (default: the one answering the turn).
+    pub model: Option<String>,
+    /// `TITLE_PROVIDER`: the configured provider asked (default: the turn's).
+    pub provider: Option<String>,
+}
+
 /// An MCP server reached over the Streamable HTTP transport.
 #[derive(Debug, Clone, PartialEq)]
 pub struct McpServerConfig {
@@ -146,6 +158,7 @@ pub struct Config {
     pub mcp_servers: Vec<McpServerConfig>,
     /// The CloudWatch namespace of the turns' metrics (`metrics.rs`).
     pub metrics_namespace: String,
+    pub titles: TitleConfig,
 }
 
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
@@ -197,6 +210,20 @@ impl Config {
                 reason: "rate limits must be positive".into(),
             });
         }
+        let llm = llm_config(vars, &get)?;
+        let titles = TitleConfig {
+            enabled: parse_or("AUTO_TITLE", get("AUTO_TITLE"), true)?,
+            model: get("TITLE_MODEL"),
+            provider: get("TITLE_PROVIDER"),
+        };
+        if let Some(provider) = &titles.provider
+            && !llm.providers.contains_key(provider)
+        {
+            return Err(ConfigError::Invalid {
+                name: "TITLE_PROVIDER",
+                reason: format!("no provider is named {provider}"),
+            });
+        }
         Ok(Self {
             table_name: get("TABLE_NAME").ok_or(ConfigError::Missing("TABLE_NAME"))?,
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
@@ -223,7 +250,7 @@ impl Config {
                 get("MAX_BODY_BYTES"),
                 DEFAULT_MAX_BODY_BYTES,
             )?,
-            llm: llm_config(vars, &get)?,
+            llm,
             sse_heartbeat: Duration::from_secs(parse_or(
                 "SSE_HEARTBEAT_SECS",
                 get("SSE_HEARTBEAT_SECS"),
@@ -231,6 +258,7 @@ impl Config {
             )?),
             mcp_servers: mcp_servers(&get)?,
             metrics_namespace: metrics_namespace(get("METRICS_NAMESPACE"))?,
+            titles,
         })
     }
 }
@@ -544,6 +572,23 @@ mod tests {
             EndpointCredentials::FromEnvironment
         );
         assert_eq!(real.aws_region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn titles_are_on_by_default_and_their_settings_are_checked_at_start() {
+        let base = [("TABLE_NAME", "t"), ("JWT_SECRET", SECRET)];
+        let config = Config::from_vars(&vars(&base)).unwrap();
+        assert!(config.titles.enabled);
+        assert_eq!(config.titles.model, None);
+        let off = Config::from_vars(&vars(&[base[0], base[1], ("AUTO_TITLE", "false")])).unwrap();
+        assert!(!off.titles.enabled);
+        for (name, value) in [("AUTO_TITLE", "sometimes"), ("TITLE_PROVIDER", "nobody")] {
+            let err = Config::from_vars(&vars(&[base[0], base[1], (name, value)])).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { name: n, .. } if n == name),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `/embeddings` endpoint whose vectors are deterministic (a hashed bag of words), so texts
 //! that share words really are closer than texts that do not.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,11 @@ pub enum Script {
     Stall { after: usize },
     /// Asks for these tool calls, `(name, arguments)`; streamed as fragments, as providers do.
     ToolCalls(Vec<(String, Value)>),
+    /// Waits until the test opens the gate (see [`Script::held`]), then does `then`.
+    Held {
+        gate: Arc<tokio::sync::Semaphore>,
+        then: Box<Script>,
+    },
 }
 
 impl Script {
@@ -70,6 +75,16 @@ impl Script {
         Self::ToolCalls(vec![(name.to_owned(), arguments)])
     }
 
+    /// This script, held back until the test adds a permit to the returned gate.
+    pub fn held(self) -> (Self, Arc<tokio::sync::Semaphore>) {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let held = Self::Held {
+            gate: gate.clone(),
+            then: Box::new(self),
+        };
+        (held, gate)
+    }
+
     pub fn without_usage(self) -> Self {
         match self {
             Self::Reply { tokens, delay, .. } => Self::Reply {
@@ -85,6 +100,7 @@ impl Script {
 #[derive(Default)]
 struct Shared {
     scripts: Mutex<VecDeque<Script>>,
+    scripts_by_model: Mutex<HashMap<String, VecDeque<Script>>>,
     fallback: Mutex<Option<Script>>,
     requests: Mutex<Vec<Value>>,
     last_token_sent: Mutex<Option<Instant>>,
@@ -114,6 +130,19 @@ impl FakeLlm {
     /// The next request gets this script (queued in order).
     pub fn push(&self, script: Script) -> &Self {
         self.shared.scripts.lock().unwrap().push_back(script);
+        self
+    }
+
+    /// The next request for `model` gets this script (queued in order, apart from the
+    /// others): a turn's answer and a call made beside it can be scripted each on its own.
+    pub fn push_for(&self, model: &str, script: Script) -> &Self {
+        self.shared
+            .scripts_by_model
+            .lock()
+            .unwrap()
+            .entry(model.to_owned())
+            .or_default()
+            .push_back(script);
         self
     }
 
@@ -154,13 +183,22 @@ impl FakeLlm {
 
 async fn complete(State(shared): State<Arc<Shared>>, Json(request): Json<Value>) -> Response {
     shared.requests.lock().unwrap().push(request.clone());
-    let script = shared
-        .scripts
-        .lock()
-        .unwrap()
-        .pop_front()
+    let for_model = request["model"].as_str().and_then(|model| {
+        shared
+            .scripts_by_model
+            .lock()
+            .unwrap()
+            .get_mut(model)?
+            .pop_front()
+    });
+    let mut script = for_model
+        .or_else(|| shared.scripts.lock().unwrap().pop_front())
         .or_else(|| shared.fallback.lock().unwrap().clone())
         .unwrap_or_else(|| Script::reply("Hello from the fake model."));
+    if let Script::Held { gate, then } = script {
+        gate.acquire().await.unwrap().forget();
+        script = *then;
+    }
     let streaming = request["stream"] == true;
     match script {
         Script::Status(code) => (
@@ -408,7 +446,7 @@ fn stream(shared: Arc<Shared>, script: Script) -> Response {
                     .await;
                 let _ = sender.send(Ok(Bytes::from("data: [DONE]\n\n"))).await;
             }
-            Script::Status(_) | Script::Refusal(..) | Script::Hang => {
+            Script::Status(_) | Script::Refusal(..) | Script::Hang | Script::Held { .. } => {
                 unreachable!("answered before streaming")
             }
         }

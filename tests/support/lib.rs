@@ -36,6 +36,9 @@ pub fn base_vars(endpoint: &str) -> HashMap<String, String> {
         ("RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
         ("RATE_LIMIT_PER_HOUR".into(), "1000000".into()),
         ("CORS_ALLOW_ORIGINS".into(), "https://app.example".into()),
+        // A title is one more model call beside a turn's answer: off unless a test asks,
+        // so that scripted answers and counted calls stay each test's own.
+        ("AUTO_TITLE".into(), "false".into()),
     ])
 }
 

@@ -30,6 +30,8 @@ impl Devserver {
             .env("RATE_LIMIT_PER_MINUTE", "1000000")
             .env("RATE_LIMIT_PER_HOUR", "1000000")
             .env("RUST_LOG", "warn")
+            // No title calls beside the turns: the tests script the fake model's answers.
+            .env("AUTO_TITLE", "false")
             .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())

@@ -46,7 +46,10 @@ impl Group {
     #[inline(always)]
     pub(crate) fn routes(self) -> (Router<AppState>, Router<AppState>) {
         match self {
-            Group::Conversations => (chatter::conversations::routes(), Router::new()),
+            Group::Conversations => (
+                chatter::conversations::routes().merge(chatter::feedback::routes()),
+                Router::new(),
+            ),
             Group::Chat => (chatter::chat::chat_routes(), Router::new()),
             Group::ChatStream => (
                 chatter::chat::streaming_routes().merge(freechat::send::streaming_routes()),

@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::chatter::{chat, conversations, documents, workflows};
+use super::chatter::{chat, conversations, documents, feedback, workflows};
 use super::freechat::{characters, messages, send, sessions};
 use crate::AppState;
 use crate::http::problem::Problem;
@@ -24,6 +24,7 @@ use crate::http::problem::Problem;
         conversations::delete_conversation,
         conversations::list_messages,
         conversations::delete_message,
+        feedback::put_feedback,
         chat::chat,
         chat::chat_with_template,
         chat::streaming,
@@ -36,12 +37,12 @@ use crate::http::problem::Problem;
         documents::get_document,
         documents::update_document,
         documents::delete_document,
-        documents::search_documents,
+        documents::search::search_documents,
         documents::document_chunks,
-        documents::process_document,
+        documents::process::process_document,
         documents::document_stats,
         documents::download_document,
-        documents::reprocess_document,
+        documents::process::reprocess_document,
         characters::create_character,
         characters::get_character_summary,
         characters::get_character_details,

@@ -3,8 +3,8 @@
 
 mod prompt;
 pub mod templates;
+mod titles;
 mod turn;
 
-pub use prompt::{estimate_tokens, estimated_usage};
 pub use templates::Template;
 pub use turn::{ChatInput, Turn, TurnEvent, TurnOutcome};

@@ -2,28 +2,10 @@
 
 use crate::documents::Source;
 use crate::domain::{Message, MessageRole};
-use crate::llm::{CompletionRequest, PromptMessage, Usage};
+use crate::llm::PromptMessage;
 
-/// Per-message overhead of the chat format, in tokens.
-const MESSAGE_OVERHEAD: usize = 4;
-
-/// A tokenizer-free estimate (about four bytes a token for English text): close enough to
-/// budget a context window and to account for usage when a provider reports none.
-pub fn estimate_tokens(text: &str) -> usize {
-    text.len().div_ceil(4) + MESSAGE_OVERHEAD
-}
-
-/// Usage estimated from the text, for a provider that reports none.
-pub fn estimated_usage(request: &CompletionRequest, answer: &str) -> Usage {
-    Usage {
-        prompt_tokens: request
-            .messages
-            .iter()
-            .map(|m| estimate_tokens(&m.content) as u32)
-            .sum(),
-        completion_tokens: estimate_tokens(answer) as u32,
-    }
-}
+// The turn estimates with these too.
+pub(super) use crate::llm::{estimate_tokens, estimated_usage};
 
 /// The system prompt with the retrieved sources appended as numbered passages, so that the
 /// model can cite them as [1], [2], ...

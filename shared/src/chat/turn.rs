@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use super::prompt::{self, estimated_usage};
 use super::templates::Template;
+use super::titles::PendingTitle;
 use crate::AppState;
 use crate::documents::{self, RetrievalQuery, Source};
 use crate::domain::{
@@ -78,6 +79,8 @@ pub struct Turn {
     /// What the turn holds of its chat's quota until its answer is stored.
     held: Option<QuotaHold>,
     dialect: Dialect,
+    /// The title being written for the conversation this turn started.
+    title: Option<PendingTitle>,
 }
 
 /// The stored answer of a finished turn.
@@ -376,6 +379,9 @@ impl Turn {
             conversation_id: record.conversation.id.clone(),
             message_id: user_message.id.clone(),
         };
+        let title = creating
+            .then(|| PendingTitle::start(state, &provider, &model, &record.conversation, &message))
+            .flatten();
 
         let deadline = started + turn_timeout(state, Delivery::Whole);
         let discovery = async {
@@ -449,6 +455,7 @@ impl Turn {
             started,
             held,
             dialect: input.dialect,
+            title,
         })
     }
 
@@ -777,7 +784,7 @@ impl Turn {
 
     /// Stores the answer (when there is one) and records the execution, side by side.
     async fn conclude(
-        self,
+        mut self,
         state: &AppState,
         generation: &Generation,
         finish_reason: &str,
@@ -788,6 +795,7 @@ impl Turn {
             .emit(&state.config.metrics_namespace);
         let user_id = self.record.conversation.user_id.clone();
         let (conversation_id, held) = (self.record.conversation.id.clone(), self.held);
+        let title = self.title.take();
         let store = async {
             let stored = if generation.content.is_empty() {
                 None
@@ -800,7 +808,17 @@ impl Turn {
             }
             stored
         };
-        let (stored, ()) = tokio::join!(store, Self::record(state, &user_id, execution));
+        let title = async {
+            match title {
+                Some(pending) => pending.written().await,
+                None => None,
+            }
+        };
+        let (mut stored, (), title) =
+            tokio::join!(store, Self::record(state, &user_id, execution), title);
+        if let (Some(Ok(outcome)), Some(title)) = (&mut stored, title) {
+            outcome.conversation.title = title;
+        }
         stored
     }
 

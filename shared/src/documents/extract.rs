@@ -5,7 +5,7 @@
 //! content may inflate. Parsing runs on a blocking thread and a parser's panic is the
 //! client's unreadable file, never a 500.
 
-use super::model::DocumentType;
+use crate::domain::DocumentType;
 use crate::error::ApiError;
 
 /// Longest text a document may have once extracted (a PDF can inflate far past its size).

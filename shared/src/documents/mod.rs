@@ -5,9 +5,7 @@ pub mod bm25;
 pub mod chunking;
 pub mod embedding;
 pub mod extract;
-pub mod model;
 pub mod processing;
 pub mod retrieval;
 
-pub use model::{Document, DocumentChunk, DocumentPatch, DocumentStatus, DocumentType};
 pub use retrieval::{RetrievalQuery, Source, retrieve};

@@ -3,9 +3,10 @@
 
 use super::chunking::{self, Chunk};
 use super::embedding::Embedder;
-use super::model::{Document, DocumentChunk, DocumentStatus, sha256_hex};
 use crate::AppState;
+use crate::domain::{Document, DocumentChunk, DocumentStatus, sha256_hex};
 use crate::error::ApiError;
+use crate::store::StoreError;
 use crate::store::documents::ChunkItem;
 
 /// How long a processing may run before another may start over it: longer than the
@@ -16,7 +17,24 @@ pub const PROCESSING_LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// request, which API Gateway ends at 30 s.
 pub const MAX_CHUNKS: usize = 2_000;
 
-/// The chunks of `text`, or a 422 when there would be more than [`MAX_CHUNKS`].
+/// Whether a processing embeds the chunks it stores (when an embedding model is configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Embeddings {
+    Generate,
+    Skip,
+}
+
+/// What a processing does about chunks an earlier processing of the document stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlierChunks {
+    /// There are none: the document's first processing.
+    None,
+    /// Deleted first, so that the document's chunks are this processing's only.
+    Replace,
+}
+
+/// The chunks of `text`, or an invalid `chunk_size` when there would be more than
+/// [`MAX_CHUNKS`].
 pub fn chunk_text(text: &str, chunk_size: u32, chunk_overlap: u32) -> Result<Vec<Chunk>, ApiError> {
     let chunks = chunking::split(text, chunk_size as usize, chunk_overlap as usize);
     if chunks.len() > MAX_CHUNKS {
@@ -33,7 +51,7 @@ pub fn chunk_text(text: &str, chunk_size: u32, chunk_overlap: u32) -> Result<Vec
     Ok(chunks)
 }
 
-/// Embeds (when `embed` and a model is configured) and stores `chunks` as the document's
+/// Embeds (when asked and a model is configured) and stores `chunks` as the document's
 /// only chunks, then records the outcome on the document: `processed`, or `failed` with the
 /// reason when embedding failed (the chunks are then stored without vectors, and
 /// reprocessing retries). Storage failures are errors.
@@ -41,10 +59,10 @@ pub async fn process(
     state: &AppState,
     mut document: Document,
     chunks: Vec<Chunk>,
-    embed: bool,
-    replace_existing: bool,
-) -> Result<Document, ApiError> {
-    let embedder = Embedder::from_state(state).filter(|_| embed);
+    embeddings: Embeddings,
+    earlier: EarlierChunks,
+) -> Result<Document, StoreError> {
+    let embedder = Embedder::from_state(state).filter(|_| embeddings == Embeddings::Generate);
     let contents: Vec<String> = chunks.iter().map(|c| c.content.clone()).collect();
     let (vectors, error) = match &embedder {
         None => (None, None),
@@ -73,7 +91,7 @@ pub async fn process(
                 id: crate::domain::new_id(),
                 document_id: document.id.clone(),
                 content_hash: sha256_hex(chunk.content.as_bytes()),
-                token_count: u32::try_from(crate::chat::estimate_tokens(&chunk.content)).ok(),
+                token_count: u32::try_from(crate::llm::estimate_tokens(&chunk.content)).ok(),
                 start_char: Some(chunk.start_char as u64),
                 end_char: Some(chunk.end_char as u64),
                 content: chunk.content,
@@ -92,7 +110,7 @@ pub async fn process(
         .collect();
     let count = items.len() as u32;
     let stored = async {
-        if replace_existing {
+        if earlier == EarlierChunks::Replace {
             state.store.delete_chunks(&document.id).await?;
         }
         state.store.put_chunks(items).await
@@ -129,7 +147,7 @@ pub async fn process(
             {
                 tracing::warn!(document_id = %document.id, error = %mark, "could not mark the document failed");
             }
-            Err(e.into())
+            Err(e)
         }
     }
 }

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::bm25;
 use super::embedding::{Embedder, cosine};
-use super::model::{Document, DocumentChunk};
 use crate::AppState;
+use crate::domain::{Document, DocumentChunk};
 use crate::error::ApiError;
 use crate::store::StoreError;
 use crate::store::documents::ChunkItem;

@@ -35,6 +35,38 @@ pub struct Message {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<JsonObject>,
     pub created_at: DateTime<Utc>,
+    /// The user's rating of an assistant message, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<Feedback>,
+}
+
+/// A closed set: a rating is a thumb up or down, nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Rating {
+    Up,
+    Down,
+}
+
+/// What a user said about an answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Feedback {
+    pub rating: Rating,
+    pub comment: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Feedback {
+    /// The longest comment kept with a rating.
+    pub const MAX_COMMENT_CHARS: usize = 2_000;
+
+    pub fn new(rating: Rating, comment: Option<String>) -> Self {
+        Self {
+            rating,
+            comment,
+            updated_at: super::now(),
+        }
+    }
 }
 
 /// The longest message either dialect takes: it keeps a message, with its metadata, well
@@ -105,6 +137,7 @@ impl MessageDraft {
             finish_reason: self.finish_reason,
             metadata: self.metadata,
             created_at: super::now(),
+            feedback: None,
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The chat domain: conversations and their messages, and FreeChat's characters and chat
-//! sessions over them, independent of wire dialect and storage.
+//! The chat domain: conversations and their messages, FreeChat's characters and chat
+//! sessions over them, and the documents retrieval draws on, independent of wire dialect
+//! and storage.
 
 mod character;
 mod conversation;
+mod document;
 mod message;
 mod session;
 mod workflow;
@@ -11,7 +13,12 @@ pub use character::{
     Backend, BackendSettings, Character, CharacterInfo, Persona, QuotaType, Visibility,
 };
 pub use conversation::{Conversation, ConversationPatch, ConversationStatus, NewConversation};
-pub use message::{MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, StoredQuestion};
+pub use document::{
+    Document, DocumentChunk, DocumentPatch, DocumentStatus, DocumentType, NewDocument, sha256_hex,
+};
+pub use message::{
+    Feedback, MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, Rating, StoredQuestion,
+};
 pub use session::{ChatSession, ChatSettings, LifetimeUsage, QuotaClaim, QuotaHold};
 pub use workflow::Workflow;
 

@@ -5,6 +5,7 @@
 mod bedrock;
 mod openai;
 mod providers;
+mod tokens;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::domain::MessageRole;
 pub use bedrock::Bedrock;
 pub use openai::OpenAiCompatible;
 pub use providers::{Provider, Providers};
+pub use tokens::{estimate_tokens, estimated_usage};
 
 /// One message of a prompt, in the Chat Completions wire shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,6 +4,8 @@
 //! Today this holds FreeChat's chat-session rules, which its own send and a Chatter turn in
 //! the same chat both obey; the chat turn itself is `crate::chat`.
 
+pub mod documents;
+pub mod feedback;
 pub mod sessions;
 
 use crate::error::ApiError;

@@ -323,6 +323,66 @@ impl Store {
         tokio::try_join!(page, total)
     }
 
+    /// A page of the caller's conversations whose title contains `text` (case-insensitive),
+    /// most recently updated first, and how many match. Titles are matched here, not by a
+    /// filter expression: DynamoDB's `contains` is case-sensitive, and a filter reads (and
+    /// bills) the same items as this does.
+    pub async fn search_conversations(
+        &self,
+        user_id: &str,
+        text: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<Conversation>, u64), StoreError> {
+        let wanted = text.to_lowercase();
+        let partition = Partition::of_gsi1(keys::user_conversations_pk(user_id)).backward();
+        let mut matches = Vec::new();
+        for item in self.query(partition).await? {
+            let conversation = from_item::<ConversationItem>(item)?.conversation;
+            if conversation.title.to_lowercase().contains(&wanted) {
+                matches.push(conversation);
+            }
+        }
+        let total = matches.len() as u64;
+        Ok((
+            matches.into_iter().skip(offset).take(limit).collect(),
+            total,
+        ))
+    }
+
+    /// Replaces the conversation's title only if it is still `expected`: a title written for
+    /// the user never replaces one the user chose meanwhile (`Conflict` then). It leaves
+    /// `updated_at` alone, so the conversation keeps its place in the recency order.
+    pub async fn replace_title(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        expected: &str,
+        title: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(conversation_key(conversation_id)))
+            .update_expression("SET title = :title")
+            .condition_expression("user_id = :uid AND title = :expected")
+            .expression_attribute_values(":uid", s(user_id))
+            .expression_attribute_values(":expected", s(expected))
+            .expression_attribute_values(":title", s(title))
+            .send()
+            .await;
+        match result {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            other => other.map(|_| ()).map_err(classify),
+        }
+    }
+
     /// Applies the patch to the caller's conversation and returns the result.
     pub async fn update_conversation(
         &self,
@@ -731,13 +791,14 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes one of the caller's messages; the conversation's counters drop by what it held.
-    pub async fn delete_message(
+    /// One message of the caller's conversation, found by its id; `NotFound` whether the
+    /// message or the conversation is missing or the conversation is someone else's.
+    pub async fn message(
         &self,
         user_id: &str,
         conversation_id: &str,
         message_id: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Message, StoreError> {
         let lookup = async {
             let output = self
                 .client()
@@ -758,13 +819,19 @@ impl Store {
             from_item::<MessageItem>(item)
         };
         let (_, item) = tokio::try_join!(self.conversation(user_id, conversation_id), lookup)?;
-        self.remove_messages(
-            user_id,
-            conversation_id,
-            &[item.message],
-            StoreError::NotFound,
-        )
-        .await
+        Ok(item.message)
+    }
+
+    /// Deletes one of the caller's messages; the conversation's counters drop by what it held.
+    pub async fn delete_message(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        let message = self.message(user_id, conversation_id, message_id).await?;
+        self.remove_messages(user_id, conversation_id, &[message], StoreError::NotFound)
+            .await
     }
 
     /// Removes the caller's newest `count` messages (every one when `count` is `None`) and

@@ -14,7 +14,7 @@ use super::conversations::{attr, n, s, timestamp};
 use super::items::{Item, from_item, to_item};
 use super::ops::Partition;
 use super::{Store, StoreError, classify, keys};
-use crate::documents::model::{Document, DocumentChunk, DocumentPatch};
+use crate::domain::{Document, DocumentChunk, DocumentPatch};
 
 /// Bytes of text per text item: far below the 400 KB item limit, whatever the attributes.
 const TEXT_PART_BYTES: usize = 256 * 1024;
@@ -474,39 +474,30 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::documents::model::{DocumentStatus, DocumentType};
+    use crate::domain::{DocumentStatus, DocumentType, NewDocument};
 
     fn document() -> Document {
-        let now = crate::domain::now();
-        Document {
-            id: "d-1".into(),
-            owner_id: "alice".into(),
-            title: Some("Guide".into()),
-            description: None,
-            tags: Some(vec!["a".into(), "b".into()]),
-            extra_metadata: None,
-            is_public: false,
-            filename: "guide.md".into(),
-            original_filename: "guide.md".into(),
-            file_size: 12,
-            file_hash: "00".into(),
-            mime_type: "text/markdown".into(),
-            document_type: DocumentType::Markdown,
-            status: DocumentStatus::Processed,
-            processing_started_at: Some(now),
-            processing_completed_at: Some(now),
-            processing_error: None,
-            chunk_size: 1000,
-            chunk_overlap: 200,
-            chunk_count: 1,
-            version: 1,
-            parent_document_id: None,
-            view_count: 0,
-            search_count: 0,
-            last_accessed_at: None,
-            created_at: now,
-            updated_at: now,
-        }
+        let mut document = Document::create(
+            "alice",
+            NewDocument {
+                title: Some("Guide".into()),
+                description: None,
+                tags: Some(vec!["a".into(), "b".into()]),
+                is_public: false,
+                filename: "guide.md".into(),
+                file_size: 12,
+                file_hash: "00".into(),
+                mime_type: "text/markdown".into(),
+                document_type: DocumentType::Markdown,
+                chunk_size: 1000,
+                chunk_overlap: 200,
+            },
+        );
+        document.id = "d-1".into();
+        document.status = DocumentStatus::Processed;
+        document.processing_completed_at = Some(crate::domain::now());
+        document.chunk_count = 1;
+        document
     }
 
     fn chunk() -> DocumentChunk {

@@ -3,6 +3,7 @@
 mod characters;
 mod conversations;
 pub mod documents;
+mod feedback;
 pub mod idempotency;
 pub mod items;
 pub mod keys;
@@ -21,6 +22,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls;
 
 pub use conversations::{ConversationRecord, QuotaChange, QuotaState};
+pub use feedback::FeedbackCounts;
 pub use rate_limit::RateLimitStatus;
 pub use sessions::ChatRecord;
 pub use stats::{Execution, ExecutionStats, ToolFigures};

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
+use super::feedback::{self, FeedbackCounts};
 use super::{Store, StoreError, classify, keys};
 use crate::tools::UNKNOWN_TOOL;
 
@@ -40,6 +41,8 @@ pub struct ExecutionStats {
     pub tools: BTreeMap<String, ToolFigures>,
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// The ratings standing on the user's answers (see `feedback`).
+    pub feedback: FeedbackCounts,
 }
 
 const WORKFLOW: &str = "workflow:";
@@ -69,7 +72,7 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
 }
 
 impl Store {
-    fn stats_key(user_id: &str) -> [(String, AttributeValue); 2] {
+    pub(super) fn stats_key(user_id: &str) -> [(String, AttributeValue); 2] {
         [
             (keys::PK.into(), AttributeValue::S(keys::user_pk(user_id))),
             (
@@ -179,6 +182,10 @@ impl Store {
             max_ms: number(&item, "max_ms").unwrap_or(0),
             cache_hits: number(&item, "cache_hits").unwrap_or(0),
             cache_misses: number(&item, "cache_misses").unwrap_or(0),
+            feedback: FeedbackCounts {
+                up: number(&item, feedback::UP).unwrap_or(0),
+                down: number(&item, feedback::DOWN).unwrap_or(0),
+            },
             ..Default::default()
         };
         for name in item.keys() {

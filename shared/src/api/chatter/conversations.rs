@@ -204,6 +204,21 @@ impl PageQuery {
     }
 }
 
+/// The list's paging, and what its titles must contain.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListConversationsQuery {
+    /// Number of results per page (1 to 100).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// Number of results to skip.
+    #[param(minimum = 0, maximum = 1000000)]
+    pub offset: Option<i64>,
+    /// Only conversations whose title contains this text, ignoring case; `total` counts them.
+    #[param(max_length = 255)]
+    pub q: Option<String>,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GetConversationQuery {
@@ -270,9 +285,9 @@ pub async fn create_conversation(
 
 #[utoipa::path(
     get, path = "/api/v1/chat/conversations", tag = "conversations",
-    params(PageQuery),
+    params(ListConversationsQuery),
     responses(
-        (status = 200, description = "The caller's conversations, most recently updated first", body = ConversationSearchResponse),
+        (status = 200, description = "The caller's conversations (with `q`, those whose title contains it), most recently updated first", body = ConversationSearchResponse),
         (status = 422, description = "Invalid paging", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -280,13 +295,29 @@ pub async fn create_conversation(
 pub async fn list_conversations(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<ListConversationsQuery>,
 ) -> ApiResult<Json<ConversationSearchResponse>> {
-    let (limit, offset) = query.page(20)?;
-    let (conversations, total) = state
-        .store
-        .list_conversations(&caller.user_id, limit, offset)
-        .await?;
+    let (limit, offset) = PageQuery {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .page(20)?;
+    let mut v = Violations::new();
+    v.length(query.q.as_deref(), 0, MAX_TITLE_CHARS, &["query", "q"]);
+    v.finish()?;
+    let store = &state.store;
+    let (conversations, total) = match query.q.as_deref().map(str::trim) {
+        Some(text) if !text.is_empty() => {
+            store
+                .search_conversations(&caller.user_id, text, limit, offset)
+                .await?
+        }
+        _ => {
+            store
+                .list_conversations(&caller.user_id, limit, offset)
+                .await?
+        }
+    };
     Ok(Json(ConversationSearchResponse {
         conversations,
         total,

@@ -3,4 +3,5 @@
 pub mod chat;
 pub mod conversations;
 pub mod documents;
+pub mod feedback;
 pub mod workflows;

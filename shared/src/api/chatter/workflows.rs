@@ -112,6 +112,12 @@ pub struct ToolStats {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackStats {
+    pub up: u64,
+    pub down: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PerformanceStatsResponse {
     pub total_executions: u64,
     pub avg_execution_time_ms: u64,
@@ -122,6 +128,8 @@ pub struct PerformanceStatsResponse {
     #[schema(value_type = Object)]
     pub cache_stats: serde_json::Value,
     pub tool_stats: BTreeMap<String, ToolStats>,
+    /// Answers the user rates up and down now (a withdrawn or changed rating counts no more).
+    pub feedback: FeedbackStats,
     /// Seconds since the epoch.
     pub timestamp: f64,
 }
@@ -164,6 +172,10 @@ pub async fn performance_stats(
                 )
             })
             .collect(),
+        feedback: FeedbackStats {
+            up: stats.feedback.up,
+            down: stats.feedback.down,
+        },
         timestamp: Utc::now().timestamp_millis() as f64 / 1000.0,
     }))
 }

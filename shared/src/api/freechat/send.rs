@@ -15,7 +15,7 @@ use super::sessions::{backend_model, chat_settings, scene_prompt, session_prompt
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::chat::{ChatInput, Turn, TurnEvent, estimated_usage};
+use crate::chat::{ChatInput, Turn, TurnEvent};
 use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
@@ -25,6 +25,7 @@ use crate::http::sse;
 use crate::http::validate::Violations;
 use crate::llm::{
     CompletionRequest, CompletionStream, PromptMessage, Provider, StreamEvent, Usage,
+    estimated_usage,
 };
 use crate::metrics::Dialect;
 use crate::service::sessions::{ReadyChat, default_backend, ready_chat, visible_character};

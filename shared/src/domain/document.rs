@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::JsonObject;
+use super::JsonObject;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
@@ -113,7 +113,58 @@ pub struct Document {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What an upload decides about a new document; the rest starts as a processing begins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDocument {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub is_public: bool,
+    /// The uploaded name, already reduced to a safe base name.
+    pub filename: String,
+    pub file_size: u64,
+    pub file_hash: String,
+    pub mime_type: String,
+    pub document_type: DocumentType,
+    pub chunk_size: u32,
+    pub chunk_overlap: u32,
+}
+
 impl Document {
+    /// A new document of `owner_id`, its first processing starting now.
+    pub fn create(owner_id: &str, new: NewDocument) -> Self {
+        let now = super::now();
+        Self {
+            id: super::new_id(),
+            owner_id: owner_id.to_owned(),
+            title: new.title,
+            description: new.description,
+            tags: new.tags,
+            extra_metadata: None,
+            is_public: new.is_public,
+            original_filename: new.filename.clone(),
+            filename: new.filename,
+            file_size: new.file_size,
+            file_hash: new.file_hash,
+            mime_type: new.mime_type,
+            document_type: new.document_type,
+            status: DocumentStatus::Processing,
+            processing_started_at: Some(now),
+            processing_completed_at: None,
+            processing_error: None,
+            chunk_size: new.chunk_size,
+            chunk_overlap: new.chunk_overlap,
+            chunk_count: 0,
+            version: 1,
+            parent_document_id: None,
+            view_count: 0,
+            search_count: 0,
+            last_accessed_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// What a citation calls the document: its title, else the name it was uploaded under.
     pub fn display_title(&self) -> &str {
         self.title
