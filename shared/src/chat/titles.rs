@@ -52,11 +52,8 @@ impl PendingTitle {
         let request = CompletionRequest {
             model: config.model.clone().unwrap_or_else(|| model.to_owned()),
             messages: vec![
-                PromptMessage::new("system", INSTRUCTION),
-                PromptMessage::new(
-                    "user",
-                    message.chars().take(MESSAGE_CHARS).collect::<String>(),
-                ),
+                PromptMessage::system(INSTRUCTION),
+                PromptMessage::user(message.chars().take(MESSAGE_CHARS).collect::<String>()),
             ],
             temperature: Some(0.2),
             max_tokens: Some(TITLE_TOKENS),
