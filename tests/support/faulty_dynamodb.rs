@@ -1,7 +1,11 @@
 //! A proxy in front of the embedded DynamoDB that can make chosen operations fail, the way
-//! DynamoDB does under throttling or an outage.
+//! DynamoDB does under throttling or an outage, add a fixed latency to every call (as a
+//! network hop to DynamoDB in AWS does), and note each call it forwarded: when it started and
+//! ended, and the capacity it consumed, for the latency benchmark (bench/src/latency.rs).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -32,8 +36,23 @@ impl Fault {
     }
 }
 
+/// One call the proxy forwarded.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `GetItem`, `TransactWriteItems`, ...
+    pub operation: String,
+    /// When the request reached the proxy, and when its answer left it (added latency included).
+    pub started: Instant,
+    pub ended: Instant,
+    /// Capacity units the call consumed, when [`FaultyDynamoDb::count_capacity`] asked for them.
+    pub capacity: f64,
+}
+
 struct Shared {
     upstream: String,
+    latency: Mutex<Duration>,
+    count_capacity: AtomicBool,
+    calls: Mutex<Vec<Call>>,
     /// Built on first use: by then the stack has installed the process's TLS crypto provider,
     /// which reqwest needs before a client can be built.
     http: std::sync::OnceLock<reqwest::Client>,
@@ -51,6 +70,9 @@ impl FaultyDynamoDb {
             upstream: upstream.to_owned(),
             http: std::sync::OnceLock::new(),
             fault: Mutex::new((Fault::None, 0)),
+            latency: Mutex::new(Duration::ZERO),
+            count_capacity: AtomicBool::new(false),
+            calls: Mutex::new(Vec::new()),
         });
         let router = axum::Router::new()
             .fallback(forward)
@@ -64,6 +86,56 @@ impl FaultyDynamoDb {
     pub fn set(&self, fault: Fault) {
         *self.shared.fault.lock().unwrap() = (fault, 0);
     }
+
+    /// Every call from now on is answered `latency` later than the emulator answers it.
+    pub fn set_latency(&self, latency: Duration) {
+        *self.shared.latency.lock().unwrap() = latency;
+    }
+
+    /// Every call from now on asks DynamoDB for the capacity it consumed
+    /// (`ReturnConsumedCapacity: TOTAL`, added to requests that do not ask), noted in its [`Call`].
+    pub fn count_capacity(&self) {
+        self.shared.count_capacity.store(true, Ordering::SeqCst);
+    }
+
+    /// The calls forwarded since the last `take_calls`, in the order they ended.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.shared.calls.lock().unwrap())
+    }
+}
+
+/// Waits `latency` precisely: Tokio's timer rounds up to whole milliseconds, a thread's sleep
+/// is off by tens of microseconds.
+async fn delay(latency: Duration) {
+    if !latency.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(latency)).await;
+    }
+}
+
+/// The request asking for its consumed capacity, unless it already does.
+fn asking_for_capacity(body: Bytes) -> Bytes {
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut request))
+            if !request.contains_key("ReturnConsumedCapacity") =>
+        {
+            request.insert("ReturnConsumedCapacity".into(), "TOTAL".into());
+            Bytes::from(serde_json::Value::Object(request).to_string())
+        }
+        _ => body,
+    }
+}
+
+/// The capacity units an answer reports: one `ConsumedCapacity`, or one per table of a
+/// transaction or batch.
+fn consumed_capacity(body: &[u8]) -> f64 {
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return 0.0;
+    };
+    let units = |c: &serde_json::Value| c["CapacityUnits"].as_f64().unwrap_or_default();
+    match &answer["ConsumedCapacity"] {
+        serde_json::Value::Array(tables) => tables.iter().map(units).sum(),
+        one => units(one),
+    }
 }
 
 async fn forward(
@@ -73,6 +145,14 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = Instant::now();
+    let latency = *shared.latency.lock().unwrap();
+    let counting = shared.count_capacity.load(Ordering::SeqCst);
+    let body = if counting {
+        asking_for_capacity(body)
+    } else {
+        body
+    };
     let operation = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -108,6 +188,7 @@ async fn forward(
         }
     };
     if let Some((status, body)) = refuse {
+        delay(latency).await;
         return (
             status,
             [("content-type", "application/x-amz-json-1.0")],
@@ -132,6 +213,17 @@ async fn forward(
             let status = upstream.status();
             let headers = upstream.headers().clone();
             let body = upstream.bytes().await.unwrap_or_default();
+            delay(latency).await;
+            shared.calls.lock().unwrap().push(Call {
+                operation,
+                started,
+                ended: Instant::now(),
+                capacity: if counting {
+                    consumed_capacity(&body)
+                } else {
+                    0.0
+                },
+            });
             let mut response = (status, body).into_response();
             for (name, value) in &headers {
                 if name != "content-length" && name != "transfer-encoding" {
