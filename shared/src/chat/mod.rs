@@ -7,4 +7,4 @@ mod turn;
 
 pub use prompt::{estimate_tokens, estimated_usage};
 pub use templates::{Template, Workflow};
-pub use turn::{ChatInput, SessionTurn, Turn, TurnEvent, TurnOutcome};
+pub use turn::{ChatInput, Delivery, SessionTurn, Turn, TurnEvent, TurnOutcome, within_rate_limit};

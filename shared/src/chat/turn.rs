@@ -15,9 +15,14 @@ use crate::domain::{
     QuotaClaim, QuotaHold, StoredQuestion,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::llm::{CompletionRequest, PromptMessage, Provider, StreamEvent, ToolCall, Usage};
+use crate::llm::{
+    Completion, CompletionRequest, CompletionStream, PromptMessage, Provider, StreamEvent,
+    ToolCall, Usage,
+};
 use crate::metrics::{Dialect, Failure, Stage, TurnMetrics};
-use crate::store::{ChatRecord, ConversationRecord, Execution, QuotaChange, StoreError};
+use crate::store::{
+    ChatRecord, ConversationRecord, Execution, PendingCount, QuotaChange, StoreError,
+};
 use crate::tools::{ToolRun, Toolset};
 
 /// How many recent messages are read to fill the context window.
@@ -59,6 +64,22 @@ pub struct ChatInput {
     pub resume: Option<StoredQuestion>,
     /// The API the turn was asked through, for its metrics.
     pub dialect: Dialect,
+    /// Whether the answer is awaited whole or streamed: the first model call is made as the
+    /// turn begins, beside storing the question.
+    pub delivery: Delivery,
+    /// The request's rate-limit count, still running: awaited beside the turn's reads, before
+    /// anything is written or the model is called. `None`: counted already.
+    pub count: Option<PendingCount>,
+}
+
+/// How a turn's answer reaches its caller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// Whole, once it is stored (`/chat`, FreeChat's `/send`).
+    #[default]
+    Answer,
+    /// Token by token (`/streaming`, FreeChat's `/send/stream`).
+    Stream,
 }
 
 /// A turn in a FreeChat chat, admitted by its rules (`crate::service::sessions`): the chat as
@@ -87,6 +108,117 @@ pub struct Turn {
     /// What the turn holds of its chat's quota until its answer is stored.
     held: Option<QuotaHold>,
     dialect: Dialect,
+    /// The first model call, made while the question was being stored.
+    opened: Option<Opened>,
+}
+
+/// The first model call of a turn, sent beside storing its question: the whole answer, or the
+/// opened stream whose tokens wait (in the connection) until the question is stored.
+enum Opened {
+    Answer(Result<Completion, ApiError>),
+    Stream(Result<CompletionStream, ApiError>),
+}
+
+impl Opened {
+    async fn open(
+        provider: &Provider,
+        request: &CompletionRequest,
+        delivery: Delivery,
+        deadline: Deadline,
+    ) -> Self {
+        let late = || deadline.exceeded();
+        match delivery {
+            Delivery::Answer => Self::Answer(
+                tokio::time::timeout_at(deadline.at, provider.client.complete(request))
+                    .await
+                    .map_or_else(|_| Err(late()), |c| c.map_err(ApiError::from)),
+            ),
+            Delivery::Stream => Self::Stream(
+                tokio::time::timeout_at(deadline.at, provider.client.stream(request))
+                    .await
+                    .map_or_else(|_| Err(late()), |c| c.map_err(ApiError::from)),
+            ),
+        }
+    }
+}
+
+/// Waits for the request's rate-limit count, if it is still running: over a limit, the
+/// turn ends with the 429 before it writes anything or calls the model.
+pub async fn within_rate_limit(count: Option<&PendingCount>) -> ApiResult<()> {
+    match count {
+        Some(count) => count.admitted().await.map(drop),
+        None => Ok(()),
+    }
+}
+
+/// Where a turn's question goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A conversation the turn creates with it.
+    NewConversation,
+    Existing,
+}
+
+/// What storing a turn's question leaves: the conversation as written, the stored question,
+/// and the quota the turn holds.
+struct StoredQuestionOf {
+    record: ConversationRecord,
+    question: Message,
+    held: Option<QuotaHold>,
+}
+
+/// Stores the turn's question: in a new conversation (one transaction with it), or appended to
+/// its conversation with the quota it claims. A question asked before, by a try that failed,
+/// is already stored and holds no quota any more.
+async fn store_question(
+    state: &AppState,
+    (record, place): (ConversationRecord, Place),
+    question: MessageDraft,
+    claim: Option<QuotaClaim>,
+    asked: Option<Message>,
+) -> ApiResult<StoredQuestionOf> {
+    if let Some(question) = asked {
+        return Ok(StoredQuestionOf {
+            record,
+            question,
+            held: None,
+        });
+    }
+    let held = claim.as_ref().map(|c| c.hold);
+    let (record, mut stored) = if place == Place::NewConversation {
+        state
+            .store
+            .create_conversation_with(record, vec![question])
+            .await?
+    } else {
+        let quota = claim.map_or(QuotaChange::None, QuotaChange::Claim);
+        state
+            .store
+            .append_with_quota(record, vec![question], &quota)
+            .await?
+    };
+    Ok(StoredQuestionOf {
+        record,
+        question: stored.remove(0),
+        held,
+    })
+}
+
+/// Runs `work` (retrieval, the prompt, the first model call) beside `storing` the question.
+/// The store always runs to its end; when it fails, `work` is dropped at once (an open model
+/// request is cancelled, so the provider stops) and the store's error is the turn's.
+async fn beside_the_question<S, W>(
+    storing: impl Future<Output = ApiResult<S>>,
+    work: impl Future<Output = W>,
+) -> ApiResult<(S, W)> {
+    tokio::pin!(storing, work);
+    tokio::select! {
+        stored = &mut storing => {
+            let stored = stored?;
+            Ok((stored, work.await))
+        }
+        done = &mut work => Ok((storing.await?, done)),
+    }
 }
 
 /// The stored answer of a finished turn.
@@ -245,40 +377,51 @@ impl Turn {
         let target = target.or(resumed.as_ref().map(|q| q.conversation_id.clone()));
         // One more message is read for a resumed question: the question itself.
         let resumed_one = usize::from(resumed.is_some());
-        let (record, mut history, mut session) = match (session, &target) {
-            (Some(session), _) => {
-                let limit = session.history_window + resumed_one;
-                let mut newest = state.store.newest_messages(&session.chat, limit).await?;
-                newest.reverse();
-                (session.chat.record.clone(), newest, Some(session))
-            }
-            (None, Some(id)) => {
-                let (record, history) = state
-                    .store
-                    .conversation_with_messages(user_id, id, HISTORY_FETCH + resumed_one)
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::NotFound => {
-                            ApiError::NotFound("Conversation not found.".into())
-                        }
-                        other => other.into(),
-                    })?;
-                (record, history, None)
-            }
-            (None, None) => (
-                ConversationRecord::new(Conversation::create(
-                    user_id,
-                    NewConversation {
-                        title: title_from(&input.message),
-                        llm_provider: input.provider.clone(),
-                        ..Default::default()
-                    },
-                )),
-                Vec::new(),
-                None,
-            ),
+        // The rate-limit count and the reads the prompt needs go out together: one DynamoDB
+        // step before the question is stored and the model called, side by side.
+        let admitted = within_rate_limit(input.count.as_ref());
+        let reads = async {
+            Ok::<_, ApiError>(match (session, &target) {
+                (Some(session), _) => {
+                    let limit = session.history_window + resumed_one;
+                    let mut newest = state.store.newest_messages(&session.chat, limit).await?;
+                    newest.reverse();
+                    (session.chat.record.clone(), newest, Some(session))
+                }
+                (None, Some(id)) => {
+                    let (record, history) = state
+                        .store
+                        .conversation_with_messages(user_id, id, HISTORY_FETCH + resumed_one)
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::NotFound => {
+                                ApiError::NotFound("Conversation not found.".into())
+                            }
+                            other => other.into(),
+                        })?;
+                    (record, history, None)
+                }
+                (None, None) => (
+                    ConversationRecord::new(Conversation::create(
+                        user_id,
+                        NewConversation {
+                            title: title_from(&input.message),
+                            llm_provider: input.provider.clone(),
+                            ..Default::default()
+                        },
+                    )),
+                    Vec::new(),
+                    None,
+                ),
+            })
         };
-        let creating = target.is_none();
+        let (admitted, reads) = tokio::join!(admitted, reads);
+        admitted?;
+        let (record, mut history, mut session) = reads?;
+        let place = match target {
+            None => Place::NewConversation,
+            Some(_) => Place::Existing,
+        };
         let asked = resumed.and_then(|question| {
             history
                 .last()
@@ -359,101 +502,101 @@ impl Turn {
             .or(template.and_then(|t| t.max_tool_calls))
             .unwrap_or(DEFAULT_MAX_TOOL_CALLS) as usize;
 
-        // Stored before retrieval and tool discovery: neither an embedding provider nor an
-        // MCP server that fails may lose the user's message.
+        // The question's store runs to its end whatever retrieval, discovery or the model do:
+        // neither an embedding provider nor an MCP server that fails may lose it.
         let message = input.message;
         let mut user = MessageDraft::new(MessageRole::User, message.clone());
         user.metadata = input.user_metadata;
         // A hold outlives the longest turn, so that it counts for as long as its turn runs.
         let claim = quota.as_ref().and_then(|quota| {
             let expires_at = crate::domain::now()
-                + turn_timeout(state, true)
+                + turn_timeout(state, Delivery::Stream)
                 + Duration::from_secs(QUOTA_HOLD_MARGIN_SECS);
             QuotaClaim::of(quota, prompt::estimate_tokens(&message) as u64, expires_at)
         });
-        let (record, user_message, held) = match asked {
-            // Asked before, by a try that failed; it holds no quota any more.
-            Some(question) => (record, question, None),
-            None => {
-                let held = claim.as_ref().map(|c| c.hold);
-                let (record, mut stored) = if creating {
-                    state
-                        .store
-                        .create_conversation_with(record, vec![user])
-                        .await?
+        let deadline = Deadline::of(state, started, input.delivery);
+        let storing = store_question(state, (record, place), user, claim, asked);
+        // Retrieval and tool discovery need no stored question, and the model needs only the
+        // prompt: all of it goes out while the question is being stored.
+        let preparing = async {
+            let discovery = async {
+                if matches!(workflow, Workflow::Tools | Workflow::Full) {
+                    let discovered = Toolset::discover(&state.mcp).await;
+                    match template.filter(|t| !t.required_tools.is_empty()) {
+                        Some(t) => discovered.only(t.required_tools),
+                        None => discovered,
+                    }
                 } else {
-                    let quota = claim.map_or(QuotaChange::None, QuotaChange::Claim);
-                    state
-                        .store
-                        .append_with_quota(record, vec![user], &quota)
-                        .await?
-                };
-                (record, stored.remove(0), held)
-            }
-        };
-        let question = StoredQuestion {
-            conversation_id: record.conversation.id.clone(),
-            message_id: user_message.id.clone(),
-        };
-
-        let deadline = started + turn_timeout(state, false);
-        let discovery = async {
-            if matches!(workflow, Workflow::Tools | Workflow::Full) {
-                let discovered = Toolset::discover(&state.mcp).await;
-                match template.filter(|t| !t.required_tools.is_empty()) {
-                    Some(t) => discovered.only(t.required_tools),
-                    None => discovered,
+                    Toolset::default()
                 }
+            };
+            let retrieval_started = Instant::now();
+            let retrieval = async {
+                if matches!(workflow, Workflow::Rag | Workflow::Full) {
+                    documents::retrieve(
+                        state,
+                        RetrievalQuery {
+                            user_id,
+                            query: &message,
+                            limit: retrieval_limit,
+                            score_threshold,
+                            document_ids: input.document_ids.as_deref(),
+                        },
+                    )
+                    .await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            let (toolset, sources, retrieval_ms) = tokio::time::timeout_at(
+                (started + turn_timeout(state, Delivery::Answer)).into(),
+                async {
+                    tokio::join!(discovery, async {
+                        let sources = retrieval.await;
+                        (sources, retrieval_started.elapsed().as_millis() as u64)
+                    })
+                },
+            )
+            .await
+            .map_err(|_| deadline_exceeded(turn_timeout(state, Delivery::Answer), Delivery::Answer))
+            .and_then(|(toolset, (sources, ms))| Ok((toolset, sources?, ms)))?;
+            let system = if matches!(workflow, Workflow::Rag | Workflow::Full) {
+                Some(prompt::with_sources(system_prompt.as_deref(), &sources))
             } else {
-                Toolset::default()
-            }
+                system_prompt
+            };
+            let request = CompletionRequest {
+                model,
+                messages: prompt::build(system.as_deref(), &history, memory, &message, budget),
+                temperature,
+                max_tokens,
+                tools: toolset.specs(),
+            };
+            let opened = Opened::open(
+                &provider,
+                &round_request(&request, request.messages.clone(), max_tool_calls),
+                input.delivery,
+                deadline,
+            )
+            .await;
+            Ok::<_, ApiError>((toolset, sources, retrieval_ms, request, opened))
         };
-        let retrieval_started = Instant::now();
-        let retrieval = async {
-            if matches!(workflow, Workflow::Rag | Workflow::Full) {
-                documents::retrieve(
-                    state,
-                    RetrievalQuery {
-                        user_id,
-                        query: &message,
-                        limit: retrieval_limit,
-                        score_threshold,
-                        document_ids: input.document_ids.as_deref(),
-                    },
-                )
-                .await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let prepared = tokio::time::timeout_at(deadline.into(), async {
-            tokio::join!(discovery, async {
-                let sources = retrieval.await;
-                (sources, retrieval_started.elapsed().as_millis() as u64)
-            })
-        })
-        .await
-        .map_err(|_| deadline_exceeded(turn_timeout(state, false), false))
-        .and_then(|(toolset, (sources, ms))| Ok((toolset, sources?, ms)));
-        let (toolset, sources, retrieval_ms) = match prepared {
+        let (stored, prepared) = beside_the_question(storing, preparing).await?;
+        let StoredQuestionOf {
+            record,
+            question: user_message,
+            held,
+        } = stored;
+        let (toolset, sources, retrieval_ms, request, opened) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
+                let question = StoredQuestion {
+                    conversation_id: record.conversation.id.clone(),
+                    message_id: user_message.id.clone(),
+                };
                 release_hold(state, &record.conversation.id, held).await;
                 return Err(error.after_question(question));
             }
-        };
-
-        let system = if matches!(workflow, Workflow::Rag | Workflow::Full) {
-            Some(prompt::with_sources(system_prompt.as_deref(), &sources))
-        } else {
-            system_prompt
-        };
-        let request = CompletionRequest {
-            model,
-            messages: prompt::build(system.as_deref(), &history, memory, &message, budget),
-            temperature,
-            max_tokens,
-            tools: toolset.specs(),
         };
         Ok(Self {
             record,
@@ -468,22 +611,39 @@ impl Turn {
             started,
             held,
             dialect: input.dialect,
+            opened: Some(opened),
         })
     }
 
     /// One model call. Streaming forwards each token as it arrives and notices a client
     /// that has gone away.
     async fn call_model(
-        &self,
+        &mut self,
         request: &CompletionRequest,
         events: Option<&mpsc::Sender<TurnEvent>>,
         deadline: Deadline,
     ) -> (Round, RoundEnd) {
+        let delivery = match events {
+            Some(_) => Delivery::Stream,
+            None => Delivery::Answer,
+        };
+        // The first call was made as the turn began; one made for the other delivery (a
+        // caller that asked for one and ran the other) is made again.
+        let opened = match self.opened.take() {
+            Some(opened) => opened,
+            None => Opened::open(&self.provider, request, delivery, deadline).await,
+        };
+        let opened = match (opened, delivery) {
+            (opened @ Opened::Answer(_), Delivery::Answer)
+            | (opened @ Opened::Stream(_), Delivery::Stream) => opened,
+            _ => Opened::open(&self.provider, request, delivery, deadline).await,
+        };
         let Some(events) = events else {
-            let completion =
-                tokio::time::timeout_at(deadline.at, self.provider.client.complete(request)).await;
+            let Opened::Answer(completion) = opened else {
+                unreachable!("an answer was opened for a turn without events")
+            };
             return match completion {
-                Ok(Ok(c)) => (
+                Ok(c) => (
                     Round {
                         content: c.content,
                         tool_calls: c.tool_calls,
@@ -493,17 +653,16 @@ impl Turn {
                     },
                     RoundEnd::Complete,
                 ),
-                Ok(Err(e)) => (Round::default(), RoundEnd::Failed(e.into())),
-                Err(_) => (Round::default(), RoundEnd::Failed(deadline.exceeded())),
+                Err(e) => (Round::default(), RoundEnd::Failed(e)),
             };
         };
         let mut round = Round::default();
-        let opened =
-            tokio::time::timeout_at(deadline.at, self.provider.client.stream(request)).await;
+        let Opened::Stream(opened) = opened else {
+            unreachable!("a stream was opened for a turn with events")
+        };
         let mut chunks = match opened {
-            Ok(Ok(chunks)) => chunks,
-            Ok(Err(e)) => return (round, RoundEnd::Failed(e.into())),
-            Err(_) => return (round, RoundEnd::Failed(deadline.exceeded())),
+            Ok(chunks) => chunks,
+            Err(e) => return (round, RoundEnd::Failed(e)),
         };
         loop {
             let Ok(next) = tokio::time::timeout_at(deadline.at, chunks.next()).await else {
@@ -560,16 +719,7 @@ impl Turn {
         let mut calls_left = self.max_tool_calls;
         let mut first_token = None;
         loop {
-            let request = CompletionRequest {
-                messages: messages.clone(),
-                // Once the limit is reached the model gets no tools, so it has to answer.
-                tools: if calls_left > 0 {
-                    self.request.tools.clone()
-                } else {
-                    Vec::new()
-                },
-                ..self.request.clone()
-            };
+            let request = round_request(&self.request, messages.clone(), calls_left);
             let node_started = Instant::now();
             emit(
                 events,
@@ -838,7 +988,7 @@ impl Turn {
     /// and the error says where.
     pub async fn run(mut self, state: &AppState) -> ApiResult<TurnOutcome> {
         let question = self.question();
-        let deadline = Deadline::of(state, self.started, false);
+        let deadline = Deadline::of(state, self.started, Delivery::Answer);
         let mut generation = self.generate(state, None, deadline).await;
         let error = match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
             RoundEnd::Failed(e) => Some(e),
@@ -867,7 +1017,7 @@ impl Turn {
     /// model fails mid-answer (`finish_reason: "error"`) or the client goes away
     /// (`"interrupted"`).
     pub async fn stream(mut self, state: AppState, events: mpsc::Sender<TurnEvent>) {
-        let deadline = Deadline::of(&state, self.started, true);
+        let deadline = Deadline::of(&state, self.started, Delivery::Stream);
         let mut generation = self.generate(&state, Some(&events), deadline).await;
         let (reason, error, interrupted) =
             match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
@@ -905,46 +1055,63 @@ async fn release_hold(state: &AppState, conversation_id: &str, held: Option<Quot
     }
 }
 
+/// The request of one model call of a turn, with the messages so far.
+fn round_request(
+    turn: &CompletionRequest,
+    messages: Vec<PromptMessage>,
+    calls_left: usize,
+) -> CompletionRequest {
+    CompletionRequest {
+        messages,
+        // Once the limit is reached the model gets no tools, so it has to answer.
+        tools: if calls_left > 0 {
+            turn.tools.clone()
+        } else {
+            Vec::new()
+        },
+        ..turn.clone()
+    }
+}
+
 /// When a turn must have ended: before the function's own timeout, so that the client gets a
 /// clean error and what was said is stored.
 #[derive(Debug, Clone, Copy)]
 struct Deadline {
     at: tokio::time::Instant,
     limit: Duration,
-    streaming: bool,
+    delivery: Delivery,
 }
 
 impl Deadline {
-    fn of(state: &AppState, started: Instant, streaming: bool) -> Self {
-        let limit = turn_timeout(state, streaming);
+    fn of(state: &AppState, started: Instant, delivery: Delivery) -> Self {
+        let limit = turn_timeout(state, delivery);
         Self {
             at: (started + limit).into(),
             limit,
-            streaming,
+            delivery,
         }
     }
 
     fn exceeded(self) -> ApiError {
-        deadline_exceeded(self.limit, self.streaming)
+        deadline_exceeded(self.limit, self.delivery)
     }
 }
 
 /// How long a whole turn may take: a `/chat` answer must come before the gateway's cut, a
 /// stream before the streaming function's timeout.
-fn turn_timeout(state: &AppState, streaming: bool) -> Duration {
-    if streaming {
-        state.config.llm.stream_turn_timeout
-    } else {
-        state.config.llm.turn_timeout
+fn turn_timeout(state: &AppState, delivery: Delivery) -> Duration {
+    match delivery {
+        Delivery::Stream => state.config.llm.stream_turn_timeout,
+        Delivery::Answer => state.config.llm.turn_timeout,
     }
 }
 
-fn deadline_exceeded(limit: Duration, streaming: bool) -> ApiError {
+fn deadline_exceeded(limit: Duration, delivery: Delivery) -> ApiError {
     let mut detail = format!(
         "The answer took longer than the {} s a turn may take and was stopped.",
         limit.as_secs()
     );
-    if !streaming {
+    if delivery == Delivery::Answer {
         detail.push_str(" Long generations should use /api/v1/chat/streaming.");
     }
     ApiError::Upstream {

@@ -216,3 +216,10 @@ mod tests {
         ));
     }
 }
+
+/// What a chat turn's handler is handed beside its body: the question an earlier try stored
+/// (an idempotent retry), and the request's rate-limit count, still running.
+pub type Resumed = (
+    Option<axum::Extension<crate::domain::StoredQuestion>>,
+    Option<axum::Extension<crate::store::PendingCount>>,
+);

@@ -64,6 +64,11 @@ impl ReadyChat {
 
 pub async fn ready_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult<ReadyChat> {
     let chat = own_chat(state, user_id, chat_id).await?;
+    ready(state, user_id, chat).await
+}
+
+/// [`ready_chat`] of a chat already read.
+pub async fn ready(state: &AppState, user_id: &str, chat: ChatRecord) -> ApiResult<ReadyChat> {
     let (character, backends) =
         visible_character(state, user_id, &chat.session.character_uid).await?;
     let backend = backends

@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls;
 
 pub use conversations::{ConversationRecord, QuotaChange, QuotaState};
-pub use rate_limit::RateLimitStatus;
+pub use rate_limit::{PendingCount, RateLimitStatus};
 pub use sessions::ChatRecord;
 pub use stats::{Execution, ExecutionStats, ToolFigures};
 
@@ -69,6 +69,27 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Other(source) => ApiError::Internal(source),
         }
+    }
+}
+
+/// A failure shared by several waiters (a [`PendingCount`]): the same answer as the error itself.
+impl From<Arc<StoreError>> for ApiError {
+    fn from(err: Arc<StoreError>) -> Self {
+        Arc::try_unwrap(err)
+            .unwrap_or_else(|shared| match &*shared {
+                StoreError::NotFound => StoreError::NotFound,
+                StoreError::Conflict => StoreError::Conflict,
+                StoreError::ItemTooLarge { bytes } => StoreError::ItemTooLarge { bytes: *bytes },
+                StoreError::QuotaExceeded { used, limit } => StoreError::QuotaExceeded {
+                    used: *used,
+                    limit: *limit,
+                },
+                StoreError::Unavailable(source) => {
+                    StoreError::Unavailable(anyhow::anyhow!("{source:#}"))
+                }
+                StoreError::Other(source) => StoreError::Other(anyhow::anyhow!("{source:#}")),
+            })
+            .into()
     }
 }
 

@@ -15,14 +15,15 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::chat::{ChatInput, Turn, TurnEvent, TurnOutcome, Workflow, templates};
+use crate::chat::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, Workflow, templates};
 use crate::domain::{Conversation, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, is_id};
+use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, Resumed, is_id};
 use crate::http::idempotency::StreamOutcome;
 use crate::http::middleware::CorrelationId;
 use crate::http::sse::ServerSentEvent;
 use crate::http::validate::Violations;
+use crate::store::PendingCount;
 
 /// Most documents one turn may name for retrieval.
 pub const MAX_DOCUMENT_IDS: usize = 50;
@@ -76,7 +77,8 @@ impl ChatRequest {
     fn into_input(
         self,
         template: Option<&str>,
-        resume: Option<Extension<StoredQuestion>>,
+        delivery: Delivery,
+        (resume, count): Resumed,
     ) -> ApiResult<ChatInput> {
         let mut v = Violations::new();
         v.text(Some(&self.message), MAX_MESSAGE_CHARS, &["body", "message"]);
@@ -134,6 +136,8 @@ impl ChatRequest {
             enable_retrieval: self.enable_retrieval,
             document_ids: self.document_ids,
             resume: resume.map(|Extension(question)| question),
+            count: count.map(|Extension(count)| count),
+            delivery,
             ..Default::default()
         })
     }
@@ -173,9 +177,10 @@ pub async fn chat(
     State(state): State<AppState>,
     caller: Caller,
     resume: Option<Extension<StoredQuestion>>,
+    count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Json<ChatResponse>> {
-    let input = body.into_input(None, resume)?;
+    let input = body.into_input(None, Delivery::Answer, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     Ok(Json(turn.run(&state).await?.into()))
 }
@@ -196,9 +201,10 @@ pub async fn chat_with_template(
     caller: Caller,
     ApiPath(template_name): ApiPath<String>,
     resume: Option<Extension<StoredQuestion>>,
+    count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Json<ChatResponse>> {
-    let input = body.into_input(Some(&template_name), resume)?;
+    let input = body.into_input(Some(&template_name), Delivery::Answer, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     Ok(Json(turn.run(&state).await?.into()))
 }
@@ -301,9 +307,10 @@ pub async fn streaming(
     caller: Caller,
     Extension(CorrelationId(correlation_id)): Extension<CorrelationId>,
     resume: Option<Extension<StoredQuestion>>,
+    count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Response> {
-    let input = body.into_input(None, resume)?;
+    let input = body.into_input(None, Delivery::Stream, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     let outcome = StreamOutcome::answering(turn.question());
     let heartbeat = state.config.sse_heartbeat;
