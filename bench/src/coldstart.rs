@@ -424,7 +424,7 @@ pub async fn init_steps() -> anyhow::Result<()> {
     step("Config::from_vars");
     let store = shared::store::Store::connect(&config).await;
     step("Store::connect");
-    let state = shared::AppState::with_store(config, store);
+    let state = shared::AppState::with_store(config, store)?;
     step("AppState::with_store");
     let router = shared::api::Group::Conversations.service(state.clone());
     step("Group::service");

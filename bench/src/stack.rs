@@ -84,7 +84,7 @@ impl Stack {
         let store = counting_store(&config, &round_trips).await;
         store.ensure_table().await?;
         round_trips.take();
-        let state = AppState::with_store(config.clone(), store);
+        let state = AppState::with_store(config.clone(), store)?;
         Ok(Self {
             dynamodb,
             config,

@@ -91,7 +91,8 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
         Some(_) => format!("data in {}", data_dir.display()),
         None => format!("table {} at {endpoint}", config.table_name),
     };
-    let state = shared::AppState::with_store(config, store);
+    let state = shared::AppState::with_store(config, store)
+        .context("the HTTP client could not be built")?;
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port.parse().context("PORT must be a port number")?,
         Err(_) => DEFAULT_PORT,

@@ -45,12 +45,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub async fn new(config: Config) -> Self {
+    pub async fn new(config: Config) -> Result<Self, reqwest::Error> {
         let store = Store::connect(&config).await;
         Self::with_store(config, store)
     }
 
-    pub fn with_store(config: Config, store: Store) -> Self {
+    /// Fails when the HTTP client cannot be built: a function without its TLS set-up and
+    /// timeouts would fail later and less clearly, so the cold start stops here instead.
+    pub fn with_store(config: Config, store: Store) -> Result<Self, reqwest::Error> {
         install_crypto_provider();
         // One HTTP client per cold start, shared by the LLM providers, MCP and the JWKS fetch;
         // its root certificates are loaded on the first TLS handshake (tls.rs).
@@ -58,14 +60,13 @@ impl AppState {
             .tls_backend_preconfigured(tls::client_config())
             .connect_timeout(config.llm.connect_timeout)
             .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .build()
-            .unwrap_or_default();
-        Self {
+            .build()?;
+        Ok(Self {
             llm: Arc::new(Providers::new(&config.llm, &http)),
             mcp: Arc::new(tools::McpHub::new(&config.mcp_servers, http.clone())),
             auth: Arc::new(Authenticator::new(&config.jwt, http)),
             config: Arc::new(config),
             store,
-        }
+        })
     }
 }

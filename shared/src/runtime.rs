@@ -58,9 +58,8 @@ async fn start((protected, public): Routes) -> Result<axum::Router, Error> {
     let config = crate::secrets::config_from_env()
         .await
         .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    Ok(crate::http::service(
-        AppState::new(config).await,
-        protected,
-        public,
-    ))
+    let state = AppState::new(config)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "the HTTP client could not be built"))?;
+    Ok(crate::http::service(state, protected, public))
 }

@@ -1,20 +1,8 @@
-use api_tests::{FakeLlm, Script, TestApp, assert_general_chat_template};
+use api_tests::{FakeLlm, Script, TestApp, app_with_model, assert_general_chat_template};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const CHAT: &str = "/api/v1/chat/chat";
-
-async fn app_with_model(extra: &[(&str, &str)]) -> (TestApp, FakeLlm) {
-    let fake = FakeLlm::start().await;
-    let mut vars = vec![
-        ("LLM_BASE_URL", fake.base_url.as_str()),
-        ("LLM_MODEL", "fake-model"),
-        ("LLM_PROMPT_PRICE_PER_1K", "1.0"),
-        ("LLM_COMPLETION_PRICE_PER_1K", "2.0"),
-    ];
-    vars.extend_from_slice(extra);
-    (TestApp::spawn_with(&vars).await, fake)
-}
 
 #[tokio::test]
 async fn a_first_message_creates_a_conversation_titled_from_it_and_stores_both_sides() {

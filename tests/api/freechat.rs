@@ -1,6 +1,6 @@
 //! The FreeChat dialect: characters, backends and chat sessions over the same store as Chatter.
 
-use api_tests::{FakeLlm, Reply, Script, TestApp};
+use api_tests::{FakeLlm, Reply, Script, TestApp, app_with_model, sse_frames};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -14,17 +14,6 @@ mod races;
 
 const CHARACTER: &str = "/api/v1/character";
 const CHAT: &str = "/api/v1/chat";
-
-/// A stack whose model is a fake serving `fake-model`; returns both.
-async fn app_with_model() -> (TestApp, FakeLlm) {
-    let fake = FakeLlm::start().await;
-    let app = TestApp::spawn_with(&[
-        ("LLM_BASE_URL", fake.base_url.as_str()),
-        ("LLM_MODEL", "fake-model"),
-    ])
-    .await;
-    (app, fake)
-}
 
 /// A character of `user` made from `body`: its numeric id and its uid.
 async fn character(app: &TestApp, user: &str, body: Value) -> (u64, String) {
@@ -104,14 +93,6 @@ async fn talk(app: &TestApp, fake: &FakeLlm, user: &str, chat: &str, text: &str,
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 }
 
-/// The `data:` payloads of an SSE body, each parsed as JSON.
-fn frames(body: &str) -> Vec<Value> {
-    body.split("\n\n")
-        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
-        .map(|data| serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.into())))
-        .collect()
-}
-
 /// Sends a request whose answer is an event stream; returns the reply and its frames.
 async fn stream(
     app: &TestApp,
@@ -121,7 +102,7 @@ async fn stream(
     body: Option<Value>,
 ) -> (Reply, Vec<Value>) {
     let reply = send_as(app, method, path, user, body).await;
-    let frames = frames(&reply.text);
+    let frames = sse_frames(&reply.text);
     (reply, frames)
 }
 
@@ -666,7 +647,7 @@ async fn ids_in_a_chat_start_are_bounded_as_in_a_path() {
 
 #[tokio::test]
 async fn sending_prompts_the_model_as_the_character_and_answers_with_the_result_and_usage() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(
         &app,
         "alice",
@@ -739,7 +720,7 @@ async fn sending_prompts_the_model_as_the_character_and_answers_with_the_result_
 
 #[tokio::test]
 async fn invalid_messages_are_400_and_reach_no_model() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, chat) = chat_with_jack(&app, "alice").await;
     for (body, field) in [
         (json!({"contents": []}), "contents"),
@@ -773,7 +754,7 @@ async fn invalid_messages_are_400_and_reach_no_model() {
 
 #[tokio::test]
 async fn a_streamed_send_frames_each_delta_then_the_whole_answer_and_no_done() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, chat) = chat_with_jack(&app, "alice").await;
     fake.push(Script::reply("Fair winds to you."));
     let (reply, frames) = stream(
@@ -796,7 +777,7 @@ async fn a_streamed_send_frames_each_delta_then_the_whole_answer_and_no_done() {
 
 #[tokio::test]
 async fn a_stream_that_fails_midway_ends_with_an_error_frame_and_keeps_what_was_said() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, chat) = chat_with_jack(&app, "alice").await;
     fake.push(Script::Drop { after: 2 });
     let (_, frames) = stream(
@@ -829,7 +810,7 @@ async fn a_stream_that_fails_midway_ends_with_an_error_frame_and_keeps_what_was_
 #[tokio::test]
 async fn the_prompt_holds_the_system_prompt_and_the_last_message_window_size_messages_counting_the_new_one()
  {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(&app, "alice", json!({"messageWindowSize": 10})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
     for i in 1..=6 {
@@ -855,7 +836,7 @@ async fn the_prompt_holds_the_system_prompt_and_the_last_message_window_size_mes
 
 #[tokio::test]
 async fn pages_count_back_from_the_newest_and_show_the_greeting_when_they_reach_the_start() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, chat) = chat_with_jack(&app, "alice").await;
     let empty = history(&app, "alice", &chat).await;
     assert_eq!(texts(&empty), ["Ahoy there!"]);
@@ -900,7 +881,7 @@ async fn pages_count_back_from_the_newest_and_show_the_greeting_when_they_reach_
 
 #[tokio::test]
 async fn debug_listings_carry_ext_for_the_characters_owner_only() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (id, uid, _) = jack(&app, "alice", json!({})).await;
     update_jack(&app, id, "visibility", "public").await;
     let own = start(&app, "alice", json!({"characterUid": uid})).await;
@@ -970,7 +951,7 @@ async fn debug_listings_carry_ext_for_the_characters_owner_only() {
 
 #[tokio::test]
 async fn rolling_back_removes_the_newest_messages_and_returns_their_ids() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, chat) = chat_with_jack(&app, "alice").await;
     for i in 1..=2 {
         talk(
@@ -1029,7 +1010,7 @@ async fn rolling_back_removes_the_newest_messages_and_returns_their_ids() {
 
 #[tokio::test]
 async fn clearing_memory_leaves_only_the_greeting_and_usage_keeps_what_was_spent() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, chat) = chat_with_jack(&app, "alice").await;
     talk(&app, &fake, "alice", &chat, "one", "first reply").await;
     talk(&app, &fake, "alice", &chat, "two", "second").await;
@@ -1062,7 +1043,7 @@ async fn clearing_memory_leaves_only_the_greeting_and_usage_keeps_what_was_spent
 
 #[tokio::test]
 async fn a_used_up_quota_refuses_the_next_send_with_429_even_after_the_history_is_cleared() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(
         &app,
         "alice",
@@ -1095,7 +1076,7 @@ async fn a_used_up_quota_refuses_the_next_send_with_429_even_after_the_history_i
 
 #[tokio::test]
 async fn a_chatter_turn_in_a_chat_keeps_its_message_window_and_is_refused_past_its_quota() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(
         &app,
         "alice",
@@ -1130,7 +1111,7 @@ async fn a_chatter_turn_in_a_chat_keeps_its_message_window_and_is_refused_past_i
 
 #[tokio::test]
 async fn a_token_quota_counts_prompt_and_answer_and_none_is_unlimited() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, tokens) = jack(
         &app,
         "alice",
@@ -1170,7 +1151,7 @@ async fn a_token_quota_counts_prompt_and_answer_and_none_is_unlimited() {
 
 #[tokio::test]
 async fn the_assistant_writes_the_users_next_message_from_the_swapped_history_and_stores_nothing() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(&app, "alice", json!({})).await;
     let (_, helper, _) = {
         let (id, uid) = character(
@@ -1252,7 +1233,7 @@ async fn the_assistant_writes_the_users_next_message_from_the_swapped_history_an
 
 #[tokio::test]
 async fn one_chat_is_visible_and_consistent_through_both_dialects() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(&app, "alice", json!({"model": "sea-model"})).await;
     let chat = start(
         &app,
@@ -1334,7 +1315,7 @@ async fn one_chat_is_visible_and_consistent_through_both_dialects() {
 
 #[tokio::test]
 async fn a_freechat_delete_removes_the_chat_from_both_dialects() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (id, uid, _) = jack(&app, "alice", json!({})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
     talk(&app, &fake, "alice", &chat, "Hello", "Ahoy!").await;
@@ -1359,7 +1340,7 @@ async fn a_freechat_delete_removes_the_chat_from_both_dialects() {
 
 #[tokio::test]
 async fn another_users_chat_is_404_on_every_chat_route() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (uid, chat) = chat_with_jack(&app, "alice").await;
     talk(&app, &fake, "alice", &chat, "Hello", "Ahoy!").await;
     let message = json!({"contentText": "mine now"});
@@ -1437,7 +1418,7 @@ async fn a_plain_chatter_conversation_is_not_a_freechat_chat() {
 
 #[tokio::test]
 async fn the_chat_list_shows_context_character_latest_record_and_flags_most_recently_read_first() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, backend) = jack(
         &app,
         "alice",
@@ -1532,7 +1513,7 @@ async fn the_chat_list_shows_context_character_latest_record_and_flags_most_rece
 
 #[tokio::test]
 async fn updating_a_chat_changes_how_the_next_prompt_names_the_user_and_may_move_the_backend() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(&app, "alice", json!({})).await;
     let second = add_backend(&app, "alice", &uid, json!({"model": "second-model"})).await;
     let chat = start(
@@ -1595,7 +1576,7 @@ async fn updating_a_chat_changes_how_the_next_prompt_names_the_user_and_may_move
 
 #[tokio::test]
 async fn chatter_and_freechat_routes_under_api_v1_chat_each_reach_their_own_handler() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let templates = app.get("/api/v1/chat/templates", "alice").await;
     assert_eq!(templates.status, StatusCode::OK);
     assert!(templates.body["templates"].is_object());
@@ -1645,7 +1626,7 @@ async fn chatter_and_freechat_routes_under_api_v1_chat_each_reach_their_own_hand
 
 #[tokio::test]
 async fn retried_starts_and_sends_with_an_idempotency_key_happen_once() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(&app, "alice", json!({"isDefault": true})).await;
     let start_chat = || {
         app.request(reqwest::Method::POST, CHAT, "alice")

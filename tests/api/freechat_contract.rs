@@ -17,7 +17,7 @@ use super::{
 
 #[tokio::test]
 async fn a_chat_starts_in_the_characters_default_scene_which_its_prompt_renders_as_its_about() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (id, uid, _) = jack(&app, "alice", json!({})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
     let listed = app.get(CHAT, "alice").await.body;
@@ -198,7 +198,7 @@ async fn messages_without_a_limit_list_the_whole_history_after_the_greeting() {
 
 #[tokio::test]
 async fn finish_reasons_are_freechats_and_tool_calls_read_as_tool_execution() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(&app, "alice", json!({})).await;
     let (_, helper, _) = jack(&app, "alice", json!({})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
@@ -246,7 +246,7 @@ async fn what_a_streamed_turn_logs_after_its_handler_returned_carries_the_correl
         .with_writer(move || writer.clone())
         .finish()
         .set_default();
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, chat) = chat_with_jack(&app, "alice").await;
 
     fake.push(Script::Drop { after: 2 });
@@ -282,7 +282,7 @@ async fn what_a_streamed_turn_logs_after_its_handler_returned_carries_the_correl
 
 #[tokio::test]
 async fn the_characters_chat_example_is_in_the_system_prompt_the_debug_listing_shows() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (id, uid, _) = jack(&app, "alice", json!({})).await;
     update_jack(&app, id, "chatExample", "User: Ahoy?\nJack: Ahoy, matey!").await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
@@ -302,7 +302,7 @@ async fn the_characters_chat_example_is_in_the_system_prompt_the_debug_listing_s
 
 #[tokio::test]
 async fn an_assistant_without_a_backend_is_400_on_both_assistant_routes() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(&app, "alice", json!({})).await;
     let (_, bare) = character(&app, "alice", json!({"name": "Muse"})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
@@ -331,7 +331,7 @@ async fn assert_both_assistant_routes_refuse(
 
 #[tokio::test]
 async fn the_streamed_assistant_frames_each_delta_then_the_whole_suggestion_and_no_done() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(&app, "alice", json!({})).await;
     let (_, helper, _) = jack(&app, "alice", json!({})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
@@ -364,7 +364,7 @@ async fn updating_a_backend_with_is_default_makes_it_the_default() {
 
 #[tokio::test]
 async fn a_chat_whose_backend_was_removed_is_offline_and_refuses_to_send_with_404() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (_, uid, backend) = jack(&app, "alice", json!({})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
     talk(&app, &fake, "alice", &chat, "Hello", "Ahoy!").await;
@@ -469,7 +469,7 @@ async fn character_create_and_update_ignore_the_fields_the_server_owns() {
 
 #[tokio::test]
 async fn another_users_private_assistant_character_or_backend_is_404_in_an_own_chat() {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let (uid, chat) = chat_with_jack(&app, "alice").await;
     let (_, secret, secret_backend) = jack(&app, "carol", json!({})).await;
 

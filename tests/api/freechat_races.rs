@@ -13,7 +13,7 @@ const PARALLEL_SENDS: usize = 20;
 /// alice's chat with a Jack whose backend is `backend`, and a second instance over the same
 /// table and model.
 async fn chat_on_two_instances(backend: Value) -> (TestApp, TestApp, FakeLlm, String) {
-    let (app, fake) = app_with_model().await;
+    let (app, fake) = app_with_model(&[]).await;
     let beside = app
         .spawn_beside(&[
             ("LLM_BASE_URL", fake.base_url.as_str()),

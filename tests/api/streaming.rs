@@ -1,30 +1,11 @@
 use std::time::{Duration, Instant};
 
-use api_tests::{FakeLlm, Script, TestApp, assert_general_chat_template};
+use api_tests::{Script, TestApp, app_with_model, assert_general_chat_template, sse_frames};
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const STREAMING: &str = "/api/v1/chat/streaming";
-
-async fn app_with_model(extra: &[(&str, &str)]) -> (TestApp, FakeLlm) {
-    let fake = FakeLlm::start().await;
-    let mut vars = vec![
-        ("LLM_BASE_URL", fake.base_url.as_str()),
-        ("LLM_PROMPT_PRICE_PER_1K", "1.0"),
-        ("LLM_COMPLETION_PRICE_PER_1K", "2.0"),
-    ];
-    vars.extend_from_slice(extra);
-    (TestApp::spawn_with(&vars).await, fake)
-}
-
-/// The `data:` payloads of an SSE body, JSON-decoded (`[DONE]` as a string).
-fn frames(body: &str) -> Vec<Value> {
-    body.split("\n\n")
-        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
-        .map(|data| serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_owned())))
-        .collect()
-}
 
 fn kinds(frames: &[Value]) -> Vec<String> {
     frames
@@ -46,7 +27,7 @@ async fn stream(app: &TestApp, user: &str, body: &Value) -> (api_tests::Reply, V
         .await
         .unwrap();
     let reply = api_tests::Reply::from(response).await;
-    let frames = frames(reply.text.as_str());
+    let frames = sse_frames(&reply.text);
     (reply, frames)
 }
 
@@ -271,7 +252,7 @@ async fn a_client_that_goes_away_leaves_what_was_generated_stored_as_interrupted
     let words = "one two three four five six seven eight nine ten eleven twelve";
     fake.push(Script::slow_reply(words, Duration::from_millis(100)));
     let (body, seen) = stream_until_first_token(&app, &json!({"message": "count"})).await;
-    let conversation_id = frames(&seen)[0]["conversation_id"]
+    let conversation_id = sse_frames(&seen)[0]["conversation_id"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -728,7 +728,7 @@ async fn second_instance(app: &TestApp, fake: &FakeLlm, mcp: &Value) -> String {
     vars.insert("MCP_SERVERS".into(), mcp.to_string());
     let config = shared::config::Config::from_vars(&vars).unwrap();
     let store = shared::store::Store::connect(&config).await;
-    let state = shared::AppState::with_store(config, store);
+    let state = shared::AppState::with_store(config, store).expect("the stack starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let router = shared::api::all_groups(state);

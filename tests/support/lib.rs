@@ -39,6 +39,20 @@ pub fn base_vars(endpoint: &str) -> HashMap<String, String> {
     ])
 }
 
+/// A stack whose model is a fake serving `fake-model` at known prices (1.0 per 1K prompt
+/// tokens, 2.0 per 1K completion tokens), configured further by `extra`; returns both.
+pub async fn app_with_model(extra: &[(&str, &str)]) -> (TestApp, FakeLlm) {
+    let fake = FakeLlm::start().await;
+    let mut vars = vec![
+        ("LLM_BASE_URL", fake.base_url.as_str()),
+        ("LLM_MODEL", "fake-model"),
+        ("LLM_PROMPT_PRICE_PER_1K", "1.0"),
+        ("LLM_COMPLETION_PRICE_PER_1K", "2.0"),
+    ];
+    vars.extend_from_slice(extra);
+    (TestApp::spawn_with(&vars).await, fake)
+}
+
 pub struct TestApp {
     pub base_url: String,
     pub state: AppState,
@@ -106,7 +120,7 @@ impl TestApp {
         if dynamodb.is_some() {
             store.ensure_table().await.expect("table is created");
         }
-        let state = AppState::with_store(config, store);
+        let state = AppState::with_store(config, store).expect("the stack starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let app = shared::api::all_groups(state.clone());
