@@ -316,7 +316,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let config = Config::from_vars(&stack::function_vars(&proxy.endpoint, &llm.base_url))?;
     let store = Store::connect(&config).await;
     store.ensure_table().await?;
-    let state = AppState::with_store(config, store);
+    let state = AppState::with_store(config, store)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {
