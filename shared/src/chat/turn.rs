@@ -581,7 +581,9 @@ impl Turn {
             .await;
             Ok::<_, ApiError>((toolset, sources, retrieval_ms, request, opened))
         };
-        let (stored, prepared) = beside_the_question(storing, preparing).await?;
+        // Boxed: the two together would make the handler's future too large for a thread's stack.
+        let (stored, prepared) =
+            beside_the_question(Box::pin(storing), Box::pin(preparing)).await?;
         let StoredQuestionOf {
             record,
             question: user_message,
