@@ -17,4 +17,5 @@ mod openapi;
 mod rag;
 mod storage_faults;
 mod streaming;
+mod turn_order;
 mod workflows;

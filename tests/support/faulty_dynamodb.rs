@@ -24,9 +24,19 @@ pub enum Fault {
     /// The first `times` calls of this operation are throttled, the rest pass: a fault that
     /// the SDK's own retries do not outlast only when `times` exceeds its attempts (3).
     ThrottleTimes { operation: String, times: usize },
+    /// Calls of this operation wait, unanswered, until the fault is changed: a write that is
+    /// still on its way, for as long as a test needs.
+    Hold { operation: String },
 }
 
 impl Fault {
+    /// [`Fault::Hold`] of `operation`.
+    pub fn hold(operation: &str) -> Self {
+        Self::Hold {
+            operation: operation.into(),
+        }
+    }
+
     /// [`Fault::Throttle`]: `operation` is throttled once its first `after` calls passed.
     pub fn throttle(operation: &str, after: usize) -> Self {
         Self::Throttle {
@@ -57,6 +67,8 @@ struct Shared {
     /// which reqwest needs before a client can be built.
     http: std::sync::OnceLock<reqwest::Client>,
     fault: Mutex<(Fault, usize)>,
+    /// Wakes held calls when the fault changes.
+    changed: tokio::sync::Notify,
 }
 
 pub struct FaultyDynamoDb {
@@ -70,6 +82,7 @@ impl FaultyDynamoDb {
             upstream: upstream.to_owned(),
             http: std::sync::OnceLock::new(),
             fault: Mutex::new((Fault::None, 0)),
+            changed: tokio::sync::Notify::new(),
             latency: Mutex::new(Duration::ZERO),
             count_capacity: AtomicBool::new(false),
             calls: Mutex::new(Vec::new()),
@@ -85,6 +98,7 @@ impl FaultyDynamoDb {
 
     pub fn set(&self, fault: Fault) {
         *self.shared.fault.lock().unwrap() = (fault, 0);
+        self.shared.changed.notify_waiters();
     }
 
     /// Every call from now on is answered `latency` later than the emulator answers it.
@@ -159,6 +173,14 @@ async fn forward(
         .and_then(|v| v.rsplit('.').next())
         .unwrap_or_default()
         .to_owned();
+    loop {
+        let changed = shared.changed.notified();
+        let held = matches!(&shared.fault.lock().unwrap().0, Fault::Hold { operation: op } if *op == operation);
+        if !held {
+            break;
+        }
+        changed.await;
+    }
     let refuse = {
         let mut guard = shared.fault.lock().unwrap();
         let (fault, seen) = &mut *guard;
@@ -184,7 +206,7 @@ async fn forward(
                 let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
                 Some((StatusCode::BAD_REQUEST, body.to_owned()))
             }
-            Fault::ThrottleTimes { .. } => None,
+            Fault::ThrottleTimes { .. } | Fault::Hold { .. } => None,
         }
     };
     if let Some((status, body)) = refuse {

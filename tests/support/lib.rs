@@ -205,6 +205,40 @@ impl TestApp {
         reply.body["id"].as_str().unwrap().to_owned()
     }
 
+    /// A FreeChat character named `name` of `user_id`'s, with a default backend, and the
+    /// user's chat with it: the chat's id.
+    pub async fn start_freechat_chat(&self, user_id: &str, name: &str) -> String {
+        let created = self
+            .post(
+                "/api/v1/character",
+                user_id,
+                &serde_json::json!({ "name": name }),
+            )
+            .await;
+        let character = created.body.as_u64().unwrap();
+        let summary = self
+            .get(&format!("/api/v1/character/summary/{character}"), user_id)
+            .await;
+        let uid = summary.body["characterUid"].as_str().unwrap().to_owned();
+        let backend = self
+            .post(
+                &format!("/api/v1/character/backend/{uid}"),
+                user_id,
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(backend.status, StatusCode::OK, "{}", backend.text);
+        let chat = self
+            .post(
+                "/api/v1/chat",
+                user_id,
+                &serde_json::json!({ "characterUid": uid }),
+            )
+            .await;
+        assert_eq!(chat.status, StatusCode::OK, "{}", chat.text);
+        chat.text
+    }
+
     /// The stored messages of `conversation_id`, as `user_id` reads them from the Chatter API.
     pub async fn stored_messages(&self, user_id: &str, conversation_id: &str) -> Vec<Value> {
         let reply = self

@@ -151,6 +151,15 @@ pub async fn within_rate_limit(count: Option<&PendingCount>) -> ApiResult<()> {
     }
 }
 
+/// When a turn's first model call goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// While the question is being stored.
+    Beside,
+    /// Once the question is stored.
+    StoredFirst,
+}
+
 /// Where a turn's question goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
@@ -515,6 +524,12 @@ impl Turn {
             QuotaClaim::of(quota, prompt::estimate_tokens(&message) as u64, expires_at)
         });
         let deadline = Deadline::of(state, started, input.delivery);
+        // A claim on a chat's quota is decided by the store (parallel sends race there): a
+        // turn it refuses must not have asked the model, so such a turn asks only after.
+        let order = match claim {
+            Some(_) if asked.is_none() => Order::StoredFirst,
+            _ => Order::Beside,
+        };
         let storing = store_question(state, (record, place), user, claim, asked);
         // Retrieval and tool discovery need no stored question, and the model needs only the
         // prompt: all of it goes out while the question is being stored.
@@ -582,8 +597,13 @@ impl Turn {
             Ok::<_, ApiError>((toolset, sources, retrieval_ms, request, opened))
         };
         // Boxed: the two together would make the handler's future too large for a thread's stack.
-        let (stored, prepared) =
-            beside_the_question(Box::pin(storing), Box::pin(preparing)).await?;
+        let (stored, prepared) = match order {
+            Order::Beside => beside_the_question(Box::pin(storing), Box::pin(preparing)).await?,
+            Order::StoredFirst => {
+                let stored = Box::pin(storing).await?;
+                (stored, Box::pin(preparing).await)
+            }
+        };
         let StoredQuestionOf {
             record,
             question: user_message,
