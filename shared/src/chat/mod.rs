@@ -7,4 +7,7 @@ mod turn;
 
 pub use prompt::{estimate_tokens, estimated_usage};
 pub use templates::{Template, Workflow};
-pub use turn::{ChatInput, Delivery, SessionTurn, Turn, TurnEvent, TurnOutcome, within_rate_limit};
+pub use turn::{
+    ChatInput, Delivery, NewestMessages, SessionTurn, Turn, TurnEvent, TurnOutcome,
+    within_rate_limit,
+};

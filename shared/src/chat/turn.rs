@@ -90,6 +90,23 @@ pub struct SessionTurn {
     pub chat: ChatRecord,
     pub history_window: usize,
     pub backend: BackendSettings,
+    /// The chat's newest messages, when they were read beside the chat itself.
+    pub newest: Option<NewestMessages>,
+}
+
+/// A chat's newest messages, newest first, read before its window was known: how many were
+/// asked for, and what came back.
+#[derive(Debug, Clone)]
+pub struct NewestMessages {
+    pub asked: usize,
+    pub messages: Vec<Message>,
+}
+
+impl NewestMessages {
+    /// The newest `count`, if as many were asked for.
+    fn newest(self, count: usize) -> Option<Vec<Message>> {
+        (count <= self.asked).then(|| self.messages.into_iter().take(count).collect())
+    }
 }
 
 /// A turn whose user message is stored and whose prompt is ready.
@@ -391,9 +408,13 @@ impl Turn {
         let admitted = within_rate_limit(input.count.as_ref());
         let reads = async {
             Ok::<_, ApiError>(match (session, &target) {
-                (Some(session), _) => {
+                (Some(mut session), _) => {
                     let limit = session.history_window + resumed_one;
-                    let mut newest = state.store.newest_messages(&session.chat, limit).await?;
+                    let read = session.newest.take().and_then(|n| n.newest(limit));
+                    let mut newest = match read {
+                        Some(newest) => newest,
+                        None => state.store.newest_messages(&session.chat, limit).await?,
+                    };
                     newest.reverse();
                     (session.chat.record.clone(), newest, Some(session))
                 }

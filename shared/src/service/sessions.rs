@@ -58,6 +58,7 @@ impl ReadyChat {
             // The window holds the new message too, so it leaves room for one fewer before it.
             history_window: (self.backend.settings.message_window_size as usize).saturating_sub(1),
             backend: self.backend.settings.clone(),
+            newest: None,
         }
     }
 }

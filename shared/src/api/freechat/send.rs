@@ -15,8 +15,13 @@ use super::sessions::{backend_model, chat_settings, scene_prompt, session_prompt
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::chat::{ChatInput, Delivery, Turn, TurnEvent, estimated_usage, within_rate_limit};
-use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion};
+use crate::chat::{
+    ChatInput, Delivery, NewestMessages, SessionTurn, Turn, TurnEvent, estimated_usage,
+    within_rate_limit,
+};
+use crate::domain::{
+    BackendSettings, JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion,
+};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{ApiJson, Resumed};
 use crate::http::idempotency::StreamOutcome;
@@ -133,13 +138,24 @@ async fn begin_turn(
     (resume, count): Resumed,
 ) -> ApiResult<Turn> {
     let said = body.said()?;
-    // The rate-limit count goes out with the chat's reads.
-    let (admitted, ready) = tokio::join!(
+    // The rate-limit count and the chat's newest messages go out with the chat's reads (its
+    // item, then its character): the window is the backend's, so as many are read as the
+    // default window holds, with a resumed question; a larger window reads again.
+    let newest = BackendSettings::DEFAULT_MESSAGE_WINDOW as usize + 1;
+    let (admitted, ready, newest) = tokio::join!(
         within_rate_limit(count.as_ref().map(|Extension(count)| count)),
-        ready_chat(state, user_id, chat_id)
+        ready_chat(state, user_id, chat_id),
+        async {
+            let messages = state.store.newest_messages_in(chat_id, newest).await;
+            messages.map(|messages| NewestMessages {
+                asked: newest,
+                messages,
+            })
+        }
     );
     admitted?;
     let mut ready = ready?;
+    let newest = newest?;
     let ReadyChat {
         chat,
         character,
@@ -177,7 +193,10 @@ async fn begin_turn(
             max_tokens: settings.max_tokens,
             system_prompt_override: Some(system_prompt),
             user_metadata: Some(user_metadata),
-            session: Some(ready.turn()),
+            session: Some(SessionTurn {
+                newest: Some(newest),
+                ..ready.turn()
+            }),
             resume: resume.map(|Extension(question)| question),
             dialect: Dialect::FreeChat,
             delivery,
