@@ -418,7 +418,7 @@ pub async fn init_steps() -> anyhow::Result<()> {
         steps.push((name, lap.elapsed()));
         lap = Instant::now();
     };
-    shared::runtime::init_tracing();
+    shared::logging::init_tracing();
     step("init_tracing");
     let config = shared::config::Config::from_vars(&vars)?;
     step("Config::from_vars");

@@ -55,14 +55,8 @@ pub fn token(user_id: &str) -> String {
 /// Logs as a function writes them (JSON lines with the request span's fields), into a sink:
 /// formatting them is part of a request's cost, printing them is not the benchmark's business.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::new("info,dynoxide=warn");
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .flatten_event(true)
-        .with_target(false)
+    let _ = shared::logging::json_logs()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,dynoxide=warn"))
         .with_writer(std::io::sink)
         .try_init();
 }

@@ -16,7 +16,7 @@ const DEFAULT_PORT: u16 = 8000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::runtime::init_tracing();
+    shared::logging::init_tracing();
     let data_dir = PathBuf::from(std::env::var("DATA_DIR").unwrap_or_else(|_| ".data".into()));
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {

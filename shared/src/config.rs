@@ -235,9 +235,12 @@ impl Config {
     }
 }
 
+/// The metrics namespace when `METRICS_NAMESPACE` is not set.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "ChatApi";
+
 /// CloudWatch takes a namespace of 1 to 255 ASCII characters, and drops the lines of any other.
 fn metrics_namespace(value: Option<String>) -> Result<String, ConfigError> {
-    let namespace = value.unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.into());
+    let namespace = value.unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.into());
     if namespace.len() > 255 || !namespace.is_ascii() || namespace.starts_with(':') {
         return Err(ConfigError::Invalid {
             name: "METRICS_NAMESPACE",

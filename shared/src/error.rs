@@ -1,17 +1,14 @@
-//! The one error type of the API and its mapping to RFC 9457 `application/problem+json`.
-//!
-//! Handlers return `Result<_, ApiError>`; this module is the only place that decides status
-//! codes, headers and what a client may read. Internal causes are logged in full and never sent.
+//! The one error type of the use cases and the HTTP layer alike, in the application's words:
+//! what was not found, what input was invalid and where, a quota, a timeout, a failed model
+//! or store. `http::problem` alone decides what each becomes on the wire (status, headers,
+//! what a client may read).
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::StoredQuestion;
-
-pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+use crate::llm::LlmError;
+use crate::store::StoreError;
 
 /// One part of the path to an invalid input: a field name or an array index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -56,41 +53,6 @@ impl FieldError {
     }
 }
 
-/// The RFC 9457 body. `instance` is filled in by the HTTP layer, which knows the request path.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<FieldError>>,
-    /// A turn that failed after storing its question: the conversation it is in (one the
-    /// turn created, too) ...
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub conversation_id: Option<String>,
-    /// ... and the stored question's id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
-}
-
-impl Problem {
-    /// Renders the problem as a complete response, keeping a copy in the extensions so the
-    /// HTTP layer can add `instance` without parsing the body.
-    pub fn into_response_with(self, status: StatusCode) -> Response {
-        let mut response = (status, Json(&self)).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
-        );
-        response.extensions_mut().insert(self);
-        response
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("malformed request: {0}")]
@@ -124,7 +86,10 @@ pub enum ApiError {
         retry_after_secs: u64,
     },
     #[error("upstream failure: {detail}")]
-    Upstream { status: StatusCode, detail: String },
+    Upstream {
+        failure: UpstreamFailure,
+        detail: String,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
     /// A chat turn that failed after its question was stored; the client learns where.
@@ -156,199 +121,161 @@ impl ApiError {
         }
     }
 
+    /// Adds `advice` to a timeout's detail: what the caller's dialect offers instead.
+    pub fn advise_on_timeout(self, advice: &str) -> Self {
+        match self {
+            Self::Upstream {
+                failure: UpstreamFailure::TimedOut,
+                detail,
+            } => Self::Upstream {
+                failure: UpstreamFailure::TimedOut,
+                detail: format!("{detail} {advice}"),
+            },
+            Self::AfterQuestion { failure, question } => Self::AfterQuestion {
+                failure: Box::new(failure.advise_on_timeout(advice)),
+                question,
+            },
+            other => other,
+        }
+    }
+
     /// The failure itself, whatever it is attached to.
-    fn cause(&self) -> &ApiError {
+    pub fn cause(&self) -> &ApiError {
         match self {
             Self::AfterQuestion { failure, .. } => failure.cause(),
             other => other,
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// Whose failure this is, as statistics and metrics count it.
+    pub fn class(&self) -> FailureClass {
         match self.cause() {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) | Self::MissingCredentials(_) => StatusCode::UNAUTHORIZED,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RateLimited { .. } | Self::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Upstream { status, .. } => *status,
-            Self::Internal(_) | Self::AfterQuestion { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Upstream {
+                failure: UpstreamFailure::TimedOut,
+                ..
+            } => FailureClass::Timeout,
+            Self::Upstream { .. } => FailureClass::Upstream,
+            Self::Unavailable { .. } => FailureClass::Unavailable,
+            Self::Internal(_) | Self::AfterQuestion { .. } => FailureClass::Internal,
+            _ => FailureClass::Rejected,
         }
-    }
-
-    fn slug(&self) -> &'static str {
-        match self.cause() {
-            Self::BadRequest(_) => "malformed-request",
-            Self::Unauthorized(_) | Self::MissingCredentials(_) => "unauthorized",
-            Self::NotFound(_) => "not-found",
-            Self::MethodNotAllowed => "method-not-allowed",
-            Self::Conflict(_) => "conflict",
-            Self::PayloadTooLarge(_) => "payload-too-large",
-            Self::UnsupportedMediaType(_) => "unsupported-media-type",
-            Self::Validation(_) => "validation-error",
-            Self::RateLimited { .. } => "rate-limited",
-            Self::QuotaExceeded(_) => "quota-exceeded",
-            Self::Unavailable { .. } => "service-unavailable",
-            Self::Upstream { .. } => "upstream-error",
-            Self::Internal(_) | Self::AfterQuestion { .. } => "internal-error",
-        }
-    }
-
-    /// What the client may read: never the cause of an internal error.
-    fn detail(&self) -> String {
-        match self.cause() {
-            Self::BadRequest(d)
-            | Self::Unauthorized(d)
-            | Self::MissingCredentials(d)
-            | Self::NotFound(d)
-            | Self::Conflict(d)
-            | Self::PayloadTooLarge(d)
-            | Self::UnsupportedMediaType(d)
-            | Self::QuotaExceeded(d)
-            | Self::Unavailable { detail: d, .. }
-            | Self::Upstream { detail: d, .. } => d.clone(),
-            Self::MethodNotAllowed => "This method is not allowed on this resource.".into(),
-            Self::Validation(errors) => match errors.as_slice() {
-                [one] => one.msg.clone(),
-                many => format!("{} fields are invalid.", many.len()),
-            },
-            Self::RateLimited { retry_after_secs } => {
-                format!("Too many requests; retry after {retry_after_secs} seconds.")
-            }
-            Self::Internal(_) | Self::AfterQuestion { .. } => {
-                "An internal error occurred; the x-correlation-id header identifies it in the logs."
-                    .into()
-            }
-        }
-    }
-
-    pub fn problem(&self) -> Problem {
-        let status = self.status();
-        let mut problem = Problem {
-            kind: format!("/problems/{}", self.slug()),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: status.as_u16(),
-            detail: self.detail(),
-            instance: None,
-            errors: match self.cause() {
-                Self::Validation(errors) => Some(errors.clone()),
-                _ => None,
-            },
-            conversation_id: None,
-            message_id: None,
-        };
-        if let Self::AfterQuestion { question, .. } = self {
-            problem.conversation_id = Some(question.conversation_id.clone());
-            problem.message_id = Some(question.message_id.clone());
-        }
-        problem
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = ?self, "request failed");
+/// How a call to a model (or another service behind a turn) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// It did not answer in time.
+    TimedOut,
+    /// It answered with an error or with nothing usable.
+    Failed,
+}
+
+/// Whose failure an error is: the client's, or the service's and which part of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    Rejected,
+    Timeout,
+    Upstream,
+    Unavailable,
+    Internal,
+}
+
+impl FailureClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rejected => "rejected",
+            Self::Timeout => "timeout",
+            Self::Upstream => "upstream_error",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
         }
-        let mut response = self.problem().into_response_with(status);
-        let headers = response.headers_mut();
-        match self.cause() {
-            Self::Unauthorized(_) => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                );
+    }
+
+    /// Not the client's doing: counted as a failed execution.
+    pub fn is_service_side(self) -> bool {
+        self != Self::Rejected
+    }
+}
+
+/// What a storage failure means for the request: the store's own error says what happened,
+/// this says what the caller is told.
+/// A failure shared by several waiters (a [`crate::store::PendingCount`]): the same answer
+/// as the error itself.
+impl From<std::sync::Arc<StoreError>> for ApiError {
+    fn from(err: std::sync::Arc<StoreError>) -> Self {
+        std::sync::Arc::try_unwrap(err)
+            .unwrap_or_else(|shared| match &*shared {
+                StoreError::NotFound => StoreError::NotFound,
+                StoreError::Conflict => StoreError::Conflict,
+                StoreError::ItemTooLarge { bytes } => StoreError::ItemTooLarge { bytes: *bytes },
+                StoreError::QuotaExceeded { used, limit } => StoreError::QuotaExceeded {
+                    used: *used,
+                    limit: *limit,
+                },
+                StoreError::Unavailable(source) => {
+                    StoreError::Unavailable(anyhow::anyhow!("{source:#}"))
+                }
+                StoreError::Other(source) => StoreError::Other(anyhow::anyhow!("{source:#}")),
+            })
+            .into()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::NotFound("The resource was not found.".into()),
+            StoreError::Conflict => {
+                ApiError::Conflict("The resource was changed by another request; retry.".into())
             }
-            // RFC 6750 §3.1: a request without credentials gets the challenge alone, no error
-            // code; the client was not wrong, it just did not know authentication was needed.
-            Self::MissingCredentials(_) => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            StoreError::ItemTooLarge { bytes } => ApiError::PayloadTooLarge(format!(
+                "The content would take {bytes} bytes to store; the limit is {} bytes.",
+                crate::store::items::MAX_ITEM_BYTES
+            )),
+            StoreError::QuotaExceeded { used, limit } => {
+                ApiError::QuotaExceeded(format!("Usage {used} exceeds limit {limit}"))
             }
-            Self::RateLimited { retry_after_secs }
-            | Self::Unavailable {
-                retry_after_secs, ..
-            } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            StoreError::Unavailable(source) => {
+                tracing::warn!(error = ?source, "storage unavailable");
+                ApiError::Unavailable {
+                    detail: "Storage is temporarily unavailable; retry shortly.".into(),
+                    retry_after_secs: 2,
+                }
             }
-            _ => {}
+            StoreError::Other(source) => ApiError::Internal(source),
         }
-        response
+    }
+}
+
+/// A model failure as the caller meets it: its own fault (422), a timeout, a provider that
+/// is unreachable or throttling (retry later) or one that failed.
+impl From<LlmError> for ApiError {
+    fn from(err: LlmError) -> Self {
+        tracing::warn!(error = %err, "model call failed");
+        let detail = err.client_message();
+        match err {
+            LlmError::Rejected { .. } => ApiError::invalid(
+                ["body".into(), "message".into()],
+                detail,
+                "upstream_rejected",
+            ),
+            LlmError::Timeout { .. } => ApiError::Upstream {
+                failure: UpstreamFailure::TimedOut,
+                detail,
+            },
+            LlmError::Unreachable { .. } | LlmError::RateLimited { .. } => ApiError::Unavailable {
+                detail,
+                retry_after_secs: 5,
+            },
+            LlmError::Upstream { .. }
+            | LlmError::Protocol { .. }
+            | LlmError::Unavailable { .. } => ApiError::Upstream {
+                failure: UpstreamFailure::Failed,
+                detail,
+            },
+        }
     }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn body_json(response: Response) -> serde_json::Value {
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    }
-
-    #[tokio::test]
-    async fn internal_errors_hide_their_cause() {
-        let response = ApiError::Internal(anyhow::anyhow!("password=hunter2")).into_response();
-        assert_eq!(response.status(), 500);
-        assert_eq!(
-            response.headers()[header::CONTENT_TYPE],
-            PROBLEM_CONTENT_TYPE
-        );
-        let body = body_json(response).await;
-        assert!(!body.to_string().contains("hunter2"));
-        assert_eq!(body["type"], "/problems/internal-error");
-    }
-
-    #[tokio::test]
-    async fn validation_errors_list_each_field() {
-        let response = ApiError::Validation(vec![
-            FieldError::new(["body".into(), "title".into()], "Field required", "missing"),
-            FieldError::new(
-                ["query".into(), "limit".into()],
-                "must be at most 100",
-                "less_than_equal",
-            ),
-        ])
-        .into_response();
-        assert_eq!(response.status(), 422);
-        let body = body_json(response).await;
-        assert_eq!(
-            body["errors"][0]["loc"],
-            serde_json::json!(["body", "title"])
-        );
-        assert_eq!(body["errors"][1]["type"], "less_than_equal");
-        assert_eq!(body["status"], 422);
-    }
-
-    #[test]
-    fn a_missing_token_gets_a_bare_challenge_and_a_bad_one_names_the_error() {
-        let missing = ApiError::MissingCredentials("no token".into()).into_response();
-        assert_eq!(missing.status(), 401);
-        assert_eq!(missing.headers()[header::WWW_AUTHENTICATE], "Bearer");
-        let bad = ApiError::Unauthorized("expired".into()).into_response();
-        assert_eq!(
-            bad.headers()[header::WWW_AUTHENTICATE],
-            "Bearer error=\"invalid_token\""
-        );
-    }
-
-    #[test]
-    fn unauthorized_challenges_for_a_bearer_token() {
-        let response = ApiError::Unauthorized("no token".into()).into_response();
-        assert!(
-            response.headers()[header::WWW_AUTHENTICATE]
-                .to_str()
-                .unwrap()
-                .starts_with("Bearer")
-        );
-    }
-}

@@ -12,8 +12,8 @@ pub mod http;
 pub mod llm;
 #[cfg(feature = "local")]
 pub mod local;
+pub mod logging;
 pub mod metrics;
-pub mod runtime;
 pub mod secrets;
 pub mod service;
 pub mod store;

@@ -7,10 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
-use crate::chat::Workflow;
-
-/// The namespace when `METRICS_NAMESPACE` is not set.
-pub const DEFAULT_NAMESPACE: &str = "ChatApi";
+use crate::domain::Workflow;
 
 /// Which API the turn was asked through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,6 +1,8 @@
 //! FreeChat under parallel requests, from two instances over one table: quotas hold however
 //! many sends arrive at once, and parallel rollbacks each remove their own messages.
 
+use std::time::Duration;
+
 use api_tests::{FakeLlm, Script, TestApp};
 use futures_util::future::join_all;
 use reqwest::StatusCode;
@@ -113,7 +115,9 @@ async fn parallel_sends_past_a_token_quota_are_refused_once_what_they_hold_reach
     assert_eq!(message.len(), 40);
     let (app, beside, fake, chat) =
         chat_on_two_instances(json!({"quotaType": "tokens", "initQuota": 40})).await;
-    fake.always(Script::reply("Aye."));
+    // Answers take a while, so every send arrives while the first three still hold their
+    // tokens: three settled answers (33 tokens) would rightly admit one more.
+    fake.always(Script::slow_reply("Aye.", Duration::from_secs(2)));
     let statuses = send_all_at_once([&app, &beside], &chat, message, |_| false).await;
     assert_eq!(count(&statuses, StatusCode::OK), 3, "{statuses:?}");
     assert_eq!(fake.calls(), 3);

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 /// What the fake does with one request.
 #[derive(Debug, Clone)]
 pub enum Script {
-    /// Answers with these tokens, `delay` apart when streaming, reporting `usage` if given.
+    /// Answers with these tokens, `delay` apart (a whole answer after all of them), reporting
+    /// `usage` if given.
     Reply {
         tokens: Vec<String>,
         delay: Duration,
@@ -242,7 +243,13 @@ async fn complete(State(shared): State<Arc<Shared>>, Json(request): Json<Value>)
             }))
             .into_response()
         }
-        Script::Reply { tokens, usage, .. } if !streaming => {
+        Script::Reply {
+            tokens,
+            delay,
+            usage,
+        } if !streaming => {
+            // A whole answer takes as long as its tokens would have taken to stream.
+            tokio::time::sleep(delay * tokens.len() as u32).await;
             let mut body = json!({
                 "id": "chatcmpl-fake", "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": tokens.concat()}, "finish_reason": "stop"}],

@@ -1,5 +1,5 @@
 //! Lambda function serving the catalog endpoint group.
 
-fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::run(shared::api::Group::Catalog)
+fn main() -> Result<(), shared::api::lambda::Error> {
+    shared::api::lambda::run(shared::api::Group::Catalog)
 }

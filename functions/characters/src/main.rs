@@ -1,5 +1,5 @@
 //! Lambda function serving FreeChat's characters and their backends.
 
-fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::run(shared::api::Group::Characters)
+fn main() -> Result<(), shared::api::lambda::Error> {
+    shared::api::lambda::run(shared::api::Group::Characters)
 }

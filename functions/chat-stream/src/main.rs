@@ -1,5 +1,5 @@
 //! Lambda function serving the chat-stream endpoint group.
 
-fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::run_streaming(shared::api::Group::ChatStream)
+fn main() -> Result<(), shared::api::lambda::Error> {
+    shared::api::lambda::run_streaming(shared::api::Group::ChatStream)
 }

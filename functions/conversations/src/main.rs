@@ -1,5 +1,5 @@
 //! Lambda function serving the conversations endpoint group.
 
-fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::run(shared::api::Group::Conversations)
+fn main() -> Result<(), shared::api::lambda::Error> {
+    shared::api::lambda::run(shared::api::Group::Conversations)
 }

@@ -1,5 +1,5 @@
 //! Lambda function serving FreeChat's chat sessions (all but their streaming routes).
 
-fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::run(shared::api::Group::Sessions)
+fn main() -> Result<(), shared::api::lambda::Error> {
+    shared::api::lambda::run(shared::api::Group::Sessions)
 }

@@ -2,6 +2,7 @@
 
 pub mod chatter;
 pub mod freechat;
+pub mod lambda;
 pub mod openapi;
 
 use axum::Router;
@@ -52,7 +53,7 @@ impl Group {
     ];
 
     /// The group's routes, as (authenticated, public). Inlined, so that a function's binary
-    /// holds only its own group's code (see `runtime::run`).
+    /// holds only its own group's code (see `lambda::run`).
     #[inline(always)]
     pub(crate) fn routes(self) -> (Router<AppState>, Router<AppState>) {
         match self {

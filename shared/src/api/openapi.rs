@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use super::chatter::{chat, conversations, documents, workflows};
 use super::freechat::{characters, messages, send, sessions};
 use crate::AppState;
-use crate::error::Problem;
+use crate::http::problem::Problem;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -106,7 +106,7 @@ impl Modify for CommonErrors {
             ResponseBuilder::new()
                 .description(description)
                 .content(
-                    crate::error::PROBLEM_CONTENT_TYPE,
+                    crate::http::problem::PROBLEM_CONTENT_TYPE,
                     ContentBuilder::new()
                         .schema(Some(Ref::from_schema_name("Problem")))
                         .build(),

@@ -6,8 +6,5 @@ pub mod templates;
 mod turn;
 
 pub use prompt::{estimate_tokens, estimated_usage};
-pub use templates::{Template, Workflow};
-pub use turn::{
-    ChatInput, Delivery, NewestMessages, SessionTurn, Turn, TurnEvent, TurnOutcome,
-    within_rate_limit,
-};
+pub use templates::Template;
+pub use turn::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, within_rate_limit};

@@ -1,28 +1,8 @@
 //! Built-in workflow templates: a named set of defaults a request can start from.
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Workflow {
-    Plain,
-    Rag,
-    Tools,
-    Full,
-}
-
-impl Workflow {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Plain => "plain",
-            Self::Rag => "rag",
-            Self::Tools => "tools",
-            Self::Full => "full",
-        }
-    }
-}
+use crate::domain::Workflow;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {

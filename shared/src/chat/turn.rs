@@ -7,22 +7,21 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::prompt::{self, estimated_usage};
-use super::templates::{Template, Workflow};
+use super::templates::Template;
 use crate::AppState;
 use crate::documents::{self, RetrievalQuery, Source};
 use crate::domain::{
-    BackendSettings, Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation,
-    QuotaClaim, QuotaHold, StoredQuestion,
+    Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation, QuotaClaim,
+    QuotaHold, StoredQuestion, Workflow,
 };
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, UpstreamFailure};
 use crate::llm::{
     Completion, CompletionRequest, CompletionStream, PromptMessage, Provider, StreamEvent,
     ToolCall, Usage,
 };
 use crate::metrics::{Dialect, Failure, Stage, TurnMetrics};
-use crate::store::{
-    ChatRecord, ConversationRecord, Execution, PendingCount, QuotaChange, StoreError,
-};
+use crate::service::sessions::{self, SessionTurn};
+use crate::store::{ConversationRecord, Execution, PendingCount, QuotaChange, StoreError};
 use crate::tools::{ToolRun, Toolset};
 
 /// How many recent messages are read to fill the context window.
@@ -72,43 +71,6 @@ pub struct ChatInput {
     pub count: Option<PendingCount>,
 }
 
-/// How a turn's answer reaches its caller.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Delivery {
-    /// Whole, once it is stored (`/chat`, FreeChat's `/send`).
-    #[default]
-    Answer,
-    /// Token by token (`/streaming`, FreeChat's `/send/stream`).
-    Stream,
-}
-
-/// A turn in a FreeChat chat, admitted by its rules (`crate::service::sessions`): the chat as
-/// loaded, how many earlier messages its prompt may carry (`messageWindowSize`), and the
-/// backend whose quota it claims when it stores its question.
-#[derive(Debug, Clone)]
-pub struct SessionTurn {
-    pub chat: ChatRecord,
-    pub history_window: usize,
-    pub backend: BackendSettings,
-    /// The chat's newest messages, when they were read beside the chat itself.
-    pub newest: Option<NewestMessages>,
-}
-
-/// A chat's newest messages, newest first, read before its window was known: how many were
-/// asked for, and what came back.
-#[derive(Debug, Clone)]
-pub struct NewestMessages {
-    pub asked: usize,
-    pub messages: Vec<Message>,
-}
-
-impl NewestMessages {
-    /// The newest `count`, if as many were asked for.
-    fn newest(self, count: usize) -> Option<Vec<Message>> {
-        (count <= self.asked).then(|| self.messages.into_iter().take(count).collect())
-    }
-}
-
 /// A turn whose user message is stored and whose prompt is ready.
 pub struct Turn {
     pub record: ConversationRecord,
@@ -145,12 +107,12 @@ impl Opened {
     ) -> Self {
         let late = || deadline.exceeded();
         match delivery {
-            Delivery::Answer => Self::Answer(
+            Delivery::Whole => Self::Answer(
                 tokio::time::timeout_at(deadline.at, provider.client.complete(request))
                     .await
                     .map_or_else(|_| Err(late()), |c| c.map_err(ApiError::from)),
             ),
-            Delivery::Stream => Self::Stream(
+            Delivery::Streamed => Self::Stream(
                 tokio::time::timeout_at(deadline.at, provider.client.stream(request))
                     .await
                     .map_or_else(|_| Err(late()), |c| c.map_err(ApiError::from)),
@@ -162,8 +124,9 @@ impl Opened {
 /// Waits for the request's rate-limit count, if it is still running: over a limit, the
 /// turn ends with the 429 before it writes anything or calls the model.
 pub async fn within_rate_limit(count: Option<&PendingCount>) -> ApiResult<()> {
-    match count {
-        Some(count) => count.admitted().await.map(drop),
+    let Some(count) = count else { return Ok(()) };
+    match count.status().await?.retry_after_secs {
+        Some(retry_after_secs) => Err(ApiError::RateLimited { retry_after_secs }),
         None => Ok(()),
     }
 }
@@ -270,9 +233,7 @@ pub enum TurnEvent {
         details: JsonObject,
     },
     Finished(Box<TurnOutcome>),
-    Failed {
-        message: String,
-    },
+    Failed(Box<ApiError>),
 }
 
 impl std::fmt::Debug for TurnOutcome {
@@ -335,13 +296,7 @@ fn summary(text: &str) -> String {
 
 /// The class under which a failed execution is counted.
 fn error_class(error: &ApiError) -> &'static str {
-    match error.status().as_u16() {
-        504 => "timeout",
-        502 => "upstream_error",
-        503 => "unavailable",
-        500 => "internal",
-        _ => "rejected",
-    }
+    error.class().as_str()
 }
 
 async fn emit(events: Option<&mpsc::Sender<TurnEvent>>, event: TurnEvent) {
@@ -366,7 +321,7 @@ impl Turn {
         let dialect = input.dialect;
         let result = Self::prepare(state, user_id, input, started, &mut workflow).await;
         if let Err(error) = &result
-            && error.status().is_server_error()
+            && error.class().is_service_side()
         {
             let duration_ms = started.elapsed().as_millis() as u64;
             TurnMetrics::failed_early(dialect, workflow, duration_ms, error_class(error))
@@ -463,9 +418,7 @@ impl Turn {
         }
         if record.is_session && session.is_none() {
             // A Chatter turn may not skip what FreeChat's send enforces on the same chat.
-            let ready =
-                crate::service::sessions::ready_chat(state, user_id, &record.conversation.id)
-                    .await?;
+            let ready = sessions::ready_chat(state, user_id, &record.conversation.id).await?;
             session = Some(ready.turn());
         }
         let history_limit = session.as_ref().map(|s| s.history_window);
@@ -540,7 +493,7 @@ impl Turn {
         // A hold outlives the longest turn, so that it counts for as long as its turn runs.
         let claim = quota.as_ref().and_then(|quota| {
             let expires_at = crate::domain::now()
-                + turn_timeout(state, Delivery::Stream)
+                + turn_timeout(state, Delivery::Streamed)
                 + Duration::from_secs(QUOTA_HOLD_MARGIN_SECS);
             QuotaClaim::of(quota, prompt::estimate_tokens(&message) as u64, expires_at)
         });
@@ -585,7 +538,7 @@ impl Turn {
                 }
             };
             let (toolset, sources, retrieval_ms) = tokio::time::timeout_at(
-                (started + turn_timeout(state, Delivery::Answer)).into(),
+                (started + turn_timeout(state, Delivery::Whole)).into(),
                 async {
                     tokio::join!(discovery, async {
                         let sources = retrieval.await;
@@ -594,7 +547,7 @@ impl Turn {
                 },
             )
             .await
-            .map_err(|_| deadline_exceeded(turn_timeout(state, Delivery::Answer), Delivery::Answer))
+            .map_err(|_| deadline_exceeded(turn_timeout(state, Delivery::Whole)))
             .and_then(|(toolset, (sources, ms))| Ok((toolset, sources?, ms)))?;
             let system = if matches!(workflow, Workflow::Rag | Workflow::Full) {
                 Some(prompt::with_sources(system_prompt.as_deref(), &sources))
@@ -667,8 +620,8 @@ impl Turn {
         deadline: Deadline,
     ) -> (Round, RoundEnd) {
         let delivery = match events {
-            Some(_) => Delivery::Stream,
-            None => Delivery::Answer,
+            Some(_) => Delivery::Streamed,
+            None => Delivery::Whole,
         };
         // The first call was made as the turn began; one made for the other delivery (a
         // caller that asked for one and ran the other) is made again.
@@ -677,8 +630,8 @@ impl Turn {
             None => Opened::open(&self.provider, request, delivery, deadline).await,
         };
         let opened = match (opened, delivery) {
-            (opened @ Opened::Answer(_), Delivery::Answer)
-            | (opened @ Opened::Stream(_), Delivery::Stream) => opened,
+            (opened @ Opened::Answer(_), Delivery::Whole)
+            | (opened @ Opened::Stream(_), Delivery::Streamed) => opened,
             _ => Opened::open(&self.provider, request, delivery, deadline).await,
         };
         let Some(events) = events else {
@@ -1031,7 +984,7 @@ impl Turn {
     /// and the error says where.
     pub async fn run(mut self, state: &AppState) -> ApiResult<TurnOutcome> {
         let question = self.question();
-        let deadline = Deadline::of(state, self.started, Delivery::Answer);
+        let deadline = Deadline::of(state, self.started, Delivery::Whole);
         let mut generation = self.generate(state, None, deadline).await;
         let error = match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
             RoundEnd::Failed(e) => Some(e),
@@ -1060,7 +1013,7 @@ impl Turn {
     /// model fails mid-answer (`finish_reason: "error"`) or the client goes away
     /// (`"interrupted"`).
     pub async fn stream(mut self, state: AppState, events: mpsc::Sender<TurnEvent>) {
-        let deadline = Deadline::of(&state, self.started, Delivery::Stream);
+        let deadline = Deadline::of(&state, self.started, Delivery::Streamed);
         let mut generation = self.generate(&state, Some(&events), deadline).await;
         let (reason, error, interrupted) =
             match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
@@ -1078,13 +1031,9 @@ impl Turn {
             .await;
         let last = match (error, stored) {
             _ if interrupted => return,
-            (Some(error), _) | (None, Some(Err(error))) => TurnEvent::Failed {
-                message: error.problem().detail,
-            },
+            (Some(error), _) | (None, Some(Err(error))) => TurnEvent::Failed(Box::new(error)),
             (None, Some(Ok(outcome))) => TurnEvent::Finished(Box::new(outcome)),
-            (None, None) => TurnEvent::Failed {
-                message: empty_answer().problem().detail,
-            },
+            (None, None) => TurnEvent::Failed(Box::new(empty_answer())),
         };
         let _ = events.send(last).await;
     }
@@ -1122,7 +1071,6 @@ fn round_request(
 struct Deadline {
     at: tokio::time::Instant,
     limit: Duration,
-    delivery: Delivery,
 }
 
 impl Deadline {
@@ -1131,41 +1079,45 @@ impl Deadline {
         Self {
             at: (started + limit).into(),
             limit,
-            delivery,
         }
     }
 
     fn exceeded(self) -> ApiError {
-        deadline_exceeded(self.limit, self.delivery)
+        deadline_exceeded(self.limit)
     }
 }
 
-/// How long a whole turn may take: a `/chat` answer must come before the gateway's cut, a
-/// stream before the streaming function's timeout.
+/// How the answer reaches the client, which decides how long a turn may take and how its
+/// first model call, made beside storing the question, is opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delivery {
+    #[default]
+    /// In one response, which must come before the gateway cuts the request.
+    Whole,
+    /// As a stream, which may run until the streaming function's timeout.
+    Streamed,
+}
+
 fn turn_timeout(state: &AppState, delivery: Delivery) -> Duration {
     match delivery {
-        Delivery::Stream => state.config.llm.stream_turn_timeout,
-        Delivery::Answer => state.config.llm.turn_timeout,
+        Delivery::Whole => state.config.llm.turn_timeout,
+        Delivery::Streamed => state.config.llm.stream_turn_timeout,
     }
 }
 
-fn deadline_exceeded(limit: Duration, delivery: Delivery) -> ApiError {
-    let mut detail = format!(
-        "The answer took longer than the {} s a turn may take and was stopped.",
-        limit.as_secs()
-    );
-    if delivery == Delivery::Answer {
-        detail.push_str(" Long generations should use /api/v1/chat/streaming.");
-    }
+fn deadline_exceeded(limit: Duration) -> ApiError {
     ApiError::Upstream {
-        status: axum::http::StatusCode::GATEWAY_TIMEOUT,
-        detail,
+        failure: UpstreamFailure::TimedOut,
+        detail: format!(
+            "The answer took longer than the {} s a turn may take and was stopped.",
+            limit.as_secs()
+        ),
     }
 }
 
 fn empty_answer() -> ApiError {
     ApiError::Upstream {
-        status: axum::http::StatusCode::BAD_GATEWAY,
+        failure: UpstreamFailure::Failed,
         detail: "The model returned an empty answer.".into(),
     }
 }

@@ -5,6 +5,7 @@ mod character;
 mod conversation;
 mod message;
 mod session;
+mod workflow;
 
 pub use character::{
     Backend, BackendSettings, Character, CharacterInfo, Persona, QuotaType, Visibility,
@@ -12,6 +13,7 @@ pub use character::{
 pub use conversation::{Conversation, ConversationPatch, ConversationStatus, NewConversation};
 pub use message::{MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, StoredQuestion};
 pub use session::{ChatSession, ChatSettings, LifetimeUsage, QuotaClaim, QuotaHold};
+pub use workflow::Workflow;
 
 use chrono::{DateTime, SubsecRound, Utc};
 

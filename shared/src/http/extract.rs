@@ -6,7 +6,21 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, LocPart};
+
+/// The caller the authentication middleware found; only protected routes ask for it.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::MissingCredentials("Authentication is required.".into()))
+    }
+}
 
 /// A JSON body: 415 without a JSON content type, 413 over the body limit, 400 when it does not
 /// parse, 422 when it parses but does not fit the expected shape.

@@ -23,7 +23,8 @@ use tracing::Instrument;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::StoredQuestion;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
+use crate::http::problem::Problem;
 use crate::store::idempotency::{Claim, StoredResponse};
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");

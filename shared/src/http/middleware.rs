@@ -12,7 +12,8 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::config::Config;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
+use crate::http::problem::Problem;
 use crate::store::{PendingCount, RateLimitStatus};
 
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");

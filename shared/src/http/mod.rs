@@ -4,6 +4,7 @@
 pub mod extract;
 pub mod idempotency;
 pub mod middleware;
+pub mod problem;
 pub mod sse;
 pub mod validate;
 

@@ -9,15 +9,12 @@ mod providers;
 use std::pin::Pin;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
 pub use bedrock::Bedrock;
 pub use openai::OpenAiCompatible;
 pub use providers::{Provider, Providers};
-
-use crate::error::ApiError;
 
 /// One message of a prompt, in the Chat Completions wire shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,32 +227,4 @@ fn capitalise(text: &str) -> String {
         .next()
         .map(|c| c.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
-}
-
-impl From<LlmError> for ApiError {
-    fn from(err: LlmError) -> Self {
-        tracing::warn!(error = %err, "model call failed");
-        let detail = err.client_message();
-        match err {
-            LlmError::Rejected { .. } => ApiError::invalid(
-                ["body".into(), "message".into()],
-                detail,
-                "upstream_rejected",
-            ),
-            LlmError::Timeout { .. } => ApiError::Upstream {
-                status: StatusCode::GATEWAY_TIMEOUT,
-                detail: format!("{detail} Long generations should use /api/v1/chat/streaming."),
-            },
-            LlmError::Unreachable { .. } | LlmError::RateLimited { .. } => ApiError::Unavailable {
-                detail,
-                retry_after_secs: 5,
-            },
-            LlmError::Upstream { .. }
-            | LlmError::Protocol { .. }
-            | LlmError::Unavailable { .. } => ApiError::Upstream {
-                status: StatusCode::BAD_GATEWAY,
-                detail,
-            },
-        }
-    }
 }

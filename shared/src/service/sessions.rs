@@ -2,8 +2,7 @@
 //! admits a turn in a chat (its character and backend still there, its quota not used up).
 
 use crate::AppState;
-use crate::chat::SessionTurn;
-use crate::domain::{Backend, Character};
+use crate::domain::{Backend, BackendSettings, Character, Message};
 use crate::error::{ApiError, ApiResult};
 use crate::store::ChatRecord;
 
@@ -39,6 +38,33 @@ pub async fn visible_character(
 pub fn default_backend<'a>(character: &Character, backends: &'a [Backend]) -> Option<&'a Backend> {
     let id = character.default_backend_id.as_deref()?;
     backends.iter().find(|b| b.id == id)
+}
+
+/// A turn in a FreeChat chat, admitted by its rules: the chat as
+/// loaded, how many earlier messages its prompt may carry (`messageWindowSize`), and the
+/// backend whose quota it claims when it stores its question.
+#[derive(Debug, Clone)]
+pub struct SessionTurn {
+    pub chat: ChatRecord,
+    pub history_window: usize,
+    pub backend: BackendSettings,
+    /// The chat's newest messages, when they were read beside the chat itself.
+    pub newest: Option<NewestMessages>,
+}
+
+/// A chat's newest messages, newest first, read before its window was known: how many were
+/// asked for, and what came back.
+#[derive(Debug, Clone)]
+pub struct NewestMessages {
+    pub asked: usize,
+    pub messages: Vec<Message>,
+}
+
+impl NewestMessages {
+    /// The newest `count`, if as many were asked for.
+    pub fn newest(self, count: usize) -> Option<Vec<Message>> {
+        (count <= self.asked).then(|| self.messages.into_iter().take(count).collect())
+    }
 }
 
 /// A chat that can take a turn: its character and backend are there, and its quota is not

@@ -26,7 +26,6 @@ pub use sessions::ChatRecord;
 pub use stats::{Execution, ExecutionStats, ToolFigures};
 
 use crate::config::{Config, EndpointCredentials};
-use crate::error::ApiError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,53 +43,6 @@ pub enum StoreError {
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
-}
-
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::NotFound => ApiError::NotFound("The resource was not found.".into()),
-            StoreError::Conflict => {
-                ApiError::Conflict("The resource was changed by another request; retry.".into())
-            }
-            StoreError::ItemTooLarge { bytes } => ApiError::PayloadTooLarge(format!(
-                "The content would take {bytes} bytes to store; the limit is {} bytes.",
-                items::MAX_ITEM_BYTES
-            )),
-            StoreError::QuotaExceeded { used, limit } => {
-                ApiError::QuotaExceeded(format!("Usage {used} exceeds limit {limit}"))
-            }
-            StoreError::Unavailable(source) => {
-                tracing::warn!(error = ?source, "storage unavailable");
-                ApiError::Unavailable {
-                    detail: "Storage is temporarily unavailable; retry shortly.".into(),
-                    retry_after_secs: 2,
-                }
-            }
-            StoreError::Other(source) => ApiError::Internal(source),
-        }
-    }
-}
-
-/// A failure shared by several waiters (a [`PendingCount`]): the same answer as the error itself.
-impl From<Arc<StoreError>> for ApiError {
-    fn from(err: Arc<StoreError>) -> Self {
-        Arc::try_unwrap(err)
-            .unwrap_or_else(|shared| match &*shared {
-                StoreError::NotFound => StoreError::NotFound,
-                StoreError::Conflict => StoreError::Conflict,
-                StoreError::ItemTooLarge { bytes } => StoreError::ItemTooLarge { bytes: *bytes },
-                StoreError::QuotaExceeded { used, limit } => StoreError::QuotaExceeded {
-                    used: *used,
-                    limit: *limit,
-                },
-                StoreError::Unavailable(source) => {
-                    StoreError::Unavailable(anyhow::anyhow!("{source:#}"))
-                }
-                StoreError::Other(source) => StoreError::Other(anyhow::anyhow!("{source:#}")),
-            })
-            .into()
-    }
 }
 
 /// Error codes after which a retry can succeed: throttling and DynamoDB's own faults.

@@ -12,7 +12,6 @@ use futures_util::future::{BoxFuture, Shared};
 
 use super::{Store, StoreError, classify, keys};
 use crate::config::RateLimits;
-use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitStatus {
@@ -80,16 +79,6 @@ impl PendingCount {
     /// The count's outcome, once it is there.
     pub async fn status(&self) -> Result<RateLimitStatus, Arc<StoreError>> {
         self.0.clone().await
-    }
-
-    /// Whether the request may go on: over a limit it is `RateLimited`, a failed count is the
-    /// storage's error, as when the count came first.
-    pub async fn admitted(&self) -> Result<RateLimitStatus, ApiError> {
-        let status = self.status().await?;
-        match status.retry_after_secs {
-            Some(retry_after_secs) => Err(ApiError::RateLimited { retry_after_secs }),
-            None => Ok(status),
-        }
     }
 }
 

@@ -15,12 +15,14 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::chat::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, Workflow, templates};
+use crate::chat::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, templates};
+use crate::domain::Workflow;
 use crate::domain::{Conversation, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, Resumed, is_id};
 use crate::http::idempotency::StreamOutcome;
 use crate::http::middleware::CorrelationId;
+use crate::http::problem::{self, Problem};
 use crate::http::sse::ServerSentEvent;
 use crate::http::validate::Violations;
 use crate::store::PendingCount;
@@ -180,9 +182,10 @@ pub async fn chat(
     count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Json<ChatResponse>> {
-    let input = body.into_input(None, Delivery::Answer, (resume, count))?;
+    let input = body.into_input(None, Delivery::Whole, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
-    Ok(Json(turn.run(&state).await?.into()))
+    let outcome = turn.run(&state).await.map_err(suggest_streaming)?;
+    Ok(Json(outcome.into()))
 }
 
 #[utoipa::path(
@@ -204,9 +207,15 @@ pub async fn chat_with_template(
     count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Json<ChatResponse>> {
-    let input = body.into_input(Some(&template_name), Delivery::Answer, (resume, count))?;
+    let input = body.into_input(Some(&template_name), Delivery::Whole, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
-    Ok(Json(turn.run(&state).await?.into()))
+    let outcome = turn.run(&state).await.map_err(suggest_streaming)?;
+    Ok(Json(outcome.into()))
+}
+
+/// A Chatter client whose answer took too long learns of the route without that limit.
+fn suggest_streaming(error: ApiError) -> ApiError {
+    error.advise_on_timeout("Long generations should use /api/v1/chat/streaming.")
 }
 
 /// One Server-Sent Event of `/streaming`.
@@ -277,9 +286,9 @@ impl StreamingChatChunk {
                     ..Default::default()
                 },
             ],
-            TurnEvent::Failed { message } => vec![Self {
+            TurnEvent::Failed(error) => vec![Self {
                 kind: "error",
-                content: Some(message),
+                content: Some(problem::problem(&error).detail),
                 ..Default::default()
             }],
         }
@@ -310,7 +319,7 @@ pub async fn streaming(
     count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Response> {
-    let input = body.into_input(None, Delivery::Stream, (resume, count))?;
+    let input = body.into_input(None, Delivery::Streamed, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     let outcome = StreamOutcome::answering(turn.question());
     let heartbeat = state.config.sse_heartbeat;

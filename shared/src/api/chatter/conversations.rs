@@ -12,8 +12,9 @@ use crate::auth::Caller;
 use crate::domain::{
     Conversation, ConversationPatch, ConversationStatus, JsonObject, Message, NewConversation,
 };
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::problem::Problem;
 use crate::http::validate::Violations;
 
 /// How many of the latest messages `GET /conversations/{id}` includes; older ones are paged

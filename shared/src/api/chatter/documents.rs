@@ -29,8 +29,9 @@ use crate::documents::{
     processing,
 };
 use crate::domain::JsonObject;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::problem::Problem;
 use crate::http::validate::Violations;
 use crate::store::StoreError;
 

@@ -22,8 +22,9 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::domain::{Message, MessageRole};
-use crate::error::{ApiError, FieldError, LocPart, Problem};
+use crate::error::{ApiError, FieldError, LocPart};
 use crate::http::extract::is_id;
+use crate::http::problem::Problem;
 use crate::llm::Usage;
 pub(crate) use crate::service::{missing, or_missing};
 

@@ -15,16 +15,14 @@ use super::sessions::{backend_model, chat_settings, scene_prompt, session_prompt
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::chat::{
-    ChatInput, Delivery, NewestMessages, SessionTurn, Turn, TurnEvent, estimated_usage,
-    within_rate_limit,
-};
+use crate::chat::{ChatInput, Delivery, Turn, TurnEvent, estimated_usage, within_rate_limit};
 use crate::domain::{
     BackendSettings, JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion,
 };
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Resumed};
 use crate::http::idempotency::StreamOutcome;
+use crate::http::problem::{self, Problem};
 use crate::http::sse;
 use crate::http::validate::Violations;
 use crate::llm::{
@@ -32,7 +30,8 @@ use crate::llm::{
 };
 use crate::metrics::Dialect;
 use crate::service::sessions::{
-    ReadyChat, default_backend, own_chat, ready, ready_chat, visible_character,
+    NewestMessages, ReadyChat, SessionTurn, default_backend, own_chat, ready, ready_chat,
+    visible_character,
 };
 use crate::store::PendingCount;
 
@@ -229,7 +228,7 @@ pub async fn send_message(
     count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatMessageDto>,
 ) -> ApiResult<Json<LlmResultDto>> {
-    let delivery = Delivery::Answer;
+    let delivery = Delivery::Whole;
     let turn = begin_turn(
         &state,
         &caller.user_id,
@@ -268,7 +267,7 @@ pub async fn stream_send_message(
     count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatMessageDto>,
 ) -> ApiResult<Response> {
-    let delivery = Delivery::Stream;
+    let delivery = Delivery::Streamed;
     let turn = begin_turn(
         &state,
         &caller.user_id,
@@ -305,9 +304,10 @@ pub async fn stream_send_message(
                             let reason = message.finish_reason.as_deref().unwrap_or("stop");
                             LlmResultDto::last(message.content.clone(), reason, Some(outcome.usage))
                         }
-                        TurnEvent::Failed { message } => {
+                        TurnEvent::Failed(error) => {
                             // Not the key's answer: a retry with the same key calls the model again.
                             failed.fail();
+                            let message = problem::problem(&error).detail;
                             LlmResultDto::failed(std::mem::take(&mut text), message)
                         }
                         // Workflow progress has no FreeChat frame.

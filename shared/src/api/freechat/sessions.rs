@@ -24,8 +24,9 @@ use crate::domain::{
     Backend, Character, ChatSession, ChatSettings, Conversation, NewConversation, Persona,
     QuotaType, Visibility,
 };
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, MAX_ID_CHARS, is_id};
+use crate::http::problem::Problem;
 use crate::http::validate::Violations;
 use crate::llm::{Provider, Providers};
 use crate::service::sessions::{default_backend, own_chat, visible_character};

@@ -1,25 +1,9 @@
 //! Start-up shared by every Lambda function: logs, configuration, clients, then the runtime.
 
+use super::Group;
 use crate::AppState;
-use crate::api::Group;
 
 pub use lambda_http::Error;
-
-/// JSON log lines for CloudWatch, each carrying the fields of the request span it belongs to
-/// (correlation id, user id, route).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second initialisation (tests start many stacks) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .flatten_event(true)
-        .with_target(false)
-        .try_init();
-}
 
 /// A group's routes, as (authenticated, public).
 type Routes = (axum::Router<AppState>, axum::Router<AppState>);
@@ -54,7 +38,7 @@ fn block_on(function: impl Future<Output = Result<(), Error>>) -> Result<(), Err
 }
 
 async fn start((protected, public): Routes) -> Result<axum::Router, Error> {
-    init_tracing();
+    crate::logging::init_tracing();
     let config = crate::secrets::config_from_env()
         .await
         .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
