@@ -18,6 +18,8 @@ struct Shared {
     tokens: AtomicUsize,
     gap: Mutex<Duration>,
     sent: Mutex<Vec<Instant>>,
+    /// When each request arrived, since the last `take_requests`.
+    requested: Mutex<Vec<Instant>>,
 }
 
 pub struct FakeLlm {
@@ -37,6 +39,7 @@ impl FakeLlm {
             tokens: AtomicUsize::new(8),
             gap: Mutex::new(Duration::ZERO),
             sent: Mutex::new(Vec::new()),
+            requested: Mutex::new(Vec::new()),
         });
         let router = Router::new()
             .route("/v1/chat/completions", post(complete))
@@ -57,6 +60,11 @@ impl FakeLlm {
         *self.shared.gap.lock().unwrap() = gap;
     }
 
+    /// When each request since the last call arrived.
+    pub fn take_requests(&self) -> Vec<Instant> {
+        std::mem::take(&mut *self.shared.requested.lock().unwrap())
+    }
+
     /// When each token of the latest streamed answer was handed to the connection.
     pub fn sent(&self) -> Vec<Instant> {
         self.shared.sent.lock().unwrap().clone()
@@ -68,6 +76,7 @@ fn frame(value: &Value) -> Bytes {
 }
 
 async fn complete(State(shared): State<Arc<Shared>>, Json(request): Json<Value>) -> Response {
+    shared.requested.lock().unwrap().push(Instant::now());
     let tokens = shared.tokens.load(Ordering::SeqCst);
     let usage =
         json!({"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens});

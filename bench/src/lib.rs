@@ -7,6 +7,7 @@ pub mod coldstart;
 pub mod counting;
 pub mod events;
 pub mod fake_llm;
+pub mod latency;
 pub mod machine;
 pub mod overhead;
 pub mod stack;

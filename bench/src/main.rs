@@ -4,10 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bench::{bedrock, coldstart, overhead, streaming};
+use bench::{bedrock, coldstart, latency, overhead, streaming};
 
 const USAGE: &str = "usage: bench <command> [options]
   overhead  [--iterations N] [--warmup N]          router vs bare storage calls, round trips
+  latency   [--runs N] [--warmup N] [--latencies-ms 0,2,5] [--label TEXT]
+                                                    what DynamoDB's latency adds to each kind of turn
   streaming [--runs N] [--tokens N] [--gap-ms N]    time to first token and per-token lag
   lambda-streaming --bin-dir DIR [--runs N] [--tokens N] [--gap-ms N]
                                                     per-token lag through the chat-stream binary
@@ -37,6 +39,18 @@ fn main() -> anyhow::Result<()> {
             iterations: option(&args, "--iterations", 2000)?,
             warmup: option(&args, "--warmup", 200)?,
         })),
+        Some("latency") => {
+            let latencies: String = option(&args, "--latencies-ms", "0,2,5".to_owned())?;
+            runtime.block_on(latency::run(latency::Options {
+                runs: option(&args, "--runs", 100)?,
+                warmup: option(&args, "--warmup", 10)?,
+                latencies_ms: latencies
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?,
+                label: option(&args, "--label", "this build".to_owned())?,
+            }))
+        }
         Some("streaming") => runtime.block_on(streaming::run(streaming::Options {
             runs: option(&args, "--runs", 200)?,
             tokens: option(&args, "--tokens", 20)?,

@@ -200,6 +200,28 @@ impl FailureClass {
 
 /// What a storage failure means for the request: the store's own error says what happened,
 /// this says what the caller is told.
+/// A failure shared by several waiters (a [`crate::store::PendingCount`]): the same answer
+/// as the error itself.
+impl From<std::sync::Arc<StoreError>> for ApiError {
+    fn from(err: std::sync::Arc<StoreError>) -> Self {
+        std::sync::Arc::try_unwrap(err)
+            .unwrap_or_else(|shared| match &*shared {
+                StoreError::NotFound => StoreError::NotFound,
+                StoreError::Conflict => StoreError::Conflict,
+                StoreError::ItemTooLarge { bytes } => StoreError::ItemTooLarge { bytes: *bytes },
+                StoreError::QuotaExceeded { used, limit } => StoreError::QuotaExceeded {
+                    used: *used,
+                    limit: *limit,
+                },
+                StoreError::Unavailable(source) => {
+                    StoreError::Unavailable(anyhow::anyhow!("{source:#}"))
+                }
+                StoreError::Other(source) => StoreError::Other(anyhow::anyhow!("{source:#}")),
+            })
+            .into()
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {

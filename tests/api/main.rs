@@ -20,4 +20,5 @@ mod search;
 mod storage_faults;
 mod streaming;
 mod titles;
+mod turn_order;
 mod workflows;

@@ -1,7 +1,7 @@
 //! DynamoDB throttling, failing or unreachable under the chat routes of both dialects: a 503
 //! problem with `Retry-After`, and nothing half-written.
 
-use api_tests::{FakeLlm, Fault, Reply, TestApp};
+use api_tests::{FakeLlm, Fault, Reply, Script, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -16,6 +16,8 @@ async fn a_stream_whose_question_cannot_be_stored_is_503_and_stores_nothing() {
     let fake = FakeLlm::start().await;
     let (app, dynamodb) = TestApp::spawn_with_faults(&[("LLM_BASE_URL", &fake.base_url)]).await;
     let id = app.create_conversation("alice", "t").await;
+    // Asked beside the store, a model that never answers is dropped when the store fails.
+    fake.always(Script::Hang);
     dynamodb.set(Fault::throttle("TransactWriteItems", 0));
     for body in [
         json!({"message": "new conversation"}),
@@ -35,7 +37,11 @@ async fn a_stream_whose_question_cannot_be_stored_is_503_and_stores_nothing() {
     assert_retry_later(&reply);
     dynamodb.set(Fault::None);
 
-    assert_eq!(fake.calls(), 0, "no model call for a question not stored");
+    assert_eq!(
+        fake.abandoned(),
+        fake.calls(),
+        "no model call outlives a question not stored"
+    );
     let list = app.get("/api/v1/chat/conversations", "alice").await;
     assert_eq!(list.body["total"], 1);
     let conversation = app
@@ -49,26 +55,7 @@ async fn a_stream_whose_question_cannot_be_stored_is_503_and_stores_nothing() {
 async fn a_freechat_send_under_throttling_is_503_and_leaves_the_chat_as_it_was() {
     let fake = FakeLlm::start().await;
     let (app, dynamodb) = TestApp::spawn_with_faults(&[("LLM_BASE_URL", &fake.base_url)]).await;
-    let created = app
-        .post("/api/v1/character", "alice", &json!({"name": "Jack"}))
-        .await;
-    let character = created.body.as_u64().unwrap();
-    let summary = app
-        .get(&format!("/api/v1/character/summary/{character}"), "alice")
-        .await;
-    let uid = summary.body["characterUid"].as_str().unwrap().to_owned();
-    let backend = app
-        .post(
-            &format!("/api/v1/character/backend/{uid}"),
-            "alice",
-            &json!({}),
-        )
-        .await;
-    assert_eq!(backend.status, StatusCode::OK, "{}", backend.text);
-    let chat = app
-        .post("/api/v1/chat", "alice", &json!({"characterUid": uid}))
-        .await
-        .text;
+    let chat = app.start_freechat_chat("alice", "Jack").await;
     let path = format!("/api/v1/chat/send/{chat}");
     let body = json!({"role": "user", "contents": [{"type": "text", "content": "Ahoy"}]});
 

@@ -107,6 +107,20 @@ struct Shared {
     embedding_requests: Mutex<Vec<Value>>,
     embedding_failure: Mutex<Option<u16>>,
     embedding_delay: Mutex<Duration>,
+    /// Requests whose client went away before the answer was complete.
+    abandoned: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts its request as abandoned when dropped: axum drops a handler whose client closed
+/// the connection.
+struct AbandonedWhenDropped(Arc<Shared>);
+
+impl Drop for AbandonedWhenDropped {
+    fn drop(&mut self) {
+        self.0
+            .abandoned
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 pub struct FakeLlm {
@@ -175,6 +189,14 @@ impl FakeLlm {
         *self.shared.embedding_delay.lock().unwrap() = delay;
     }
 
+    /// Requests whose client closed the connection before the answer was complete: a hanging
+    /// one, or a stream cut off between tokens.
+    pub fn abandoned(&self) -> usize {
+        self.shared
+            .abandoned
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// When the last token of the last streamed reply left the fake.
     pub fn last_token_sent(&self) -> Option<Instant> {
         *self.shared.last_token_sent.lock().unwrap()
@@ -240,6 +262,7 @@ async fn complete(State(shared): State<Arc<Shared>>, Json(request): Json<Value>)
                 .into_response()
         }
         Script::Hang => {
+            let _abandoned = AbandonedWhenDropped(shared.clone());
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
@@ -379,6 +402,9 @@ fn stream(shared: Arc<Shared>, script: Script) -> Response {
                         tokio::time::sleep(delay).await;
                     }
                     if sender.send(Ok(token_frame(&token))).await.is_err() {
+                        shared
+                            .abandoned
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         return false;
                     }
                     *shared.last_token_sent.lock().unwrap() = Some(Instant::now());

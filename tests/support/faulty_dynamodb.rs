@@ -1,7 +1,11 @@
 //! A proxy in front of the embedded DynamoDB that can make chosen operations fail, the way
-//! DynamoDB does under throttling or an outage.
+//! DynamoDB does under throttling or an outage, add a fixed latency to every call (as a
+//! network hop to DynamoDB in AWS does), and note each call it forwarded: when it started and
+//! ended, and the capacity it consumed, for the latency benchmark (bench/src/latency.rs).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -20,9 +24,19 @@ pub enum Fault {
     /// The first `times` calls of this operation are throttled, the rest pass: a fault that
     /// the SDK's own retries do not outlast only when `times` exceeds its attempts (3).
     ThrottleTimes { operation: String, times: usize },
+    /// Calls of this operation wait, unanswered, until the fault is changed: a write that is
+    /// still on its way, for as long as a test needs.
+    Hold { operation: String },
 }
 
 impl Fault {
+    /// [`Fault::Hold`] of `operation`.
+    pub fn hold(operation: &str) -> Self {
+        Self::Hold {
+            operation: operation.into(),
+        }
+    }
+
     /// [`Fault::Throttle`]: `operation` is throttled once its first `after` calls passed.
     pub fn throttle(operation: &str, after: usize) -> Self {
         Self::Throttle {
@@ -32,12 +46,29 @@ impl Fault {
     }
 }
 
+/// One call the proxy forwarded.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `GetItem`, `TransactWriteItems`, ...
+    pub operation: String,
+    /// When the request reached the proxy, and when its answer left it (added latency included).
+    pub started: Instant,
+    pub ended: Instant,
+    /// Capacity units the call consumed, when [`FaultyDynamoDb::count_capacity`] asked for them.
+    pub capacity: f64,
+}
+
 struct Shared {
     upstream: String,
+    latency: Mutex<Duration>,
+    count_capacity: AtomicBool,
+    calls: Mutex<Vec<Call>>,
     /// Built on first use: by then the stack has installed the process's TLS crypto provider,
     /// which reqwest needs before a client can be built.
     http: std::sync::OnceLock<reqwest::Client>,
     fault: Mutex<(Fault, usize)>,
+    /// Wakes held calls when the fault changes.
+    changed: tokio::sync::Notify,
 }
 
 pub struct FaultyDynamoDb {
@@ -51,6 +82,10 @@ impl FaultyDynamoDb {
             upstream: upstream.to_owned(),
             http: std::sync::OnceLock::new(),
             fault: Mutex::new((Fault::None, 0)),
+            changed: tokio::sync::Notify::new(),
+            latency: Mutex::new(Duration::ZERO),
+            count_capacity: AtomicBool::new(false),
+            calls: Mutex::new(Vec::new()),
         });
         let router = axum::Router::new()
             .fallback(forward)
@@ -63,6 +98,57 @@ impl FaultyDynamoDb {
 
     pub fn set(&self, fault: Fault) {
         *self.shared.fault.lock().unwrap() = (fault, 0);
+        self.shared.changed.notify_waiters();
+    }
+
+    /// Every call from now on is answered `latency` later than the emulator answers it.
+    pub fn set_latency(&self, latency: Duration) {
+        *self.shared.latency.lock().unwrap() = latency;
+    }
+
+    /// Every call from now on asks DynamoDB for the capacity it consumed
+    /// (`ReturnConsumedCapacity: TOTAL`, added to requests that do not ask), noted in its [`Call`].
+    pub fn count_capacity(&self) {
+        self.shared.count_capacity.store(true, Ordering::SeqCst);
+    }
+
+    /// The calls forwarded since the last `take_calls`, in the order they ended.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.shared.calls.lock().unwrap())
+    }
+}
+
+/// Waits `latency` precisely: Tokio's timer rounds up to whole milliseconds, a thread's sleep
+/// is off by tens of microseconds.
+async fn delay(latency: Duration) {
+    if !latency.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(latency)).await;
+    }
+}
+
+/// The request asking for its consumed capacity, unless it already does.
+fn asking_for_capacity(body: Bytes) -> Bytes {
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut request))
+            if !request.contains_key("ReturnConsumedCapacity") =>
+        {
+            request.insert("ReturnConsumedCapacity".into(), "TOTAL".into());
+            Bytes::from(serde_json::Value::Object(request).to_string())
+        }
+        _ => body,
+    }
+}
+
+/// The capacity units an answer reports: one `ConsumedCapacity`, or one per table of a
+/// transaction or batch.
+fn consumed_capacity(body: &[u8]) -> f64 {
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return 0.0;
+    };
+    let units = |c: &serde_json::Value| c["CapacityUnits"].as_f64().unwrap_or_default();
+    match &answer["ConsumedCapacity"] {
+        serde_json::Value::Array(tables) => tables.iter().map(units).sum(),
+        one => units(one),
     }
 }
 
@@ -73,12 +159,28 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = Instant::now();
+    let latency = *shared.latency.lock().unwrap();
+    let counting = shared.count_capacity.load(Ordering::SeqCst);
+    let body = if counting {
+        asking_for_capacity(body)
+    } else {
+        body
+    };
     let operation = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit('.').next())
         .unwrap_or_default()
         .to_owned();
+    loop {
+        let changed = shared.changed.notified();
+        let held = matches!(&shared.fault.lock().unwrap().0, Fault::Hold { operation: op } if *op == operation);
+        if !held {
+            break;
+        }
+        changed.await;
+    }
     let refuse = {
         let mut guard = shared.fault.lock().unwrap();
         let (fault, seen) = &mut *guard;
@@ -104,10 +206,11 @@ async fn forward(
                 let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
                 Some((StatusCode::BAD_REQUEST, body.to_owned()))
             }
-            Fault::ThrottleTimes { .. } => None,
+            Fault::ThrottleTimes { .. } | Fault::Hold { .. } => None,
         }
     };
     if let Some((status, body)) = refuse {
+        delay(latency).await;
         return (
             status,
             [("content-type", "application/x-amz-json-1.0")],
@@ -132,6 +235,17 @@ async fn forward(
             let status = upstream.status();
             let headers = upstream.headers().clone();
             let body = upstream.bytes().await.unwrap_or_default();
+            delay(latency).await;
+            shared.calls.lock().unwrap().push(Call {
+                operation,
+                started,
+                ended: Instant::now(),
+                capacity: if counting {
+                    consumed_capacity(&body)
+                } else {
+                    0.0
+                },
+            });
             let mut response = (status, body).into_response();
             for (name, value) in &headers {
                 if name != "content-length" && name != "transfer-encoding" {

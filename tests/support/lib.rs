@@ -22,7 +22,7 @@ use shared::store::Store;
 
 pub use fake_bedrock::FakeBedrock;
 pub use fake_llm::{FakeLlm, Script, assert_general_chat_template};
-pub use faulty_dynamodb::{Fault, FaultyDynamoDb};
+pub use faulty_dynamodb::{Call, Fault, FaultyDynamoDb};
 
 /// The HS256 secret the tests and the event fixtures share.
 pub const TEST_SECRET: &str = "fixture-secret-0123456789abcdef0123456789";
@@ -206,6 +206,40 @@ impl TestApp {
         let reply = Reply::from(request.send().await.unwrap()).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A FreeChat character named `name` of `user_id`'s, with a default backend, and the
+    /// user's chat with it: the chat's id.
+    pub async fn start_freechat_chat(&self, user_id: &str, name: &str) -> String {
+        let created = self
+            .post(
+                "/api/v1/character",
+                user_id,
+                &serde_json::json!({ "name": name }),
+            )
+            .await;
+        let character = created.body.as_u64().unwrap();
+        let summary = self
+            .get(&format!("/api/v1/character/summary/{character}"), user_id)
+            .await;
+        let uid = summary.body["characterUid"].as_str().unwrap().to_owned();
+        let backend = self
+            .post(
+                &format!("/api/v1/character/backend/{uid}"),
+                user_id,
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(backend.status, StatusCode::OK, "{}", backend.text);
+        let chat = self
+            .post(
+                "/api/v1/chat",
+                user_id,
+                &serde_json::json!({ "characterUid": uid }),
+            )
+            .await;
+        assert_eq!(chat.status, StatusCode::OK, "{}", chat.text);
+        chat.text
     }
 
     /// The stored messages of `conversation_id`, as `user_id` reads them from the Chatter API.

@@ -16,10 +16,13 @@ use crate::domain::{
     QuotaHold, StoredQuestion, Workflow,
 };
 use crate::error::{ApiError, ApiResult, UpstreamFailure};
-use crate::llm::{CompletionRequest, PromptMessage, Provider, StreamEvent, ToolCall, Usage};
+use crate::llm::{
+    Completion, CompletionRequest, CompletionStream, PromptMessage, Provider, StreamEvent,
+    ToolCall, Usage,
+};
 use crate::metrics::{Dialect, Failure, Stage, TurnMetrics};
 use crate::service::sessions::{self, SessionTurn};
-use crate::store::{ConversationRecord, Execution, QuotaChange, StoreError};
+use crate::store::{ConversationRecord, Execution, PendingCount, QuotaChange, StoreError};
 use crate::tools::{ToolRun, Toolset};
 
 /// How many recent messages are read to fill the context window.
@@ -61,6 +64,12 @@ pub struct ChatInput {
     pub resume: Option<StoredQuestion>,
     /// The API the turn was asked through, for its metrics.
     pub dialect: Dialect,
+    /// Whether the answer is awaited whole or streamed: the first model call is made as the
+    /// turn begins, beside storing the question.
+    pub delivery: Delivery,
+    /// The request's rate-limit count, still running: awaited beside the turn's reads, before
+    /// anything is written or the model is called. `None`: counted already.
+    pub count: Option<PendingCount>,
 }
 
 /// A turn whose user message is stored and whose prompt is ready.
@@ -81,6 +90,127 @@ pub struct Turn {
     dialect: Dialect,
     /// The title being written for the conversation this turn started.
     title: Option<PendingTitle>,
+    /// The first model call, made while the question was being stored.
+    opened: Option<Opened>,
+}
+
+/// The first model call of a turn, sent beside storing its question: the whole answer, or the
+/// opened stream whose tokens wait (in the connection) until the question is stored.
+enum Opened {
+    Answer(Result<Completion, ApiError>),
+    Stream(Result<CompletionStream, ApiError>),
+}
+
+impl Opened {
+    async fn open(
+        provider: &Provider,
+        request: &CompletionRequest,
+        delivery: Delivery,
+        deadline: Deadline,
+    ) -> Self {
+        let late = || deadline.exceeded();
+        match delivery {
+            Delivery::Whole => Self::Answer(
+                tokio::time::timeout_at(deadline.at, provider.client.complete(request))
+                    .await
+                    .map_or_else(|_| Err(late()), |c| c.map_err(ApiError::from)),
+            ),
+            Delivery::Streamed => Self::Stream(
+                tokio::time::timeout_at(deadline.at, provider.client.stream(request))
+                    .await
+                    .map_or_else(|_| Err(late()), |c| c.map_err(ApiError::from)),
+            ),
+        }
+    }
+}
+
+/// Waits for the request's rate-limit count, if it is still running: over a limit, the
+/// turn ends with the 429 before it writes anything or calls the model.
+pub async fn within_rate_limit(count: Option<&PendingCount>) -> ApiResult<()> {
+    let Some(count) = count else { return Ok(()) };
+    match count.status().await?.retry_after_secs {
+        Some(retry_after_secs) => Err(ApiError::RateLimited { retry_after_secs }),
+        None => Ok(()),
+    }
+}
+
+/// When a turn's first model call goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// While the question is being stored.
+    Beside,
+    /// Once the question is stored.
+    StoredFirst,
+}
+
+/// Where a turn's question goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A conversation the turn creates with it.
+    NewConversation,
+    Existing,
+}
+
+/// What storing a turn's question leaves: the conversation as written, the stored question,
+/// and the quota the turn holds.
+struct StoredQuestionOf {
+    record: ConversationRecord,
+    question: Message,
+    held: Option<QuotaHold>,
+}
+
+/// Stores the turn's question: in a new conversation (one transaction with it), or appended to
+/// its conversation with the quota it claims. A question asked before, by a try that failed,
+/// is already stored and holds no quota any more.
+async fn store_question(
+    state: &AppState,
+    (record, place): (ConversationRecord, Place),
+    question: MessageDraft,
+    claim: Option<QuotaClaim>,
+    asked: Option<Message>,
+) -> ApiResult<StoredQuestionOf> {
+    if let Some(question) = asked {
+        return Ok(StoredQuestionOf {
+            record,
+            question,
+            held: None,
+        });
+    }
+    let held = claim.as_ref().map(|c| c.hold);
+    let (record, mut stored) = if place == Place::NewConversation {
+        state
+            .store
+            .create_conversation_with(record, vec![question])
+            .await?
+    } else {
+        let quota = claim.map_or(QuotaChange::None, QuotaChange::Claim);
+        state
+            .store
+            .append_with_quota(record, vec![question], &quota)
+            .await?
+    };
+    Ok(StoredQuestionOf {
+        record,
+        question: stored.remove(0),
+        held,
+    })
+}
+
+/// Runs `work` (retrieval, the prompt, the first model call) beside `storing` the question.
+/// The store always runs to its end; when it fails, `work` is dropped at once (an open model
+/// request is cancelled, so the provider stops) and the store's error is the turn's.
+async fn beside_the_question<S, W>(
+    storing: impl Future<Output = ApiResult<S>>,
+    work: impl Future<Output = W>,
+) -> ApiResult<(S, W)> {
+    tokio::pin!(storing, work);
+    tokio::select! {
+        stored = &mut storing => {
+            let stored = stored?;
+            Ok((stored, work.await))
+        }
+        done = &mut work => Ok((storing.await?, done)),
+    }
 }
 
 /// The stored answer of a finished turn.
@@ -231,40 +361,55 @@ impl Turn {
         let target = target.or(resumed.as_ref().map(|q| q.conversation_id.clone()));
         // One more message is read for a resumed question: the question itself.
         let resumed_one = usize::from(resumed.is_some());
-        let (record, mut history, mut session) = match (session, &target) {
-            (Some(session), _) => {
-                let limit = session.history_window + resumed_one;
-                let mut newest = state.store.newest_messages(&session.chat, limit).await?;
-                newest.reverse();
-                (session.chat.record.clone(), newest, Some(session))
-            }
-            (None, Some(id)) => {
-                let (record, history) = state
-                    .store
-                    .conversation_with_messages(user_id, id, HISTORY_FETCH + resumed_one)
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::NotFound => {
-                            ApiError::NotFound("Conversation not found.".into())
-                        }
-                        other => other.into(),
-                    })?;
-                (record, history, None)
-            }
-            (None, None) => (
-                ConversationRecord::new(Conversation::create(
-                    user_id,
-                    NewConversation {
-                        title: title_from(&input.message),
-                        llm_provider: input.provider.clone(),
-                        ..Default::default()
-                    },
-                )),
-                Vec::new(),
-                None,
-            ),
+        // The rate-limit count and the reads the prompt needs go out together: one DynamoDB
+        // step before the question is stored and the model called, side by side.
+        let admitted = within_rate_limit(input.count.as_ref());
+        let reads = async {
+            Ok::<_, ApiError>(match (session, &target) {
+                (Some(mut session), _) => {
+                    let limit = session.history_window + resumed_one;
+                    let read = session.newest.take().and_then(|n| n.newest(limit));
+                    let mut newest = match read {
+                        Some(newest) => newest,
+                        None => state.store.newest_messages(&session.chat, limit).await?,
+                    };
+                    newest.reverse();
+                    (session.chat.record.clone(), newest, Some(session))
+                }
+                (None, Some(id)) => {
+                    let (record, history) = state
+                        .store
+                        .conversation_with_messages(user_id, id, HISTORY_FETCH + resumed_one)
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::NotFound => {
+                                ApiError::NotFound("Conversation not found.".into())
+                            }
+                            other => other.into(),
+                        })?;
+                    (record, history, None)
+                }
+                (None, None) => (
+                    ConversationRecord::new(Conversation::create(
+                        user_id,
+                        NewConversation {
+                            title: title_from(&input.message),
+                            llm_provider: input.provider.clone(),
+                            ..Default::default()
+                        },
+                    )),
+                    Vec::new(),
+                    None,
+                ),
+            })
         };
-        let creating = target.is_none();
+        let (admitted, reads) = tokio::join!(admitted, reads);
+        admitted?;
+        let (record, mut history, mut session) = reads?;
+        let place = match target {
+            None => Place::NewConversation,
+            Some(_) => Place::Existing,
+        };
         let asked = resumed.and_then(|question| {
             history
                 .last()
@@ -343,8 +488,8 @@ impl Turn {
             .or(template.and_then(|t| t.max_tool_calls))
             .unwrap_or(DEFAULT_MAX_TOOL_CALLS) as usize;
 
-        // Stored before retrieval and tool discovery: neither an embedding provider nor an
-        // MCP server that fails may lose the user's message.
+        // The question's store runs to its end whatever retrieval, discovery or the model do:
+        // neither an embedding provider nor an MCP server that fails may lose it.
         let message = input.message;
         let mut user = MessageDraft::new(MessageRole::User, message.clone());
         user.metadata = input.user_metadata;
@@ -355,92 +500,116 @@ impl Turn {
                 + Duration::from_secs(QUOTA_HOLD_MARGIN_SECS);
             QuotaClaim::of(quota, prompt::estimate_tokens(&message) as u64, expires_at)
         });
-        let (record, user_message, held) = match asked {
-            // Asked before, by a try that failed; it holds no quota any more.
-            Some(question) => (record, question, None),
-            None => {
-                let held = claim.as_ref().map(|c| c.hold);
-                let (record, mut stored) = if creating {
-                    state
-                        .store
-                        .create_conversation_with(record, vec![user])
-                        .await?
+        let deadline = Deadline::of(state, started, input.delivery);
+        // A claim on a chat's quota is decided by the store (parallel sends race there): a
+        // turn it refuses must not have asked the model, so such a turn asks only after.
+        let order = match claim {
+            Some(_) if asked.is_none() => Order::StoredFirst,
+            _ => Order::Beside,
+        };
+        let title_model = model.clone();
+        let storing = async {
+            let stored = store_question(state, (record, place), user, claim, asked).await?;
+            // Written beside the answer, from the question the new conversation starts with.
+            let title = (place == Place::NewConversation)
+                .then(|| {
+                    let conversation = &stored.record.conversation;
+                    PendingTitle::start(state, &provider, &title_model, conversation, &message)
+                })
+                .flatten();
+            Ok((stored, title))
+        };
+        // Retrieval and tool discovery need no stored question, and the model needs only the
+        // prompt: all of it goes out while the question is being stored.
+        let preparing = async {
+            let discovery = async {
+                if matches!(workflow, Workflow::Tools | Workflow::Full) {
+                    let discovered = Toolset::discover(&state.mcp).await;
+                    match template.filter(|t| !t.required_tools.is_empty()) {
+                        Some(t) => discovered.only(t.required_tools),
+                        None => discovered,
+                    }
                 } else {
-                    let quota = claim.map_or(QuotaChange::None, QuotaChange::Claim);
-                    state
-                        .store
-                        .append_with_quota(record, vec![user], &quota)
-                        .await?
-                };
-                (record, stored.remove(0), held)
-            }
-        };
-        let question = StoredQuestion {
-            conversation_id: record.conversation.id.clone(),
-            message_id: user_message.id.clone(),
-        };
-        let title = creating
-            .then(|| PendingTitle::start(state, &provider, &model, &record.conversation, &message))
-            .flatten();
-
-        let deadline = started + turn_timeout(state, Delivery::Whole);
-        let discovery = async {
-            if matches!(workflow, Workflow::Tools | Workflow::Full) {
-                let discovered = Toolset::discover(&state.mcp).await;
-                match template.filter(|t| !t.required_tools.is_empty()) {
-                    Some(t) => discovered.only(t.required_tools),
-                    None => discovered,
+                    Toolset::default()
                 }
+            };
+            let retrieval_started = Instant::now();
+            let retrieval = async {
+                if matches!(workflow, Workflow::Rag | Workflow::Full) {
+                    documents::retrieve(
+                        state,
+                        RetrievalQuery {
+                            user_id,
+                            query: &message,
+                            limit: retrieval_limit,
+                            score_threshold,
+                            document_ids: input.document_ids.as_deref(),
+                        },
+                    )
+                    .await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            let (toolset, sources, retrieval_ms) = tokio::time::timeout_at(
+                (started + turn_timeout(state, Delivery::Whole)).into(),
+                async {
+                    tokio::join!(discovery, async {
+                        let sources = retrieval.await;
+                        (sources, retrieval_started.elapsed().as_millis() as u64)
+                    })
+                },
+            )
+            .await
+            .map_err(|_| deadline_exceeded(turn_timeout(state, Delivery::Whole)))
+            .and_then(|(toolset, (sources, ms))| Ok((toolset, sources?, ms)))?;
+            let system = if matches!(workflow, Workflow::Rag | Workflow::Full) {
+                Some(prompt::with_sources(system_prompt.as_deref(), &sources))
             } else {
-                Toolset::default()
+                system_prompt
+            };
+            let request = CompletionRequest {
+                model,
+                messages: prompt::build(system.as_deref(), &history, memory, &message, budget),
+                temperature,
+                max_tokens,
+                tools: toolset.specs(),
+            };
+            let opened = Opened::open(
+                &provider,
+                &round_request(&request, request.messages.clone(), max_tool_calls),
+                input.delivery,
+                deadline,
+            )
+            .await;
+            Ok::<_, ApiError>((toolset, sources, retrieval_ms, request, opened))
+        };
+        // Boxed: the two together would make the handler's future too large for a thread's stack.
+        let (stored, prepared) = match order {
+            Order::Beside => beside_the_question(Box::pin(storing), Box::pin(preparing)).await?,
+            Order::StoredFirst => {
+                let stored = Box::pin(storing).await?;
+                (stored, Box::pin(preparing).await)
             }
         };
-        let retrieval_started = Instant::now();
-        let retrieval = async {
-            if matches!(workflow, Workflow::Rag | Workflow::Full) {
-                documents::retrieve(
-                    state,
-                    RetrievalQuery {
-                        user_id,
-                        query: &message,
-                        limit: retrieval_limit,
-                        score_threshold,
-                        document_ids: input.document_ids.as_deref(),
-                    },
-                )
-                .await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let prepared = tokio::time::timeout_at(deadline.into(), async {
-            tokio::join!(discovery, async {
-                let sources = retrieval.await;
-                (sources, retrieval_started.elapsed().as_millis() as u64)
-            })
-        })
-        .await
-        .map_err(|_| deadline_exceeded(turn_timeout(state, Delivery::Whole)))
-        .and_then(|(toolset, (sources, ms))| Ok((toolset, sources?, ms)));
-        let (toolset, sources, retrieval_ms) = match prepared {
+        let (
+            StoredQuestionOf {
+                record,
+                question: user_message,
+                held,
+            },
+            title,
+        ) = stored;
+        let (toolset, sources, retrieval_ms, request, opened) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
+                let question = StoredQuestion {
+                    conversation_id: record.conversation.id.clone(),
+                    message_id: user_message.id.clone(),
+                };
                 release_hold(state, &record.conversation.id, held).await;
                 return Err(error.after_question(question));
             }
-        };
-
-        let system = if matches!(workflow, Workflow::Rag | Workflow::Full) {
-            Some(prompt::with_sources(system_prompt.as_deref(), &sources))
-        } else {
-            system_prompt
-        };
-        let request = CompletionRequest {
-            model,
-            messages: prompt::build(system.as_deref(), &history, memory, &message, budget),
-            temperature,
-            max_tokens,
-            tools: toolset.specs(),
         };
         Ok(Self {
             record,
@@ -455,6 +624,7 @@ impl Turn {
             started,
             held,
             dialect: input.dialect,
+            opened: Some(opened),
             title,
         })
     }
@@ -462,16 +632,32 @@ impl Turn {
     /// One model call. Streaming forwards each token as it arrives and notices a client
     /// that has gone away.
     async fn call_model(
-        &self,
+        &mut self,
         request: &CompletionRequest,
         events: Option<&mpsc::Sender<TurnEvent>>,
         deadline: Deadline,
     ) -> (Round, RoundEnd) {
+        let delivery = match events {
+            Some(_) => Delivery::Streamed,
+            None => Delivery::Whole,
+        };
+        // The first call was made as the turn began; one made for the other delivery (a
+        // caller that asked for one and ran the other) is made again.
+        let opened = match self.opened.take() {
+            Some(opened) => opened,
+            None => Opened::open(&self.provider, request, delivery, deadline).await,
+        };
+        let opened = match (opened, delivery) {
+            (opened @ Opened::Answer(_), Delivery::Whole)
+            | (opened @ Opened::Stream(_), Delivery::Streamed) => opened,
+            _ => Opened::open(&self.provider, request, delivery, deadline).await,
+        };
         let Some(events) = events else {
-            let completion =
-                tokio::time::timeout_at(deadline.at, self.provider.client.complete(request)).await;
+            let Opened::Answer(completion) = opened else {
+                unreachable!("an answer was opened for a turn without events")
+            };
             return match completion {
-                Ok(Ok(c)) => (
+                Ok(c) => (
                     Round {
                         content: c.content,
                         tool_calls: c.tool_calls,
@@ -481,17 +667,16 @@ impl Turn {
                     },
                     RoundEnd::Complete,
                 ),
-                Ok(Err(e)) => (Round::default(), RoundEnd::Failed(e.into())),
-                Err(_) => (Round::default(), RoundEnd::Failed(deadline.exceeded())),
+                Err(e) => (Round::default(), RoundEnd::Failed(e)),
             };
         };
         let mut round = Round::default();
-        let opened =
-            tokio::time::timeout_at(deadline.at, self.provider.client.stream(request)).await;
+        let Opened::Stream(opened) = opened else {
+            unreachable!("a stream was opened for a turn with events")
+        };
         let mut chunks = match opened {
-            Ok(Ok(chunks)) => chunks,
-            Ok(Err(e)) => return (round, RoundEnd::Failed(e.into())),
-            Err(_) => return (round, RoundEnd::Failed(deadline.exceeded())),
+            Ok(chunks) => chunks,
+            Err(e) => return (round, RoundEnd::Failed(e)),
         };
         loop {
             let Ok(next) = tokio::time::timeout_at(deadline.at, chunks.next()).await else {
@@ -548,16 +733,7 @@ impl Turn {
         let mut calls_left = self.max_tool_calls;
         let mut first_token = None;
         loop {
-            let request = CompletionRequest {
-                messages: messages.clone(),
-                // Once the limit is reached the model gets no tools, so it has to answer.
-                tools: if calls_left > 0 {
-                    self.request.tools.clone()
-                } else {
-                    Vec::new()
-                },
-                ..self.request.clone()
-            };
+            let request = round_request(&self.request, messages.clone(), calls_left);
             let node_started = Instant::now();
             emit(
                 events,
@@ -897,6 +1073,24 @@ async fn release_hold(state: &AppState, conversation_id: &str, held: Option<Quot
     }
 }
 
+/// The request of one model call of a turn, with the messages so far.
+fn round_request(
+    turn: &CompletionRequest,
+    messages: Vec<PromptMessage>,
+    calls_left: usize,
+) -> CompletionRequest {
+    CompletionRequest {
+        messages,
+        // Once the limit is reached the model gets no tools, so it has to answer.
+        tools: if calls_left > 0 {
+            turn.tools.clone()
+        } else {
+            Vec::new()
+        },
+        ..turn.clone()
+    }
+}
+
 /// When a turn must have ended: before the function's own timeout, so that the client gets a
 /// clean error and what was said is stored.
 #[derive(Debug, Clone, Copy)]
@@ -919,9 +1113,11 @@ impl Deadline {
     }
 }
 
-/// How the answer reaches the client, which decides how long a turn may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivery {
+/// How the answer reaches the client, which decides how long a turn may take and how its
+/// first model call, made beside storing the question, is opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delivery {
+    #[default]
     /// In one response, which must come before the gateway cuts the request.
     Whole,
     /// As a stream, which may run until the streaming function's timeout.

@@ -161,6 +161,13 @@ fn field_error(origin: &str, path: &serde_path_to_error::Path, message: &str) ->
     FieldError::new(loc, message, kind)
 }
 
+/// What a chat turn's handler is handed beside its body: the question an earlier try stored
+/// (an idempotent retry), and the request's rate-limit count, still running.
+pub type Resumed = (
+    Option<axum::Extension<crate::domain::StoredQuestion>>,
+    Option<axum::Extension<crate::store::PendingCount>>,
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use crate::AppState;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::problem::Problem;
-use crate::store::RateLimitStatus;
+use crate::store::{PendingCount, RateLimitStatus};
 
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 const LIMIT_MINUTE: HeaderName = HeaderName::from_static("x-ratelimit-limit-minute");
@@ -110,6 +110,11 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
 
 /// Verifies the bearer token, counts the request against the user's limits, and hands the
 /// handler a [`crate::auth::Caller`].
+///
+/// The count is one DynamoDB call. A read, and a chat turn, do not wait for it before they
+/// start: a read's answer is held until the count is in (over a limit it is replaced by the
+/// 429), and a chat turn takes the [`PendingCount`] and waits for it beside its own reads,
+/// before it writes anything or calls the model. Every other request is counted first.
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
@@ -117,31 +122,64 @@ pub async fn authenticate(
 ) -> Response {
     let limits = state.config.rate_limits;
     let token = bearer_token(request.headers()).map(str::to_owned);
-    let admitted = async {
-        let caller = state.auth.verify(&token?).await?;
-        tracing::Span::current().record("user_id", caller.user_id.as_str());
-        let status = state
-            .store
-            .count_request(&caller.user_id, limits, chrono::Utc::now())
-            .await?;
-        Ok::<_, ApiError>((caller, status))
-    }
-    .await;
-    let (response, status) = match admitted {
-        Err(err) => (err.into_response(), RateLimitStatus::unused(limits)),
-        Ok((_, status)) if status.retry_after_secs.is_some() => {
-            let retry_after_secs = status.retry_after_secs.unwrap_or_default();
-            (
-                ApiError::RateLimited { retry_after_secs }.into_response(),
-                status,
-            )
-        }
-        Ok((caller, status)) => {
-            request.extensions_mut().insert(caller);
-            (next.run(request).await, status)
+    let verified = async { state.auth.verify(&token?).await }.await;
+    let caller = match verified {
+        Ok(caller) => caller,
+        Err(err) => {
+            return with_rate_limit_headers(err.into_response(), &RateLimitStatus::unused(limits));
         }
     };
+    tracing::Span::current().record("user_id", caller.user_id.as_str());
+    let count = PendingCount::start(
+        state.store.clone(),
+        caller.user_id.clone(),
+        limits,
+        chrono::Utc::now(),
+    );
+    request.extensions_mut().insert(caller);
+    let (response, counted) = if counted_beside_the_handler(&request) {
+        request.extensions_mut().insert(count.clone());
+        tokio::join!(next.run(request), count.status())
+    } else {
+        match count.status().await {
+            Ok(status) if status.retry_after_secs.is_none() => {
+                (next.run(request).await, Ok(status))
+            }
+            counted => (Response::default(), counted),
+        }
+    };
+    let (response, status) = match counted {
+        Err(err) => (
+            ApiError::from(err).into_response(),
+            RateLimitStatus::unused(limits),
+        ),
+        Ok(status) => match status.retry_after_secs {
+            Some(retry_after_secs) => (
+                ApiError::RateLimited { retry_after_secs }.into_response(),
+                status,
+            ),
+            None => (response, status),
+        },
+    };
     with_rate_limit_headers(response, &status)
+}
+
+/// Whether the handler may start before the request is counted: a read (nothing it does
+/// outlives the 429 that replaces its answer) or a chat turn (which waits for the count
+/// itself, see [`crate::api::TURN_ROUTES`]). A request with an idempotency key is counted
+/// first, since its key is claimed before the handler runs.
+fn counted_beside_the_handler(request: &Request) -> bool {
+    if request
+        .headers()
+        .contains_key(super::idempotency::IDEMPOTENCY_KEY)
+    {
+        return false;
+    }
+    matches!(*request.method(), Method::GET | Method::HEAD)
+        || request
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|path| crate::api::TURN_ROUTES.contains(&path.as_str()))
 }
 
 fn with_rate_limit_headers(mut response: Response, status: &RateLimitStatus) -> Response {

@@ -2,7 +2,7 @@
 //! admits a turn in a chat (its character and backend still there, its quota not used up).
 
 use crate::AppState;
-use crate::domain::{Backend, BackendSettings, Character};
+use crate::domain::{Backend, BackendSettings, Character, Message};
 use crate::error::{ApiError, ApiResult};
 use crate::store::ChatRecord;
 
@@ -48,6 +48,23 @@ pub struct SessionTurn {
     pub chat: ChatRecord,
     pub history_window: usize,
     pub backend: BackendSettings,
+    /// The chat's newest messages, when they were read beside the chat itself.
+    pub newest: Option<NewestMessages>,
+}
+
+/// A chat's newest messages, newest first, read before its window was known: how many were
+/// asked for, and what came back.
+#[derive(Debug, Clone)]
+pub struct NewestMessages {
+    pub asked: usize,
+    pub messages: Vec<Message>,
+}
+
+impl NewestMessages {
+    /// The newest `count`, if as many were asked for.
+    pub fn newest(self, count: usize) -> Option<Vec<Message>> {
+        (count <= self.asked).then(|| self.messages.into_iter().take(count).collect())
+    }
 }
 
 /// A chat that can take a turn: its character and backend are there, and its quota is not
@@ -67,12 +84,18 @@ impl ReadyChat {
             // The window holds the new message too, so it leaves room for one fewer before it.
             history_window: (self.backend.settings.message_window_size as usize).saturating_sub(1),
             backend: self.backend.settings.clone(),
+            newest: None,
         }
     }
 }
 
 pub async fn ready_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult<ReadyChat> {
     let chat = own_chat(state, user_id, chat_id).await?;
+    ready(state, user_id, chat).await
+}
+
+/// [`ready_chat`] of a chat already read.
+pub async fn ready(state: &AppState, user_id: &str, chat: ChatRecord) -> ApiResult<ReadyChat> {
     let (character, backends) =
         visible_character(state, user_id, &chat.session.character_uid).await?;
     let backend = backends

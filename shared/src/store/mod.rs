@@ -23,7 +23,7 @@ use aws_smithy_http_client::tls;
 
 pub use conversations::{ConversationRecord, QuotaChange, QuotaState};
 pub use feedback::FeedbackCounts;
-pub use rate_limit::RateLimitStatus;
+pub use rate_limit::{PendingCount, RateLimitStatus};
 pub use sessions::ChatRecord;
 pub use stats::{Execution, ExecutionStats, ToolFigures};
 

@@ -3,8 +3,12 @@
 //! One item per user and hour holds the hour's count and one count per minute, so a request
 //! costs a single atomic UpdateItem. TTL removes the item once its hour is over.
 
+use std::sync::Arc;
+
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Timelike, Utc};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 
 use super::{Store, StoreError, classify, keys};
 use crate::config::RateLimits;
@@ -45,6 +49,36 @@ impl RateLimitStatus {
             remaining_hour: u64::from(limits.per_hour).saturating_sub(hour),
             retry_after_secs,
         }
+    }
+}
+
+/// A request's count, started when the request arrived and awaited by each party that must
+/// not go on over the limit: a read endpoint's answer waits for it beside its reads, a chat
+/// turn before it calls the model, the rate-limit headers at the end. Cloning shares the one
+/// count; it runs while any clone is awaited.
+#[derive(Clone)]
+pub struct PendingCount(Shared<BoxFuture<'static, Result<RateLimitStatus, Arc<StoreError>>>>);
+
+impl std::fmt::Debug for PendingCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingCount")
+    }
+}
+
+impl PendingCount {
+    pub fn start(store: Store, user_id: String, limits: RateLimits, now: DateTime<Utc>) -> Self {
+        let count = async move {
+            store
+                .count_request(&user_id, limits, now)
+                .await
+                .map_err(Arc::new)
+        };
+        Self(count.boxed().shared())
+    }
+
+    /// The count's outcome, once it is there.
+    pub async fn status(&self) -> Result<RateLimitStatus, Arc<StoreError>> {
+        self.0.clone().await
     }
 }
 

@@ -204,6 +204,16 @@ impl Store {
         self.latest_messages(chat.id(), count).await
     }
 
+    /// The newest `count` messages of chat `chat_id`, newest first, read before (or beside)
+    /// the chat itself: whose chat it is is the caller's to check.
+    pub async fn newest_messages_in(
+        &self,
+        chat_id: &str,
+        count: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.latest_messages(chat_id, count).await
+    }
+
     /// Every message of the chat, oldest first, read page by page (DynamoDB answers a query
     /// with at most 1 MB), so that a long history comes back whole.
     pub async fn all_messages(&self, chat: &ChatRecord) -> Result<Vec<Message>, StoreError> {

@@ -15,16 +15,17 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::chat::{ChatInput, Turn, TurnEvent, TurnOutcome, templates};
+use crate::chat::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, templates};
 use crate::domain::Workflow;
 use crate::domain::{Conversation, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, is_id};
+use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, Resumed, is_id};
 use crate::http::idempotency::StreamOutcome;
 use crate::http::middleware::CorrelationId;
 use crate::http::problem::{self, Problem};
 use crate::http::sse::ServerSentEvent;
 use crate::http::validate::Violations;
+use crate::store::PendingCount;
 
 /// Most documents one turn may name for retrieval.
 pub const MAX_DOCUMENT_IDS: usize = 50;
@@ -78,7 +79,8 @@ impl ChatRequest {
     fn into_input(
         self,
         template: Option<&str>,
-        resume: Option<Extension<StoredQuestion>>,
+        delivery: Delivery,
+        (resume, count): Resumed,
     ) -> ApiResult<ChatInput> {
         let mut v = Violations::new();
         v.text(Some(&self.message), MAX_MESSAGE_CHARS, &["body", "message"]);
@@ -136,6 +138,8 @@ impl ChatRequest {
             enable_retrieval: self.enable_retrieval,
             document_ids: self.document_ids,
             resume: resume.map(|Extension(question)| question),
+            count: count.map(|Extension(count)| count),
+            delivery,
             ..Default::default()
         })
     }
@@ -175,9 +179,10 @@ pub async fn chat(
     State(state): State<AppState>,
     caller: Caller,
     resume: Option<Extension<StoredQuestion>>,
+    count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Json<ChatResponse>> {
-    let input = body.into_input(None, resume)?;
+    let input = body.into_input(None, Delivery::Whole, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     let outcome = turn.run(&state).await.map_err(suggest_streaming)?;
     Ok(Json(outcome.into()))
@@ -199,9 +204,10 @@ pub async fn chat_with_template(
     caller: Caller,
     ApiPath(template_name): ApiPath<String>,
     resume: Option<Extension<StoredQuestion>>,
+    count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Json<ChatResponse>> {
-    let input = body.into_input(Some(&template_name), resume)?;
+    let input = body.into_input(Some(&template_name), Delivery::Whole, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     let outcome = turn.run(&state).await.map_err(suggest_streaming)?;
     Ok(Json(outcome.into()))
@@ -310,9 +316,10 @@ pub async fn streaming(
     caller: Caller,
     Extension(CorrelationId(correlation_id)): Extension<CorrelationId>,
     resume: Option<Extension<StoredQuestion>>,
+    count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Response> {
-    let input = body.into_input(None, resume)?;
+    let input = body.into_input(None, Delivery::Streamed, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     let outcome = StreamOutcome::answering(turn.question());
     let heartbeat = state.config.sse_heartbeat;

@@ -15,10 +15,12 @@ use super::sessions::{backend_model, chat_settings, scene_prompt, session_prompt
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::chat::{ChatInput, Turn, TurnEvent};
-use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion};
+use crate::chat::{ChatInput, Delivery, Turn, TurnEvent, within_rate_limit};
+use crate::domain::{
+    BackendSettings, JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion,
+};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, Resumed};
 use crate::http::idempotency::StreamOutcome;
 use crate::http::problem::{self, Problem};
 use crate::http::sse;
@@ -28,7 +30,11 @@ use crate::llm::{
     estimated_usage,
 };
 use crate::metrics::Dialect;
-use crate::service::sessions::{ReadyChat, default_backend, ready_chat, visible_character};
+use crate::service::sessions::{
+    NewestMessages, ReadyChat, SessionTurn, default_backend, own_chat, ready, ready_chat,
+    visible_character,
+};
+use crate::store::PendingCount;
 
 const MAX_NAME_CHARS: usize = 100;
 const MAX_CONTEXT_CHARS: usize = 32_000;
@@ -128,10 +134,28 @@ async fn begin_turn(
     user_id: &str,
     chat_id: &str,
     body: ChatMessageDto,
-    resume: Option<Extension<StoredQuestion>>,
+    delivery: Delivery,
+    (resume, count): Resumed,
 ) -> ApiResult<Turn> {
     let said = body.said()?;
-    let mut ready = ready_chat(state, user_id, chat_id).await?;
+    // The rate-limit count and the chat's newest messages go out with the chat's reads (its
+    // item, then its character): the window is the backend's, so as many are read as the
+    // default window holds, with a resumed question; a larger window reads again.
+    let newest = BackendSettings::DEFAULT_MESSAGE_WINDOW as usize + 1;
+    let (admitted, ready, newest) = tokio::join!(
+        within_rate_limit(count.as_ref().map(|Extension(count)| count)),
+        ready_chat(state, user_id, chat_id),
+        async {
+            let messages = state.store.newest_messages_in(chat_id, newest).await;
+            messages.map(|messages| NewestMessages {
+                asked: newest,
+                messages,
+            })
+        }
+    );
+    admitted?;
+    let mut ready = ready?;
+    let newest = newest?;
     let ReadyChat {
         chat,
         character,
@@ -169,9 +193,13 @@ async fn begin_turn(
             max_tokens: settings.max_tokens,
             system_prompt_override: Some(system_prompt),
             user_metadata: Some(user_metadata),
-            session: Some(ready.turn()),
+            session: Some(SessionTurn {
+                newest: Some(newest),
+                ..ready.turn()
+            }),
             resume: resume.map(|Extension(question)| question),
             dialect: Dialect::FreeChat,
+            delivery,
             ..Default::default()
         },
     )
@@ -198,9 +226,19 @@ pub async fn send_message(
     caller: Caller,
     FreePath(chat_id): FreePath<String>,
     resume: Option<Extension<StoredQuestion>>,
+    count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatMessageDto>,
 ) -> ApiResult<Json<LlmResultDto>> {
-    let turn = begin_turn(&state, &caller.user_id, &chat_id, body, resume).await?;
+    let delivery = Delivery::Whole;
+    let turn = begin_turn(
+        &state,
+        &caller.user_id,
+        &chat_id,
+        body,
+        delivery,
+        (resume, count),
+    )
+    .await?;
     let outcome = turn.run(&state).await?;
     let message = outcome.message;
     Ok(Json(LlmResultDto::answer(
@@ -227,9 +265,19 @@ pub async fn stream_send_message(
     caller: Caller,
     FreePath(chat_id): FreePath<String>,
     resume: Option<Extension<StoredQuestion>>,
+    count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatMessageDto>,
 ) -> ApiResult<Response> {
-    let turn = begin_turn(&state, &caller.user_id, &chat_id, body, resume).await?;
+    let delivery = Delivery::Streamed;
+    let turn = begin_turn(
+        &state,
+        &caller.user_id,
+        &chat_id,
+        body,
+        delivery,
+        (resume, count),
+    )
+    .await?;
     let outcome = StreamOutcome::answering(turn.question());
     let heartbeat = state.config.sse_heartbeat;
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
@@ -281,18 +329,33 @@ pub async fn stream_send_message(
 async fn assistant_request(
     state: &AppState,
     user_id: &str,
-    chat_id: &str,
-    assistant_uid: &str,
+    (chat_id, assistant_uid): (&str, &str),
+    count: Option<Extension<PendingCount>>,
 ) -> ApiResult<(Arc<Provider>, CompletionRequest)> {
-    // The assistant's answer counts against nothing, but as in FreeChat a chat whose quota
-    // is used up gets no help either.
-    let ReadyChat {
-        chat, character, ..
-    } = ready_chat(state, user_id, chat_id).await?;
-    let (assistant, backends) = visible_character(state, user_id, assistant_uid).await?;
+    // Two DynamoDB steps before the model: the rate-limit count, the chat and the assistant
+    // together, then the chat's character and history together.
+    let (admitted, chat, assistant) = tokio::join!(
+        within_rate_limit(count.as_ref().map(|Extension(count)| count)),
+        own_chat(state, user_id, chat_id),
+        visible_character(state, user_id, assistant_uid)
+    );
+    admitted?;
+    let chat = chat?;
+    let (assistant, backends) = assistant?;
     let backend = default_backend(&assistant, &backends)
         .ok_or_else(|| ApiError::BadRequest("No backend found.".into()))?;
     let (provider, model) = backend_model(state, backend)?;
+    let window = backend.settings.message_window_size as usize;
+    // The assistant's answer counts against nothing, but as in FreeChat a chat whose quota
+    // is used up gets no help either.
+    let (ready, newest) = tokio::join!(
+        ready(state, user_id, chat.clone()),
+        state.store.newest_messages(&chat, window)
+    );
+    let ReadyChat {
+        chat, character, ..
+    } = ready?;
+    let newest = newest?;
     let session = &chat.session;
     let persona = Persona {
         character_nickname: session.user_nickname.as_deref(),
@@ -307,8 +370,6 @@ async fn assistant_request(
         context: None,
     };
     let system = format!("{}\n\n{ASSISTANT_TASK}", scene_prompt(&assistant, &persona));
-    let window = backend.settings.message_window_size as usize;
-    let newest = state.store.newest_messages(&chat, window).await?;
     let greeting = character
         .info
         .greeting
@@ -362,9 +423,10 @@ pub async fn send_assistant(
     State(state): State<AppState>,
     caller: Caller,
     FreePath((chat_id, assistant_uid)): FreePath<(String, String)>,
+    count: Option<Extension<PendingCount>>,
 ) -> ApiResult<Json<LlmResultDto>> {
     let (provider, request) =
-        assistant_request(&state, &caller.user_id, &chat_id, &assistant_uid).await?;
+        assistant_request(&state, &caller.user_id, (&chat_id, &assistant_uid), count).await?;
     let completion = provider.client.complete(&request).await?;
     let usage = completion
         .usage
@@ -445,9 +507,10 @@ pub async fn stream_send_assistant(
     State(state): State<AppState>,
     caller: Caller,
     FreePath((chat_id, assistant_uid)): FreePath<(String, String)>,
+    count: Option<Extension<PendingCount>>,
 ) -> ApiResult<Response> {
     let (provider, request) =
-        assistant_request(&state, &caller.user_id, &chat_id, &assistant_uid).await?;
+        assistant_request(&state, &caller.user_id, (&chat_id, &assistant_uid), count).await?;
     let chunks = provider.client.stream(&request).await?;
     let relay = Relay {
         chunks,
