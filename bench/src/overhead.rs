@@ -14,8 +14,8 @@ use http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use shared::AppState;
 use shared::api::Group;
-use shared::chat::{ChatInput, Turn};
 use shared::domain::{Conversation, MessageDraft, MessageRole, NewConversation};
+use shared::service::chat::{ChatInput, Turn};
 use shared::store::ConversationRecord;
 use tower::ServiceExt;
 

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use shared::config::Secret;
-use shared::error::ApiError;
+use shared::error::ServiceError;
 use shared::http::extract::ApiJson;
 
 /// How long a token minted for the local run stays valid.
@@ -75,10 +75,10 @@ struct TokenResponse {
 async fn mint_token(
     State(secret): State<Secret>,
     ApiJson(request): ApiJson<TokenRequest>,
-) -> Result<axum::Json<TokenResponse>, ApiError> {
+) -> Result<axum::Json<TokenResponse>, ServiceError> {
     let user_id = request.user_id.trim();
     if user_id.is_empty() || user_id.chars().count() > MAX_USER_ID_CHARS {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             ["body".into(), "user_id".into()],
             format!("A user id is 1 to {MAX_USER_ID_CHARS} characters."),
             "value_error",

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::config::{JwtConfig, Secret};
-use crate::error::ApiError;
+use crate::error::ServiceError;
 
 /// Tokens longer than this are refused unread; real ones are a few hundred bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -141,8 +141,8 @@ impl Authenticator {
     }
 
     /// Verifies a bearer token and returns its user.
-    pub async fn verify(&self, token: &str) -> Result<Caller, ApiError> {
-        let invalid = |msg: &str| ApiError::Unauthorized(msg.to_owned());
+    pub async fn verify(&self, token: &str) -> Result<Caller, ServiceError> {
+        let invalid = |msg: &str| ServiceError::Unauthorized(msg.to_owned());
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid("The bearer token is too large."));
         }
@@ -192,7 +192,7 @@ fn declares(alg: KeyAlgorithm, header: Algorithm) -> bool {
 impl JwksCache {
     /// The key `kid` names, if the JWKS has one for `alg`; 503 only when no keys were ever
     /// fetched and the key host is failing.
-    async fn key(&self, kid: &str, alg: Algorithm) -> Result<Option<DecodingKey>, ApiError> {
+    async fn key(&self, kid: &str, alg: Algorithm) -> Result<Option<DecodingKey>, ServiceError> {
         let policy = self.policy;
         // One lock for reads and fetches: requests that find no key queue behind the one
         // fetch instead of each fetching.
@@ -226,7 +226,7 @@ impl JwksCache {
                 .get(kid)
                 .filter(|k| k.alg.is_none_or(|declared| declares(declared, alg)))
                 .map(|k| k.key.clone())),
-            None => Err(ApiError::Unavailable {
+            None => Err(ServiceError::Unavailable {
                 detail: "The token keys could not be fetched; retry shortly.".into(),
                 retry_after_secs: policy.failure_backoff.as_secs().max(1),
             }),
@@ -351,7 +351,7 @@ mTdE6pFSwm7aEuJirU78HI+vQUaC+KRADv2z5HdsUuR5wG7lCumUz/+i
         let token = issue_token(&Secret::new(SECRET), "mallory", Duration::from_secs(60));
         assert!(matches!(
             auth.verify(&token).await,
-            Err(ApiError::Unauthorized(_))
+            Err(ServiceError::Unauthorized(_))
         ));
     }
 
@@ -394,7 +394,7 @@ mTdE6pFSwm7aEuJirU78HI+vQUaC+KRADv2z5HdsUuR5wG7lCumUz/+i
         for _ in 0..5 {
             assert!(matches!(
                 auth.verify(&es256("k1")).await,
-                Err(ApiError::Unavailable { .. })
+                Err(ServiceError::Unavailable { .. })
             ));
         }
         assert_eq!(fetches.load(Ordering::SeqCst), 1);

@@ -54,7 +54,7 @@ impl FieldError {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum ServiceError {
     #[error("malformed request: {0}")]
     BadRequest(String),
     /// A token was sent and is not acceptable.
@@ -95,12 +95,12 @@ pub enum ApiError {
     /// A chat turn that failed after its question was stored; the client learns where.
     #[error("{failure} (question stored as {} in {})", .question.message_id, .question.conversation_id)]
     AfterQuestion {
-        failure: Box<ApiError>,
+        failure: Box<ServiceError>,
         question: StoredQuestion,
     },
 }
 
-impl ApiError {
+impl ServiceError {
     /// A single-field validation failure.
     pub fn invalid(
         loc: impl IntoIterator<Item = LocPart>,
@@ -140,7 +140,7 @@ impl ApiError {
     }
 
     /// The failure itself, whatever it is attached to.
-    pub fn cause(&self) -> &ApiError {
+    pub fn cause(&self) -> &ServiceError {
         match self {
             Self::AfterQuestion { failure, .. } => failure.cause(),
             other => other,
@@ -202,7 +202,7 @@ impl FailureClass {
 /// this says what the caller is told.
 /// A failure shared by several waiters (a [`crate::store::PendingCount`]): the same answer
 /// as the error itself.
-impl From<std::sync::Arc<StoreError>> for ApiError {
+impl From<std::sync::Arc<StoreError>> for ServiceError {
     fn from(err: std::sync::Arc<StoreError>) -> Self {
         std::sync::Arc::try_unwrap(err)
             .unwrap_or_else(|shared| match &*shared {
@@ -222,55 +222,57 @@ impl From<std::sync::Arc<StoreError>> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
+impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::NotFound => ApiError::NotFound("The resource was not found.".into()),
+            StoreError::NotFound => ServiceError::NotFound("The resource was not found.".into()),
             StoreError::Conflict => {
-                ApiError::Conflict("The resource was changed by another request; retry.".into())
+                ServiceError::Conflict("The resource was changed by another request; retry.".into())
             }
-            StoreError::ItemTooLarge { bytes } => ApiError::PayloadTooLarge(format!(
+            StoreError::ItemTooLarge { bytes } => ServiceError::PayloadTooLarge(format!(
                 "The content would take {bytes} bytes to store; the limit is {} bytes.",
                 crate::store::items::MAX_ITEM_BYTES
             )),
             StoreError::QuotaExceeded { used, limit } => {
-                ApiError::QuotaExceeded(format!("Usage {used} exceeds limit {limit}"))
+                ServiceError::QuotaExceeded(format!("Usage {used} exceeds limit {limit}"))
             }
             StoreError::Unavailable(source) => {
                 tracing::warn!(error = ?source, "storage unavailable");
-                ApiError::Unavailable {
+                ServiceError::Unavailable {
                     detail: "Storage is temporarily unavailable; retry shortly.".into(),
                     retry_after_secs: 2,
                 }
             }
-            StoreError::Other(source) => ApiError::Internal(source),
+            StoreError::Other(source) => ServiceError::Internal(source),
         }
     }
 }
 
 /// A model failure as the caller meets it: its own fault (422), a timeout, a provider that
 /// is unreachable or throttling (retry later) or one that failed.
-impl From<LlmError> for ApiError {
+impl From<LlmError> for ServiceError {
     fn from(err: LlmError) -> Self {
         tracing::warn!(error = %err, "model call failed");
         let detail = err.client_message();
         match err {
-            LlmError::Rejected { .. } => ApiError::invalid(
+            LlmError::Rejected { .. } => ServiceError::invalid(
                 ["body".into(), "message".into()],
                 detail,
                 "upstream_rejected",
             ),
-            LlmError::Timeout { .. } => ApiError::Upstream {
+            LlmError::Timeout { .. } => ServiceError::Upstream {
                 failure: UpstreamFailure::TimedOut,
                 detail,
             },
-            LlmError::Unreachable { .. } | LlmError::RateLimited { .. } => ApiError::Unavailable {
-                detail,
-                retry_after_secs: 5,
-            },
+            LlmError::Unreachable { .. } | LlmError::RateLimited { .. } => {
+                ServiceError::Unavailable {
+                    detail,
+                    retry_after_secs: 5,
+                }
+            }
             LlmError::Upstream { .. }
             | LlmError::Protocol { .. }
-            | LlmError::Unavailable { .. } => ApiError::Upstream {
+            | LlmError::Unavailable { .. } => ServiceError::Upstream {
                 failure: UpstreamFailure::Failed,
                 detail,
             },
@@ -278,4 +280,4 @@ impl From<LlmError> for ApiError {
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub type ApiResult<T> = Result<T, ServiceError>;

@@ -3,7 +3,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod chat;
 pub mod config;
 pub mod documents;
 pub mod domain;

@@ -526,7 +526,7 @@ async fn content_too_large_for_dynamodb_is_refused_with_413_before_it_is_written
         )
         .await
         .unwrap_err();
-    let api: shared::error::ApiError = err.into();
+    let api: shared::error::ServiceError = err.into();
     assert_eq!(shared::http::problem::status(&api), 413);
     assert_eq!(
         app.store()

@@ -6,7 +6,7 @@
 //! client's unreadable file, never a 500.
 
 use crate::domain::DocumentType;
-use crate::error::ApiError;
+use crate::error::ServiceError;
 
 /// Longest text a document may have once extracted (a PDF can inflate far past its size).
 pub const MAX_TEXT_BYTES: usize = 4 * 1024 * 1024;
@@ -47,11 +47,11 @@ pub fn document_type(
     filename: &str,
     content_type: Option<&str>,
     bytes: &[u8],
-) -> Result<DocumentType, ApiError> {
+) -> Result<DocumentType, ServiceError> {
     detect(filename, content_type)
         .or_else(|| bytes.starts_with(b"%PDF-").then_some(DocumentType::Pdf))
         .ok_or_else(|| {
-            ApiError::UnsupportedMediaType(format!(
+            ServiceError::UnsupportedMediaType(format!(
                 "The file {filename:?} ({}) is not a supported document; upload {SUPPORTED}.",
                 content_type.unwrap_or("no content type")
             ))
@@ -70,7 +70,7 @@ pub fn mime_type(kind: DocumentType) -> &'static str {
 
 /// The text of an upload, normalised (`\n` line ends, no control characters, no runs of
 /// blank lines). Unreadable or empty files are a 422; text over [`MAX_TEXT_BYTES`] a 413.
-pub async fn extract_text(kind: DocumentType, bytes: bytes::Bytes) -> Result<String, ApiError> {
+pub async fn extract_text(kind: DocumentType, bytes: bytes::Bytes) -> Result<String, ServiceError> {
     let text = tokio::task::spawn_blocking(move || extract_blocking(kind, &bytes))
         .await
         .map_err(|e| {
@@ -80,7 +80,7 @@ pub async fn extract_text(kind: DocumentType, bytes: bytes::Bytes) -> Result<Str
         })??;
     let text = normalise(&text);
     if text.trim().is_empty() {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             ["body".into(), "file".into()],
             match kind {
                 DocumentType::Pdf => {
@@ -92,7 +92,7 @@ pub async fn extract_text(kind: DocumentType, bytes: bytes::Bytes) -> Result<Str
         ));
     }
     if text.len() > MAX_TEXT_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!(
+        return Err(ServiceError::PayloadTooLarge(format!(
             "The document's text is {} bytes; the limit is {MAX_TEXT_BYTES} bytes.",
             text.len()
         )));
@@ -100,15 +100,15 @@ pub async fn extract_text(kind: DocumentType, bytes: bytes::Bytes) -> Result<Str
     Ok(text)
 }
 
-fn unreadable(kind: DocumentType, why: &str) -> ApiError {
-    ApiError::invalid(
+fn unreadable(kind: DocumentType, why: &str) -> ServiceError {
+    ServiceError::invalid(
         ["body".into(), "file".into()],
         format!("The {} file could not be read: {why}.", kind.as_str()),
         "value_error",
     )
 }
 
-fn extract_blocking(kind: DocumentType, bytes: &[u8]) -> Result<String, ApiError> {
+fn extract_blocking(kind: DocumentType, bytes: &[u8]) -> Result<String, ServiceError> {
     match kind {
         DocumentType::Pdf => pdf_text(bytes),
         DocumentType::Html => html2text::config::plain_no_decorate()
@@ -120,14 +120,14 @@ fn extract_blocking(kind: DocumentType, bytes: &[u8]) -> Result<String, ApiError
     }
 }
 
-fn utf8(kind: DocumentType, bytes: &[u8]) -> Result<&str, ApiError> {
+fn utf8(kind: DocumentType, bytes: &[u8]) -> Result<&str, ServiceError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     std::str::from_utf8(bytes).map_err(|_| unreadable(kind, "it is not UTF-8 text"))
 }
 
 /// The text of every page that yields some, in page order. A page whose fonts lopdf cannot
 /// decode is skipped rather than failing the whole document.
-fn pdf_text(bytes: &[u8]) -> Result<String, ApiError> {
+fn pdf_text(bytes: &[u8]) -> Result<String, ServiceError> {
     let kind = DocumentType::Pdf;
     let document =
         lopdf::Document::load_mem(bytes).map_err(|e| unreadable(kind, &e.to_string()))?;
@@ -209,7 +209,10 @@ mod tests {
             DocumentType::Pdf
         );
         let err = document_type("sheet.xlsx", Some("application/zip"), b"PK\x03\x04").unwrap_err();
-        assert!(matches!(err, ApiError::UnsupportedMediaType(_)), "{err:?}");
+        assert!(
+            matches!(err, ServiceError::UnsupportedMediaType(_)),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -237,14 +240,17 @@ mod tests {
         let empty = extract_text(DocumentType::Text, " \n\t\n".into())
             .await
             .unwrap_err();
-        assert!(matches!(empty, ApiError::Validation(_)), "{empty:?}");
+        assert!(matches!(empty, ServiceError::Validation(_)), "{empty:?}");
         let binary = extract_text(DocumentType::Text, vec![0xff, 0xfe, 0x00].into())
             .await
             .unwrap_err();
-        assert!(matches!(binary, ApiError::Validation(_)), "{binary:?}");
+        assert!(matches!(binary, ServiceError::Validation(_)), "{binary:?}");
         let not_pdf = extract_text(DocumentType::Pdf, "%PDF-1.4 garbage".into())
             .await
             .unwrap_err();
-        assert!(matches!(not_pdf, ApiError::Validation(_)), "{not_pdf:?}");
+        assert!(
+            matches!(not_pdf, ServiceError::Validation(_)),
+            "{not_pdf:?}"
+        );
     }
 }

@@ -5,7 +5,7 @@ use super::chunking::{self, Chunk};
 use super::embedding::Embedder;
 use crate::AppState;
 use crate::domain::{Document, DocumentChunk, DocumentStatus, sha256_hex};
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use crate::store::StoreError;
 use crate::store::documents::ChunkItem;
 
@@ -35,10 +35,14 @@ pub enum EarlierChunks {
 
 /// The chunks of `text`, or an invalid `chunk_size` when there would be more than
 /// [`MAX_CHUNKS`].
-pub fn chunk_text(text: &str, chunk_size: u32, chunk_overlap: u32) -> Result<Vec<Chunk>, ApiError> {
+pub fn chunk_text(
+    text: &str,
+    chunk_size: u32,
+    chunk_overlap: u32,
+) -> Result<Vec<Chunk>, ServiceError> {
     let chunks = chunking::split(text, chunk_size as usize, chunk_overlap as usize);
     if chunks.len() > MAX_CHUNKS {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             ["body".into(), "chunk_size".into()],
             format!(
                 "The document would make {} chunks of {chunk_size} characters; the limit is \

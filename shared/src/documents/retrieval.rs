@@ -15,7 +15,7 @@ use super::bm25;
 use super::embedding::{Embedder, cosine};
 use crate::AppState;
 use crate::domain::{Document, DocumentChunk};
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use crate::store::StoreError;
 use crate::store::documents::ChunkItem;
 
@@ -93,7 +93,7 @@ type Scored = (f64, f64, usize, Method);
 pub async fn retrieve(
     state: &AppState,
     query: RetrievalQuery<'_>,
-) -> Result<Vec<Source>, ApiError> {
+) -> Result<Vec<Source>, ServiceError> {
     let ranking = rank(state, query, |_| true).await?;
     Ok(ranking.hits.iter().map(Hit::source).collect())
 }
@@ -104,7 +104,7 @@ pub async fn rank(
     state: &AppState,
     query: RetrievalQuery<'_>,
     keep: impl Fn(&Document) -> bool,
-) -> Result<Ranking, ApiError> {
+) -> Result<Ranking, ServiceError> {
     let mut candidates = candidates(state, &query).await?;
     candidates.retain(|(document, _)| keep(document));
     let embedder = Embedder::from_state(state);

@@ -7,18 +7,18 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, FieldError, LocPart};
+use crate::error::{FieldError, LocPart, ServiceError};
 
 /// The caller the authentication middleware found; only protected routes ask for it.
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
+    type Rejection = ServiceError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         parts
             .extensions
             .get::<Caller>()
             .cloned()
-            .ok_or_else(|| ApiError::MissingCredentials("Authentication is required.".into()))
+            .ok_or_else(|| ServiceError::MissingCredentials("Authentication is required.".into()))
     }
 }
 
@@ -27,7 +27,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = ServiceError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let is_json = req
@@ -36,28 +36,28 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(is_json_media_type);
         if !is_json {
-            return Err(ApiError::UnsupportedMediaType(
+            return Err(ServiceError::UnsupportedMediaType(
                 "Send the body as application/json.".into(),
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge("The request body is too large.".into())
+                ServiceError::PayloadTooLarge("The request body is too large.".into())
             } else {
-                ApiError::BadRequest("The request body could not be read.".into())
+                ServiceError::BadRequest("The request body could not be read.".into())
             }
         })?;
         parse_json(&bytes).map(ApiJson)
     }
 }
 
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServiceError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let inner = err.inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                ApiError::Validation(vec![field_error("body", err.path(), &inner.to_string())])
+                ServiceError::Validation(vec![field_error("body", err.path(), &inner.to_string())])
             }
             _ => not_json(inner),
         }
@@ -66,8 +66,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-fn not_json(err: &serde_json::Error) -> ApiError {
-    ApiError::BadRequest(format!("The request body is not valid JSON: {err}."))
+fn not_json(err: &serde_json::Error) -> ServiceError {
+    ServiceError::BadRequest(format!("The request body is not valid JSON: {err}."))
 }
 
 /// `application/json` or any `application/*+json`, whatever the parameters.
@@ -86,7 +86,7 @@ fn is_json_media_type(content_type: &str) -> bool {
 pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
+    type Rejection = ServiceError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
@@ -96,7 +96,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .map(ApiQuery)
             .map_err(|err| {
                 let message = err.inner().to_string();
-                ApiError::Validation(vec![field_error("query", err.path(), &message)])
+                ServiceError::Validation(vec![field_error("query", err.path(), &message)])
             })
     }
 }
@@ -119,10 +119,10 @@ pub fn is_id(value: &str) -> bool {
 pub struct ApiPath<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
+    type Rejection = ServiceError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let not_found = || ApiError::NotFound("No resource matches this path.".into());
+        let not_found = || ServiceError::NotFound("No resource matches this path.".into());
         let raw = axum::extract::RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| not_found())?;
@@ -180,9 +180,9 @@ mod tests {
         limits: Option<Vec<u32>>,
     }
 
-    fn validation_errors(err: ApiError) -> Vec<FieldError> {
+    fn validation_errors(err: ServiceError) -> Vec<FieldError> {
         match err {
-            ApiError::Validation(errors) => errors,
+            ServiceError::Validation(errors) => errors,
             other => panic!("expected a validation error, got {other:?}"),
         }
     }
@@ -229,11 +229,11 @@ mod tests {
     fn broken_json_is_a_bad_request() {
         assert!(matches!(
             parse_json::<Body>(b"{\"title\":").unwrap_err(),
-            ApiError::BadRequest(_)
+            ServiceError::BadRequest(_)
         ));
         assert!(matches!(
             parse_json::<Body>(b"{\"title\":\"a\"} trailing").unwrap_err(),
-            ApiError::BadRequest(_)
+            ServiceError::BadRequest(_)
         ));
     }
 }

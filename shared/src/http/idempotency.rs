@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::StoredQuestion;
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use crate::http::problem::Problem;
 use crate::store::idempotency::{Claim, StoredResponse};
 
@@ -143,7 +143,7 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
             k.to_owned()
         }
         _ => {
-            return ApiError::invalid(
+            return ServiceError::invalid(
                 ["header".into(), "Idempotency-Key".into()],
                 format!(
                     "The Idempotency-Key must be 1 to {MAX_KEY_CHARS} visible ASCII characters."
@@ -157,7 +157,7 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
     let body = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
         Ok(body) => body,
         Err(_) => {
-            return ApiError::PayloadTooLarge("The request body is too large.".into())
+            return ServiceError::PayloadTooLarge("The request body is too large.".into())
                 .into_response();
         }
     };
@@ -168,13 +168,13 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
         .claim_idempotency_key(user, &key, &fingerprint, lease(&route), chrono::Utc::now())
         .await;
     match claim {
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => ServiceError::from(e).into_response(),
         Ok(Claim::Replay(stored)) => replay(stored),
-        Ok(Claim::InProgress) => ApiError::Conflict(
+        Ok(Claim::InProgress) => ServiceError::Conflict(
             "A request with this Idempotency-Key is still being processed; retry later.".into(),
         )
         .into_response(),
-        Ok(Claim::Mismatch) => ApiError::invalid(
+        Ok(Claim::Mismatch) => ServiceError::invalid(
             ["header".into(), "Idempotency-Key".into()],
             "This Idempotency-Key was already used with a different request.",
             "idempotency_key_reused",
@@ -383,7 +383,7 @@ async fn keep(
         }
         Err(e) => {
             release(&state, &user, &key, &fingerprint, None).await;
-            ApiError::Internal(anyhow::anyhow!("reading the response to keep it: {e}"))
+            ServiceError::Internal(anyhow::anyhow!("reading the response to keep it: {e}"))
                 .into_response()
         }
     }

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use crate::http::problem::Problem;
 use crate::store::{PendingCount, RateLimitStatus};
 
@@ -88,11 +88,11 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     response
 }
 
-fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let missing = || ApiError::MissingCredentials("A bearer token is required.".into());
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ServiceError> {
+    let missing = || ServiceError::MissingCredentials("A bearer token is required.".into());
     let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
     let value = value.to_str().map_err(|_| {
-        ApiError::Unauthorized("The Authorization header must be `Bearer <token>`.".into())
+        ServiceError::Unauthorized("The Authorization header must be `Bearer <token>`.".into())
     })?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     // Another scheme (Basic, say) is no bearer credential at all: answered like none.
@@ -101,7 +101,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     }
     let token = token.trim();
     if token.is_empty() {
-        return Err(ApiError::Unauthorized(
+        return Err(ServiceError::Unauthorized(
             "The Authorization header must be `Bearer <token>`.".into(),
         ));
     }
@@ -150,12 +150,12 @@ pub async fn authenticate(
     };
     let (response, status) = match counted {
         Err(err) => (
-            ApiError::from(err).into_response(),
+            ServiceError::from(err).into_response(),
             RateLimitStatus::unused(limits),
         ),
         Ok(status) => match status.retry_after_secs {
             Some(retry_after_secs) => (
-                ApiError::RateLimited { retry_after_secs }.into_response(),
+                ServiceError::RateLimited { retry_after_secs }.into_response(),
                 status,
             ),
             None => (response, status),
@@ -226,12 +226,12 @@ pub fn cors(config: &Config) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
-pub async fn not_found() -> ApiError {
-    ApiError::NotFound("No route matches this path.".into())
+pub async fn not_found() -> ServiceError {
+    ServiceError::NotFound("No route matches this path.".into())
 }
 
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+pub async fn method_not_allowed() -> ServiceError {
+    ServiceError::MethodNotAllowed
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, FieldError, UpstreamFailure};
+use crate::error::{FieldError, ServiceError, UpstreamFailure};
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
@@ -46,74 +46,80 @@ impl Problem {
     }
 }
 
-pub fn status(error: &ApiError) -> StatusCode {
+pub fn status(error: &ServiceError) -> StatusCode {
     match error.cause() {
-        ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        ApiError::Unauthorized(_) | ApiError::MissingCredentials(_) => StatusCode::UNAUTHORIZED,
-        ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-        ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        ApiError::Conflict(_) => StatusCode::CONFLICT,
-        ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ApiError::RateLimited { .. } | ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
-        ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        ApiError::Upstream {
+        ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ServiceError::Unauthorized(_) | ServiceError::MissingCredentials(_) => {
+            StatusCode::UNAUTHORIZED
+        }
+        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+        ServiceError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ServiceError::Conflict(_) => StatusCode::CONFLICT,
+        ServiceError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ServiceError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ServiceError::RateLimited { .. } | ServiceError::QuotaExceeded(_) => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        ServiceError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ServiceError::Upstream {
             failure: UpstreamFailure::TimedOut,
             ..
         } => StatusCode::GATEWAY_TIMEOUT,
-        ApiError::Upstream { .. } => StatusCode::BAD_GATEWAY,
-        ApiError::Internal(_) | ApiError::AfterQuestion { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        ServiceError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        ServiceError::Internal(_) | ServiceError::AfterQuestion { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 
-fn slug(error: &ApiError) -> &'static str {
+fn slug(error: &ServiceError) -> &'static str {
     match error.cause() {
-        ApiError::BadRequest(_) => "malformed-request",
-        ApiError::Unauthorized(_) | ApiError::MissingCredentials(_) => "unauthorized",
-        ApiError::NotFound(_) => "not-found",
-        ApiError::MethodNotAllowed => "method-not-allowed",
-        ApiError::Conflict(_) => "conflict",
-        ApiError::PayloadTooLarge(_) => "payload-too-large",
-        ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
-        ApiError::Validation(_) => "validation-error",
-        ApiError::RateLimited { .. } => "rate-limited",
-        ApiError::QuotaExceeded(_) => "quota-exceeded",
-        ApiError::Unavailable { .. } => "service-unavailable",
-        ApiError::Upstream { .. } => "upstream-error",
-        ApiError::Internal(_) | ApiError::AfterQuestion { .. } => "internal-error",
+        ServiceError::BadRequest(_) => "malformed-request",
+        ServiceError::Unauthorized(_) | ServiceError::MissingCredentials(_) => "unauthorized",
+        ServiceError::NotFound(_) => "not-found",
+        ServiceError::MethodNotAllowed => "method-not-allowed",
+        ServiceError::Conflict(_) => "conflict",
+        ServiceError::PayloadTooLarge(_) => "payload-too-large",
+        ServiceError::UnsupportedMediaType(_) => "unsupported-media-type",
+        ServiceError::Validation(_) => "validation-error",
+        ServiceError::RateLimited { .. } => "rate-limited",
+        ServiceError::QuotaExceeded(_) => "quota-exceeded",
+        ServiceError::Unavailable { .. } => "service-unavailable",
+        ServiceError::Upstream { .. } => "upstream-error",
+        ServiceError::Internal(_) | ServiceError::AfterQuestion { .. } => "internal-error",
     }
 }
 
 /// What the client may read: never the cause of an internal error.
-fn detail(error: &ApiError) -> String {
+fn detail(error: &ServiceError) -> String {
     match error.cause() {
-        ApiError::BadRequest(d)
-        | ApiError::Unauthorized(d)
-        | ApiError::MissingCredentials(d)
-        | ApiError::NotFound(d)
-        | ApiError::Conflict(d)
-        | ApiError::PayloadTooLarge(d)
-        | ApiError::UnsupportedMediaType(d)
-        | ApiError::QuotaExceeded(d)
-        | ApiError::Unavailable { detail: d, .. }
-        | ApiError::Upstream { detail: d, .. } => d.clone(),
-        ApiError::MethodNotAllowed => "This method is not allowed on this resource.".into(),
-        ApiError::Validation(errors) => match errors.as_slice() {
+        ServiceError::BadRequest(d)
+        | ServiceError::Unauthorized(d)
+        | ServiceError::MissingCredentials(d)
+        | ServiceError::NotFound(d)
+        | ServiceError::Conflict(d)
+        | ServiceError::PayloadTooLarge(d)
+        | ServiceError::UnsupportedMediaType(d)
+        | ServiceError::QuotaExceeded(d)
+        | ServiceError::Unavailable { detail: d, .. }
+        | ServiceError::Upstream { detail: d, .. } => d.clone(),
+        ServiceError::MethodNotAllowed => "This method is not allowed on this resource.".into(),
+        ServiceError::Validation(errors) => match errors.as_slice() {
             [one] => one.msg.clone(),
             many => format!("{} fields are invalid.", many.len()),
         },
-        ApiError::RateLimited { retry_after_secs } => {
+        ServiceError::RateLimited { retry_after_secs } => {
             format!("Too many requests; retry after {retry_after_secs} seconds.")
         }
-        ApiError::Internal(_) | ApiError::AfterQuestion { .. } => {
+        ServiceError::Internal(_) | ServiceError::AfterQuestion { .. } => {
             "An internal error occurred; the x-correlation-id header identifies it in the logs."
                 .into()
         }
     }
 }
 
-pub fn problem(error: &ApiError) -> Problem {
+pub fn problem(error: &ServiceError) -> Problem {
     let status = status(error);
     let mut problem = Problem {
         kind: format!("/problems/{}", slug(error)),
@@ -122,20 +128,20 @@ pub fn problem(error: &ApiError) -> Problem {
         detail: detail(error),
         instance: None,
         errors: match error.cause() {
-            ApiError::Validation(errors) => Some(errors.clone()),
+            ServiceError::Validation(errors) => Some(errors.clone()),
             _ => None,
         },
         conversation_id: None,
         message_id: None,
     };
-    if let ApiError::AfterQuestion { question, .. } = error {
+    if let ServiceError::AfterQuestion { question, .. } = error {
         problem.conversation_id = Some(question.conversation_id.clone());
         problem.message_id = Some(question.message_id.clone());
     }
     problem
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
         let status = status(&self);
         if status.is_server_error() {
@@ -144,7 +150,7 @@ impl IntoResponse for ApiError {
         let mut response = problem(&self).into_response_with(status);
         let headers = response.headers_mut();
         match self.cause() {
-            ApiError::Unauthorized(_) => {
+            ServiceError::Unauthorized(_) => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
@@ -152,11 +158,11 @@ impl IntoResponse for ApiError {
             }
             // RFC 6750 §3.1: a request without credentials gets the challenge alone, no error
             // code; the client was not wrong, it just did not know authentication was needed.
-            ApiError::MissingCredentials(_) => {
+            ServiceError::MissingCredentials(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::RateLimited { retry_after_secs }
-            | ApiError::Unavailable {
+            ServiceError::RateLimited { retry_after_secs }
+            | ServiceError::Unavailable {
                 retry_after_secs, ..
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
@@ -180,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn internal_errors_hide_their_cause() {
-        let response = ApiError::Internal(anyhow::anyhow!("password=hunter2")).into_response();
+        let response = ServiceError::Internal(anyhow::anyhow!("password=hunter2")).into_response();
         assert_eq!(response.status(), 500);
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],
@@ -193,7 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn validation_errors_list_each_field() {
-        let response = ApiError::Validation(vec![
+        let response = ServiceError::Validation(vec![
             FieldError::new(["body".into(), "title".into()], "Field required", "missing"),
             FieldError::new(
                 ["query".into(), "limit".into()],
@@ -214,10 +220,10 @@ mod tests {
 
     #[test]
     fn a_missing_token_gets_a_bare_challenge_and_a_bad_one_names_the_error() {
-        let missing = ApiError::MissingCredentials("no token".into()).into_response();
+        let missing = ServiceError::MissingCredentials("no token".into()).into_response();
         assert_eq!(missing.status(), 401);
         assert_eq!(missing.headers()[header::WWW_AUTHENTICATE], "Bearer");
-        let bad = ApiError::Unauthorized("expired".into()).into_response();
+        let bad = ServiceError::Unauthorized("expired".into()).into_response();
         assert_eq!(
             bad.headers()[header::WWW_AUTHENTICATE],
             "Bearer error=\"invalid_token\""
@@ -226,7 +232,7 @@ mod tests {
 
     #[test]
     fn unauthorized_challenges_for_a_bearer_token() {
-        let response = ApiError::Unauthorized("no token".into()).into_response();
+        let response = ServiceError::Unauthorized("no token".into()).into_response();
         assert!(
             response.headers()[header::WWW_AUTHENTICATE]
                 .to_str()

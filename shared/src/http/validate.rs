@@ -1,6 +1,6 @@
 //! Collects every rule a request breaks, so a client learns all of them from one 422.
 
-use crate::error::{ApiError, FieldError, LocPart};
+use crate::error::{FieldError, LocPart, ServiceError};
 
 #[derive(Debug, Default)]
 pub struct Violations(Vec<FieldError>);
@@ -90,11 +90,11 @@ impl Violations {
         self.length(value, 0, max, loc);
     }
 
-    pub fn finish(self) -> Result<(), ApiError> {
+    pub fn finish(self) -> Result<(), ServiceError> {
         if self.0.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Validation(self.0))
+            Err(ServiceError::Validation(self.0))
         }
     }
 }
@@ -151,7 +151,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn check(value: serde_json::Value) -> Result<(), ApiError> {
+    fn check(value: serde_json::Value) -> Result<(), ServiceError> {
         let mut v = Violations::new();
         v.storable_json(value.as_object(), &["body", "extra_metadata"]);
         v.finish()
@@ -162,7 +162,7 @@ mod tests {
         assert!(check(json!({"a": [1, 2.5, -3e100, 0, null, "x"], "b": {"c": true}})).is_ok());
     }
 
-    fn check_temperature(t: f64) -> Result<(), ApiError> {
+    fn check_temperature(t: f64) -> Result<(), ServiceError> {
         let mut v = Violations::new();
         v.temperature(Some(t), &["body", "temperature"]);
         v.finish()
@@ -179,7 +179,7 @@ mod tests {
         assert!(check_temperature(-0.5).is_err());
     }
 
-    fn check_text(text: &str) -> Result<(), ApiError> {
+    fn check_text(text: &str) -> Result<(), ServiceError> {
         let mut v = Violations::new();
         v.text(Some(text), 5, &["body", "name"]);
         v.finish()

@@ -17,7 +17,7 @@ use crate::documents::embedding::Embedder;
 use crate::documents::extract;
 use crate::documents::processing::{self, EarlierChunks, Embeddings};
 use crate::domain::{Document, DocumentStatus, DocumentType, NewDocument, sha256_hex};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, ServiceError};
 use crate::store::StoreError;
 
 const DOCUMENT: &str = "Document";
@@ -241,8 +241,8 @@ pub enum Reprocessed {
     Ran(Document),
 }
 
-fn processing_under_way() -> ApiError {
-    ApiError::Conflict(
+fn processing_under_way() -> ServiceError {
+    ServiceError::Conflict(
         "The document is being processed; retry when its status is no longer `processing`.".into(),
     )
 }

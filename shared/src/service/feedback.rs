@@ -1,7 +1,7 @@
 //! Rating answers: a user's thumb up or down (and comment) on an assistant message.
 
 use crate::domain::{Feedback, Message, MessageRole, Rating};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, ServiceError};
 use crate::store::{Store, StoreError};
 
 use super::or_missing;
@@ -25,7 +25,7 @@ pub async fn rate_answer(
             .await
             .map_err(or_missing("Message"))?;
         if message.role != MessageRole::Assistant {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 ["path".into(), "message_id".into()],
                 "only an assistant message can be rated",
                 "assistant_message_required",

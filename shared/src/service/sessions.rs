@@ -1,9 +1,14 @@
 //! FreeChat's chat sessions: whose chat it is, which characters a user may see, and what
 //! admits a turn in a chat (its character and backend still there, its quota not used up).
 
+use std::sync::Arc;
+
 use crate::AppState;
-use crate::domain::{Backend, BackendSettings, Character, Message};
-use crate::error::{ApiError, ApiResult};
+use crate::domain::{
+    Backend, BackendSettings, Character, ChatSession, ChatSettings, Message, Persona,
+};
+use crate::error::{ApiResult, ServiceError};
+use crate::llm::Provider;
 use crate::store::ChatRecord;
 
 use super::{missing, or_missing};
@@ -104,7 +109,7 @@ pub async fn ready(state: &AppState, user_id: &str, chat: ChatRecord) -> ApiResu
         .ok_or_else(|| missing("Backend"))?;
     let held = chat.record.quota.held_at(crate::domain::now());
     if let Some((used, limit)) = chat.usage().exhausts(&backend.settings, held) {
-        return Err(ApiError::QuotaExceeded(format!(
+        return Err(ServiceError::QuotaExceeded(format!(
             "Usage {used} exceeds limit {limit}"
         )));
     }
@@ -112,5 +117,61 @@ pub async fn ready(state: &AppState, user_id: &str, chat: ChatRecord) -> ApiResu
         chat,
         character,
         backend,
+    })
+}
+
+/// The character's system prompt in a session. The scene is the session's `about` alone:
+/// a chat starts with the character's default scene as its `about`, and a user who clears
+/// it gets no scene, as in FreeChat, rather than the default one back.
+pub fn session_prompt(
+    character: &Character,
+    session: &ChatSession,
+    context: Option<&str>,
+) -> String {
+    scene_prompt(character, &session.persona(context))
+}
+
+/// As [`session_prompt`], for any persona.
+pub fn scene_prompt(character: &Character, persona: &Persona<'_>) -> String {
+    if character.info.default_scene.is_none() {
+        return character.system_prompt(persona);
+    }
+    let mut without_default = character.clone();
+    without_default.info.default_scene = None;
+    without_default.system_prompt(persona)
+}
+
+/// The provider a backend calls, and the model it asks for.
+pub fn backend_model(state: &AppState, backend: &Backend) -> ApiResult<(Arc<Provider>, String)> {
+    let wanted = backend.settings.provider.as_deref();
+    let provider = state.llm.get(wanted).ok_or_else(|| {
+        ServiceError::Conflict(format!(
+            "The backend names the provider '{}', which this deployment does not have.",
+            wanted.unwrap_or_default()
+        ))
+    })?;
+    let model = backend
+        .settings
+        .model
+        .clone()
+        .unwrap_or_else(|| provider.config.default_model.clone());
+    Ok((provider, model))
+}
+
+/// What a chat's conversation carries from its character and backend: the character's
+/// system prompt for this session, and the backend's provider, model and sampling.
+pub fn chat_settings(
+    state: &AppState,
+    character: &Character,
+    backend: &Backend,
+    session: &ChatSession,
+) -> ApiResult<ChatSettings> {
+    let (provider, model) = backend_model(state, backend)?;
+    Ok(ChatSettings {
+        system_prompt: session_prompt(character, session, None),
+        provider: provider.name.clone(),
+        model,
+        temperature: backend.settings.temperature,
+        max_tokens: backend.settings.max_tokens,
     })
 }

@@ -15,16 +15,16 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::chat::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, templates};
 use crate::domain::Workflow;
 use crate::domain::{Conversation, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, Resumed, is_id};
 use crate::http::idempotency::StreamOutcome;
 use crate::http::middleware::CorrelationId;
 use crate::http::problem::{self, Problem};
 use crate::http::sse::ServerSentEvent;
 use crate::http::validate::Violations;
+use crate::service::chat::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, templates};
 use crate::store::PendingCount;
 
 /// Most documents one turn may name for retrieval.
@@ -112,13 +112,13 @@ impl ChatRequest {
             "value_error",
         );
         v.finish()?;
-        let template = match template.or(self.workflow_template.as_deref()) {
-            Some(name) => Some(
-                templates::find(name)
-                    .ok_or_else(|| ApiError::NotFound(format!("Template '{name}' not found.")))?,
-            ),
-            None => None,
-        };
+        let template =
+            match template.or(self.workflow_template.as_deref()) {
+                Some(name) => Some(templates::find(name).ok_or_else(|| {
+                    ServiceError::NotFound(format!("Template '{name}' not found."))
+                })?),
+                None => None,
+            };
         Ok(ChatInput {
             message: self.message,
             conversation_id: self.conversation_id,
@@ -214,7 +214,7 @@ pub async fn chat_with_template(
 }
 
 /// A Chatter client whose answer took too long learns of the route without that limit.
-fn suggest_streaming(error: ApiError) -> ApiError {
+fn suggest_streaming(error: ServiceError) -> ServiceError {
     error.advise_on_timeout("Long generations should use /api/v1/chat/streaming.")
 }
 

@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::domain::{
     Conversation, ConversationPatch, ConversationStatus, JsonObject, Message, NewConversation,
 };
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
@@ -92,9 +92,9 @@ fn check_llm(state: &AppState, provider: Option<&str>, model: Option<&str>) -> A
 }
 
 impl TryFrom<ConversationCreate> for NewConversation {
-    type Error = ApiError;
+    type Error = ServiceError;
 
-    fn try_from(body: ConversationCreate) -> Result<Self, ApiError> {
+    fn try_from(body: ConversationCreate) -> Result<Self, ServiceError> {
         let mut v = Violations::new();
         v.text(Some(&body.title), MAX_TITLE_CHARS, &["body", "title"]);
         v.length(
@@ -152,9 +152,9 @@ pub struct ConversationUpdate {
 }
 
 impl TryFrom<ConversationUpdate> for ConversationPatch {
-    type Error = ApiError;
+    type Error = ServiceError;
 
-    fn try_from(body: ConversationUpdate) -> Result<Self, ApiError> {
+    fn try_from(body: ConversationUpdate) -> Result<Self, ServiceError> {
         let mut v = Violations::new();
         v.text(body.title.as_deref(), MAX_TITLE_CHARS, &["body", "title"]);
         let title = body.title.as_deref().map(str::trim);
@@ -247,12 +247,12 @@ pub struct DeleteResponse {
     pub message: String,
 }
 
-fn conversation_not_found() -> ApiError {
-    ApiError::NotFound("Conversation not found.".into())
+fn conversation_not_found() -> ServiceError {
+    ServiceError::NotFound("Conversation not found.".into())
 }
 
 /// Ownership and existence are one question: both answer 404.
-fn or_not_found(err: crate::store::StoreError) -> ApiError {
+fn or_not_found(err: crate::store::StoreError) -> ServiceError {
     match err {
         crate::store::StoreError::NotFound => conversation_not_found(),
         other => other.into(),
@@ -478,7 +478,9 @@ pub async fn delete_message(
         .delete_message(&caller.user_id, &conversation_id, &message_id)
         .await
         .map_err(|err| match err {
-            crate::store::StoreError::NotFound => ApiError::NotFound("Message not found.".into()),
+            crate::store::StoreError::NotFound => {
+                ServiceError::NotFound("Message not found.".into())
+            }
             other => other.into(),
         })?;
     Ok(Json(DeleteResponse {

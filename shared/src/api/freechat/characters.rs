@@ -13,7 +13,7 @@ use super::{DONE, FreePath, missing, or_missing, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::{Backend, BackendSettings, Character, CharacterInfo, QuotaType, Visibility};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::ApiJson;
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
@@ -652,7 +652,7 @@ pub async fn get_default_character_backend(
 ) -> ApiResult<Json<CharacterBackendDetailsDto>> {
     let (character, backends) = visible_character(&state, &caller.user_id, &character_uid).await?;
     let backend = default_backend(&character, &backends)
-        .ok_or_else(|| ApiError::NotFound("The character has no default backend.".into()))?;
+        .ok_or_else(|| ServiceError::NotFound("The character has no default backend.".into()))?;
     Ok(Json(CharacterBackendDetailsDto::of(&character, backend)))
 }
 

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::domain::{Message, MessageRole};
-use crate::error::{ApiError, FieldError, LocPart};
+use crate::error::{FieldError, LocPart, ServiceError};
 use crate::http::extract::is_id;
 use crate::http::problem::Problem;
 use crate::llm::Usage;
@@ -39,7 +39,7 @@ pub fn session_routes() -> Router<AppState> {
 
 /// FreeChat is a Spring application: a request that fails validation is a 400 there, where
 /// the Chatter dialect (FastAPI) answers 422. The problem body, with its `errors`, is kept.
-/// A layer rather than a variant of `ApiError`, so that extractor rejections (a body of the
+/// A layer rather than a variant of `ServiceError`, so that extractor rejections (a body of the
 /// wrong shape) are answered the same way as the handlers' own checks.
 pub(crate) fn spring_statuses(routes: Router<AppState>) -> Router<AppState> {
     routes.layer(axum::middleware::map_response(validation_is_bad_request))
@@ -76,7 +76,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for FreePat
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let no_match =
-            || ApiError::NotFound("No resource matches this path.".into()).into_response();
+            || ServiceError::NotFound("No resource matches this path.".into()).into_response();
         let err = match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => {
                 // A value no id of this API has names nothing, and must not reach DynamoDB,
@@ -130,7 +130,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for FreePat
             .chain(key.map(LocPart::Key))
             .collect::<Vec<_>>();
         let error = FieldError::new(loc, format!("'{value}' is not {expected}."), "type_error");
-        Err(ApiError::Validation(vec![error]).into_response())
+        Err(ServiceError::Validation(vec![error]).into_response())
     }
 }
 

@@ -11,15 +11,13 @@ use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
 use tracing::Instrument;
 
-use super::sessions::{backend_model, chat_settings, scene_prompt, session_prompt};
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::chat::{ChatInput, Delivery, Turn, TurnEvent, within_rate_limit};
 use crate::domain::{
     BackendSettings, JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion,
 };
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, Resumed};
 use crate::http::idempotency::StreamOutcome;
 use crate::http::problem::{self, Problem};
@@ -30,9 +28,10 @@ use crate::llm::{
     estimated_usage,
 };
 use crate::metrics::Dialect;
+use crate::service::chat::{ChatInput, Delivery, Turn, TurnEvent, within_rate_limit};
 use crate::service::sessions::{
-    NewestMessages, ReadyChat, SessionTurn, default_backend, own_chat, ready, ready_chat,
-    visible_character,
+    NewestMessages, ReadyChat, SessionTurn, backend_model, chat_settings, default_backend,
+    own_chat, ready, ready_chat, scene_prompt, session_prompt, visible_character,
 };
 use crate::store::PendingCount;
 
@@ -343,7 +342,7 @@ async fn assistant_request(
     let chat = chat?;
     let (assistant, backends) = assistant?;
     let backend = default_backend(&assistant, &backends)
-        .ok_or_else(|| ApiError::BadRequest("No backend found.".into()))?;
+        .ok_or_else(|| ServiceError::BadRequest("No backend found.".into()))?;
     let (provider, model) = backend_model(state, backend)?;
     let window = backend.settings.message_window_size as usize;
     // The assistant's answer counts against nothing, but as in FreeChat a chat whose quota

@@ -11,7 +11,7 @@ use super::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
 use crate::documents::chunking::{
     CHUNK_OVERLAP_RANGE, CHUNK_SIZE_RANGE, DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE,
 };
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, ServiceError};
 use crate::http::validate::Violations;
 use crate::service::documents::{Upload, clean_tags};
 
@@ -44,11 +44,11 @@ pub struct DocumentUploadForm {
     is_public: Option<bool>,
 }
 
-fn multipart_error(err: axum::extract::multipart::MultipartError) -> ApiError {
+fn multipart_error(err: axum::extract::multipart::MultipartError) -> ServiceError {
     if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge("The upload is larger than this API accepts.".into())
+        ServiceError::PayloadTooLarge("The upload is larger than this API accepts.".into())
     } else {
-        ApiError::BadRequest(format!(
+        ServiceError::BadRequest(format!(
             "The multipart body could not be read: {}.",
             err.body_text()
         ))
@@ -58,14 +58,14 @@ fn multipart_error(err: axum::extract::multipart::MultipartError) -> ApiError {
 async fn text_field(field: Field<'_>, name: &str) -> ApiResult<String> {
     let bytes = field.bytes().await.map_err(multipart_error)?;
     if bytes.len() > MAX_FORM_FIELD_BYTES {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             ["body".into(), name.into()],
             format!("must be at most {MAX_FORM_FIELD_BYTES} bytes"),
             "string_too_long",
         ));
     }
     String::from_utf8(bytes.to_vec()).map_err(|_| {
-        ApiError::invalid(
+        ServiceError::invalid(
             ["body".into(), name.into()],
             "must be UTF-8 text",
             "string_type",
@@ -247,7 +247,7 @@ pub(super) async fn read_upload(mut multipart: Multipart) -> ApiResult<Upload> {
     let is_public = parse_form_bool(&mut v, get("is_public"), "is_public").unwrap_or(false);
     v.finish()?;
     let (filename, content_type, bytes) = file.ok_or_else(|| {
-        ApiError::invalid(["body".into(), "file".into()], "Field required", "missing")
+        ServiceError::invalid(["body".into(), "file".into()], "Field required", "missing")
     })?;
     Ok(Upload {
         filename,

@@ -25,7 +25,7 @@ use crate::auth::Caller;
 use crate::domain::{
     Document, DocumentChunk, DocumentPatch, DocumentStatus, DocumentType, JsonObject,
 };
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
@@ -66,12 +66,12 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-fn document_not_found() -> ApiError {
-    ApiError::NotFound("Document not found.".into())
+fn document_not_found() -> ServiceError {
+    ServiceError::NotFound("Document not found.".into())
 }
 
 /// Ownership and existence are one question: both answer 404.
-fn or_not_found(err: StoreError) -> ApiError {
+fn or_not_found(err: StoreError) -> ServiceError {
     match err {
         StoreError::NotFound => document_not_found(),
         other => other.into(),
@@ -95,7 +95,7 @@ pub async fn upload_document(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<Document>)> {
     let multipart = multipart.map_err(|_| {
-        ApiError::UnsupportedMediaType(
+        ServiceError::UnsupportedMediaType(
             "Send the upload as multipart/form-data with a `file` part.".into(),
         )
     })?;
@@ -233,9 +233,9 @@ pub struct DocumentUpdate {
 }
 
 impl TryFrom<DocumentUpdate> for DocumentPatch {
-    type Error = ApiError;
+    type Error = ServiceError;
 
-    fn try_from(body: DocumentUpdate) -> Result<Self, ApiError> {
+    fn try_from(body: DocumentUpdate) -> Result<Self, ServiceError> {
         let mut v = Violations::new();
         v.text(body.title.as_deref(), MAX_TITLE_CHARS, &["body", "title"]);
         let title = body.title.as_deref().map(str::trim);

@@ -2,41 +2,34 @@
 //! its usage.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use super::characters::{CharacterSummaryDto, character_uid};
+use super::characters::character_uid;
 use super::messages::page;
 use super::{ChatMessageRecordDto, DONE, FreePath, TokenUsageDto, missing, or_missing};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::config::ProviderApi;
-use crate::domain::{
-    Backend, Character, ChatSession, ChatSettings, Conversation, NewConversation, Persona,
-    QuotaType, Visibility,
-};
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, MAX_ID_CHARS, is_id};
+use crate::domain::{Character, ChatSession, Conversation, NewConversation};
+use crate::error::{ApiResult, ServiceError};
+use crate::http::extract::ApiJson;
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
-use crate::llm::{Provider, Providers};
-use crate::service::sessions::{default_backend, own_chat, visible_character};
+use crate::service::sessions::{chat_settings, default_backend, own_chat, visible_character};
 use crate::store::{ChatRecord, StoreError};
 
-const MAX_NICKNAME_CHARS: usize = 100;
-const MAX_TEXT_CHARS: usize = 4_000;
-const MAX_EXT_CHARS: usize = 32_000;
 /// How many chats' latest messages are read at once when listing.
 const LATEST_READS_IN_FLIGHT: usize = 16;
+
+mod dto;
+
+use dto::provider_kind;
+pub use dto::{ChatContextDto, ChatCreateDto, ChatSessionDto, ChatUpdateDto, MemoryUsageDto};
 
 pub fn routes() -> Router<AppState> {
     // `GET /{characterId}` and `PUT`/`DELETE /{chatId}` share the route's one parameter name.
@@ -61,285 +54,15 @@ fn plain_text(text: String) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text)
 }
 
-/// How the user appears in a chat. FreeChat's `apiKeyName` and `apiKeyValue` are ignored:
-/// a backend names its provider, whose key the deployment holds.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = ChatCreateDTO)]
-pub struct ChatCreateDto {
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    pub character_uid: String,
-    /// The character's default backend when absent.
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    pub backend_id: Option<String>,
-    #[schema(max_length = 100)]
-    pub user_nickname: Option<String>,
-    #[schema(max_length = 4000)]
-    pub user_profile: Option<String>,
-    #[schema(max_length = 100)]
-    pub character_nickname: Option<String>,
-    /// The scene of the chat.
-    #[schema(max_length = 4000)]
-    pub about: Option<String>,
-    #[schema(max_length = 32000)]
-    pub ext: Option<String>,
-}
-
-impl ChatCreateDto {
-    fn validate(&self) -> ApiResult<()> {
-        let mut v = Violations::new();
-        // Ids are bounded as in a path, so an id that passes here cannot fail there.
-        let id_rule = format!("must be 1 to {MAX_ID_CHARS} letters, digits, '-' or '_'");
-        v.check(
-            is_id(&self.character_uid),
-            &["body", "characterUid"],
-            &id_rule,
-            "value_error",
-        );
-        v.check(
-            self.backend_id.as_deref().is_none_or(is_id),
-            &["body", "backendId"],
-            &id_rule,
-            "value_error",
-        );
-        for (value, max, field) in [
-            (&self.user_nickname, MAX_NICKNAME_CHARS, "userNickname"),
-            (
-                &self.character_nickname,
-                MAX_NICKNAME_CHARS,
-                "characterNickname",
-            ),
-            (&self.user_profile, MAX_TEXT_CHARS, "userProfile"),
-            (&self.about, MAX_TEXT_CHARS, "about"),
-            (&self.ext, MAX_EXT_CHARS, "ext"),
-        ] {
-            v.length(value.as_deref(), 0, max, &["body", field]);
-        }
-        v.finish()
-    }
-
-    /// Writes the fields present over the session; an empty text clears one.
-    fn apply(self, session: &mut ChatSession) {
-        let set = |field: &mut Option<String>, value: Option<String>| {
-            if let Some(value) = value {
-                *field = Some(value).filter(|v| !v.trim().is_empty());
-            }
-        };
-        set(&mut session.user_nickname, self.user_nickname);
-        set(&mut session.user_profile, self.user_profile);
-        set(&mut session.character_nickname, self.character_nickname);
-        set(&mut session.about, self.about);
-        set(&mut session.ext, self.ext);
-    }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = ChatUpdateDTO)]
-pub struct ChatUpdateDto {
-    /// Must be the chat's character: a chat never changes character.
-    #[serde(flatten)]
-    pub chat: ChatCreateDto,
-    /// When the user read the chat; chats list most recently read first.
-    pub gmt_read: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = ChatContextDTO)]
-pub struct ChatContextDto {
-    pub chat_id: String,
-    pub gmt_create: DateTime<Utc>,
-    pub gmt_modified: DateTime<Utc>,
-    pub gmt_read: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_nickname: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_profile: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub character_nickname: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub about: Option<String>,
-    pub backend_id: String,
-    /// The backend's quota, counted in `quotaType` units.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quota: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quota_type: Option<QuotaType>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ext: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = ChatSessionDTO)]
-pub struct ChatSessionDto {
-    pub context: ChatContextDto,
-    pub character: CharacterSummaryDto,
-    /// The kind of service the chat's model runs on, in FreeChat's terms: `open_ai`,
-    /// `azure_open_ai`, `dash_scope`, `hugging_face`, or `unknown` for a provider this
-    /// deployment no longer has.
-    pub provider: &'static str,
-    /// The newest message, or the character's greeting before there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latest_message_record: Option<ChatMessageRecordDto>,
-    pub proactive_chat_waiting_time: u32,
-    /// `online` (a public character), `invisible` (the caller's own private one) or
-    /// `offline` (the backend is gone).
-    pub sender_status: &'static str,
-    /// Whether the caller owns the character, and so may list debug messages with `ext`.
-    pub is_debug_enabled: bool,
-    /// Always false: keys belong to the deployment's providers.
-    pub is_customized_api_key_enabled: bool,
-}
-
-impl ChatSessionDto {
-    fn of(
-        chat: &ChatRecord,
-        character: &Character,
-        backend: Option<&Backend>,
-        latest: Option<ChatMessageRecordDto>,
-        user_id: &str,
-        provider: &'static str,
-    ) -> Self {
-        let conversation = chat.conversation();
-        let session = chat.session.clone();
-        let is_debug_enabled = character.is_owned_by(user_id);
-        let sender_status = match (backend, character.info.visibility) {
-            (None, _) => "offline",
-            (Some(_), Visibility::Public) => "online",
-            (Some(_), _) => "invisible",
-        };
-        Self {
-            context: ChatContextDto {
-                chat_id: conversation.id.clone(),
-                gmt_create: conversation.created_at,
-                gmt_modified: conversation.updated_at,
-                gmt_read: session.read_at,
-                user_nickname: session.user_nickname,
-                user_profile: session.user_profile,
-                character_nickname: session.character_nickname,
-                about: session.about,
-                backend_id: session.backend_id,
-                quota: backend.map(|b| b.settings.init_quota),
-                quota_type: backend.map(|b| b.settings.quota_type),
-                ext: session.ext,
-            },
-            character: character.into(),
-            provider,
-            latest_message_record: latest,
-            proactive_chat_waiting_time: backend
-                .map_or(0, |b| b.settings.proactive_chat_waiting_time),
-            sender_status,
-            is_debug_enabled,
-            is_customized_api_key_enabled: false,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = MemoryUsageDTO)]
-pub struct MemoryUsageDto {
-    /// The character's replies over the chat's whole life.
-    pub message_usage: u64,
-    pub token_usage: TokenUsageDto,
-}
-
-/// FreeChat's name for the kind of service behind a configured provider. An OpenAI-compatible
-/// provider is `open_ai` unless its host is one of the services FreeChat names that also
-/// serve that API.
-fn provider_kind(providers: &Providers, name: Option<&str>) -> &'static str {
-    let Some(provider) = providers.get(name) else {
-        return "unknown";
-    };
-    let ProviderApi::OpenAiCompatible { base_url, .. } = &provider.config.api else {
-        // Bedrock is none of the kinds FreeChat names.
-        return "unknown";
-    };
-    let host = reqwest::Url::parse(base_url)
-        .ok()
-        .and_then(|url| url.host_str().map(str::to_ascii_lowercase))
-        .unwrap_or_default();
-    if host.ends_with(".openai.azure.com") || host.ends_with(".azure-api.net") {
-        "azure_open_ai"
-    } else if host.starts_with("dashscope") && host.ends_with(".aliyuncs.com") {
-        "dash_scope"
-    } else if host == "huggingface.co" || host.ends_with(".huggingface.co") {
-        "hugging_face"
-    } else {
-        "open_ai"
-    }
-}
-
-/// The character's system prompt in a session. The scene is the session's `about` alone:
-/// a chat starts with the character's default scene as its `about`, and a user who clears
-/// it gets no scene, as in FreeChat, rather than the default one back.
-pub(crate) fn session_prompt(
-    character: &Character,
-    session: &ChatSession,
-    context: Option<&str>,
-) -> String {
-    scene_prompt(character, &session.persona(context))
-}
-
-/// As [`session_prompt`], for any persona.
-pub(crate) fn scene_prompt(character: &Character, persona: &Persona<'_>) -> String {
-    if character.info.default_scene.is_none() {
-        return character.system_prompt(persona);
-    }
-    let mut without_default = character.clone();
-    without_default.info.default_scene = None;
-    without_default.system_prompt(persona)
-}
-
-/// The provider a backend calls, and the model it asks for.
-pub(crate) fn backend_model(
-    state: &AppState,
-    backend: &Backend,
-) -> ApiResult<(Arc<Provider>, String)> {
-    let wanted = backend.settings.provider.as_deref();
-    let provider = state.llm.get(wanted).ok_or_else(|| {
-        ApiError::Conflict(format!(
-            "The backend names the provider '{}', which this deployment does not have.",
-            wanted.unwrap_or_default()
-        ))
-    })?;
-    let model = backend
-        .settings
-        .model
-        .clone()
-        .unwrap_or_else(|| provider.config.default_model.clone());
-    Ok((provider, model))
-}
-
-/// What a chat's conversation carries from its character and backend: the character's
-/// system prompt for this session, and the backend's provider, model and sampling.
-pub(crate) fn chat_settings(
-    state: &AppState,
-    character: &Character,
-    backend: &Backend,
-    session: &ChatSession,
-) -> ApiResult<ChatSettings> {
-    let (provider, model) = backend_model(state, backend)?;
-    Ok(ChatSettings {
-        system_prompt: session_prompt(character, session, None),
-        provider: provider.name.clone(),
-        model,
-        temperature: backend.settings.temperature,
-        max_tokens: backend.settings.max_tokens,
-    })
-}
-
 /// FreeChat's answer when a chat cannot have the backend asked for.
-fn no_backend() -> ApiError {
-    ApiError::BadRequest("No backend found.".into())
+fn no_backend() -> ServiceError {
+    ServiceError::BadRequest("No backend found.".into())
 }
 
 /// Why a chat cannot move to a backend that is not its character's: a backend of a
 /// character the caller can see is the wrong one (400); any other, also one of another
 /// user's private character, is missing (404), so that its existence is not given away.
-async fn foreign_backend(state: &AppState, user_id: &str, backend_id: &str) -> ApiError {
+async fn foreign_backend(state: &AppState, user_id: &str, backend_id: &str) -> ServiceError {
     match state.store.backend(backend_id).await {
         Ok((character, _, _)) if character.is_visible_to(user_id) => no_backend(),
         Ok(_) | Err(StoreError::NotFound) => missing("Backend"),
@@ -533,7 +256,7 @@ pub async fn update_chat(
         // Another user's private character is missing, as on every route; only a character
         // the caller can see is worth telling them their chat cannot move to.
         visible_character(&state, user_id, &body.chat.character_uid).await?;
-        return Err(ApiError::BadRequest(
+        return Err(ServiceError::BadRequest(
             "A chat keeps its character; start another chat for another one.".into(),
         ));
     }
@@ -560,7 +283,7 @@ pub async fn update_chat(
         .save_chat(&chat, &session, &settings)
         .await
         .map_err(|err| match err {
-            StoreError::Conflict => ApiError::Conflict(
+            StoreError::Conflict => ServiceError::Conflict(
                 "You already have a chat with this backend, or the chat changed meanwhile.".into(),
             ),
             other => or_missing("Chat")(other),

@@ -15,7 +15,7 @@ use crate::domain::{
     Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation, QuotaClaim,
     QuotaHold, StoredQuestion, Workflow,
 };
-use crate::error::{ApiError, ApiResult, UpstreamFailure};
+use crate::error::{ApiResult, ServiceError, UpstreamFailure};
 use crate::llm::{
     Completion, CompletionRequest, CompletionStream, PromptMessage, Provider, StreamEvent,
     ToolCall, Usage,
@@ -97,8 +97,8 @@ pub struct Turn {
 /// The first model call of a turn, sent beside storing its question: the whole answer, or the
 /// opened stream whose tokens wait (in the connection) until the question is stored.
 enum Opened {
-    Answer(Result<Completion, ApiError>),
-    Stream(Result<CompletionStream, ApiError>),
+    Answer(Result<Completion, ServiceError>),
+    Stream(Result<CompletionStream, ServiceError>),
 }
 
 impl Opened {
@@ -113,12 +113,12 @@ impl Opened {
             Delivery::Whole => Self::Answer(
                 tokio::time::timeout_at(deadline.at, provider.client.complete(request))
                     .await
-                    .map_or_else(|_| Err(late()), |c| c.map_err(ApiError::from)),
+                    .map_or_else(|_| Err(late()), |c| c.map_err(ServiceError::from)),
             ),
             Delivery::Streamed => Self::Stream(
                 tokio::time::timeout_at(deadline.at, provider.client.stream(request))
                     .await
-                    .map_or_else(|_| Err(late()), |c| c.map_err(ApiError::from)),
+                    .map_or_else(|_| Err(late()), |c| c.map_err(ServiceError::from)),
             ),
         }
     }
@@ -129,7 +129,7 @@ impl Opened {
 pub async fn within_rate_limit(count: Option<&PendingCount>) -> ApiResult<()> {
     let Some(count) = count else { return Ok(()) };
     match count.status().await?.retry_after_secs {
-        Some(retry_after_secs) => Err(ApiError::RateLimited { retry_after_secs }),
+        Some(retry_after_secs) => Err(ServiceError::RateLimited { retry_after_secs }),
         None => Ok(()),
     }
 }
@@ -236,7 +236,7 @@ pub enum TurnEvent {
         details: JsonObject,
     },
     Finished(Box<TurnOutcome>),
-    Failed(Box<ApiError>),
+    Failed(Box<ServiceError>),
 }
 
 impl std::fmt::Debug for TurnOutcome {
@@ -269,7 +269,7 @@ struct Round {
 
 enum RoundEnd {
     Complete,
-    Failed(ApiError),
+    Failed(ServiceError),
     Interrupted,
 }
 
@@ -298,7 +298,7 @@ fn summary(text: &str) -> String {
 }
 
 /// The class under which a failed execution is counted.
-fn error_class(error: &ApiError) -> &'static str {
+fn error_class(error: &ServiceError) -> &'static str {
     error.class().as_str()
 }
 
@@ -365,7 +365,7 @@ impl Turn {
         // step before the question is stored and the model called, side by side.
         let admitted = within_rate_limit(input.count.as_ref());
         let reads = async {
-            Ok::<_, ApiError>(match (session, &target) {
+            Ok::<_, ServiceError>(match (session, &target) {
                 (Some(mut session), _) => {
                     let limit = session.history_window + resumed_one;
                     let read = session.newest.take().and_then(|n| n.newest(limit));
@@ -383,7 +383,7 @@ impl Turn {
                         .await
                         .map_err(|e| match e {
                             StoreError::NotFound => {
-                                ApiError::NotFound("Conversation not found.".into())
+                                ServiceError::NotFound("Conversation not found.".into())
                             }
                             other => other.into(),
                         })?;
@@ -441,7 +441,7 @@ impl Turn {
             .as_deref()
             .or(conversation.llm_provider.as_deref());
         let provider = state.llm.get(provider_name).ok_or_else(|| {
-            ApiError::invalid(
+            ServiceError::invalid(
                 ["body".into(), "provider".into()],
                 format!("Unknown provider '{}'.", provider_name.unwrap_or_default()),
                 "unknown_provider",
@@ -582,7 +582,7 @@ impl Turn {
                 deadline,
             )
             .await;
-            Ok::<_, ApiError>((toolset, sources, retrieval_ms, request, opened))
+            Ok::<_, ServiceError>((toolset, sources, retrieval_ms, request, opened))
         };
         // Boxed: the two together would make the handler's future too large for a thread's stack.
         let (stored, prepared) = match order {
@@ -915,7 +915,7 @@ impl Turn {
         Some(metadata)
     }
 
-    fn execution(&self, generation: &Generation, error: Option<&ApiError>) -> Execution {
+    fn execution(&self, generation: &Generation, error: Option<&ServiceError>) -> Execution {
         let mcp_used = matches!(self.workflow, Workflow::Tools | Workflow::Full)
             && !self.toolset.tools().is_empty();
         let hit = mcp_used && self.toolset.cache_hit;
@@ -933,7 +933,7 @@ impl Turn {
         }
     }
 
-    fn metrics(&self, generation: &Generation, error: Option<&ApiError>) -> TurnMetrics {
+    fn metrics(&self, generation: &Generation, error: Option<&ServiceError>) -> TurnMetrics {
         TurnMetrics {
             dialect: self.dialect,
             workflow: self.workflow,
@@ -964,7 +964,7 @@ impl Turn {
         state: &AppState,
         generation: &Generation,
         finish_reason: &str,
-        error: Option<&ApiError>,
+        error: Option<&ServiceError>,
     ) -> Option<ApiResult<TurnOutcome>> {
         let execution = self.execution(generation, error);
         self.metrics(generation, error)
@@ -1108,7 +1108,7 @@ impl Deadline {
         }
     }
 
-    fn exceeded(self) -> ApiError {
+    fn exceeded(self) -> ServiceError {
         deadline_exceeded(self.limit)
     }
 }
@@ -1131,8 +1131,8 @@ fn turn_timeout(state: &AppState, delivery: Delivery) -> Duration {
     }
 }
 
-fn deadline_exceeded(limit: Duration) -> ApiError {
-    ApiError::Upstream {
+fn deadline_exceeded(limit: Duration) -> ServiceError {
+    ServiceError::Upstream {
         failure: UpstreamFailure::TimedOut,
         detail: format!(
             "The answer took longer than the {} s a turn may take and was stopped.",
@@ -1141,8 +1141,8 @@ fn deadline_exceeded(limit: Duration) -> ApiError {
     }
 }
 
-fn empty_answer() -> ApiError {
-    ApiError::Upstream {
+fn empty_answer() -> ServiceError {
+    ServiceError::Upstream {
         failure: UpstreamFailure::Failed,
         detail: "The model returned an empty answer.".into(),
     }
