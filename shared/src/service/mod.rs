@@ -3,8 +3,11 @@
 //!
 //! `chat` is the turn both dialects run (prompt, templates, model call, stored answer);
 //! `sessions` holds FreeChat's chat-session rules, which its own send and a Chatter turn in the
-//! same chat both obey; `documents` and `feedback` are the smaller use cases.
+//! same chat both obey; `characters` says who may see and change a character; `documents` and `feedback` are the
+//! smaller use cases.
 
+pub mod assistant;
+pub mod characters;
 pub mod chat;
 pub mod documents;
 pub mod feedback;
