@@ -1,7 +1,8 @@
-use api_tests::TestApp;
+use api_tests::{Fault, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::domain::{MessageDraft, MessageRole};
+use shared::store::keys;
 
 const IMPORT: &str = "/api/v1/chat/conversations/import";
 
@@ -422,4 +423,47 @@ async fn an_import_of_many_messages_is_stored_whole() {
         assert_eq!(message["content"], format!("message {i}"));
         assert_eq!(message["sequence_number"], i + 1);
     }
+}
+
+#[tokio::test]
+async fn an_import_that_cannot_be_finished_is_503_and_leaves_no_message_behind() {
+    let (app, dynamodb) = TestApp::spawn_with_faults(&[]).await;
+    // The messages are written; the conversation, last, is not.
+    dynamodb.set(Fault::throttle("TransactWriteItems", 0));
+    let file = json!({
+        "title": "Unfinished",
+        "messages": [
+            {"role": "user", "content": "One"},
+            {"role": "assistant", "content": "Two", "feedback": {"rating": "up"}},
+        ],
+    });
+    let refused = app.post(IMPORT, "alice", &file).await;
+    refused.assert_problem(503);
+    dynamodb.set(Fault::None);
+
+    let listed = app.get("/api/v1/chat/conversations", "alice").await;
+    assert_eq!(listed.body["total"], 0);
+    assert_eq!(
+        app.performance_stats("alice").await["feedback"],
+        json!({"up": 0, "down": 0})
+    );
+    let store = app.store();
+    let items = store
+        .client()
+        .scan()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let messages = items
+        .iter()
+        .filter(|item| {
+            item.get(keys::SK)
+                .and_then(|sk| sk.as_s().ok())
+                .is_some_and(|sk| sk.starts_with(keys::MESSAGE_SK_PREFIX))
+        })
+        .count();
+    assert_eq!(messages, 0, "the written messages are taken away again");
 }

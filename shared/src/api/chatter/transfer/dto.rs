@@ -37,6 +37,7 @@ impl ExportFormat {
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `json` (the default) or `markdown`.
+    #[param(inline)]
     pub format: Option<ExportFormat>,
 }
 
