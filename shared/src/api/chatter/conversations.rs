@@ -77,7 +77,11 @@ pub struct ConversationCreate {
 
 /// Checks a provider against those configured and a model name's length (apart from the
 /// body's other fields: only the state knows the providers).
-fn check_llm(state: &AppState, provider: Option<&str>, model: Option<&str>) -> ApiResult<()> {
+pub(super) fn check_llm(
+    state: &AppState,
+    provider: Option<&str>,
+    model: Option<&str>,
+) -> ApiResult<()> {
     let mut v = Violations::new();
     if let Some(name) = provider {
         v.check(
