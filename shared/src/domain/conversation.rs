@@ -12,8 +12,8 @@ pub enum ConversationStatus {
     Deleted,
 }
 
-/// A conversation as clients see it (Chatter's `ConversationResponse`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A conversation: its settings and the counters its messages keep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     pub id: String,
     pub user_id: String,
@@ -36,9 +36,7 @@ pub struct Conversation {
     pub retrieval_limit: u32,
     pub retrieval_score_threshold: f64,
     pub tags: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
     pub extra_metadata: Option<JsonObject>,
-    #[schema(value_type = Option<Object>)]
     pub workflow_config: Option<JsonObject>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

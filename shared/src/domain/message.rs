@@ -13,9 +13,9 @@ pub enum MessageRole {
     Tool,
 }
 
-/// A stored message (Chatter's `MessageResponse`). `sequence_number` is unique and increasing
-/// within its conversation and never reused, even after a delete.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A stored message. `sequence_number` is unique and increasing within its conversation and
+/// never reused, even after a delete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub id: String,
     pub conversation_id: String,
@@ -32,7 +32,6 @@ pub struct Message {
     pub finish_reason: Option<String>,
     /// Workflow details kept with the message (citations, tool calls).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub metadata: Option<JsonObject>,
     pub created_at: DateTime<Utc>,
     /// The user's rating of an assistant message, when given.

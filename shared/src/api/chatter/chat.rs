@@ -13,10 +13,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
 use utoipa::ToSchema;
 
+use super::dto::{ConversationResponse, MessageResponse};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::Workflow;
-use crate::domain::{Conversation, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
+use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, StoredQuestion};
 use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, Resumed, is_id};
 use crate::http::idempotency::StreamOutcome;
@@ -148,16 +149,16 @@ impl ChatRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChatResponse {
     pub conversation_id: String,
-    pub message: Message,
-    pub conversation: Conversation,
+    pub message: MessageResponse,
+    pub conversation: ConversationResponse,
 }
 
 impl From<TurnOutcome> for ChatResponse {
     fn from(outcome: TurnOutcome) -> Self {
         Self {
             conversation_id: outcome.conversation.id.clone(),
-            message: outcome.message,
-            conversation: outcome.conversation,
+            message: outcome.message.into(),
+            conversation: outcome.conversation.into(),
         }
     }
 }

@@ -7,10 +7,11 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::dto::{ConversationResponse, MessageResponse};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::{
-    Conversation, ConversationPatch, ConversationStatus, JsonObject, Message, NewConversation,
+    Conversation, ConversationPatch, ConversationStatus, JsonObject, NewConversation,
 };
 use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
@@ -228,7 +229,7 @@ pub struct GetConversationQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConversationSearchResponse {
-    pub conversations: Vec<Conversation>,
+    pub conversations: Vec<ConversationResponse>,
     pub total: u64,
     pub limit: usize,
     pub offset: usize,
@@ -237,8 +238,8 @@ pub struct ConversationSearchResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConversationWithMessages {
     #[serde(flatten)]
-    pub conversation: Conversation,
-    pub messages: Vec<Message>,
+    pub conversation: ConversationResponse,
+    pub messages: Vec<MessageResponse>,
 }
 
 /// The body of a successful delete.
@@ -263,7 +264,7 @@ fn or_not_found(err: crate::store::StoreError) -> ServiceError {
     post, path = "/api/v1/chat/conversations", tag = "conversations",
     request_body = ConversationCreate,
     responses(
-        (status = 201, description = "Conversation created", body = Conversation),
+        (status = 201, description = "Conversation created", body = ConversationResponse),
         (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -272,7 +273,7 @@ pub async fn create_conversation(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<ConversationCreate>,
-) -> ApiResult<(StatusCode, Json<Conversation>)> {
+) -> ApiResult<(StatusCode, Json<ConversationResponse>)> {
     check_llm(
         &state,
         body.llm_provider.as_deref(),
@@ -280,7 +281,7 @@ pub async fn create_conversation(
     )?;
     let conversation = Conversation::create(&caller.user_id, body.try_into()?);
     state.store.create_conversation(&conversation).await?;
-    Ok((StatusCode::CREATED, Json(conversation)))
+    Ok((StatusCode::CREATED, Json(conversation.into())))
 }
 
 #[utoipa::path(
@@ -319,7 +320,7 @@ pub async fn list_conversations(
         }
     };
     Ok(Json(ConversationSearchResponse {
-        conversations,
+        conversations: conversations.into_iter().map(Into::into).collect(),
         total,
         limit,
         offset,
@@ -355,8 +356,8 @@ pub async fn get_conversation(
     }
     .map_err(or_not_found)?;
     Ok(Json(ConversationWithMessages {
-        conversation: record.conversation,
-        messages,
+        conversation: record.conversation.into(),
+        messages: messages.into_iter().map(Into::into).collect(),
     }))
 }
 
@@ -365,7 +366,7 @@ pub async fn get_conversation(
     params(("conversation_id" = String, Path, description = "Conversation ID")),
     request_body = ConversationUpdate,
     responses(
-        (status = 200, description = "The updated conversation", body = Conversation),
+        (status = 200, description = "The updated conversation", body = ConversationResponse),
         (status = 404, description = "No such conversation of the caller", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
@@ -376,7 +377,7 @@ pub async fn update_conversation(
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
     ApiJson(mut body): ApiJson<ConversationUpdate>,
-) -> ApiResult<Json<Conversation>> {
+) -> ApiResult<Json<ConversationResponse>> {
     check_llm(
         &state,
         body.llm_provider.as_deref(),
@@ -404,7 +405,7 @@ pub async fn update_conversation(
             .await
     }
     .map_err(or_not_found)?;
-    Ok(Json(conversation))
+    Ok(Json(conversation.into()))
 }
 
 #[utoipa::path(
@@ -435,7 +436,7 @@ pub async fn delete_conversation(
     get, path = "/api/v1/chat/conversations/{conversation_id}/messages", tag = "conversations",
     params(("conversation_id" = String, Path, description = "Conversation ID"), PageQuery),
     responses(
-        (status = 200, description = "Messages in sequence order", body = Vec<Message>),
+        (status = 200, description = "Messages in sequence order", body = Vec<MessageResponse>),
         (status = 404, description = "No such conversation of the caller", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid paging", body = Problem, content_type = "application/problem+json"),
     ),
@@ -446,14 +447,14 @@ pub async fn list_messages(
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Vec<Message>>> {
+) -> ApiResult<Json<Vec<MessageResponse>>> {
     let (limit, offset) = query.page(50)?;
     let messages = state
         .store
         .messages(&caller.user_id, &conversation_id, limit, offset)
         .await
         .map_err(or_not_found)?;
-    Ok(Json(messages))
+    Ok(Json(messages.into_iter().map(Into::into).collect()))
 }
 
 #[utoipa::path(

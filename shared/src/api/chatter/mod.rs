@@ -3,5 +3,6 @@
 pub mod chat;
 pub mod conversations;
 pub mod documents;
+pub mod dto;
 pub mod feedback;
 pub mod workflows;
