@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::JsonObject;
+use super::tree::Parent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -22,6 +23,9 @@ pub struct Message {
     pub role: MessageRole,
     pub content: String,
     pub sequence_number: u64,
+    /// The message it follows in its conversation's tree.
+    #[serde(default, skip_serializing_if = "Parent::is_unrecorded")]
+    pub parent: Parent,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
     pub total_tokens: Option<u32>,
@@ -85,6 +89,10 @@ pub struct StoredQuestion {
 pub struct MessageDraft {
     pub role: MessageRole,
     pub content: String,
+    /// The message it follows. `None`: the one before it in the same append, or for the
+    /// first, the conversation's active leaf as the store finds it (a turn names its parent,
+    /// so that parallel turns on one leaf become siblings instead of following each other).
+    pub parent: Option<Parent>,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
     pub model_used: Option<String>,
@@ -100,6 +108,7 @@ impl MessageDraft {
         Self {
             role,
             content: content.into(),
+            parent: None,
             prompt_tokens: None,
             completion_tokens: None,
             model_used: None,
@@ -118,7 +127,18 @@ impl MessageDraft {
         }
     }
 
-    pub fn into_message(self, conversation_id: &str, sequence_number: u64) -> Message {
+    /// The draft placed after `parent`.
+    pub fn after(mut self, parent: Parent) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+
+    pub fn into_message(
+        self,
+        conversation_id: &str,
+        sequence_number: u64,
+        parent: Parent,
+    ) -> Message {
         let total_tokens = self.total_tokens();
         Message {
             id: super::new_id(),
@@ -126,6 +146,7 @@ impl MessageDraft {
             role: self.role,
             content: self.content,
             sequence_number,
+            parent,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
             total_tokens,

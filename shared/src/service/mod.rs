@@ -5,6 +5,7 @@
 //! `sessions` holds FreeChat's chat-session rules, which its own send and a Chatter turn in the
 //! same chat both obey; `documents` and `feedback` are the smaller use cases.
 
+pub mod branches;
 pub mod chat;
 pub mod documents;
 pub mod feedback;

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{Conversation, ConversationStatus, Feedback, JsonObject, Message, MessageRole};
+use crate::domain::{
+    Conversation, ConversationStatus, Feedback, JsonObject, Message, MessageRole, Placement, Tree,
+};
 
 /// A conversation as Chatter's clients see it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -38,6 +40,23 @@ pub struct ConversationResponse {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_message_at: Option<DateTime<Utc>>,
+    /// The leaf of the active branch: what a turn without `edit_message_id` or
+    /// `regenerate_message_id` follows. Null before the first message (and, in a list, for a
+    /// conversation that predates branches).
+    pub active_message_id: Option<String>,
+}
+
+impl ConversationResponse {
+    /// The conversation with its active leaf as its messages place it.
+    pub fn in_tree(conversation: Conversation, tree: &Tree) -> Self {
+        let leaf = tree
+            .active_leaf(conversation.active_message_id.as_deref())
+            .map(str::to_owned);
+        Self {
+            active_message_id: leaf,
+            ..conversation.into()
+        }
+    }
 }
 
 impl From<Conversation> for ConversationResponse {
@@ -69,6 +88,7 @@ impl From<Conversation> for ConversationResponse {
             created_at: c.created_at,
             updated_at: c.updated_at,
             last_message_at: c.last_message_at,
+            active_message_id: c.active_message_id,
         }
     }
 }
@@ -82,6 +102,11 @@ pub struct MessageResponse {
     pub role: MessageRole,
     pub content: String,
     pub sequence_number: u64,
+    /// The message this one follows; null for a first message.
+    pub parent_id: Option<String>,
+    /// Every message with the same parent, oldest first, this one included: the versions a
+    /// client can switch between.
+    pub sibling_ids: Vec<String>,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
     pub total_tokens: Option<u32>,
@@ -100,9 +125,17 @@ pub struct MessageResponse {
     pub feedback: Option<Feedback>,
 }
 
-impl From<Message> for MessageResponse {
-    fn from(m: Message) -> Self {
+impl MessageResponse {
+    /// The message with its place in its conversation's tree.
+    pub fn in_tree(tree: &Tree, m: Message) -> Self {
+        let placement = tree.placement(&m.id);
+        Self::placed(m, placement)
+    }
+
+    pub fn placed(m: Message, placement: Placement) -> Self {
         Self {
+            parent_id: placement.parent_id,
+            sibling_ids: placement.sibling_ids,
             id: m.id,
             conversation_id: m.conversation_id,
             role: m.role,

@@ -69,7 +69,7 @@ pub async fn put_feedback(
         "missing",
     );
     v.finish()?;
-    let message = feedback::rate_answer(
+    let (message, placement) = feedback::rate_answer(
         &state.store,
         &caller.user_id,
         &conversation_id,
@@ -78,7 +78,7 @@ pub async fn put_feedback(
         body.comment,
     )
     .await?;
-    Ok(Json(message.into()))
+    Ok(Json(MessageResponse::placed(message, placement)))
 }
 
 /// A field that is there, even as `null`, is `Some`; one left out stays `None` (the default).

@@ -14,9 +14,7 @@ use tracing::Instrument;
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::domain::{
-    BackendSettings, JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion,
-};
+use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion};
 use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, Resumed};
 use crate::http::idempotency::StreamOutcome;
@@ -30,8 +28,8 @@ use crate::llm::{
 use crate::metrics::Dialect;
 use crate::service::chat::{ChatInput, Delivery, Turn, TurnEvent, within_rate_limit};
 use crate::service::sessions::{
-    NewestMessages, ReadyChat, SessionTurn, backend_model, chat_settings, default_backend,
-    own_chat, ready, ready_chat, scene_prompt, session_prompt, visible_character,
+    ReadyChat, SessionTurn, active_branch_newest_first, backend_model, chat_settings,
+    default_backend, own_chat, ready, ready_chat, scene_prompt, session_prompt, visible_character,
 };
 use crate::store::PendingCount;
 
@@ -137,24 +135,16 @@ async fn begin_turn(
     (resume, count): Resumed,
 ) -> ApiResult<Turn> {
     let said = body.said()?;
-    // The rate-limit count and the chat's newest messages go out with the chat's reads (its
-    // item, then its character): the window is the backend's, so as many are read as the
-    // default window holds, with a resumed question; a larger window reads again.
-    let newest = BackendSettings::DEFAULT_MESSAGE_WINDOW as usize + 1;
-    let (admitted, ready, newest) = tokio::join!(
+    // The rate-limit count and the chat's messages go out with the chat's reads (its item,
+    // then its character): the turn walks the active branch among them in memory.
+    let (admitted, ready, messages) = tokio::join!(
         within_rate_limit(count.as_ref().map(|Extension(count)| count)),
         ready_chat(state, user_id, chat_id),
-        async {
-            let messages = state.store.newest_messages_in(chat_id, newest).await;
-            messages.map(|messages| NewestMessages {
-                asked: newest,
-                messages,
-            })
-        }
+        state.store.messages_in(chat_id)
     );
     admitted?;
     let mut ready = ready?;
-    let newest = newest?;
+    let messages = messages?;
     let ReadyChat {
         chat,
         character,
@@ -193,7 +183,7 @@ async fn begin_turn(
             system_prompt_override: Some(system_prompt),
             user_metadata: Some(user_metadata),
             session: Some(SessionTurn {
-                newest: Some(newest),
+                messages: Some(messages),
                 ..ready.turn()
             }),
             resume: resume.map(|Extension(question)| question),
@@ -349,12 +339,13 @@ async fn assistant_request(
     // is used up gets no help either.
     let (ready, newest) = tokio::join!(
         ready(state, user_id, chat.clone()),
-        state.store.newest_messages(&chat, window)
+        active_branch_newest_first(state, &chat)
     );
     let ReadyChat {
         chat, character, ..
     } = ready?;
-    let newest = newest?;
+    let mut newest = newest?;
+    newest.truncate(window);
     let session = &chat.session;
     let persona = Persona {
         character_nickname: session.user_nickname.as_deref(),
