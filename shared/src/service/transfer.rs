@@ -7,8 +7,8 @@ use crate::store::Store;
 
 use super::or_missing;
 
-/// The most messages one import stores. Sending adds two at a time; a file holds at most
-/// a request body's worth, and this keeps an import's writes (and an export's read) bounded.
+/// The most messages one import stores: its writes, and a later export's read, stay bounded
+/// whatever the file (a request body holds thousands of short messages).
 pub const MAX_IMPORTED_MESSAGES: usize = 1_000;
 
 /// A conversation with every message, as its tree.
