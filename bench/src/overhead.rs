@@ -345,14 +345,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 let (state, id) = (&state, &getter_conversation);
                 timed(async move {
                     count(state, "getter").await?;
-                    let (_, messages) = state
-                        .store
-                        .conversation_with_messages(
-                            "getter",
-                            id,
-                            shared::api::chatter::conversations::INLINE_MESSAGES,
-                        )
-                        .await?;
+                    let (_, tree) = state.store.conversation_tree("getter", id).await?;
+                    let messages = tree.messages();
                     anyhow::ensure!(messages.len() == 10, "expected 10 messages");
                     Ok(())
                 })

@@ -4,6 +4,7 @@
 mod auth;
 mod authorization;
 mod bedrock;
+mod branches;
 mod chat;
 mod concurrency;
 mod conversations;

@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use api_tests::{Fault, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -48,9 +50,18 @@ async fn rated_conversation(app: &TestApp) -> String {
     id
 }
 
-/// An export without what a new conversation changes: ids, owner and times.
+/// An export without what a new conversation changes: owner and times, and ids, which become
+/// places in the file so that the tree (parents, siblings, the active leaf) is still compared.
 fn without_ids_and_times(export: &Value) -> Value {
     let mut export = export.clone();
+    let places: HashMap<String, usize> = export["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m["id"].as_str().unwrap().to_owned(), i))
+        .collect();
+    let place = |id: &Value| id.as_str().map_or(Value::Null, |id| json!(places[id]));
     let conversation = export.as_object_mut().unwrap();
     for field in [
         "id",
@@ -61,11 +72,20 @@ fn without_ids_and_times(export: &Value) -> Value {
     ] {
         conversation.remove(field);
     }
+    conversation["active_message_id"] = place(&conversation["active_message_id"]);
     for message in conversation["messages"].as_array_mut().unwrap() {
         let message = message.as_object_mut().unwrap();
         for field in ["id", "conversation_id", "created_at"] {
             message.remove(field);
         }
+        message["parent_id"] = place(&message["parent_id"]);
+        let siblings: Vec<Value> = message["sibling_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(place)
+            .collect();
+        message["sibling_ids"] = siblings.into();
         if let Some(feedback) = message.get_mut("feedback") {
             feedback.as_object_mut().unwrap().remove("updated_at");
         }
@@ -466,4 +486,32 @@ async fn an_import_that_cannot_be_finished_is_503_and_leaves_no_message_behind()
         })
         .count();
     assert_eq!(messages, 0, "the written messages are taken away again");
+}
+
+#[tokio::test]
+async fn an_imported_branched_file_keeps_its_tree_and_its_active_branch() {
+    let app = TestApp::spawn().await;
+    let branched = json!({
+        "title": "Two answers",
+        "active_message_id": "first-answer",
+        "messages": [
+            {"id": "question", "role": "user", "content": "Name a colour", "parent_id": null},
+            {"id": "first-answer", "role": "assistant", "content": "Blue", "parent_id": "question"},
+            {"id": "second-answer", "role": "assistant", "content": "Red", "parent_id": "question"},
+        ],
+    });
+
+    let imported = app.post(IMPORT, "alice", &branched).await;
+
+    assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.body);
+    let messages = imported.body["messages"].as_array().unwrap();
+    let (question, blue, red) = (&messages[0], &messages[1], &messages[2]);
+    assert_eq!(blue["parent_id"], question["id"]);
+    assert_eq!(red["parent_id"], question["id"]);
+    assert_eq!(blue["sibling_ids"], json!([blue["id"], red["id"]]));
+    assert_eq!(imported.body["active_message_id"], blue["id"]);
+    let id = imported.body["id"].as_str().unwrap();
+    let markdown = app.get(&export_path(id, "markdown"), "alice").await;
+    assert!(markdown.text.contains("Blue"), "{}", markdown.text);
+    assert!(!markdown.text.contains("Red"), "{}", markdown.text);
 }

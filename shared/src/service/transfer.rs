@@ -1,7 +1,7 @@
 //! Taking a conversation out and bringing it back: an export is the conversation with every
 //! message; an import stores such a file as a new conversation of whoever sends it.
 
-use crate::domain::{Conversation, Feedback, Message, MessageDraft, NewConversation};
+use crate::domain::{Conversation, Feedback, Message, MessageDraft, NewConversation, Parent, Tree};
 use crate::error::ApiResult;
 use crate::store::Store;
 
@@ -11,29 +11,30 @@ use super::or_missing;
 /// whatever the file (a request body holds thousands of short messages).
 pub const MAX_IMPORTED_MESSAGES: usize = 1_000;
 
-/// A conversation with every message, in creation order.
-#[derive(Debug, Clone, PartialEq)]
+/// A conversation with every message, as its tree.
+#[derive(Debug)]
 pub struct Transcript {
     pub conversation: Conversation,
-    pub messages: Vec<Message>,
+    pub tree: Tree,
 }
 
 impl Transcript {
     /// The messages a reader follows, first to last: the active branch.
-    pub fn active_branch(&self) -> &[Message] {
-        &self.messages
+    pub fn active_branch(&self) -> Vec<&Message> {
+        self.tree
+            .active_branch(self.conversation.active_message_id.as_deref())
     }
 }
 
 /// The caller's conversation with every message.
 pub async fn export(store: &Store, user_id: &str, conversation_id: &str) -> ApiResult<Transcript> {
-    let (record, messages) = store
-        .conversation_with_messages(user_id, conversation_id, usize::MAX)
+    let (record, tree) = store
+        .conversation_tree(user_id, conversation_id)
         .await
         .map_err(or_missing("Conversation"))?;
     Ok(Transcript {
         conversation: record.conversation,
-        messages,
+        tree,
     })
 }
 
@@ -64,19 +65,26 @@ pub async fn import(
     user_id: &str,
     import: ConversationImport,
 ) -> ApiResult<Transcript> {
-    let conversation = Conversation::create(user_id, import.conversation);
-    let messages: Vec<Message> = import
-        .messages
-        .into_iter()
-        .zip(1..)
-        .map(|(imported, sequence)| Message {
+    let mut conversation = Conversation::create(user_id, import.conversation);
+    // Parents come earlier in the file, so each one's new id is known when its children come.
+    let mut messages: Vec<Message> = Vec::with_capacity(import.messages.len());
+    for (imported, sequence) in import.messages.into_iter().zip(1..) {
+        let parent = match imported.parent {
+            Some(index) => Parent::Message(messages[index].id.clone()),
+            None => Parent::Root,
+        };
+        messages.push(Message {
             feedback: imported.feedback,
-            ..imported.draft.into_message(&conversation.id, sequence)
-        })
-        .collect();
+            ..imported
+                .draft
+                .into_message(&conversation.id, sequence, parent)
+        });
+    }
+    let active = import.active.or(messages.len().checked_sub(1));
+    conversation.active_message_id = active.map(|i| messages[i].id.clone());
     let conversation = store.import_conversation(conversation, &messages).await?;
     Ok(Transcript {
         conversation,
-        messages,
+        tree: Tree::new(messages),
     })
 }

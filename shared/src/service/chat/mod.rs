@@ -7,4 +7,4 @@ mod titles;
 mod turn;
 
 pub use templates::Template;
-pub use turn::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, within_rate_limit};
+pub use turn::{Branching, ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, within_rate_limit};

@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::conversations::{ConversationWithMessages, check_llm};
+use super::dto::MessageResponse;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::MessageRole;
@@ -38,8 +39,13 @@ const FILE_STEM_CHARS: usize = 60;
 impl From<Transcript> for ConversationWithMessages {
     fn from(transcript: Transcript) -> Self {
         Self {
-            conversation: transcript.conversation,
-            messages: transcript.messages,
+            messages: transcript
+                .tree
+                .messages()
+                .iter()
+                .map(|m| MessageResponse::in_tree(&transcript.tree, m.clone()))
+                .collect(),
+            conversation: transcript.conversation.into(),
         }
     }
 }
