@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use api_tests::{Fault, TestApp};
+use api_tests::{Fault, Script, TestApp, app_with_model};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::domain::{MessageDraft, MessageRole};
@@ -514,4 +514,68 @@ async fn an_imported_branched_file_keeps_its_tree_and_its_active_branch() {
     let markdown = app.get(&export_path(id, "markdown"), "alice").await;
     assert!(markdown.text.contains("Blue"), "{}", markdown.text);
     assert!(!markdown.text.contains("Red"), "{}", markdown.text);
+}
+
+#[tokio::test]
+async fn a_branched_conversation_exports_every_branch_and_imports_as_the_same_tree() {
+    let (app, fake) = app_with_model(&[]).await;
+    let ask = |body: Value, answer: &'static str| {
+        fake.push(Script::reply(answer));
+        let app = &app;
+        async move {
+            let reply = app.post("/api/v1/chat/chat", "alice", &body).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            reply.body
+        }
+    };
+    let first = ask(json!({"message": "Name a colour"}), "Blue.").await;
+    let id = first["conversation_id"].as_str().unwrap().to_owned();
+    let blue = first["message"]["id"].clone();
+    ask(
+        json!({"conversation_id": id, "regenerate_message_id": blue}),
+        "Red.",
+    )
+    .await;
+    let question = first["message"]["parent_id"].clone();
+    ask(
+        json!({"conversation_id": id, "edit_message_id": question, "message": "Name a fruit"}),
+        "Pear.",
+    )
+    .await;
+    let chosen = app
+        .put(
+            &format!("/api/v1/chat/conversations/{id}"),
+            "alice",
+            &json!({"active_message_id": blue}),
+        )
+        .await;
+    assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.body);
+
+    let export = app.get(&export_path(&id, "json"), "alice").await.body;
+    let every = app
+        .get(
+            &format!("/api/v1/chat/conversations/{id}/messages?branch=all"),
+            "alice",
+        )
+        .await
+        .body;
+    assert_eq!(
+        export["messages"], every,
+        "every branch, as ?branch=all lists it"
+    );
+    assert_eq!(export["active_message_id"], blue);
+
+    let imported = app.post(IMPORT, "alice", &export).await;
+    assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.body);
+    let new_id = imported.body["id"].as_str().unwrap();
+    let again = app.get(&export_path(new_id, "json"), "alice").await.body;
+    assert_eq!(
+        without_ids_and_times(&again),
+        without_ids_and_times(&export)
+    );
+    let markdown = app.get(&export_path(new_id, "markdown"), "alice").await;
+    assert_eq!(
+        markdown.text,
+        "# Name a colour\n\n## User\n\nName a colour\n\n## Assistant\n\nBlue.\n"
+    );
 }
