@@ -388,7 +388,7 @@ async fn an_answer_rated_in_the_playground_is_stored_with_its_rating() {
     playground.click("tab-freechat").await;
     playground.click("tab-chatter").await;
     let pressed = format!(r#"{good}[aria-pressed="true"]"#);
-    wait_for_text(client, &pressed, "\u{1F44D}").await;
+    wait_for_text(client, &pressed, "Good").await;
     screenshot(client, "playground-rated").await;
     playground.press(good).await;
     wait_for_text(client, "#status", "Rating withdrawn").await;
@@ -441,5 +441,63 @@ async fn a_conversation_exported_from_the_playground_downloads_and_imports_again
     let listed = playground.api_get("/api/v1/chat/conversations").await;
     assert_eq!(listed["total"], 2, "{listed}");
     screenshot(client, "playground-imported").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn regenerated_answers_and_edited_questions_are_versions_the_playground_moves_between() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    let answer = "#messages li.assistant";
+    playground.ask("Name a colour", "Blue.").await;
+
+    // A streamed answer offers Regenerate at once.
+    playground.fake.push(Script::reply("Red."));
+    playground
+        .press(&format!(
+            r#"{answer} button[aria-label="Regenerate this answer"]"#
+        ))
+        .await;
+    wait_for_text(client, &format!("{answer} .text"), "Red.").await;
+    wait_for_text(client, &format!("{answer} .version"), "Version 2 of 2").await;
+
+    playground
+        .press(&format!(
+            r#"{answer} button[aria-label="Previous version"]"#
+        ))
+        .await;
+    wait_for_text(client, &format!("{answer} .text"), "Blue.").await;
+    wait_for_text(client, &format!("{answer} .version"), "Version 1 of 2").await;
+    let listed = playground.api_get("/api/v1/chat/conversations").await;
+    let conversation = &listed["conversations"][0];
+    let every = playground
+        .api_get(&format!(
+            "/api/v1/chat/conversations/{}/messages?branch=all",
+            conversation["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(every[1]["content"], "Blue.");
+    assert_eq!(
+        conversation["active_message_id"], every[1]["id"],
+        "the version shown is the active one"
+    );
+
+    // An edited question is a version of its own, with its own answer.
+    playground.fake.push(Script::reply("Pear."));
+    client
+        .find(Locator::Css(
+            r#"#messages li.user button[aria-label="Edit this question"]"#,
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client.send_alert_text("Name a fruit").await.unwrap();
+    client.accept_alert().await.unwrap();
+    wait_for_text(client, &format!("{answer} .text"), "Pear.").await;
+    wait_for_text(client, "#messages li.user .text", "Name a fruit").await;
+    wait_for_text(client, "#messages li.user .version", "Version 2 of 2").await;
+    screenshot(client, "playground-branches").await;
     client.clone().close().await.unwrap();
 }

@@ -119,7 +119,8 @@ function rating(body, conversationId, messageId, feedback) {
   group.className = "rating";
   group.setAttribute("role", "group");
   group.setAttribute("aria-label", "Rate this answer");
-  const buttons = [["up", "Good answer", "\u{1F44D}"], ["down", "Bad answer", "\u{1F44E}"]]
+  // Words, not thumb emoji: a machine without an emoji font shows those as empty boxes.
+  const buttons = [["up", "Good answer", "Good"], ["down", "Bad answer", "Bad"]]
     .map(([value, label, symbol]) => {
       const button = document.createElement("button");
       button.type = "button";
@@ -144,6 +145,63 @@ function rating(body, conversationId, messageId, feedback) {
   show(feedback?.rating);
   group.append(...buttons);
   body.parentElement.append(group);
+}
+
+/// A small button under a message; `run` is guarded like every other action.
+function action(text, label, run) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "small";
+  button.textContent = text;
+  button.setAttribute("aria-label", label);
+  button.addEventListener("click", guarded(run));
+  return button;
+}
+
+/// Under a message of the active branch: its place among its versions (an edited question's
+/// or a regenerated answer's siblings), with the others a press away, and what makes a new
+/// version: Edit for a question, Regenerate for an answer.
+function branchControls(body, c, m) {
+  const row = document.createElement("div");
+  row.className = "branch";
+  row.setAttribute("role", "group");
+  row.setAttribute("aria-label", m.role === "user" ? "This question" : "This answer");
+  const versions = m.sibling_ids || [m.id];
+  const place = versions.indexOf(m.id);
+  if (versions.length > 1) {
+    const show = (other) => async () => {
+      const updated = await json("PUT", "/api/v1/chat/conversations/" + c.id,
+        { active_message_id: other });
+      await openConversation(updated);
+    };
+    const previous = action("\u2039", "Previous version", show(versions[place - 1]));
+    const next = action("\u203A", "Next version", show(versions[place + 1]));
+    previous.disabled = place === 0;
+    next.disabled = place === versions.length - 1;
+    const where = document.createElement("span");
+    where.className = "version";
+    where.textContent = "Version " + (place + 1) + " of " + versions.length;
+    row.append(previous, where, next);
+  }
+  if (m.role === "user") {
+    row.append(action("Edit", "Edit this question", async () => {
+      const text = prompt("Edit the question", m.content);
+      if (text && text.trim()) await branch(c, { edit_message_id: m.id, message: text.trim() });
+    }));
+  } else {
+    row.append(action("Regenerate", "Regenerate this answer",
+      () => branch(c, { regenerate_message_id: m.id })));
+  }
+  body.parentElement.append(row);
+}
+
+/// A turn that makes a new version (`edit_message_id` or `regenerate_message_id`), then the
+/// conversation's new active branch, which ends with it.
+async function branch(c, body) {
+  say("Answering…");
+  await json("POST", "/api/v1/chat/chat", { conversation_id: c.id, ...body });
+  await openConversation(state.conversation);
+  say("Answered.");
 }
 
 /// Saves the conversation as a file, named as the API names it.
@@ -195,6 +253,7 @@ async function openConversation(c) {
       if (m.role === "tool") continue;
       const body = bubble(m.role, m.content);
       if (m.role === "assistant") rating(body, c.id, m.id, m.feedback);
+      if (m.role === "user" || m.role === "assistant") branchControls(body, c, m);
     }
   }
   await loadConversations();
@@ -260,6 +319,7 @@ async function sendChatter(text) {
     else if (chunk.type === "end") {
       showSources(answer, chunk.metadata?.sources);
       rating(answer, conversationId, chunk.message_id);
+      branchControls(answer, { id: conversationId }, { id: chunk.message_id, role: "assistant" });
     }
     else if (chunk.type === "error") {
       answer.parentElement.classList.add("error");
