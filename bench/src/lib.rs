@@ -6,7 +6,6 @@ pub mod bedrock;
 pub mod coldstart;
 pub mod counting;
 pub mod events;
-pub mod fake_llm;
 pub mod latency;
 pub mod machine;
 pub mod overhead;

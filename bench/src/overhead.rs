@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use api_tests::{FakeLlm, Script};
 use axum::Router;
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
@@ -20,7 +21,6 @@ use shared::store::ConversationRecord;
 use tower::ServiceExt;
 
 use crate::counting::{self, RoundTrips};
-use crate::fake_llm::FakeLlm;
 use crate::stack::{self, Stack};
 use crate::stats::{Sample, ms, ms_diff};
 
@@ -270,8 +270,8 @@ async fn seed(state: &AppState) -> anyhow::Result<String> {
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     stack::init_tracing();
-    let llm = FakeLlm::start().await?;
-    llm.configure(8, Duration::ZERO);
+    let llm = FakeLlm::start().await;
+    llm.always(Script::paced(8, Duration::ZERO));
     let stack = Stack::start(&llm.base_url).await?;
     let state = stack.state.clone();
     let trips = stack.round_trips.clone();

@@ -9,17 +9,6 @@ use axum::Router;
 
 use crate::AppState;
 
-/// The chat turns' routes: each takes the request's [`crate::store::PendingCount`] and waits
-/// for it beside the reads its prompt needs, so that the model request goes out one DynamoDB
-/// step after the request arrived (the HTTP layer does not count these first).
-pub const TURN_ROUTES: &[&str] = &[
-    "/api/v1/chat/chat",
-    "/api/v1/chat/template/{template_name}",
-    "/api/v1/chat/streaming",
-    "/api/v1/chat/send/{chatId}",
-    "/api/v1/chat/send/stream/{chatId}",
-];
-
 /// An endpoint group, deployed as one Lambda function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {

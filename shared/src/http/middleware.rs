@@ -164,9 +164,20 @@ pub async fn authenticate(
     with_rate_limit_headers(response, &status)
 }
 
+/// The chat turns' routes: each takes the request's [`crate::store::PendingCount`] and waits
+/// for it beside the reads its prompt needs, so that the model request goes out one DynamoDB
+/// step after the request arrived (the HTTP layer does not count these first).
+const TURN_ROUTES: &[&str] = &[
+    "/api/v1/chat/chat",
+    "/api/v1/chat/template/{template_name}",
+    "/api/v1/chat/streaming",
+    "/api/v1/chat/send/{chatId}",
+    "/api/v1/chat/send/stream/{chatId}",
+];
+
 /// Whether the handler may start before the request is counted: a read (nothing it does
 /// outlives the 429 that replaces its answer) or a chat turn (which waits for the count
-/// itself, see [`crate::api::TURN_ROUTES`]). A request with an idempotency key is counted
+/// itself, see [`TURN_ROUTES`]). A request with an idempotency key is counted
 /// first, since its key is claimed before the handler runs.
 fn counted_beside_the_handler(request: &Request) -> bool {
     if request
@@ -179,7 +190,7 @@ fn counted_beside_the_handler(request: &Request) -> bool {
         || request
             .extensions()
             .get::<MatchedPath>()
-            .is_some_and(|path| crate::api::TURN_ROUTES.contains(&path.as_str()))
+            .is_some_and(|path| TURN_ROUTES.contains(&path.as_str()))
 }
 
 fn with_rate_limit_headers(mut response: Response, status: &RateLimitStatus) -> Response {

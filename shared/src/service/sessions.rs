@@ -1,5 +1,4 @@
-//! FreeChat's chat sessions: whose chat it is, which characters a user may see, and what
-//! admits a turn in a chat (its character and backend still there, its quota not used up).
+//! FreeChat's chat sessions: whose chat it is and what admits a turn in a chat (its character and backend still there, its quota not used up).
 
 use std::sync::Arc;
 
@@ -11,6 +10,7 @@ use crate::error::{ApiResult, ServiceError};
 use crate::llm::Provider;
 use crate::store::ChatRecord;
 
+use super::characters::visible_character;
 use super::{missing, or_missing};
 
 /// The caller's chat; another user's, or a conversation that is no chat, is missing.
@@ -36,29 +36,6 @@ pub async fn active_branch_newest_first(
         .rev()
         .cloned()
         .collect())
-}
-
-/// A character the caller may see (their own, or a public one) with its backends.
-pub async fn visible_character(
-    state: &AppState,
-    user_id: &str,
-    uid: &str,
-) -> ApiResult<(Character, Vec<Backend>)> {
-    let (character, backends) = state
-        .store
-        .character(uid)
-        .await
-        .map_err(or_missing("Character"))?;
-    if !character.is_visible_to(user_id) {
-        return Err(missing("Character"));
-    }
-    Ok((character, backends))
-}
-
-/// The character's default backend, if it has one.
-pub fn default_backend<'a>(character: &Character, backends: &'a [Backend]) -> Option<&'a Backend> {
-    let id = character.default_backend_id.as_deref()?;
-    backends.iter().find(|b| b.id == id)
 }
 
 /// A turn in a FreeChat chat, admitted by its rules: the chat as

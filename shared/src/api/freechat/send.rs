@@ -2,8 +2,6 @@
 //! shares; `/send/assistant/...` asks another character for the user's next message, and
 //! stores nothing.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -14,33 +12,22 @@ use tracing::Instrument;
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, MessageRole, Persona, StoredQuestion};
-use crate::error::{ApiResult, ServiceError};
+use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, StoredQuestion};
+use crate::error::ApiResult;
 use crate::http::extract::{ApiJson, Resumed};
 use crate::http::idempotency::StreamOutcome;
 use crate::http::problem::{self, Problem};
 use crate::http::sse;
 use crate::http::validate::Violations;
-use crate::llm::{
-    CompletionRequest, CompletionStream, PromptMessage, Provider, StreamEvent, Usage,
-    estimated_usage,
-};
+use crate::llm::{CompletionRequest, CompletionStream, StreamEvent, Usage, estimated_usage};
 use crate::metrics::Dialect;
+use crate::service::assistant::assistant_request;
 use crate::service::chat::{ChatInput, Delivery, Turn, TurnEvent, within_rate_limit};
-use crate::service::sessions::{
-    ReadyChat, SessionTurn, active_branch_newest_first, backend_model, chat_settings,
-    default_backend, own_chat, ready, ready_chat, scene_prompt, session_prompt, visible_character,
-};
+use crate::service::sessions::{ReadyChat, SessionTurn, chat_settings, ready_chat, session_prompt};
 use crate::store::PendingCount;
 
 const MAX_NAME_CHARS: usize = 100;
 const MAX_CONTEXT_CHARS: usize = 32_000;
-/// What the assistant is asked to do, after its own character prompt.
-const ASSISTANT_TASK: &str = "Write the next message of the person you speak for in the \
-    conversation so far, in their voice. Answer with that message only.";
-/// Stands in for an empty history, as a prompt needs a message to answer.
-const NO_HISTORY_YET: &str = "(The conversation has not started yet.)";
-
 /// Request/response routes, served by the sessions function.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -313,87 +300,6 @@ pub async fn stream_send_message(
     Ok(response)
 }
 
-/// The assistant's model call: the assistant character, speaking for the user, reads the
-/// chat with the roles swapped, so that its answer is the user's next message.
-async fn assistant_request(
-    state: &AppState,
-    user_id: &str,
-    (chat_id, assistant_uid): (&str, &str),
-    count: Option<Extension<PendingCount>>,
-) -> ApiResult<(Arc<Provider>, CompletionRequest)> {
-    // Two DynamoDB steps before the model: the rate-limit count, the chat and the assistant
-    // together, then the chat's character and history together.
-    let (admitted, chat, assistant) = tokio::join!(
-        within_rate_limit(count.as_ref().map(|Extension(count)| count)),
-        own_chat(state, user_id, chat_id),
-        visible_character(state, user_id, assistant_uid)
-    );
-    admitted?;
-    let chat = chat?;
-    let (assistant, backends) = assistant?;
-    let backend = default_backend(&assistant, &backends)
-        .ok_or_else(|| ServiceError::BadRequest("No backend found.".into()))?;
-    let (provider, model) = backend_model(state, backend)?;
-    let window = backend.settings.message_window_size as usize;
-    // The assistant's answer counts against nothing, but as in FreeChat a chat whose quota
-    // is used up gets no help either.
-    let (ready, newest) = tokio::join!(
-        ready(state, user_id, chat.clone()),
-        active_branch_newest_first(state, &chat)
-    );
-    let ReadyChat {
-        chat, character, ..
-    } = ready?;
-    let mut newest = newest?;
-    newest.truncate(window);
-    let session = &chat.session;
-    let persona = Persona {
-        character_nickname: session.user_nickname.as_deref(),
-        user_nickname: Some(
-            session
-                .character_nickname
-                .as_deref()
-                .unwrap_or(character.display_name()),
-        ),
-        user_profile: character.info.description.as_deref(),
-        about: session.about.as_deref(),
-        context: None,
-    };
-    let system = format!("{}\n\n{ASSISTANT_TASK}", scene_prompt(&assistant, &persona));
-    let greeting = character
-        .info
-        .greeting
-        .as_deref()
-        .filter(|g| newest.len() < window && !g.trim().is_empty())
-        .map(PromptMessage::user);
-    let mut history: Vec<PromptMessage> = newest
-        .iter()
-        .rev()
-        .filter_map(|m| match m.role {
-            MessageRole::User => Some(PromptMessage::assistant(m.content.as_str())),
-            MessageRole::Assistant => Some(PromptMessage::user(m.content.as_str())),
-            MessageRole::System | MessageRole::Tool => None,
-        })
-        .collect();
-    if let Some(greeting) = greeting {
-        history.insert(0, greeting);
-    }
-    if history.is_empty() {
-        history.push(PromptMessage::user(NO_HISTORY_YET));
-    }
-    let messages = std::iter::once(PromptMessage::system(system))
-        .chain(history)
-        .collect();
-    let request = CompletionRequest {
-        model,
-        messages,
-        temperature: backend.settings.temperature,
-        max_tokens: backend.settings.max_tokens,
-        tools: Vec::new(),
-    };
-    Ok((provider, request))
-}
-
 #[utoipa::path(
     get, path = "/api/v1/chat/send/assistant/{chatId}/{assistantUid}", tag = "chat", operation_id = "sendAssistant",
     params(
@@ -415,8 +321,13 @@ pub async fn send_assistant(
     FreePath((chat_id, assistant_uid)): FreePath<(String, String)>,
     count: Option<Extension<PendingCount>>,
 ) -> ApiResult<Json<LlmResultDto>> {
-    let (provider, request) =
-        assistant_request(&state, &caller.user_id, (&chat_id, &assistant_uid), count).await?;
+    let (provider, request) = assistant_request(
+        &state,
+        &caller.user_id,
+        (&chat_id, &assistant_uid),
+        count.as_ref().map(|Extension(count)| count),
+    )
+    .await?;
     let completion = provider.client.complete(&request).await?;
     let usage = completion
         .usage
@@ -499,8 +410,13 @@ pub async fn stream_send_assistant(
     FreePath((chat_id, assistant_uid)): FreePath<(String, String)>,
     count: Option<Extension<PendingCount>>,
 ) -> ApiResult<Response> {
-    let (provider, request) =
-        assistant_request(&state, &caller.user_id, (&chat_id, &assistant_uid), count).await?;
+    let (provider, request) = assistant_request(
+        &state,
+        &caller.user_id,
+        (&chat_id, &assistant_uid),
+        count.as_ref().map(|Extension(count)| count),
+    )
+    .await?;
     let chunks = provider.client.stream(&request).await?;
     let relay = Relay {
         chunks,

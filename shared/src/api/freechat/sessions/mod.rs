@@ -10,7 +10,6 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::characters::character_uid;
 use super::messages::page;
 use super::{ChatMessageRecordDto, DONE, FreePath, TokenUsageDto, missing, or_missing};
 use crate::AppState;
@@ -20,7 +19,8 @@ use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::ApiJson;
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
-use crate::service::sessions::{chat_settings, default_backend, own_chat, visible_character};
+use crate::service::characters::{character_uid, default_backend, visible_character};
+use crate::service::sessions::{chat_settings, own_chat};
 use crate::store::{ChatRecord, StoreError};
 
 /// How many chats' latest messages are read at once when listing.
