@@ -16,6 +16,7 @@ mod idempotency;
 mod limits;
 mod openapi;
 mod rag;
+mod resume;
 mod search;
 mod storage_faults;
 mod streaming;

@@ -12,6 +12,7 @@ pub mod chat;
 pub mod documents;
 pub mod feedback;
 pub mod sessions;
+pub mod streams;
 
 use crate::error::ServiceError;
 use crate::store::StoreError;

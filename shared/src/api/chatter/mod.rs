@@ -4,4 +4,5 @@ pub mod chat;
 pub mod conversations;
 pub mod documents;
 pub mod feedback;
+pub mod streams;
 pub mod workflows;
