@@ -484,6 +484,29 @@ async fn round_trip_survey(state: &AppState, trips: &RoundTrips) -> anyhow::Resu
         )
     );
     let message_id = id_of(&answered, "/message/id")?;
+    // A turn reads every message once and walks its branch in memory: its calls are the same
+    // with one version of an answer as with twenty.
+    let regenerate = |id: &str, message_id: &str| {
+        request(
+            Method::POST,
+            "/api/v1/chat/chat",
+            &token,
+            Some(&json!({"conversation_id": id, "regenerate_message_id": message_id})),
+        )
+    };
+    survey!(
+        "POST /chat (regenerate, 2 versions)",
+        chat,
+        regenerate(&id, &message_id)
+    );
+    for _ in 0..18 {
+        send(&chat, regenerate(&id, &message_id)).await?;
+    }
+    survey!(
+        "POST /chat (regenerate, 21 versions)",
+        chat,
+        regenerate(&id, &message_id)
+    );
     survey!(
         "POST /chat (new conv.)",
         chat,
