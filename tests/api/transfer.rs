@@ -340,6 +340,12 @@ async fn a_malformed_file_is_422_naming_the_field_and_stores_nothing() {
             json!(["body", "messages", 0, "feedback", "rating"]),
         ),
         (
+            json!({"title": "t", "messages": [
+                {"role": "assistant", "content": "hi", "cost": 1e-200}
+            ]}),
+            json!(["body", "messages", 0, "cost"]),
+        ),
+        (
             json!({"title": "t", "temperature": 3, "messages": []}),
             json!(["body", "temperature"]),
         ),
