@@ -21,5 +21,6 @@ mod search;
 mod storage_faults;
 mod streaming;
 mod titles;
+mod transfer;
 mod turn_order;
 mod workflows;

@@ -5,4 +5,5 @@ pub mod conversations;
 pub mod documents;
 pub mod dto;
 pub mod feedback;
+pub mod transfer;
 pub mod workflows;

@@ -52,7 +52,11 @@ pub fn routes() -> Router<AppState> {
 
 /// Checks a provider against those configured and a model name's length (apart from the
 /// body's other fields: only the state knows the providers).
-fn check_llm(state: &AppState, provider: Option<&str>, model: Option<&str>) -> ApiResult<()> {
+pub(super) fn check_llm(
+    state: &AppState,
+    provider: Option<&str>,
+    model: Option<&str>,
+) -> ApiResult<()> {
     let mut v = Violations::new();
     if let Some(name) = provider {
         v.check(
