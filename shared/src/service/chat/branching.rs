@@ -125,3 +125,78 @@ fn role_name(role: MessageRole) -> &'static str {
         MessageRole::Tool => "tool",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::MessageDraft;
+
+    /// Messages `m1`.. in order, each with its role and parent.
+    fn tree(messages: &[(MessageRole, Parent)]) -> Tree {
+        Tree::new(
+            messages
+                .iter()
+                .zip(1..)
+                .map(|((role, parent), seq)| {
+                    let mut m = MessageDraft::new(*role, format!("m{seq}")).into_message(
+                        "c",
+                        seq,
+                        parent.clone(),
+                    );
+                    m.id = format!("m{seq}");
+                    m
+                })
+                .collect(),
+        )
+    }
+
+    fn after(id: &str) -> Parent {
+        Parent::Message(id.into())
+    }
+
+    fn contents(messages: &[Message]) -> Vec<&str> {
+        messages.iter().map(|m| m.content.as_str()).collect()
+    }
+
+    #[test]
+    fn a_regenerated_answer_after_tool_results_asks_the_same_question_on_the_same_path() {
+        use MessageRole::{Assistant, Tool, User};
+        let tree = tree(&[
+            (User, Parent::Root),
+            (Assistant, after("m1")),
+            (User, after("m2")),
+            (Tool, after("m3")),
+            (Assistant, after("m4")),
+        ]);
+        let regenerate = Branching::Regenerate("m5".into());
+        let placed = Placed::in_tree(&tree, Some("m5"), &regenerate, None).unwrap();
+        assert_eq!(placed.asked.unwrap().id, "m3");
+        assert_eq!(contents(&placed.history), ["m1", "m2"]);
+        assert_eq!(placed.answer_after.as_deref(), Some("m4"));
+    }
+
+    #[test]
+    fn a_stored_question_is_resumed_only_while_nothing_follows_it() {
+        use MessageRole::{Assistant, User};
+        let tree = tree(&[
+            (User, Parent::Root),
+            (Assistant, after("m1")),
+            (User, after("m2")),
+        ]);
+        let question = |id: &str| StoredQuestion {
+            conversation_id: "c".into(),
+            message_id: id.into(),
+        };
+        let follow = Branching::FollowActive;
+        let resumed = Placed::in_tree(&tree, Some("m2"), &follow, Some(question("m3"))).unwrap();
+        assert_eq!(resumed.asked.unwrap().id, "m3");
+        assert_eq!(contents(&resumed.history), ["m1", "m2"]);
+        let answered = Placed::in_tree(&tree, Some("m2"), &follow, Some(question("m1"))).unwrap();
+        assert!(answered.asked.is_none());
+        assert_eq!(
+            answered.parent,
+            after("m2"),
+            "the active answer, not m3 still unanswered"
+        );
+    }
+}
