@@ -619,6 +619,8 @@ impl Store {
         user_id: &str,
         conversation_id: &str,
     ) -> Result<(ConversationRecord, Tree), StoreError> {
+        // The ownership check and the query run together; the messages are dropped if they are
+        // not the caller's, so an outsider learns nothing and the owner waits for one round trip.
         let (record, messages) = tokio::try_join!(
             self.conversation(user_id, conversation_id),
             self.every_message(conversation_id)
