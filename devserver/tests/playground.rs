@@ -444,49 +444,132 @@ async fn a_conversation_exported_from_the_playground_downloads_and_imports_again
     client.clone().close().await.unwrap();
 }
 
+/// A long answer, a word every 150 ms: time enough to act while it is written.
+fn long_answer() -> String {
+    (1..=60).map(|i| format!("word{i} ")).collect()
+}
+
+impl Playground {
+    /// The id of the conversation the page made, the newest one listed.
+    async fn newest_conversation(&self) -> String {
+        let listed = self.api_get("/api/v1/chat/conversations").await;
+        listed["conversations"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Waits until the answer being written shows at least a few words.
+    async fn wait_for_words(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let shown = text_of(&self.client, "#messages li.assistant .text").await;
+            if shown.split_whitespace().count() >= 3 {
+                return shown;
+            }
+            assert!(Instant::now() < deadline, "no answer came: {shown:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 #[tokio::test]
-async fn regenerated_answers_and_edited_questions_are_versions_the_playground_moves_between() {
+async fn a_long_answer_stopped_from_the_playground_keeps_what_was_said() {
     let playground = Playground::open().await;
     let client = &playground.client;
-    let answer = "#messages li.assistant";
+    let answer = long_answer();
+    playground
+        .fake
+        .push(Script::slow_reply(&answer, Duration::from_millis(150)));
+    playground.type_into("message", "Talk for a while").await;
+    playground.click("send").await;
+    playground.wait_for_words().await;
+
+    playground.press("#stop").await;
+
+    wait_for_text(client, "#status", "Stopped").await;
+    let id = playground.newest_conversation().await;
+    let messages = playground
+        .api_get(&format!("/api/v1/chat/conversations/{id}/messages"))
+        .await;
+    assert_eq!(messages[1]["finish_reason"], "cancelled", "{messages}");
+    let kept = messages[1]["content"].as_str().unwrap();
+    assert!(!kept.is_empty() && answer.starts_with(kept) && kept.len() < answer.len());
+    screenshot(client, "playground-stopped").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_page_reloaded_mid_answer_resumes_the_stream_to_its_end() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    let answer = long_answer();
+    playground
+        .fake
+        .push(Script::slow_reply(&answer, Duration::from_millis(150)));
+    playground.type_into("message", "Talk for a while").await;
+    playground.click("send").await;
+    playground.wait_for_words().await;
+
+    client.refresh().await.unwrap();
+
+    // The reloaded page follows the running answer: it grows again, then is whole.
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.last().map(|s| s.trim()) != Some(answer.trim()) {
+        assert!(Instant::now() < deadline, "the answer stopped at {seen:?}");
+        let shown = text_of(client, "#messages li.assistant .text").await;
+        if !shown.is_empty() && seen.last() != Some(&shown) {
+            seen.push(shown);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.len() >= 3, "the resumed answer came in {seen:?}");
+    screenshot(client, "playground-resumed").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_regenerated_answer_is_a_second_version_to_switch_back_from() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
     playground.ask("Name a colour", "Blue.").await;
-
-    // A streamed answer offers Regenerate at once.
     playground.fake.push(Script::reply("Red."));
-    playground
-        .press(&format!(
-            r#"{answer} button[aria-label="Regenerate this answer"]"#
-        ))
-        .await;
-    wait_for_text(client, &format!("{answer} .text"), "Red.").await;
-    wait_for_text(client, &format!("{answer} .version"), "Version 2 of 2").await;
 
     playground
-        .press(&format!(
-            r#"{answer} button[aria-label="Previous version"]"#
-        ))
+        .press(r#"#messages li.assistant button[aria-label="Regenerate this answer"]"#)
         .await;
-    wait_for_text(client, &format!("{answer} .text"), "Blue.").await;
-    wait_for_text(client, &format!("{answer} .version"), "Version 1 of 2").await;
-    let listed = playground.api_get("/api/v1/chat/conversations").await;
-    let conversation = &listed["conversations"][0];
-    let every = playground
-        .api_get(&format!(
-            "/api/v1/chat/conversations/{}/messages?branch=all",
-            conversation["id"].as_str().unwrap()
-        ))
-        .await;
-    assert_eq!(every[1]["content"], "Blue.");
-    assert_eq!(
-        conversation["active_message_id"], every[1]["id"],
-        "the version shown is the active one"
-    );
 
-    // An edited question is a version of its own, with its own answer.
+    wait_for_text(client, "#messages li.assistant .version", "2/2").await;
+    wait_for_text(client, "#messages li.assistant .text", "Red.").await;
+    playground
+        .press(r#"#messages li.assistant button[aria-label="Previous version"]"#)
+        .await;
+    wait_for_text(client, "#messages li.assistant .version", "1/2").await;
+    wait_for_text(client, "#messages li.assistant .text", "Blue.").await;
+    let id = playground.newest_conversation().await;
+    let conversation = playground
+        .api_get(&format!("/api/v1/chat/conversations/{id}"))
+        .await;
+    let messages = playground
+        .api_get(&format!("/api/v1/chat/conversations/{id}/messages"))
+        .await;
+    assert_eq!(conversation["active_message_id"], messages[1]["id"]);
+    assert_eq!(messages[1]["content"], "Blue.");
+    screenshot(client, "playground-branches").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_edited_question_is_a_second_version_with_its_own_answer() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    playground.ask("Name a colour", "Blue.").await;
     playground.fake.push(Script::reply("Pear."));
+
     client
         .find(Locator::Css(
-            r#"#messages li.user button[aria-label="Edit this question"]"#,
+            r#"#messages li.user button[aria-label="Edit this message"]"#,
         ))
         .await
         .unwrap()
@@ -495,9 +578,30 @@ async fn regenerated_answers_and_edited_questions_are_versions_the_playground_mo
         .unwrap();
     client.send_alert_text("Name a fruit").await.unwrap();
     client.accept_alert().await.unwrap();
-    wait_for_text(client, &format!("{answer} .text"), "Pear.").await;
+
+    wait_for_text(client, "#messages li.user .version", "2/2").await;
     wait_for_text(client, "#messages li.user .text", "Name a fruit").await;
-    wait_for_text(client, "#messages li.user .version", "Version 2 of 2").await;
-    screenshot(client, "playground-branches").await;
+    wait_for_text(client, "#messages li.assistant .text", "Pear.").await;
+    let id = playground.newest_conversation().await;
+    let every = playground
+        .api_get(&format!(
+            "/api/v1/chat/conversations/{id}/messages?branch=all"
+        ))
+        .await;
+    let contents: Vec<&str> = every
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        ["Name a colour", "Blue.", "Name a fruit", "Pear."]
+    );
+    assert_eq!(
+        every[2]["parent_id"],
+        serde_json::Value::Null,
+        "a sibling of the first question"
+    );
     client.clone().close().await.unwrap();
 }

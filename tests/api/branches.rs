@@ -192,6 +192,24 @@ async fn an_edited_question_branches_and_the_model_sees_only_its_path() {
 }
 
 #[tokio::test]
+async fn an_edited_first_question_starts_a_new_first_message_with_no_history() {
+    let (app, fake) = app_with_model(&[]).await;
+    let (id, [q1, ..]) = two_exchanges(&app, &fake).await;
+    ask(
+        &app,
+        &fake,
+        "Nine.",
+        json!({"conversation_id": id, "edit_message_id": q1, "message": "3 * 3?"}),
+    )
+    .await;
+    assert_eq!(prompt(&fake, 2), said(&[("user", "3 * 3?")]));
+    let active = listing(&app, &id, "").await;
+    assert_eq!(contents(&active), ["3 * 3?", "Nine."]);
+    assert_eq!(active[0]["parent_id"], Value::Null);
+    assert_eq!(active[0]["sibling_ids"], json!([q1, active[0]["id"]]));
+}
+
+#[tokio::test]
 async fn choosing_a_message_makes_the_branch_through_it_active() {
     let (app, fake) = app_with_model(&[]).await;
     let (id, [_, _, q2, a2]) = two_exchanges(&app, &fake).await;

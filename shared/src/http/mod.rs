@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod middleware;
 pub mod problem;
 pub mod sse;
+pub mod turn_stream;
 pub mod validate;
 
 use axum::Router;

@@ -125,11 +125,7 @@ impl ConversationRecord {
         let cost: f64 = messages.iter().filter_map(|m| m.cost).sum();
         let mut next = self.clone();
         next.last_sequence += messages.len() as u64;
-        if let Some(answer) = messages
-            .iter()
-            .rev()
-            .find(|m| m.role == MessageRole::Assistant)
-        {
+        if let Some(answer) = newest_answer(&messages) {
             next.conversation.active_message_id = Some(answer.id.clone());
         }
         if let Some(last) = messages.last() {
@@ -623,6 +619,8 @@ impl Store {
         user_id: &str,
         conversation_id: &str,
     ) -> Result<(ConversationRecord, Tree), StoreError> {
+        // The ownership check and the query run together; the messages are dropped if they are
+        // not the caller's, so an outsider learns nothing and the owner waits for one round trip.
         let (record, messages) = tokio::try_join!(
             self.conversation(user_id, conversation_id),
             self.every_message(conversation_id)
@@ -717,7 +715,7 @@ impl Store {
             request = request.transact_items(self.put_message(message)?);
         }
         let (mut set, mut add) = (String::new(), String::new());
-        let mut held = Item::new();
+        let mut values = Item::new();
         match quota {
             QuotaChange::None => {}
             QuotaChange::Claim(claim) => {
@@ -734,18 +732,20 @@ impl Store {
                         ", quota_held_replies :held_replies, quota_held_tokens :held_tokens".into();
                 }
                 set.push_str(", quota_held_until = :held_until");
-                held = hold_values(claim.hold, 1);
+                values = hold_values(claim.hold, 1);
                 let until = claim.expires_at.timestamp().max(record.quota.held_until);
-                held.insert(":held_until".into(), n(until));
+                values.insert(":held_until".into(), n(until));
             }
             QuotaChange::Settle(hold) => {
                 add = ", quota_held_replies :held_replies, quota_held_tokens :held_tokens".into();
-                held = hold_values(*hold, -1);
+                values = hold_values(*hold, -1);
             }
         }
-        if let Some(active) = &conversation.active_message_id {
+        // Written only by an append that moves it (one with an answer): another append must not
+        // put back the value it read.
+        if let Some(answer) = newest_answer(&messages) {
             set.push_str(", active_message_id = :active");
-            held.insert(":active".into(), s(active));
+            values.insert(":active".into(), s(&answer.id));
         }
         let counters = Update::builder()
             .table_name(self.table())
@@ -758,7 +758,7 @@ impl Store {
                 usage_attributes::INPUT_TOKENS,
                 usage_attributes::OUTPUT_TOKENS,
             ))
-            .set_expression_attribute_values(Some(held))
+            .set_expression_attribute_values(Some(values))
             .condition_expression("last_sequence = :expected AND user_id = :uid")
             .expression_attribute_values(":last", n(updated.last_sequence))
             .expression_attribute_values(":expected", n(record.last_sequence))
@@ -967,6 +967,14 @@ pub(super) fn hold_values(hold: QuotaHold, sign: i64) -> Item {
         (":held_replies".to_owned(), n(sign * hold.replies as i64)),
         (":held_tokens".to_owned(), n(sign * hold.tokens as i64)),
     ])
+}
+
+/// The newest answer among `messages`: what an append makes the active message.
+fn newest_answer(messages: &[Message]) -> Option<&Message> {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.role == MessageRole::Assistant)
 }
 
 /// Full jitter keeps concurrent writers that lost together from colliding again.

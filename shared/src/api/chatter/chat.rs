@@ -9,8 +9,6 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio_stream::wrappers::ReceiverStream;
-use tracing::Instrument;
 use utoipa::ToSchema;
 
 use super::dto::{ConversationResponse, MessageResponse};
@@ -20,10 +18,10 @@ use crate::domain::Workflow;
 use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
 use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, Resumed, is_id};
-use crate::http::idempotency::StreamOutcome;
 use crate::http::middleware::CorrelationId;
 use crate::http::problem::{self, Problem};
 use crate::http::sse::ServerSentEvent;
+use crate::http::turn_stream;
 use crate::http::validate::Violations;
 use crate::service::chat::{
     Branching, ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, templates,
@@ -420,32 +418,15 @@ pub async fn streaming(
 ) -> ApiResult<Response> {
     let input = body.into_input(None, Delivery::Streamed, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
-    let outcome = StreamOutcome::answering(turn.question());
     let start = StreamingChatChunk::start(turn.answer_id().map(str::to_owned));
-    let heartbeat = state.config.sse_heartbeat;
     let conversation_id = turn.record.conversation.id.clone();
-    let (sender, receiver) = tokio::sync::mpsc::channel(64);
-    // The turn outlives this handler; its log lines still belong to the request.
-    tokio::spawn(
-        turn.stream(state, sender)
-            .instrument(tracing::Span::current()),
-    );
-    let failed = outcome.clone();
-    let chunks =
-        futures_util::stream::iter([start])
-            .chain(ReceiverStream::new(receiver).flat_map(|event| {
+    Ok(turn_stream::respond(state, turn, |events| {
+        let chunks =
+            futures_util::stream::iter([start]).chain(events.flat_map(|event| {
                 futures_util::stream::iter(StreamingChatChunk::from_event(event))
-            }))
-            .inspect(move |chunk| {
-                if chunk.kind == "error" {
-                    failed.fail();
-                }
-            });
-    let ids = FrameIds::default();
-    let chunks = framed(chunks, ids, conversation_id, correlation_id);
-    let mut response = crate::http::sse::response(chunks, heartbeat);
-    response.extensions_mut().insert(outcome);
-    Ok(response)
+            }));
+        framed(chunks, FrameIds::default(), conversation_id, correlation_id)
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,7 +7,6 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
-use tracing::Instrument;
 
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
@@ -15,9 +14,9 @@ use crate::auth::Caller;
 use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, StoredQuestion};
 use crate::error::ApiResult;
 use crate::http::extract::{ApiJson, Resumed};
-use crate::http::idempotency::StreamOutcome;
 use crate::http::problem::{self, Problem};
 use crate::http::sse;
+use crate::http::turn_stream;
 use crate::http::validate::Violations;
 use crate::llm::{CompletionRequest, CompletionStream, StreamEvent, Usage, estimated_usage};
 use crate::metrics::Dialect;
@@ -254,24 +253,13 @@ pub async fn stream_send_message(
         (resume, count),
     )
     .await?;
-    let outcome = StreamOutcome::answering(turn.question());
-    let heartbeat = state.config.sse_heartbeat;
-    let (sender, receiver) = tokio::sync::mpsc::channel(64);
-    // The turn outlives this handler; it keeps the request's span, so that what it logs
-    // (a model failure, a store error) carries the request's correlation id.
-    tokio::spawn(
-        turn.stream(state, sender)
-            .instrument(tracing::Span::current()),
-    );
-    let failed = outcome.clone();
     // The text so far rides along, for the last frame of a stream that fails midway.
-    let frames = futures_util::stream::unfold(
-        (receiver, String::new()),
-        move |(mut receiver, mut text)| {
-            let failed = failed.clone();
-            async move {
+    Ok(turn_stream::respond(state, turn, |events| {
+        futures_util::stream::unfold(
+            (events, String::new()),
+            |(mut events, mut text)| async move {
                 loop {
-                    let frame = match receiver.recv().await? {
+                    let frame = match events.next().await? {
                         TurnEvent::Token(delta) => {
                             text.push_str(&delta);
                             LlmResultDto::delta(delta)
@@ -282,22 +270,17 @@ pub async fn stream_send_message(
                             LlmResultDto::last(message.content.clone(), reason, Some(outcome.usage))
                         }
                         TurnEvent::Failed(error) => {
-                            // Not the key's answer: a retry with the same key calls the model again.
-                            failed.fail();
                             let message = problem::problem(&error).detail;
                             LlmResultDto::failed(std::mem::take(&mut text), message)
                         }
                         // Workflow progress has no FreeChat frame.
                         _ => continue,
                     };
-                    return Some((frame, (receiver, text)));
+                    return Some((frame.into_event(), (events, text)));
                 }
-            }
-        },
-    );
-    let mut response = sse::response(frames.map(LlmResultDto::into_event), heartbeat);
-    response.extensions_mut().insert(outcome);
-    Ok(response)
+            },
+        )
+    }))
 }
 
 #[utoipa::path(

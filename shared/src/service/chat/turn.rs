@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::branching::{Branching, Placed};
 use super::live::{self, Listeners};
 use super::prompt::{self, estimated_usage};
 use super::templates::Template;
@@ -74,129 +75,6 @@ pub struct ChatInput {
     pub count: Option<PendingCount>,
     /// Where the turn's question goes in the conversation's tree.
     pub branching: Branching,
-}
-
-/// Where a turn's question goes in its conversation's tree. Its prompt history is always the
-/// path to the question's parent, whatever the other branches hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Branching {
-    /// After the active leaf.
-    #[default]
-    FollowActive,
-    /// A new version of this user message: its sibling, answered from the history before it.
-    Edit(String),
-    /// A new answer beside this assistant message, from the same history: no new question.
-    Regenerate(String),
-}
-
-/// Where a turn's question goes, and the path its prompt carries before it.
-struct Placed {
-    parent: Parent,
-    history: Vec<Message>,
-    /// The question when it is stored already: regenerated, or asked by an earlier try.
-    asked: Option<Message>,
-    /// What a regenerated answer follows: what the answer it replaces followed.
-    answer_after: Option<String>,
-}
-
-impl Placed {
-    /// Places the question of a turn in `tree`; an unknown message is a 404, a message of the
-    /// wrong role for what is asked of it a 422 naming the field.
-    fn in_tree(
-        tree: &Tree,
-        active: Option<&str>,
-        branching: &Branching,
-        resumed: Option<StoredQuestion>,
-    ) -> ApiResult<Self> {
-        let history_to = |parent: Option<&str>| -> Vec<Message> {
-            parent
-                .map(|id| tree.path_to(id).into_iter().cloned().collect())
-                .unwrap_or_default()
-        };
-        // A question an earlier try stored is answered where it is, while nothing follows it.
-        let resumed = resumed
-            .and_then(|q| tree.get(&q.message_id))
-            .filter(|q| q.role == MessageRole::User && tree.child_ids(Some(&q.id)).is_empty());
-        if let Some(question) = resumed {
-            return Ok(Self {
-                parent: Parent::of(tree.parent_id(&question.id)),
-                history: history_to(tree.parent_id(&question.id)),
-                asked: Some(question.clone()),
-                answer_after: None,
-            });
-        }
-        let named = |id: &str, role: MessageRole, field: &str| -> ApiResult<&Message> {
-            let message = tree
-                .get(id)
-                .ok_or_else(|| ServiceError::NotFound("Message not found.".into()))?;
-            if message.role != role {
-                return Err(ServiceError::invalid(
-                    ["body".into(), field.into()],
-                    format!("Message '{id}' is not a {} message.", role_name(role)),
-                    "wrong_role",
-                ));
-            }
-            Ok(message)
-        };
-        match branching {
-            Branching::FollowActive => {
-                // The recorded active message is the last answer: a question stored after it
-                // by a turn still running is not followed (the two become siblings).
-                let leaf = active
-                    .filter(|id| tree.get(id).is_some())
-                    .or_else(|| tree.active_leaf(None));
-                Ok(Self {
-                    parent: Parent::of(leaf),
-                    history: history_to(leaf),
-                    asked: None,
-                    answer_after: None,
-                })
-            }
-            Branching::Edit(id) => {
-                let edited = named(id, MessageRole::User, "edit_message_id")?;
-                let parent = tree.parent_id(&edited.id);
-                Ok(Self {
-                    parent: Parent::of(parent),
-                    history: history_to(parent),
-                    asked: None,
-                    answer_after: None,
-                })
-            }
-            Branching::Regenerate(id) => {
-                let answer = named(id, MessageRole::Assistant, "regenerate_message_id")?;
-                // The question answered is the last user message on the answer's path; tool
-                // results between them stay on the path, as the answer had them.
-                let mut path = history_to(tree.parent_id(&answer.id));
-                let at = path
-                    .iter()
-                    .rposition(|m| m.role == MessageRole::User)
-                    .ok_or_else(|| {
-                        ServiceError::invalid(
-                            ["body".into(), "regenerate_message_id".into()],
-                            format!("Message '{id}' answers no question."),
-                            "wrong_role",
-                        )
-                    })?;
-                let question = path.remove(at);
-                path.truncate(at);
-                Ok(Self {
-                    parent: Parent::of(tree.parent_id(&question.id)),
-                    history: path,
-                    asked: Some(question),
-                    answer_after: tree.parent_id(&answer.id).map(str::to_owned),
-                })
-            }
-        }
-    }
-}
-
-fn role_name(role: MessageRole) -> &'static str {
-    match role {
-        MessageRole::User => "user",
-        MessageRole::Assistant => "assistant",
-        MessageRole::System => "system",
-        MessageRole::Tool => "tool",
-    }
 }
 
 /// A turn whose user message is stored and whose prompt is ready.

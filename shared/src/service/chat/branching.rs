@@ -1,0 +1,202 @@
+//! Where a turn's question goes in its conversation's tree, and the path its prompt carries.
+
+use crate::domain::{Message, MessageRole, Parent, StoredQuestion, Tree};
+use crate::error::{ApiResult, ServiceError};
+
+/// Where a turn's question goes in its conversation's tree. Its prompt history is always the
+/// path to the question's parent, whatever the other branches hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Branching {
+    /// After the active leaf.
+    #[default]
+    FollowActive,
+    /// A new version of this user message: its sibling, answered from the history before it.
+    Edit(String),
+    /// A new answer beside this assistant message, from the same history: no new question.
+    Regenerate(String),
+}
+
+/// Where a turn's question goes, and the path its prompt carries before it.
+pub(super) struct Placed {
+    pub parent: Parent,
+    pub history: Vec<Message>,
+    /// The question when it is stored already: regenerated, or asked by an earlier try.
+    pub asked: Option<Message>,
+    /// What a regenerated answer follows: what the answer it replaces followed.
+    pub answer_after: Option<String>,
+}
+
+impl Placed {
+    /// Places the question of a turn in `tree`; an unknown message is a 404, a message of the
+    /// wrong role for what is asked of it a 422 naming the field.
+    pub(super) fn in_tree(
+        tree: &Tree,
+        active: Option<&str>,
+        branching: &Branching,
+        resumed: Option<StoredQuestion>,
+    ) -> ApiResult<Self> {
+        let history_to = |parent: Option<&str>| -> Vec<Message> {
+            parent
+                .map(|id| tree.path_to(id).into_iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        // A question an earlier try stored is answered where it is, while nothing follows it.
+        let resumed = resumed
+            .and_then(|q| tree.get(&q.message_id))
+            .filter(|q| q.role == MessageRole::User && tree.child_ids(Some(&q.id)).is_empty());
+        if let Some(question) = resumed {
+            return Ok(Self {
+                parent: Parent::of(tree.parent_id(&question.id)),
+                history: history_to(tree.parent_id(&question.id)),
+                asked: Some(question.clone()),
+                answer_after: None,
+            });
+        }
+        let named = |id: &str, role: MessageRole, field: &str| -> ApiResult<&Message> {
+            let message = tree
+                .get(id)
+                .ok_or_else(|| ServiceError::NotFound("Message not found.".into()))?;
+            if message.role != role {
+                return Err(ServiceError::invalid(
+                    ["body".into(), field.into()],
+                    format!("Message '{id}' is not a {} message.", role_name(role)),
+                    "wrong_role",
+                ));
+            }
+            Ok(message)
+        };
+        match branching {
+            Branching::FollowActive => {
+                // The recorded active message is the last answer: a question stored after it
+                // by a turn still running is not followed (the two become siblings).
+                let leaf = active
+                    .filter(|id| tree.get(id).is_some())
+                    .or_else(|| tree.active_leaf(None));
+                Ok(Self {
+                    parent: Parent::of(leaf),
+                    history: history_to(leaf),
+                    asked: None,
+                    answer_after: None,
+                })
+            }
+            Branching::Edit(id) => {
+                let edited = named(id, MessageRole::User, "edit_message_id")?;
+                let parent = tree.parent_id(&edited.id);
+                Ok(Self {
+                    parent: Parent::of(parent),
+                    history: history_to(parent),
+                    asked: None,
+                    answer_after: None,
+                })
+            }
+            Branching::Regenerate(id) => {
+                let answer = named(id, MessageRole::Assistant, "regenerate_message_id")?;
+                // The question answered is the last user message on the answer's path; tool
+                // results between them stay on the path, as the answer had them.
+                let mut path = history_to(tree.parent_id(&answer.id));
+                let at = path
+                    .iter()
+                    .rposition(|m| m.role == MessageRole::User)
+                    .ok_or_else(|| {
+                        ServiceError::invalid(
+                            ["body".into(), "regenerate_message_id".into()],
+                            format!("Message '{id}' answers no question."),
+                            "wrong_role",
+                        )
+                    })?;
+                let question = path.remove(at);
+                path.truncate(at);
+                Ok(Self {
+                    parent: Parent::of(tree.parent_id(&question.id)),
+                    history: path,
+                    asked: Some(question),
+                    answer_after: tree.parent_id(&answer.id).map(str::to_owned),
+                })
+            }
+        }
+    }
+}
+
+fn role_name(role: MessageRole) -> &'static str {
+    match role {
+        MessageRole::User => "user",
+        MessageRole::Assistant => "assistant",
+        MessageRole::System => "system",
+        MessageRole::Tool => "tool",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::MessageDraft;
+
+    /// Messages `m1`.. in order, each with its role and parent.
+    fn tree(messages: &[(MessageRole, Parent)]) -> Tree {
+        Tree::new(
+            messages
+                .iter()
+                .zip(1..)
+                .map(|((role, parent), seq)| {
+                    let mut m = MessageDraft::new(*role, format!("m{seq}")).into_message(
+                        "c",
+                        seq,
+                        parent.clone(),
+                    );
+                    m.id = format!("m{seq}");
+                    m
+                })
+                .collect(),
+        )
+    }
+
+    fn after(id: &str) -> Parent {
+        Parent::Message(id.into())
+    }
+
+    fn contents(messages: &[Message]) -> Vec<&str> {
+        messages.iter().map(|m| m.content.as_str()).collect()
+    }
+
+    #[test]
+    fn a_regenerated_answer_after_tool_results_asks_the_same_question_on_the_same_path() {
+        use MessageRole::{Assistant, Tool, User};
+        let tree = tree(&[
+            (User, Parent::Root),
+            (Assistant, after("m1")),
+            (User, after("m2")),
+            (Tool, after("m3")),
+            (Assistant, after("m4")),
+        ]);
+        let regenerate = Branching::Regenerate("m5".into());
+        let placed = Placed::in_tree(&tree, Some("m5"), &regenerate, None).unwrap();
+        assert_eq!(placed.asked.unwrap().id, "m3");
+        assert_eq!(contents(&placed.history), ["m1", "m2"]);
+        assert_eq!(placed.answer_after.as_deref(), Some("m4"));
+    }
+
+    #[test]
+    fn a_stored_question_is_resumed_only_while_nothing_follows_it() {
+        use MessageRole::{Assistant, User};
+        let tree = tree(&[
+            (User, Parent::Root),
+            (Assistant, after("m1")),
+            (User, after("m2")),
+        ]);
+        let question = |id: &str| StoredQuestion {
+            conversation_id: "c".into(),
+            message_id: id.into(),
+        };
+        let follow = Branching::FollowActive;
+        let resumed = Placed::in_tree(&tree, Some("m2"), &follow, Some(question("m3"))).unwrap();
+        assert_eq!(resumed.asked.unwrap().id, "m3");
+        assert_eq!(contents(&resumed.history), ["m1", "m2"]);
+        let answered = Placed::in_tree(&tree, Some("m2"), &follow, Some(question("m1"))).unwrap();
+        assert!(answered.asked.is_none());
+        assert_eq!(
+            answered.parent,
+            after("m2"),
+            "the active answer, not m3 still unanswered"
+        );
+    }
+}
