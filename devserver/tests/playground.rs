@@ -388,7 +388,7 @@ async fn an_answer_rated_in_the_playground_is_stored_with_its_rating() {
     playground.click("tab-freechat").await;
     playground.click("tab-chatter").await;
     let pressed = format!(r#"{good}[aria-pressed="true"]"#);
-    wait_for_text(client, &pressed, "\u{1F44D}").await;
+    wait_for_text(client, &pressed, "Good").await;
     screenshot(client, "playground-rated").await;
     playground.press(good).await;
     wait_for_text(client, "#status", "Rating withdrawn").await;
@@ -557,5 +557,51 @@ async fn a_regenerated_answer_is_a_second_version_to_switch_back_from() {
     assert_eq!(conversation["active_message_id"], messages[1]["id"]);
     assert_eq!(messages[1]["content"], "Blue.");
     screenshot(client, "playground-branches").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_edited_question_is_a_second_version_with_its_own_answer() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    playground.ask("Name a colour", "Blue.").await;
+    playground.fake.push(Script::reply("Pear."));
+
+    client
+        .find(Locator::Css(
+            r#"#messages li.user button[aria-label="Edit this message"]"#,
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client.send_alert_text("Name a fruit").await.unwrap();
+    client.accept_alert().await.unwrap();
+
+    wait_for_text(client, "#messages li.user .version", "2/2").await;
+    wait_for_text(client, "#messages li.user .text", "Name a fruit").await;
+    wait_for_text(client, "#messages li.assistant .text", "Pear.").await;
+    let id = playground.newest_conversation().await;
+    let every = playground
+        .api_get(&format!(
+            "/api/v1/chat/conversations/{id}/messages?branch=all"
+        ))
+        .await;
+    let contents: Vec<&str> = every
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        ["Name a colour", "Blue.", "Name a fruit", "Pear."]
+    );
+    assert_eq!(
+        every[2]["parent_id"],
+        serde_json::Value::Null,
+        "a sibling of the first question"
+    );
     client.clone().close().await.unwrap();
 }

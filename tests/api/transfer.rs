@@ -1,9 +1,10 @@
 use std::collections::HashMap;
 
-use api_tests::TestApp;
+use api_tests::{Fault, Script, TestApp, app_with_model};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::domain::{MessageDraft, MessageRole};
+use shared::store::keys;
 
 const IMPORT: &str = "/api/v1/chat/conversations/import";
 
@@ -339,6 +340,12 @@ async fn a_malformed_file_is_422_naming_the_field_and_stores_nothing() {
             json!(["body", "messages", 0, "feedback", "rating"]),
         ),
         (
+            json!({"title": "t", "messages": [
+                {"role": "assistant", "content": "hi", "cost": 1e-200}
+            ]}),
+            json!(["body", "messages", 0, "cost"]),
+        ),
+        (
             json!({"title": "t", "temperature": 3, "messages": []}),
             json!(["body", "temperature"]),
         ),
@@ -445,6 +452,49 @@ async fn an_import_of_many_messages_is_stored_whole() {
 }
 
 #[tokio::test]
+async fn an_import_that_cannot_be_finished_is_503_and_leaves_no_message_behind() {
+    let (app, dynamodb) = TestApp::spawn_with_faults(&[]).await;
+    // The messages are written; the conversation, last, is not.
+    dynamodb.set(Fault::throttle("TransactWriteItems", 0));
+    let file = json!({
+        "title": "Unfinished",
+        "messages": [
+            {"role": "user", "content": "One"},
+            {"role": "assistant", "content": "Two", "feedback": {"rating": "up"}},
+        ],
+    });
+    let refused = app.post(IMPORT, "alice", &file).await;
+    refused.assert_problem(503);
+    dynamodb.set(Fault::None);
+
+    let listed = app.get("/api/v1/chat/conversations", "alice").await;
+    assert_eq!(listed.body["total"], 0);
+    assert_eq!(
+        app.performance_stats("alice").await["feedback"],
+        json!({"up": 0, "down": 0})
+    );
+    let store = app.store();
+    let items = store
+        .client()
+        .scan()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let messages = items
+        .iter()
+        .filter(|item| {
+            item.get(keys::SK)
+                .and_then(|sk| sk.as_s().ok())
+                .is_some_and(|sk| sk.starts_with(keys::MESSAGE_SK_PREFIX))
+        })
+        .count();
+    assert_eq!(messages, 0, "the written messages are taken away again");
+}
+
+#[tokio::test]
 async fn an_imported_branched_file_keeps_its_tree_and_its_active_branch() {
     let app = TestApp::spawn().await;
     let branched = json!({
@@ -470,4 +520,68 @@ async fn an_imported_branched_file_keeps_its_tree_and_its_active_branch() {
     let markdown = app.get(&export_path(id, "markdown"), "alice").await;
     assert!(markdown.text.contains("Blue"), "{}", markdown.text);
     assert!(!markdown.text.contains("Red"), "{}", markdown.text);
+}
+
+#[tokio::test]
+async fn a_branched_conversation_exports_every_branch_and_imports_as_the_same_tree() {
+    let (app, fake) = app_with_model(&[]).await;
+    let ask = |body: Value, answer: &'static str| {
+        fake.push(Script::reply(answer));
+        let app = &app;
+        async move {
+            let reply = app.post("/api/v1/chat/chat", "alice", &body).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            reply.body
+        }
+    };
+    let first = ask(json!({"message": "Name a colour"}), "Blue.").await;
+    let id = first["conversation_id"].as_str().unwrap().to_owned();
+    let blue = first["message"]["id"].clone();
+    ask(
+        json!({"conversation_id": id, "regenerate_message_id": blue}),
+        "Red.",
+    )
+    .await;
+    let question = first["message"]["parent_id"].clone();
+    ask(
+        json!({"conversation_id": id, "edit_message_id": question, "message": "Name a fruit"}),
+        "Pear.",
+    )
+    .await;
+    let chosen = app
+        .put(
+            &format!("/api/v1/chat/conversations/{id}"),
+            "alice",
+            &json!({"active_message_id": blue}),
+        )
+        .await;
+    assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.body);
+
+    let export = app.get(&export_path(&id, "json"), "alice").await.body;
+    let every = app
+        .get(
+            &format!("/api/v1/chat/conversations/{id}/messages?branch=all"),
+            "alice",
+        )
+        .await
+        .body;
+    assert_eq!(
+        export["messages"], every,
+        "every branch, as ?branch=all lists it"
+    );
+    assert_eq!(export["active_message_id"], blue);
+
+    let imported = app.post(IMPORT, "alice", &export).await;
+    assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.body);
+    let new_id = imported.body["id"].as_str().unwrap();
+    let again = app.get(&export_path(new_id, "json"), "alice").await.body;
+    assert_eq!(
+        without_ids_and_times(&again),
+        without_ids_and_times(&export)
+    );
+    let markdown = app.get(&export_path(new_id, "markdown"), "alice").await;
+    assert_eq!(
+        markdown.text,
+        "# Name a colour\n\n## User\n\nName a colour\n\n## Assistant\n\nBlue.\n"
+    );
 }

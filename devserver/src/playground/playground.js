@@ -112,14 +112,15 @@ function showSources(body, sources) {
   body.parentElement.append(list);
 }
 
-/// Thumbs up and down under an answer, pressed as it is rated; pressing the pressed one again
+/// Good and Bad under an answer, pressed as it is rated; pressing the pressed one again
 /// withdraws the rating.
 function rating(body, conversationId, messageId, feedback) {
   const group = document.createElement("div");
   group.className = "rating";
   group.setAttribute("role", "group");
   group.setAttribute("aria-label", "Rate this answer");
-  const buttons = [["up", "Good answer", "\u{1F44D}"], ["down", "Bad answer", "\u{1F44E}"]]
+  // Words, not thumb emoji: a machine without an emoji font shows those as empty boxes.
+  const buttons = [["up", "Good answer", "Good"], ["down", "Bad answer", "Bad"]]
     .map(([value, label, symbol]) => {
       const button = document.createElement("button");
       button.type = "button";

@@ -27,7 +27,7 @@ impl Store {
             .filter_map(|m| m.total_tokens)
             .map(u64::from)
             .sum();
-        conversation.total_cost = messages.iter().filter_map(|m| m.cost).sum();
+        conversation.total_cost = decimal_total(messages.iter().filter_map(|m| m.cost));
         conversation.last_message_at = messages.last().map(|m| m.created_at);
         let last_sequence = messages.last().map_or(0, |m| m.sequence_number);
         let mut item = ConversationItem::new(conversation.clone(), last_sequence);
@@ -56,5 +56,25 @@ impl Store {
             }
         }
         written.map(|()| conversation)
+    }
+}
+
+/// DynamoDB adds numbers in decimal, so a conversation's turns leave a total such as 0.036
+/// where adding their binary floats gives 0.036000000000000004. An import rounds its sum to a
+/// billionth of a cent, far below any price, so that its total reads as the turns' did.
+fn decimal_total(costs: impl Iterator<Item = f64>) -> f64 {
+    const STEPS_PER_DOLLAR: f64 = 1e11;
+    (costs.sum::<f64>() * STEPS_PER_DOLLAR).round() / STEPS_PER_DOLLAR
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_add_up_as_dynamodb_adds_them() {
+        assert_eq!(decimal_total([0.012; 3].into_iter()), 0.036);
+        assert_eq!(decimal_total([0.1, 0.2].into_iter()), 0.3);
+        assert_eq!(decimal_total(std::iter::empty()), 0.0);
     }
 }

@@ -39,6 +39,7 @@ impl ExportFormat {
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `json` (the default) or `markdown`.
+    #[param(inline)]
     pub format: Option<ExportFormat>,
 }
 
@@ -94,7 +95,8 @@ pub struct ImportedMessageRequest {
     pub model_used: Option<String>,
     pub provider_used: Option<String>,
     pub response_time_ms: Option<u64>,
-    #[schema(minimum = 0.0)]
+    /// In dollars: 0, or from 1e-12 to 1,000,000.
+    #[schema(minimum = 0.0, maximum = 1000000.0)]
     pub cost: Option<f64>,
     pub finish_reason: Option<FinishReason>,
     #[schema(value_type = Option<Object>)]
@@ -117,7 +119,8 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<S
 
 /// The highest cost a message may carry, in dollars; more is not a real answer's.
 const MAX_COST: f64 = 1_000_000.0;
-/// DynamoDB cannot store a nonzero number closer to zero than 1e-130.
+/// The smallest nonzero cost: far below any price, and clear of the smallest number DynamoDB
+/// stores (1e-130), which a client could otherwise send to fail the write.
 const MIN_NONZERO_COST: f64 = 1e-12;
 
 impl ImportedMessageRequest {
