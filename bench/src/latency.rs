@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use api_tests::{Call, FakeLlm, FaultyDynamoDb, Script};
+use api_tests::{Call, FakeLlm, FaultyDynamoDb, Script, sequential_steps};
 use axum::serve::ListenerExt;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -262,23 +262,6 @@ fn direct(client: &reqwest::Client, base_url: &str, delivery: Delivery) -> reqwe
         &json!({"model": "bench-model", "stream": delivery == Delivery::Stream,
                       "messages": [{"role": "user", "content": "Hello, how are you today?"}]}),
     )
-}
-
-/// The longest chain of calls, each started after the one before it ended, among the calls
-/// that ended before `model`: how many DynamoDB latencies the model request waited for.
-fn sequential_steps(calls: &[Call], model: Instant) -> usize {
-    let mut before: Vec<&Call> = calls.iter().filter(|c| c.ended <= model).collect();
-    before.sort_by_key(|c| c.ended);
-    let mut chain = vec![0usize; before.len()];
-    for i in 0..before.len() {
-        let longest_before = (0..i)
-            .filter(|&j| before[j].ended <= before[i].started)
-            .map(|j| chain[j])
-            .max()
-            .unwrap_or(0);
-        chain[i] = longest_before + 1;
-    }
-    chain.into_iter().max().unwrap_or(0)
 }
 
 fn is_read(operation: &str) -> bool {

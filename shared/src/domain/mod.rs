@@ -19,7 +19,7 @@ pub use document::{
 pub use message::{
     Feedback, MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, Rating, StoredQuestion,
 };
-pub use session::{ChatSession, ChatSettings, LifetimeUsage, QuotaClaim, QuotaHold};
+pub use session::{ChatSession, ChatSettings, ChatSnapshot, LifetimeUsage, QuotaClaim, QuotaHold};
 pub use workflow::Workflow;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -7,4 +7,6 @@ mod titles;
 mod turn;
 
 pub use templates::Template;
-pub use turn::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, within_rate_limit};
+pub use turn::{
+    ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, beside_the_question, within_rate_limit,
+};

@@ -12,8 +12,8 @@ use super::titles::PendingTitle;
 use crate::AppState;
 use crate::documents::{self, RetrievalQuery, Source};
 use crate::domain::{
-    Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation, QuotaClaim,
-    QuotaHold, StoredQuestion, Workflow,
+    ChatSnapshot, Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation,
+    QuotaClaim, QuotaHold, StoredQuestion, Workflow,
 };
 use crate::error::{ApiResult, ServiceError, UpstreamFailure};
 use crate::llm::{
@@ -22,7 +22,9 @@ use crate::llm::{
 };
 use crate::metrics::{Dialect, Failure, Stage, TurnMetrics};
 use crate::service::sessions::{self, SessionTurn};
-use crate::store::{ConversationRecord, Execution, PendingCount, QuotaChange, StoreError};
+use crate::store::{
+    ChatRecord, ConversationRecord, Execution, PendingCount, QuotaChange, StoreError,
+};
 use crate::tools::{ToolRun, Toolset};
 
 /// How many recent messages are read to fill the context window.
@@ -134,15 +136,6 @@ pub async fn within_rate_limit(count: Option<&PendingCount>) -> ApiResult<()> {
     }
 }
 
-/// When a turn's first model call goes out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Order {
-    /// While the question is being stored.
-    Beside,
-    /// Once the question is stored.
-    StoredFirst,
-}
-
 /// Where a turn's question goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
@@ -160,13 +153,14 @@ struct StoredQuestionOf {
 }
 
 /// Stores the turn's question: in a new conversation (one transaction with it), or appended to
-/// its conversation with the quota it claims. A question asked before, by a try that failed,
+/// its conversation with the quota it claims, checking that its chat's character and backend
+/// are still as the turn used them (when it is a chat's). A question asked before, by a try that failed,
 /// is already stored and holds no quota any more.
 async fn store_question(
     state: &AppState,
     (record, place): (ConversationRecord, Place),
     question: MessageDraft,
-    claim: Option<QuotaClaim>,
+    (claim, snapshot): (Option<QuotaClaim>, Option<ChatSnapshot>),
     asked: Option<Message>,
 ) -> ApiResult<StoredQuestionOf> {
     if let Some(question) = asked {
@@ -186,7 +180,7 @@ async fn store_question(
         let quota = claim.map_or(QuotaChange::None, QuotaChange::Claim);
         state
             .store
-            .append_with_quota(record, vec![question], &quota)
+            .append_checked(record, vec![question], &quota, snapshot.as_ref())
             .await?
     };
     Ok(StoredQuestionOf {
@@ -196,10 +190,11 @@ async fn store_question(
     })
 }
 
-/// Runs `work` (retrieval, the prompt, the first model call) beside `storing` the question.
-/// The store always runs to its end; when it fails, `work` is dropped at once (an open model
-/// request is cancelled, so the provider stops) and the store's error is the turn's.
-async fn beside_the_question<S, W>(
+/// Runs `work` (retrieval, the prompt, the first model call) beside `storing` the question
+/// (or another step the model's answer must wait for). The store always runs to its end;
+/// when it fails, `work` is dropped at once (an open model request is cancelled, so the
+/// provider stops) and the store's error is the turn's.
+pub async fn beside_the_question<S, W>(
     storing: impl Future<Output = ApiResult<S>>,
     work: impl Future<Output = W>,
 ) -> ApiResult<(S, W)> {
@@ -322,7 +317,24 @@ impl Turn {
             .or(input.template.map(|t| t.workflow))
             .unwrap_or(Workflow::Plain);
         let dialect = input.dialect;
-        let result = Self::prepare(state, user_id, input, started, &mut workflow).await;
+        let chatter = input.session.is_none();
+        let again = input.clone();
+        let first = Box::pin(Self::prepare(state, user_id, input, started, &mut workflow));
+        let result = match first.await {
+            // A Chatter turn in a chat whose character or backend changed since its snapshot:
+            // the model request is dropped already; the turn runs again on a fresh snapshot.
+            Err(ServiceError::ChatChanged) if chatter => {
+                let resumed = again.resume.as_ref().map(|q| q.conversation_id.clone());
+                let chat_id = again
+                    .conversation_id
+                    .clone()
+                    .or(resumed)
+                    .unwrap_or_default();
+                sessions::refresh(state, user_id, &chat_id).await?;
+                Box::pin(Self::prepare(state, user_id, again, started, &mut workflow)).await
+            }
+            other => other,
+        };
         if let Err(error) = &result
             && error.class().is_service_side()
         {
@@ -419,13 +431,18 @@ impl Turn {
         if asked.is_some() {
             history.pop();
         }
-        if record.is_session && session.is_none() {
+        if let Some(chat_session) = record.session.clone()
+            && session.is_none()
+        {
             // A Chatter turn may not skip what FreeChat's send enforces on the same chat.
-            let ready = sessions::ready_chat(state, user_id, &record.conversation.id).await?;
-            session = Some(ready.turn());
+            let chat = ChatRecord {
+                record: record.clone(),
+                session: chat_session,
+            };
+            session = Some(sessions::ready(state, user_id, chat).await?.turn());
         }
         let history_limit = session.as_ref().map(|s| s.history_window);
-        let quota = session.map(|s| s.backend);
+        let (quota, snapshot) = session.map(|s| (s.backend, s.snapshot)).unzip();
         let conversation = &record.conversation;
         let retrieval = input
             .enable_retrieval
@@ -501,15 +518,14 @@ impl Turn {
             QuotaClaim::of(quota, prompt::estimate_tokens(&message) as u64, expires_at)
         });
         let deadline = Deadline::of(state, started, input.delivery);
-        // A claim on a chat's quota is decided by the store (parallel sends race there): a
-        // turn it refuses must not have asked the model, so such a turn asks only after.
-        let order = match claim {
-            Some(_) if asked.is_none() => Order::StoredFirst,
-            _ => Order::Beside,
-        };
         let title_model = model.clone();
+        // A claim on a chat's quota was admitted by the chat's usage as read; parallel sends
+        // race in the store, beside their model calls. A turn whose claim the store refuses
+        // has started a model request and drops it at once (its 429 is today's), the price
+        // of not waiting for the claim before asking the model.
         let storing = async {
-            let stored = store_question(state, (record, place), user, claim, asked).await?;
+            let stored =
+                store_question(state, (record, place), user, (claim, snapshot), asked).await?;
             // Written beside the answer, from the question the new conversation starts with.
             let title = (place == Place::NewConversation)
                 .then(|| {
@@ -585,13 +601,8 @@ impl Turn {
             Ok::<_, ServiceError>((toolset, sources, retrieval_ms, request, opened))
         };
         // Boxed: the two together would make the handler's future too large for a thread's stack.
-        let (stored, prepared) = match order {
-            Order::Beside => beside_the_question(Box::pin(storing), Box::pin(preparing)).await?,
-            Order::StoredFirst => {
-                let stored = Box::pin(storing).await?;
-                (stored, Box::pin(preparing).await)
-            }
-        };
+        let (stored, prepared) =
+            beside_the_question(Box::pin(storing), Box::pin(preparing)).await?;
         let (
             StoredQuestionOf {
                 record,
