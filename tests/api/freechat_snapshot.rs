@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use api_tests::{FakeLlm, Fault, FaultyDynamoDb, Script, TestApp, sequential_steps};
+use api_tests::faulty_dynamodb::sequential_steps;
+use api_tests::{FakeLlm, Fault, FaultyDynamoDb, Script, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

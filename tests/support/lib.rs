@@ -22,7 +22,7 @@ use shared::store::Store;
 
 pub use fake_bedrock::FakeBedrock;
 pub use fake_llm::{FakeLlm, Script, assert_general_chat_template};
-pub use faulty_dynamodb::{Call, Fault, FaultyDynamoDb, sequential_steps};
+pub use faulty_dynamodb::{Call, Fault, FaultyDynamoDb};
 
 /// The HS256 secret the tests and the event fixtures share.
 pub const TEST_SECRET: &str = "fixture-secret-0123456789abcdef0123456789";
