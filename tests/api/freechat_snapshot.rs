@@ -73,7 +73,7 @@ async fn within_ten_seconds(done: impl Fn() -> bool) {
 }
 
 #[tokio::test]
-async fn a_character_edited_on_another_instance_between_two_sends_speaks_in_the_second() {
+async fn a_character_edited_on_another_instance_between_two_turns_speaks_in_the_second() {
     let Chat {
         app,
         fake,
@@ -87,14 +87,18 @@ async fn a_character_edited_on_another_instance_between_two_sends_speaks_in_the_
             ("LLM_MODEL", "fake-model"),
         ])
         .await;
-    for (i, path) in [
+    // FreeChat's sends, and a Chatter turn in the same chat.
+    let turns = [
         format!("{CHAT}/send/{chat}"),
         format!("{CHAT}/send/stream/{chat}"),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let said = json!({"contentText": format!("Hail {i}")});
+        "/api/v1/chat/chat".to_owned(),
+    ];
+    for (i, path) in turns.iter().enumerate() {
+        let text = format!("Hail {i}");
+        let said = match path.contains("/send/") {
+            true => json!({"contentText": text}),
+            false => json!({"message": text, "conversation_id": chat}),
+        };
         let first = app.post(path, "alice", &said).await;
         assert_eq!(first.status, StatusCode::OK, "{}", first.text);
         let profile = format!("A sailor who once crossed the sea of {i}.");
@@ -107,9 +111,9 @@ async fn a_character_edited_on_another_instance_between_two_sends_speaks_in_the_
             "{path} answered from the old character"
         );
     }
-    // Each send stored its question once, the ones that ran again too.
+    // Each turn stored its question once, the ones that ran again too.
     let said = texts(&history(&app, "alice", &chat).await);
-    assert_eq!(said.iter().filter(|t| t.starts_with("Hail")).count(), 4);
+    assert_eq!(said.iter().filter(|t| t.starts_with("Hail")).count(), 6);
 }
 
 #[tokio::test]

@@ -153,9 +153,9 @@ struct StoredQuestionOf {
 }
 
 /// Stores the turn's question: in a new conversation (one transaction with it), or appended to
-/// its conversation with the quota it claims, checking that its chat's character and backend
-/// are still as the turn used them (when it is a chat's). A question asked before, by a try that failed,
-/// is already stored and holds no quota any more.
+/// its conversation with the quota it claims and, in a chat, checking that the chat's
+/// character and backend are still as the turn used them. A question asked before, by a try
+/// that failed, is already stored and holds no quota any more.
 async fn store_question(
     state: &AppState,
     (record, place): (ConversationRecord, Place),
@@ -317,23 +317,23 @@ impl Turn {
             .or(input.template.map(|t| t.workflow))
             .unwrap_or(Workflow::Plain);
         let dialect = input.dialect;
-        let chatter = input.session.is_none();
-        let again = input.clone();
+        // A Chatter turn may find itself in a chat, whose snapshot its question checks; a
+        // FreeChat send runs itself again, with what its chat says.
+        let again = input.session.is_none().then(|| input.clone());
         let first = Box::pin(Self::prepare(state, user_id, input, started, &mut workflow));
-        let result = match first.await {
-            // A Chatter turn in a chat whose character or backend changed since its snapshot:
-            // the model request is dropped already; the turn runs again on a fresh snapshot.
-            Err(ServiceError::ChatChanged) if chatter => {
+        let result = match (first.await, again) {
+            // The chat's character or backend changed since its snapshot: the model request
+            // is dropped already, and the turn runs again on a fresh snapshot.
+            (Err(ServiceError::ChatChanged), Some(again)) => {
                 let resumed = again.resume.as_ref().map(|q| q.conversation_id.clone());
-                let chat_id = again
-                    .conversation_id
-                    .clone()
-                    .or(resumed)
-                    .unwrap_or_default();
-                sessions::refresh(state, user_id, &chat_id).await?;
-                Box::pin(Self::prepare(state, user_id, again, started, &mut workflow)).await
+                let chat_id = again.conversation_id.clone().or(resumed);
+                async {
+                    sessions::refresh(state, user_id, &chat_id.unwrap_or_default()).await?;
+                    Box::pin(Self::prepare(state, user_id, again, started, &mut workflow)).await
+                }
+                .await
             }
-            other => other,
+            (result, _) => result,
         };
         if let Err(error) = &result
             && error.class().is_service_side()
