@@ -15,6 +15,9 @@ mod races;
 #[path = "freechat_snapshot.rs"]
 mod snapshot;
 
+#[path = "freechat_branches.rs"]
+mod branches;
+
 const CHARACTER: &str = "/api/v1/character";
 const CHAT: &str = "/api/v1/chat";
 

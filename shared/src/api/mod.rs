@@ -47,7 +47,9 @@ impl Group {
     pub(crate) fn routes(self) -> (Router<AppState>, Router<AppState>) {
         match self {
             Group::Conversations => (
-                chatter::conversations::routes().merge(chatter::feedback::routes()),
+                chatter::conversations::routes()
+                    .merge(chatter::feedback::routes())
+                    .merge(chatter::transfer::routes()),
                 Router::new(),
             ),
             Group::Chat => (chatter::chat::chat_routes(), Router::new()),

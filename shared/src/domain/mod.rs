@@ -7,6 +7,7 @@ mod conversation;
 mod document;
 mod message;
 mod session;
+mod tree;
 mod workflow;
 
 pub use character::{
@@ -20,6 +21,7 @@ pub use message::{
     Feedback, MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, Rating, StoredQuestion,
 };
 pub use session::{ChatSession, ChatSettings, ChatSnapshot, LifetimeUsage, QuotaClaim, QuotaHold};
+pub use tree::{BranchView, Parent, Placement, Tree};
 pub use workflow::Workflow;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use super::characters::{default_backend, visible_character};
 use super::chat::{beside_the_question, within_rate_limit};
 use super::sessions::{
-    NewestMessages, ReadyChat, backend_model, own_chat, ready, refreshed, save_quietly,
+    ReadyChat, active_branch_of, backend_model, own_chat, ready, refreshed, save_quietly,
     scene_prompt,
 };
 use crate::AppState;
-use crate::domain::{BackendSettings, Character, Message, MessageRole, Persona};
+use crate::domain::{Character, Message, MessageRole, Persona};
 use crate::error::{ApiResult, ServiceError};
 use crate::llm::{CompletionRequest, PromptMessage, Provider};
 use crate::store::PendingCount;
@@ -26,7 +26,7 @@ const NO_HISTORY_YET: &str = "(The conversation has not started yet.)";
 /// user's next message.
 ///
 /// One DynamoDB step before the model: the rate-limit count, the chat, the assistant and the
-/// chat's newest messages together; the chat's character and backend come from the chat's
+/// chat's messages together (the active branch is walked among them in memory); the chat's character and backend come from the chat's
 /// snapshot of them. Storing nothing, the assistant has no transaction to check the snapshot
 /// in: it reads the items beside the model call instead, and when they changed drops the call
 /// at once and asks again from them.
@@ -40,12 +40,11 @@ pub async fn assistant_answer<T, Asking>(
 where
     Asking: Future<Output = ApiResult<T>>,
 {
-    let asked = BackendSettings::DEFAULT_MESSAGE_WINDOW as usize;
-    let (admitted, chat, assistant, newest) = tokio::join!(
+    let (admitted, chat, assistant, messages) = tokio::join!(
         within_rate_limit(count),
         own_chat(state, user_id, chat_id),
         visible_character(state, user_id, assistant_uid),
-        state.store.newest_messages_in(chat_id, asked)
+        state.store.messages_in(chat_id)
     );
     admitted?;
     let chat = chat?;
@@ -54,14 +53,8 @@ where
         .ok_or_else(|| ServiceError::BadRequest("No backend found.".into()))?;
     let (provider, model) = backend_model(state, backend)?;
     let window = backend.settings.message_window_size as usize;
-    let newest = NewestMessages {
-        asked,
-        messages: newest?,
-    };
-    let newest = match newest.newest(window) {
-        Some(newest) => newest,
-        None => state.store.newest_messages(&chat, window).await?,
-    };
+    let mut newest = active_branch_of(&chat, messages?);
+    newest.truncate(window);
     let prompt = |ready: &ReadyChat| {
         let system = format!(
             "{}\n\n{ASSISTANT_TASK}",

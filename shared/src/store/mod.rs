@@ -12,6 +12,7 @@ mod rate_limit;
 mod sessions;
 mod stats;
 pub mod table;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;

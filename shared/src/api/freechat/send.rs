@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::domain::{BackendSettings, JsonObject, MAX_MESSAGE_CHARS, StoredQuestion};
+use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
 use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, Resumed};
 use crate::http::idempotency::StreamOutcome;
@@ -24,8 +24,7 @@ use crate::metrics::Dialect;
 use crate::service::assistant::assistant_answer;
 use crate::service::chat::{ChatInput, Delivery, Turn, TurnEvent, within_rate_limit};
 use crate::service::sessions::{
-    NewestMessages, ReadyChat, SessionTurn, chat_settings, own_chat, ready, refreshed,
-    save_quietly, session_prompt,
+    ReadyChat, SessionTurn, chat_settings, own_chat, ready, refreshed, save_quietly, session_prompt,
 };
 use crate::store::PendingCount;
 
@@ -125,29 +124,21 @@ async fn begin_turn(
     (resume, count): Resumed,
 ) -> ApiResult<Turn> {
     let said = body.said()?;
-    // The rate-limit count and the chat's newest messages go out with the chat's read, which
-    // finds its character and backend in the chat's snapshot of them: the window is the
-    // backend's, so as many are read as the default window holds, with a resumed question;
-    // a larger window reads again.
-    let newest = BackendSettings::DEFAULT_MESSAGE_WINDOW as usize + 1;
-    let (admitted, chat, newest) = tokio::join!(
+    // The rate-limit count and the chat's messages go out with the chat's read, which finds
+    // its character and backend in the chat's snapshot of them: the turn walks the active
+    // branch among the messages in memory.
+    let (admitted, chat, messages) = tokio::join!(
         within_rate_limit(count.as_ref().map(|Extension(count)| count)),
         own_chat(state, user_id, chat_id),
-        async {
-            let messages = state.store.newest_messages_in(chat_id, newest).await;
-            messages.map(|messages| NewestMessages {
-                asked: newest,
-                messages,
-            })
-        }
+        state.store.messages_in(chat_id)
     );
     admitted?;
-    let (chat, newest) = (chat?, newest?);
+    let (chat, messages) = (chat?, messages?);
     let resume = resume.map(|Extension(question)| question);
     let ready = ready(state, user_id, chat.clone()).await?;
     let asked = Asked {
         said: &said,
-        newest: &newest,
+        messages: &messages,
         resume: resume.as_ref(),
         delivery,
     };
@@ -167,7 +158,7 @@ async fn begin_turn(
 #[derive(Clone, Copy)]
 struct Asked<'a> {
     said: &'a Said,
-    newest: &'a NewestMessages,
+    messages: &'a [Message],
     resume: Option<&'a StoredQuestion>,
     delivery: Delivery,
 }
@@ -212,7 +203,7 @@ async fn turn_in(
             system_prompt_override: Some(system_prompt),
             user_metadata: Some(user_metadata),
             session: Some(SessionTurn {
-                newest: Some(asked.newest.clone()),
+                messages: Some(asked.messages.to_vec()),
                 ..ready.turn()
             }),
             resume: asked.resume.cloned(),

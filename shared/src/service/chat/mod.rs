@@ -8,5 +8,6 @@ mod turn;
 
 pub use templates::Template;
 pub use turn::{
-    ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, beside_the_question, within_rate_limit,
+    Branching, ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, beside_the_question,
+    within_rate_limit,
 };
