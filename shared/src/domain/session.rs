@@ -49,9 +49,10 @@ pub struct ChatSnapshot {
 
 impl ChatSnapshot {
     /// The snapshot of a chat's character and backend, without what no turn reads (pictures,
-    /// drafts, tags, the parent, the free-form extension).
+    /// drafts, tags, the parent, the free-form extension, the default backend).
     pub fn of(character: &Character, backend: &Backend) -> Self {
         let mut character = character.clone();
+        character.default_backend_id = None;
         let info = &mut character.info;
         (
             info.avatar,
@@ -65,6 +66,20 @@ impl ChatSnapshot {
             character,
             backend: backend.clone(),
         }
+    }
+
+    /// Whether both are the versions `other` has (what a question's transaction checks).
+    pub fn same_versions(&self, other: &Self) -> bool {
+        fn version(s: &ChatSnapshot) -> (&str, DateTime<Utc>, &str, DateTime<Utc>) {
+            let (character, backend) = (&s.character, &s.backend);
+            (
+                &character.uid,
+                character.modified_at,
+                &backend.id,
+                backend.modified_at,
+            )
+        }
+        version(self) == version(other)
     }
 
     /// Whether it is of the character and backend this session talks to.

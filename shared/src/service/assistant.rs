@@ -82,7 +82,7 @@ where
             return Ok(());
         }
         let live = refreshed(state, user_id, chat.clone()).await?;
-        match live.snapshot() == used {
+        match live.snapshot().same_versions(&used) {
             true => Ok(()),
             false => Err(ServiceError::ChatChanged),
         }
