@@ -443,3 +443,119 @@ async fn a_conversation_exported_from_the_playground_downloads_and_imports_again
     screenshot(client, "playground-imported").await;
     client.clone().close().await.unwrap();
 }
+
+/// A long answer, a word every 150 ms: time enough to act while it is written.
+fn long_answer() -> String {
+    (1..=60).map(|i| format!("word{i} ")).collect()
+}
+
+impl Playground {
+    /// The id of the conversation the page made, the newest one listed.
+    async fn newest_conversation(&self) -> String {
+        let listed = self.api_get("/api/v1/chat/conversations").await;
+        listed["conversations"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Waits until the answer being written shows at least a few words.
+    async fn wait_for_words(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let shown = text_of(&self.client, "#messages li.assistant .text").await;
+            if shown.split_whitespace().count() >= 3 {
+                return shown;
+            }
+            assert!(Instant::now() < deadline, "no answer came: {shown:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_long_answer_stopped_from_the_playground_keeps_what_was_said() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    let answer = long_answer();
+    playground
+        .fake
+        .push(Script::slow_reply(&answer, Duration::from_millis(150)));
+    playground.type_into("message", "Talk for a while").await;
+    playground.click("send").await;
+    playground.wait_for_words().await;
+
+    playground.press("#stop").await;
+
+    wait_for_text(client, "#status", "Stopped").await;
+    let id = playground.newest_conversation().await;
+    let messages = playground
+        .api_get(&format!("/api/v1/chat/conversations/{id}/messages"))
+        .await;
+    assert_eq!(messages[1]["finish_reason"], "cancelled", "{messages}");
+    let kept = messages[1]["content"].as_str().unwrap();
+    assert!(!kept.is_empty() && answer.starts_with(kept) && kept.len() < answer.len());
+    screenshot(client, "playground-stopped").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_page_reloaded_mid_answer_resumes_the_stream_to_its_end() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    let answer = long_answer();
+    playground
+        .fake
+        .push(Script::slow_reply(&answer, Duration::from_millis(150)));
+    playground.type_into("message", "Talk for a while").await;
+    playground.click("send").await;
+    playground.wait_for_words().await;
+
+    client.refresh().await.unwrap();
+
+    // The reloaded page follows the running answer: it grows again, then is whole.
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.last().map(|s| s.trim()) != Some(answer.trim()) {
+        assert!(Instant::now() < deadline, "the answer stopped at {seen:?}");
+        let shown = text_of(client, "#messages li.assistant .text").await;
+        if !shown.is_empty() && seen.last() != Some(&shown) {
+            seen.push(shown);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.len() >= 3, "the resumed answer came in {seen:?}");
+    screenshot(client, "playground-resumed").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_regenerated_answer_is_a_second_version_to_switch_back_from() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    playground.ask("Name a colour", "Blue.").await;
+    playground.fake.push(Script::reply("Red."));
+
+    playground
+        .press(r#"#messages li.assistant button[aria-label="Regenerate this answer"]"#)
+        .await;
+
+    wait_for_text(client, "#messages li.assistant .version", "2/2").await;
+    wait_for_text(client, "#messages li.assistant .text", "Red.").await;
+    playground
+        .press(r#"#messages li.assistant button[aria-label="Previous version"]"#)
+        .await;
+    wait_for_text(client, "#messages li.assistant .version", "1/2").await;
+    wait_for_text(client, "#messages li.assistant .text", "Blue.").await;
+    let id = playground.newest_conversation().await;
+    let conversation = playground
+        .api_get(&format!("/api/v1/chat/conversations/{id}"))
+        .await;
+    let messages = playground
+        .api_get(&format!("/api/v1/chat/conversations/{id}/messages"))
+        .await;
+    assert_eq!(conversation["active_message_id"], messages[1]["id"]);
+    assert_eq!(messages[1]["content"], "Blue.");
+    screenshot(client, "playground-branches").await;
+    client.clone().close().await.unwrap();
+}

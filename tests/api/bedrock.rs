@@ -269,7 +269,10 @@ async fn a_streamed_tools_turn_assembles_tool_use_from_its_deltas() {
     assert_eq!(results.len(), 2, "parallel results are one user message");
     assert_eq!(results[1]["toolResult"]["toolUseId"], "tooluse_1");
     let stored = streamed_messages(&app, &frames).await;
-    assert_eq!(stored.last().unwrap()["content"], "42 and 4.");
+    // A turn that may call tools stores its answer when done, after its tool results.
+    let roles: Vec<&str> = stored.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "tool", "tool", "assistant"]);
+    assert_eq!(stored[3]["content"], "42 and 4.");
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ mod idempotency;
 mod limits;
 mod openapi;
 mod rag;
+mod resume;
 mod search;
 mod storage_faults;
 mod streaming;

@@ -310,7 +310,10 @@ async fn every_event_stream_describes_its_events_one_by_one() {
             }
         }
     }
-    assert_eq!(streams, 3, "/streaming and FreeChat's two stream routes");
+    assert_eq!(
+        streams, 4,
+        "/streaming, its resumed /stream and FreeChat's two stream routes"
+    );
 }
 
 #[tokio::test]

@@ -80,7 +80,7 @@ async fn a_streamed_rag_answer_reports_retrieval_and_ends_with_its_sources() {
         .await
         .unwrap()
         .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|e| e.lines().find_map(|line| line.strip_prefix("data: ")))
         .filter_map(|d| serde_json::from_str(d).ok())
         .collect();
     let retrieve = frames

@@ -306,7 +306,7 @@ async fn a_streamed_tool_run_is_announced_with_its_details() {
     let text = response.text().await.unwrap();
     let frames: Vec<Value> = text
         .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|e| e.lines().find_map(|line| line.strip_prefix("data: ")))
         .filter_map(|d| serde_json::from_str(d).ok())
         .collect();
     let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();

@@ -338,3 +338,11 @@ pub fn sse_frames(body: &str) -> Vec<Value> {
         .map(|data| serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.into())))
         .collect()
 }
+
+/// The `id:` of each event of a Server-Sent Events body that has one, in order.
+pub fn sse_ids(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("id: ")))
+        .map(str::to_owned)
+        .collect()
+}

@@ -8,7 +8,7 @@ const settings = {
   get stream() { return ($("stream-base").value || this.api).replace(/\/+$/, ""); },
   get token() { return $("token").value.trim(); },
 };
-const state = { dialect: "chatter", conversation: null, chat: null, busy: false };
+const state = { dialect: "chatter", conversation: null, chat: null, busy: false, running: null };
 
 function say(text, kind) {
   const status = $("status");
@@ -185,20 +185,108 @@ async function loadConversations() {
 }
 
 async function openConversation(c) {
-  state.conversation = c;
+  remember(c);
   state.dialect = "chatter";
   $("chat-title").textContent = c ? c.title : "New conversation";
   $("messages").replaceChildren();
+  let running = null;
   if (c) {
-    const messages = await json("GET", "/api/v1/chat/conversations/" + c.id + "/messages");
+    const messages = await json("GET", "/api/v1/chat/conversations/" + c.id + "/messages?limit=100");
     for (const m of messages) {
       if (m.role === "tool") continue;
       const body = bubble(m.role, m.content);
-      if (m.role === "assistant") rating(body, c.id, m.id, m.feedback);
+      messageControls(body, c.id, m);
+      if (m.status === "streaming") running = body;
     }
   }
   await loadConversations();
   $("message").focus();
+  // An answer still being written (the page was reloaded, or another tab asked): follow it.
+  if (running && !state.busy) await resumeAnswer(c.id, running);
+}
+
+/// The conversation the page shows, kept for a reload of the tab.
+function remember(c) {
+  state.conversation = c;
+  if (c) sessionStorage.setItem("playground.conversation", JSON.stringify(c));
+  else sessionStorage.removeItem("playground.conversation");
+}
+
+/// Under a message: the versions it has (its siblings) to move between, and regenerate (an
+/// answer) or edit (a question); answers get their rating too.
+function messageControls(body, conversationId, m) {
+  const bar = document.createElement("div");
+  bar.className = "message-actions";
+  bar.setAttribute("role", "group");
+  bar.setAttribute("aria-label", m.role + " message actions");
+  const siblings = m.sibling_ids || [];
+  const at = siblings.indexOf(m.id);
+  if (siblings.length > 1) {
+    const step = (delta, text, name) => action(text, name,
+      at + delta < 0 || at + delta >= siblings.length,
+      () => switchBranch(conversationId, siblings[at + delta]));
+    const position = document.createElement("span");
+    position.className = "version";
+    position.textContent = (at + 1) + "/" + siblings.length;
+    bar.append(step(-1, "\u2039", "Previous version"), position, step(1, "\u203A", "Next version"));
+  }
+  if (m.role === "assistant" && m.status !== "streaming") {
+    bar.append(action("Regenerate", "Regenerate this answer", false,
+      () => branchTurn({ conversation_id: conversationId, regenerate_message_id: m.id })));
+  } else if (m.role === "user") {
+    bar.append(action("Edit", "Edit this message", false, () => {
+      const text = prompt("Edit the message (its new answer becomes another branch)", m.content);
+      if (!text || !text.trim()) return undefined;
+      return branchTurn({ conversation_id: conversationId, edit_message_id: m.id, message: text.trim() });
+    }));
+  }
+  body.parentElement.append(bar);
+  if (m.role === "assistant" && m.status !== "streaming") {
+    showSources(body, m.metadata?.sources);
+    rating(body, conversationId, m.id, m.feedback);
+  }
+}
+
+function action(text, name, disabled, handler) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "small";
+  button.textContent = text;
+  button.disabled = disabled;
+  button.setAttribute("aria-label", name);
+  button.addEventListener("click", guarded(async () => {
+    if (!state.busy) await handler();
+  }));
+  return button;
+}
+
+async function switchBranch(conversationId, messageId) {
+  await json("PUT", "/api/v1/chat/conversations/" + conversationId, { active_message_id: messageId });
+  await openConversation(state.conversation);
+  say("Showing another version.");
+}
+
+/// A regenerate or an edit: streamed like any turn, then the conversation shown on its new
+/// branch.
+async function branchTurn(body) {
+  await answering(async () => {
+    if (body.message) bubble("user", body.message);
+    await streamChatter(body);
+  });
+  await openConversation(state.conversation);
+}
+
+/// Follows the conversation's running answer from its start, on whichever instance runs it.
+async function resumeAnswer(conversationId, answer) {
+  const response = await call("GET", "/api/v1/chat/conversations/" + conversationId + "/stream",
+    undefined, settings.stream);
+  if (response.status === 204) return;
+  answer.textContent = "";
+  await answering(async () => {
+    say("Resuming the answer being written…");
+    await readChunks(response, answer, conversationId);
+  });
+  await openConversation(state.conversation);
 }
 
 async function renameConversation(c) {
@@ -249,28 +337,49 @@ async function sendChatter(text) {
   if ($("template").value) body.workflow_template = $("template").value;
   if ($("use-documents").checked) body.enable_retrieval = true;
   bubble("user", text);
+  const fresh = !state.conversation;
+  await streamChatter(body);
+  if (fresh && state.conversation) remember({ ...state.conversation, title: text.slice(0, 50) });
+  // Shown again as stored: with each message's versions, actions and rating.
+  await openConversation(state.conversation);
+}
+
+/// One Chatter turn through /streaming, its answer growing in a new bubble; returns the
+/// conversation it ran in.
+async function streamChatter(body) {
   const answer = bubble("assistant", "");
   const response = await call("POST", "/api/v1/chat/streaming", body, settings.stream);
-  let conversationId = state.conversation?.id;
+  return readChunks(response, answer, body.conversation_id);
+}
+
+/// Shows a stream's chunks in `answer`; meanwhile its conversation's turn can be stopped.
+async function readChunks(response, answer, conversationId) {
+  let id = conversationId;
   await readEvents(response, (data) => {
     if (data === "[DONE]") return;
     const chunk = JSON.parse(data);
-    conversationId = chunk.conversation_id || conversationId;
+    id = chunk.conversation_id || id;
+    state.running = id;
+    // A new conversation is known from the first chunk on, so a reload can come back to it.
+    if (!state.conversation && id) remember({ id, title: "New conversation" });
     if (chunk.type === "token") answer.textContent += chunk.content;
     else if (chunk.type === "end") {
       showSources(answer, chunk.metadata?.sources);
-      rating(answer, conversationId, chunk.message_id);
-    }
-    else if (chunk.type === "error") {
+      if (chunk.metadata?.finish_reason === "cancelled") say("Stopped; the answer so far is kept.");
+      else rating(answer, id, chunk.message_id);
+    } else if (chunk.type === "error") {
       answer.parentElement.classList.add("error");
       say(chunk.content, "error");
     }
   });
-  if (!state.conversation && conversationId) {
-    state.conversation = { id: conversationId, title: text.slice(0, 50) };
-    $("chat-title").textContent = state.conversation.title;
-  }
-  await loadConversations();
+  return id;
+}
+
+/// Asks the running turn to stop through the API: it may run on another instance.
+async function stop() {
+  if (!state.running) return;
+  const response = await call("POST", "/api/v1/chat/conversations/" + state.running + "/stop");
+  say(response.status === 202 ? "Stopping…" : "Nothing is running.");
 }
 
 // ---- FreeChat: characters and their chats ----
@@ -325,6 +434,7 @@ async function createCharacter(event) {
 async function sendFreeChat(text) {
   bubble("user", text);
   const answer = bubble("assistant", "");
+  state.running = state.chat.id;
   const response = await call("POST", "/api/v1/chat/send/stream/" + state.chat.id,
     { contents: [{ type: "text", content: text }] }, settings.stream);
   await readEvents(response, (data) => {
@@ -359,6 +469,11 @@ async function connect() {
   }
   await Promise.all([loadConversations(), loadTemplates(), loadDocuments(), loadChats()]);
   say("Connected as the token's user.");
+  // A reload comes back to the conversation it showed, and to its answer if one is running.
+  const open = sessionStorage.getItem("playground.conversation");
+  if (open) {
+    await openConversation(JSON.parse(open)).catch(() => openConversation(null));
+  }
 }
 
 async function mintToken() {
@@ -395,17 +510,27 @@ async function send(event) {
     say("Create a character or pick a chat first.", "error");
     return;
   }
-  state.busy = true;
-  $("send").disabled = true;
   $("message").value = "";
-  say("Answering…");
-  try {
+  await answering(async () => {
     if (state.dialect === "freechat") await sendFreeChat(text);
     else await sendChatter(text);
-    say("Answered.");
+  });
+}
+
+/// Runs one answer: sending is off and Stop is on until it ends.
+async function answering(work) {
+  state.busy = true;
+  $("send").disabled = true;
+  $("stop").hidden = false;
+  say("Answering…");
+  try {
+    await work();
+    if (!$("status").textContent.startsWith("Stopped")) say("Answered.");
   } finally {
     state.busy = false;
+    state.running = null;
     $("send").disabled = false;
+    $("stop").hidden = true;
     $("message").focus();
   }
 }
@@ -447,6 +572,7 @@ $("import").addEventListener("submit", guarded(async (e) => {
 }));
 $("new-character").addEventListener("submit", guarded(createCharacter));
 $("composer").addEventListener("submit", guarded(send));
+$("stop").addEventListener("click", guarded(stop));
 $("message").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey) {
     e.preventDefault();

@@ -12,12 +12,12 @@ use crate::AppState;
 /// An endpoint group, deployed as one Lambda function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {
-    /// Chatter conversations and messages.
+    /// Chatter conversations and messages, and stopping a running turn.
     Conversations,
     /// Chatter's request/response chat: `/chat` and `/template/{name}`.
     Chat,
     /// The streaming routes of both dialects, run under Lambda response streaming: Chatter's
-    /// `/streaming`, FreeChat's `/send/stream/...`.
+    /// `/streaming` and `/conversations/{id}/stream`, FreeChat's `/send/stream/...`.
     ChatStream,
     /// What the API offers and how it has run: templates, tools, MCP status, performance
     /// statistics, and the OpenAPI document.
@@ -49,12 +49,15 @@ impl Group {
             Group::Conversations => (
                 chatter::conversations::routes()
                     .merge(chatter::feedback::routes())
-                    .merge(chatter::transfer::routes()),
+                    .merge(chatter::transfer::routes())
+                    .merge(chatter::streams::stop_routes()),
                 Router::new(),
             ),
             Group::Chat => (chatter::chat::chat_routes(), Router::new()),
             Group::ChatStream => (
-                chatter::chat::streaming_routes().merge(freechat::send::streaming_routes()),
+                chatter::chat::streaming_routes()
+                    .merge(chatter::streams::stream_routes())
+                    .merge(freechat::send::streaming_routes()),
                 Router::new(),
             ),
             Group::Catalog => (

@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::chatter::{chat, conversations, documents, feedback, transfer, workflows};
+use super::chatter::{chat, conversations, documents, feedback, streams, transfer, workflows};
 use super::freechat::{characters, messages, send, sessions};
 use crate::AppState;
 use crate::http::problem::Problem;
@@ -30,6 +30,8 @@ use crate::http::problem::Problem;
         chat::chat,
         chat::chat_with_template,
         chat::streaming,
+        streams::stream_answer,
+        streams::stop_answer,
         chat::list_templates,
         workflows::available_tools,
         workflows::mcp_status,

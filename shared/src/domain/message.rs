@@ -33,7 +33,10 @@ pub struct Message {
     pub provider_used: Option<String>,
     pub response_time_ms: Option<u64>,
     pub cost: Option<f64>,
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<FinishReason>,
+    /// `streaming` while its turn is still writing it: the content is the answer so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MessageStatus>,
     /// Workflow details kept with the message (citations, tool calls).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<JsonObject>,
@@ -41,6 +44,48 @@ pub struct Message {
     /// The user's rating of an assistant message, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback: Option<Feedback>,
+}
+
+/// Why an answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model finished its answer.
+    Stop,
+    /// The model reached its token limit.
+    Length,
+    ToolCalls,
+    ContentFilter,
+    /// Someone asked the turn to stop; the answer is what was generated until then.
+    Cancelled,
+    /// The turn ended without finishing its answer (its function stopped mid-turn).
+    Interrupted,
+    /// The model or the turn failed midway; the answer is what came before.
+    Error,
+    /// A reason no other variant names, as a provider may give one.
+    #[serde(other)]
+    Other,
+}
+
+impl FinishReason {
+    /// The reason a provider gave, in Chat Completions' words.
+    pub fn from_provider(reason: &str) -> Self {
+        match reason {
+            "stop" => Self::Stop,
+            "length" => Self::Length,
+            "tool_calls" | "function_call" => Self::ToolCalls,
+            "content_filter" => Self::ContentFilter,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Where a stored message is in its life; a finished one has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    /// Its turn is still generating it.
+    Streaming,
 }
 
 /// A closed set: a rating is a thumb up or down, nothing else.
@@ -57,6 +102,12 @@ pub struct Feedback {
     pub rating: Rating,
     pub comment: Option<String>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Message {
+    pub fn is_streaming(&self) -> bool {
+        self.status == Some(MessageStatus::Streaming)
+    }
 }
 
 impl Feedback {
@@ -99,7 +150,8 @@ pub struct MessageDraft {
     pub provider_used: Option<String>,
     pub response_time_ms: Option<u64>,
     pub cost: Option<f64>,
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<FinishReason>,
+    pub status: Option<MessageStatus>,
     pub metadata: Option<JsonObject>,
 }
 
@@ -116,7 +168,17 @@ impl MessageDraft {
             response_time_ms: None,
             cost: None,
             finish_reason: None,
+            status: None,
             metadata: None,
+        }
+    }
+
+    /// An assistant answer that its turn is about to generate, stored empty beside the
+    /// question so that readers can follow it and anyone can stop it.
+    pub fn streaming_answer() -> Self {
+        Self {
+            status: Some(MessageStatus::Streaming),
+            ..Self::new(MessageRole::Assistant, "")
         }
     }
 
@@ -131,6 +193,20 @@ impl MessageDraft {
     pub fn after(mut self, parent: Parent) -> Self {
         self.parent = Some(parent);
         self
+    }
+
+    /// The finished message that takes `answer`'s place: its id, position, parent and creation
+    /// time.
+    pub fn finishing(self, answer: &Message) -> Message {
+        Message {
+            id: answer.id.clone(),
+            created_at: answer.created_at,
+            ..self.into_message(
+                &answer.conversation_id,
+                answer.sequence_number,
+                answer.parent.clone(),
+            )
+        }
     }
 
     pub fn into_message(
@@ -155,6 +231,7 @@ impl MessageDraft {
             response_time_ms: self.response_time_ms,
             cost: self.cost,
             finish_reason: self.finish_reason,
+            status: self.status,
             metadata: self.metadata,
             created_at: super::now(),
             feedback: None,

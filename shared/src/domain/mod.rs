@@ -18,7 +18,8 @@ pub use document::{
     Document, DocumentChunk, DocumentPatch, DocumentStatus, DocumentType, NewDocument, sha256_hex,
 };
 pub use message::{
-    Feedback, MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, Rating, StoredQuestion,
+    Feedback, FinishReason, MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, MessageStatus,
+    Rating, StoredQuestion,
 };
 pub use session::{ChatSession, ChatSettings, ChatSnapshot, LifetimeUsage, QuotaClaim, QuotaHold};
 pub use tree::{BranchView, Parent, Placement, Tree};

@@ -103,7 +103,7 @@ impl LifetimeUsage {
     pub fn of(messages: &[Message]) -> Self {
         messages
             .iter()
-            .filter(|m| m.role == MessageRole::Assistant)
+            .filter(|m| m.role == MessageRole::Assistant && !m.is_streaming())
             .fold(Self::default(), |usage, m| Self {
                 replies: usage.replies + 1,
                 input_tokens: usage.input_tokens + u64::from(m.prompt_tokens.unwrap_or(0)),

@@ -14,6 +14,7 @@ pub mod chat;
 pub mod documents;
 pub mod feedback;
 pub mod sessions;
+pub mod streams;
 pub mod transfer;
 
 use crate::error::ServiceError;

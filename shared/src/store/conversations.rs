@@ -929,7 +929,7 @@ impl Store {
     /// Deletes messages in one transaction with what they held on the conversation's
     /// counters, so the two never disagree. A message already gone fails the whole removal
     /// with `on_message_gone`; a conversation gone (or someone else's) with `NotFound`.
-    async fn remove_messages(
+    pub(super) async fn remove_messages(
         &self,
         user_id: &str,
         conversation_id: &str,
@@ -993,7 +993,7 @@ impl Store {
 }
 
 /// A hold's figures as expression values, added (`sign` 1) or taken away (-1).
-fn hold_values(hold: QuotaHold, sign: i64) -> Item {
+pub(super) fn hold_values(hold: QuotaHold, sign: i64) -> Item {
     Item::from([
         (":held_replies".to_owned(), n(sign * hold.replies as i64)),
         (":held_tokens".to_owned(), n(sign * hold.tokens as i64)),

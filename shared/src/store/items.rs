@@ -274,7 +274,7 @@ mod tests {
         draft.prompt_tokens = Some(12);
         draft.completion_tokens = Some(3);
         draft.cost = Some(0.0004);
-        draft.finish_reason = Some("stop".into());
+        draft.finish_reason = Some(crate::domain::FinishReason::Stop);
         let stored = MessageItem::new(draft.into_message("c-1", 42, crate::domain::Parent::Root));
         let item = to_item(&stored).unwrap();
         assert_eq!(item["sk"], AttributeValue::S("MSG#000000000042".into()));

@@ -11,6 +11,7 @@ mod ops;
 mod rate_limit;
 mod sessions;
 mod stats;
+mod streams;
 pub mod table;
 mod transfer;
 
@@ -27,6 +28,7 @@ pub use feedback::FeedbackCounts;
 pub use rate_limit::{PendingCount, RateLimitStatus};
 pub use sessions::ChatRecord;
 pub use stats::{Execution, ExecutionStats, ToolFigures};
+pub use streams::Checkpoint;
 
 use crate::config::{Config, EndpointCredentials};
 

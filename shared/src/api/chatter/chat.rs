@@ -17,7 +17,7 @@ use super::dto::{ConversationResponse, MessageResponse};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::Workflow;
-use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, StoredQuestion};
+use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
 use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, Resumed, is_id};
 use crate::http::idempotency::StreamOutcome;
@@ -29,6 +29,8 @@ use crate::service::chat::{
     Branching, ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, templates,
 };
 use crate::store::PendingCount;
+
+use super::streams::{FrameId, FrameIds, framed};
 
 /// Most documents one turn may name for retrieval.
 pub const MAX_DOCUMENT_IDS: usize = 50;
@@ -300,11 +302,7 @@ impl StreamingChatChunk {
                     ..Default::default()
                 }]
             }
-            TurnEvent::Token(text) => vec![Self {
-                kind: "token",
-                content: Some(text),
-                ..Default::default()
-            }],
+            TurnEvent::Token(text) => vec![Self::token(text)],
             TurnEvent::NodeCompleted {
                 node,
                 duration_ms,
@@ -318,42 +316,87 @@ impl StreamingChatChunk {
                     ..Default::default()
                 }]
             }
-            TurnEvent::Finished(outcome) => vec![
-                Self {
-                    kind: "usage",
-                    usage: Some(serde_json::json!({
-                        "prompt_tokens": outcome.usage.prompt_tokens,
-                        "completion_tokens": outcome.usage.completion_tokens,
-                        "total_tokens": outcome.usage.prompt_tokens + outcome.usage.completion_tokens,
-                        "cost": outcome.cost,
-                    })),
-                    ..Default::default()
-                },
-                Self {
-                    kind: "end",
-                    message_id: Some(outcome.message.id.clone()),
-                    metadata: Some(serde_json::json!({
-                        "finish_reason": outcome.message.finish_reason,
-                        "model": outcome.message.model_used,
-                        "provider": outcome.message.provider_used,
-                        "response_time_ms": outcome.message.response_time_ms,
-                        "sources": outcome.message.metadata.as_ref().and_then(|m| m.get("sources")),
-                    })),
-                    ..Default::default()
-                },
-            ],
-            TurnEvent::Failed(error) => vec![Self {
-                kind: "error",
-                content: Some(problem::problem(&error).detail),
-                ..Default::default()
-            }],
+            TurnEvent::Finished(outcome) => Self::finished(&outcome.message),
+            TurnEvent::Failed(error) => vec![Self::error(problem::problem(&error).detail)],
         }
     }
 
-    fn into_event(mut self, conversation_id: &str, correlation_id: &str) -> Event {
+    /// The first frame, naming the answer being generated.
+    pub fn start(message_id: Option<String>) -> Self {
+        Self {
+            kind: "start",
+            message_id,
+            ..Default::default()
+        }
+    }
+
+    pub fn token(text: String) -> Self {
+        Self {
+            kind: "token",
+            content: Some(text),
+            ..Default::default()
+        }
+    }
+
+    pub fn error(detail: String) -> Self {
+        Self {
+            kind: "error",
+            content: Some(detail),
+            ..Default::default()
+        }
+    }
+
+    /// The last frames of a stream: the stored answer's usage, then how it ended.
+    pub fn finished(message: &Message) -> Vec<Self> {
+        let (prompt, completion) = (
+            message.prompt_tokens.unwrap_or(0),
+            message.completion_tokens.unwrap_or(0),
+        );
+        vec![
+            Self {
+                kind: "usage",
+                usage: Some(serde_json::json!({
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                    "cost": message.cost.unwrap_or(0.0),
+                })),
+                ..Default::default()
+            },
+            Self::end(message.id.clone(), message.finish_reason, message),
+        ]
+    }
+
+    /// The `end` frame of an answer that ended for `finish_reason`.
+    pub fn end(message_id: String, finish_reason: Option<FinishReason>, message: &Message) -> Self {
+        Self {
+            kind: "end",
+            message_id: Some(message_id),
+            metadata: Some(serde_json::json!({
+                "finish_reason": finish_reason,
+                "model": message.model_used,
+                "provider": message.provider_used,
+                "response_time_ms": message.response_time_ms,
+                "sources": message.metadata.as_ref().and_then(|m| m.get("sources")),
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// The chunk as the event with this id in its turn's stream.
+    pub fn into_event(mut self, conversation_id: &str, correlation_id: &str, id: FrameId) -> Event {
         self.conversation_id = Some(conversation_id.to_owned());
         self.correlation_id = Some(correlation_id.to_owned());
-        Event::default().data(serde_json::to_string(&self).unwrap_or_default())
+        Event::default()
+            .id(id.to_string())
+            .data(serde_json::to_string(&self).unwrap_or_default())
+    }
+
+    /// The answer's text this chunk carries, which its frame id counts.
+    pub fn text(&self) -> Option<&str> {
+        (self.kind == "token")
+            .then_some(self.content.as_deref())
+            .flatten()
     }
 }
 
@@ -361,7 +404,7 @@ impl StreamingChatChunk {
     post, path = "/api/v1/chat/streaming", tag = "chat",
     request_body = ChatRequest,
     responses(
-        (status = 200, description = "Server-Sent Events: `data: <StreamingChatChunk>` frames (start, node_start, token, node_complete, usage, end or error), then `data: [DONE]`", content_type = "text/event-stream", body = ServerSentEvent),
+        (status = 200, description = "Server-Sent Events: `data: <StreamingChatChunk>` frames (start, node_start, token, node_complete, usage, end or error), then `data: [DONE]`. Every frame has an `id:` line, `<characters of answer text sent so far>-<frames since that text>`, increasing through the turn: `GET /conversations/{id}/stream` with it as `Last-Event-ID` goes on just after it. `start` names the answer (`message_id`), stored as the turn begins and checkpointed as it grows; a client that goes away does not end the turn. `end`'s `metadata.finish_reason` is `stop`, `length`, `tool_calls`, `content_filter`, or `cancelled` when the turn was stopped (`POST /conversations/{id}/stop`)", content_type = "text/event-stream", body = ServerSentEvent),
         (status = 404, description = "No such conversation or template", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
@@ -378,6 +421,7 @@ pub async fn streaming(
     let input = body.into_input(None, Delivery::Streamed, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     let outcome = StreamOutcome::answering(turn.question());
+    let start = StreamingChatChunk::start(turn.answer_id().map(str::to_owned));
     let heartbeat = state.config.sse_heartbeat;
     let conversation_id = turn.record.conversation.id.clone();
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
@@ -387,25 +431,18 @@ pub async fn streaming(
             .instrument(tracing::Span::current()),
     );
     let failed = outcome.clone();
-
-    let start = StreamingChatChunk {
-        kind: "start",
-        ..Default::default()
-    };
     let chunks =
         futures_util::stream::iter([start])
             .chain(ReceiverStream::new(receiver).flat_map(|event| {
                 futures_util::stream::iter(StreamingChatChunk::from_event(event))
             }))
-            .map(move |chunk| {
+            .inspect(move |chunk| {
                 if chunk.kind == "error" {
                     failed.fail();
                 }
-                chunk.into_event(&conversation_id, &correlation_id)
-            })
-            .chain(futures_util::stream::once(async {
-                Event::default().data("[DONE]")
-            }));
+            });
+    let ids = FrameIds::default();
+    let chunks = framed(chunks, ids, conversation_id, correlation_id);
     let mut response = crate::http::sse::response(chunks, heartbeat);
     response.extensions_mut().insert(outcome);
     Ok(response)

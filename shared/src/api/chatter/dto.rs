@@ -6,7 +6,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{
-    Conversation, ConversationStatus, Feedback, JsonObject, Message, MessageRole, Placement, Tree,
+    Conversation, ConversationStatus, Feedback, FinishReason, JsonObject, Message, MessageRole,
+    MessageStatus, Placement, Tree,
 };
 
 /// A conversation as Chatter's clients see it.
@@ -114,7 +115,11 @@ pub struct MessageResponse {
     pub provider_used: Option<String>,
     pub response_time_ms: Option<u64>,
     pub cost: Option<f64>,
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<FinishReason>,
+    /// `streaming` while its turn still generates it (the content is the latest checkpoint);
+    /// absent once it is finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<MessageStatus>,
     /// Workflow details kept with the message (citations, tool calls).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -149,6 +154,7 @@ impl MessageResponse {
             response_time_ms: m.response_time_ms,
             cost: m.cost,
             finish_reason: m.finish_reason,
+            status: m.status,
             metadata: m.metadata,
             created_at: m.created_at,
             feedback: m.feedback,

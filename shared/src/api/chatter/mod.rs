@@ -5,5 +5,6 @@ pub mod conversations;
 pub mod documents;
 pub mod dto;
 pub mod feedback;
+pub mod streams;
 pub mod transfer;
 pub mod workflows;

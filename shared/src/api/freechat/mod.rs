@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::domain::{Message, MessageRole};
+use crate::domain::{FinishReason, Message, MessageRole};
 use crate::error::{FieldError, LocPart, ServiceError};
 use crate::http::extract::is_id;
 use crate::http::problem::Problem;
@@ -145,15 +145,18 @@ async fn param_names<S: Send + Sync>(parts: &mut Parts, state: &S) -> Vec<String
 /// The finish reason FreeChat reports, from the one a turn stored. FreeChat's model layer
 /// (langchain4j's) names `stop`, `length`, `tool_execution` and `content_filter`, and `other`
 /// for anything else.
-pub(crate) fn finish_reason(stored: &str) -> &'static str {
-    match stored.to_ascii_lowercase().as_str() {
-        "stop" => "stop",
-        "length" => "length",
-        "content_filter" => "content_filter",
-        "tool_calls" | "function_call" | "tool_execution" => "tool_execution",
+pub(crate) fn finish_reason(stored: FinishReason) -> &'static str {
+    match stored {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ContentFilter => "content_filter",
+        FinishReason::ToolCalls => "tool_execution",
         // A reply the model did not finish (it failed, or the turn was cut off or stopped) is
         // neither a whole answer nor one cut at the length limit; the frame's `error` says why.
-        _ => "other",
+        FinishReason::Cancelled
+        | FinishReason::Interrupted
+        | FinishReason::Error
+        | FinishReason::Other => "other",
     }
 }
 
@@ -253,7 +256,7 @@ pub struct LlmResultDto {
 
 impl LlmResultDto {
     /// A whole answer: its text, both as `text` and as the assistant's `message`.
-    pub fn answer(text: String, finish_reason: &str, usage: Option<Usage>) -> Self {
+    pub fn answer(text: String, finish_reason: FinishReason, usage: Option<Usage>) -> Self {
         Self {
             text: Some(text.clone()),
             ..Self::last(text, finish_reason, usage)
@@ -262,7 +265,7 @@ impl LlmResultDto {
 
     /// The last frame of a stream: the whole answer as `message` only, since every `text` of
     /// a stream is a delta.
-    pub fn last(text: String, finish_reason: &str, usage: Option<Usage>) -> Self {
+    pub fn last(text: String, finish_reason: FinishReason, usage: Option<Usage>) -> Self {
         Self {
             message: Some(ChatMessageDto::text("assistant", text)),
             finish_reason: Some(self::finish_reason(finish_reason).to_owned()),
@@ -283,7 +286,7 @@ impl LlmResultDto {
     pub fn failed(partial: String, error: String) -> Self {
         Self {
             message: Some(ChatMessageDto::text("assistant", partial)),
-            finish_reason: Some(finish_reason("error").to_owned()),
+            finish_reason: Some(finish_reason(FinishReason::Error).to_owned()),
             error: Some(error),
             ..Default::default()
         }

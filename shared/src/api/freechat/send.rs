@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
+use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
 use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, Resumed};
 use crate::http::idempotency::StreamOutcome;
@@ -257,7 +257,7 @@ pub async fn send_message(
     let message = outcome.message;
     Ok(Json(LlmResultDto::answer(
         message.content,
-        message.finish_reason.as_deref().unwrap_or("stop"),
+        message.finish_reason.unwrap_or(FinishReason::Stop),
         Some(outcome.usage),
     )))
 }
@@ -316,7 +316,7 @@ pub async fn stream_send_message(
                         }
                         TurnEvent::Finished(outcome) => {
                             let message = outcome.message;
-                            let reason = message.finish_reason.as_deref().unwrap_or("stop");
+                            let reason = message.finish_reason.unwrap_or(FinishReason::Stop);
                             LlmResultDto::last(message.content.clone(), reason, Some(outcome.usage))
                         }
                         TurnEvent::Failed(error) => {
@@ -370,10 +370,13 @@ pub async fn send_assistant(
     let usage = completion
         .usage
         .unwrap_or_else(|| estimated_usage(&request, &completion.content));
-    let reason = completion.finish_reason.unwrap_or_else(|| "stop".into());
+    let reason = completion
+        .finish_reason
+        .as_deref()
+        .map_or(FinishReason::Stop, FinishReason::from_provider);
     Ok(Json(LlmResultDto::answer(
         completion.content,
-        &reason,
+        reason,
         Some(usage),
     )))
 }
@@ -383,7 +386,7 @@ struct Relay {
     chunks: CompletionStream,
     request: CompletionRequest,
     text: String,
-    finish: Option<String>,
+    finish: Option<FinishReason>,
     usage: Option<Usage>,
     done: bool,
 }
@@ -400,7 +403,7 @@ impl Relay {
                     LlmResultDto::delta(delta)
                 }
                 Some(Ok(StreamEvent::Finish(reason))) => {
-                    self.finish = Some(reason);
+                    self.finish = Some(FinishReason::from_provider(&reason));
                     continue;
                 }
                 Some(Ok(StreamEvent::Usage(usage))) => {
@@ -419,8 +422,8 @@ impl Relay {
                     let usage = self
                         .usage
                         .unwrap_or_else(|| estimated_usage(&self.request, &text));
-                    let reason = self.finish.clone().unwrap_or_else(|| "stop".into());
-                    LlmResultDto::last(text, &reason, Some(usage))
+                    let reason = self.finish.unwrap_or(FinishReason::Stop);
+                    LlmResultDto::last(text, reason, Some(usage))
                 }
             };
             return Some((frame, self));

@@ -1,11 +1,13 @@
 //! A chat turn, whichever dialect asked for it: store the user's message, build the prompt,
 //! call the model, store the answer with its usage and cost.
 
+mod live;
 mod prompt;
 pub mod templates;
 mod titles;
 mod turn;
 
+pub use live::CHECKPOINT_INTERVAL;
 pub use templates::Template;
 pub use turn::{
     Branching, ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, beside_the_question,

@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::live::{self, Listeners};
 use super::prompt::{self, estimated_usage};
 use super::templates::Template;
 use super::titles::PendingTitle;
 use crate::AppState;
 use crate::documents::{self, RetrievalQuery, Source};
 use crate::domain::{
-    ChatSnapshot, Conversation, JsonObject, Message, MessageDraft, MessageRole, NewConversation,
-    Parent, Placement, QuotaClaim, QuotaHold, StoredQuestion, Tree, Workflow,
+    ChatSnapshot, Conversation, FinishReason, JsonObject, Message, MessageDraft, MessageRole,
+    NewConversation, Parent, Placement, QuotaClaim, QuotaHold, StoredQuestion, Tree, Workflow,
 };
 use crate::error::{ApiResult, ServiceError, UpstreamFailure};
 use crate::llm::{
@@ -210,6 +211,8 @@ pub struct Turn {
     answer_parent: String,
     /// The answer's siblings already stored when the turn read its conversation.
     siblings: Vec<String>,
+    /// A streamed turn's answer, stored (empty, streaming) beside its question.
+    answer: Option<Message>,
     pub provider: Arc<Provider>,
     pub request: CompletionRequest,
     workflow: Workflow,
@@ -276,48 +279,59 @@ enum Place {
     Existing,
 }
 
-/// What storing a turn's question leaves: the conversation as written, the stored question,
-/// and the quota the turn holds.
+/// What storing a turn's question leaves: the conversation as written, the stored question
+/// (and a streamed turn's answer), and the quota the turn holds.
 struct StoredQuestionOf {
     record: ConversationRecord,
     question: Message,
+    answer: Option<Message>,
     held: Option<QuotaHold>,
 }
 
-/// Stores the turn's question: in a new conversation (one transaction with it), or appended to
-/// its conversation with the quota it claims and, in a chat, checking that the chat's
-/// character and backend are still as the turn used them. A question asked before, by a try
-/// that failed, is already stored and holds no quota any more.
+/// Stores the turn's question, and a streamed turn's empty answer after it: in a new
+/// conversation (one transaction with it), or appended to its conversation with the quota it
+/// claims and, in a chat, checking that the chat's character and backend are still as the
+/// turn used them. A question asked before, by a try that failed, is already stored and holds
+/// no quota any more.
 async fn store_question(
     state: &AppState,
     (record, place): (ConversationRecord, Place),
-    question: MessageDraft,
+    (question, answer): (MessageDraft, Option<MessageDraft>),
     (claim, snapshot): (Option<QuotaClaim>, Option<ChatSnapshot>),
     asked: Option<Message>,
 ) -> ApiResult<StoredQuestionOf> {
     if let Some(question) = asked {
+        let (record, answer) = match answer {
+            Some(answer) => {
+                let (record, mut stored) =
+                    state.store.append_messages(record, vec![answer]).await?;
+                (record, stored.pop())
+            }
+            None => (record, None),
+        };
         return Ok(StoredQuestionOf {
             record,
             question,
+            answer,
             held: None,
         });
     }
     let held = claim.as_ref().map(|c| c.hold);
+    let drafts = std::iter::once(question).chain(answer).collect();
     let (record, mut stored) = if place == Place::NewConversation {
-        state
-            .store
-            .create_conversation_with(record, vec![question])
-            .await?
+        state.store.create_conversation_with(record, drafts).await?
     } else {
         let quota = claim.map_or(QuotaChange::None, QuotaChange::Claim);
         state
             .store
-            .append_checked(record, vec![question], &quota, snapshot.as_ref())
+            .append_checked(record, drafts, &quota, snapshot.as_ref())
             .await?
     };
+    let question = stored.remove(0);
     Ok(StoredQuestionOf {
         record,
-        question: stored.remove(0),
+        question,
+        answer: stored.pop(),
         held,
     })
 }
@@ -399,14 +413,13 @@ struct Round {
 enum RoundEnd {
     Complete,
     Failed(ServiceError),
-    Interrupted,
 }
 
 /// Everything the workflow produced, and how it ended.
 struct Generation {
     content: String,
     usage: Usage,
-    finish_reason: String,
+    finish_reason: FinishReason,
     tool_runs: Vec<ToolRun>,
     end: RoundEnd,
     first_token: Option<Instant>,
@@ -431,9 +444,9 @@ fn error_class(error: &ServiceError) -> &'static str {
     error.class().as_str()
 }
 
-async fn emit(events: Option<&mpsc::Sender<TurnEvent>>, event: TurnEvent) {
+async fn emit(events: Option<&Listeners>, event: TurnEvent) {
     if let Some(events) = events {
-        let _ = events.send(event).await;
+        events.send(event).await;
     }
 }
 
@@ -654,6 +667,21 @@ impl Turn {
         let message = input.message;
         let mut user = MessageDraft::new(MessageRole::User, message.clone()).after(parent);
         user.metadata = input.user_metadata;
+        // A streamed answer is stored as it starts, so that others can follow and stop it, and
+        // checkpointed as it grows. A turn that may call tools stores its answer when done: its
+        // tool results come before the answer in the tree, and so in sequence.
+        let answer = (input.delivery == Delivery::Streamed
+            && !matches!(workflow, Workflow::Tools | Workflow::Full))
+        .then(|| {
+            let draft = MessageDraft::streaming_answer();
+            // Beside a new question it follows that question; otherwise it follows what the
+            // answer it becomes a sibling of follows, or the question asked before.
+            match (&answer_after, &asked) {
+                (Some(parent), _) => draft.after(Parent::Message(parent.clone())),
+                (None, Some(question)) => draft.after(Parent::Message(question.id.clone())),
+                (None, None) => draft,
+            }
+        });
         // A hold outlives the longest turn, so that it counts for as long as its turn runs.
         let claim = quota.as_ref().and_then(|quota| {
             let expires_at = crate::domain::now()
@@ -668,8 +696,14 @@ impl Turn {
         // has started a model request and drops it at once (its 429 is today's), the price
         // of not waiting for the claim before asking the model.
         let storing = async {
-            let stored =
-                store_question(state, (record, place), user, (claim, snapshot), asked).await?;
+            let stored = store_question(
+                state,
+                (record, place),
+                (user, answer),
+                (claim, snapshot),
+                asked,
+            )
+            .await?;
             // Written beside the answer, from the question the new conversation starts with.
             let title = (place == Place::NewConversation)
                 .then(|| {
@@ -751,6 +785,7 @@ impl Turn {
             StoredQuestionOf {
                 record,
                 question: user_message,
+                answer,
                 held,
             },
             title,
@@ -763,6 +798,8 @@ impl Turn {
                     message_id: user_message.id.clone(),
                 };
                 release_hold(state, &record.conversation.id, held).await;
+                let user_id = &record.conversation.user_id;
+                discard_answer(state, user_id, answer.as_ref()).await;
                 return Err(error.after_question(question));
             }
         };
@@ -771,6 +808,7 @@ impl Turn {
             answer_parent: answer_after.unwrap_or_else(|| user_message.id.clone()),
             siblings,
             user_message,
+            answer,
             provider,
             request,
             workflow,
@@ -786,12 +824,11 @@ impl Turn {
         })
     }
 
-    /// One model call. Streaming forwards each token as it arrives and notices a client
-    /// that has gone away.
+    /// One model call. Streaming forwards each token as it arrives.
     async fn call_model(
         &mut self,
         request: &CompletionRequest,
-        events: Option<&mpsc::Sender<TurnEvent>>,
+        events: Option<&Listeners>,
         deadline: Deadline,
     ) -> (Round, RoundEnd) {
         let delivery = match events {
@@ -844,9 +881,7 @@ impl Turn {
                 Ok(StreamEvent::Delta(text)) => {
                     round.first_token.get_or_insert_with(Instant::now);
                     round.content.push_str(&text);
-                    if events.send(TurnEvent::Token(text)).await.is_err() {
-                        return (round, RoundEnd::Interrupted);
-                    }
+                    events.send(TurnEvent::Token(text)).await;
                 }
                 Ok(StreamEvent::ToolCalls(calls)) => round.tool_calls.extend(calls),
                 Ok(StreamEvent::Finish(reason)) => round.finish_reason = Some(reason),
@@ -862,7 +897,7 @@ impl Turn {
     async fn generate(
         &mut self,
         state: &AppState,
-        events: Option<&mpsc::Sender<TurnEvent>>,
+        events: Option<&Listeners>,
         deadline: Deadline,
     ) -> Generation {
         if matches!(self.workflow, Workflow::Rag | Workflow::Full) {
@@ -909,7 +944,10 @@ impl Turn {
             let generation = |end| Generation {
                 content: round.content.clone(),
                 usage,
-                finish_reason: round.finish_reason.clone().unwrap_or_else(|| "stop".into()),
+                finish_reason: round
+                    .finish_reason
+                    .as_deref()
+                    .map_or(FinishReason::Stop, FinishReason::from_provider),
                 tool_runs: tool_runs.clone(),
                 end,
                 first_token,
@@ -1013,7 +1051,7 @@ impl Turn {
         self,
         state: &AppState,
         generation: &Generation,
-        finish_reason: &str,
+        finish_reason: FinishReason,
     ) -> ApiResult<TurnOutcome> {
         let usage = generation.usage;
         let cost = self.provider.cost(usage);
@@ -1025,16 +1063,29 @@ impl Turn {
         draft.provider_used = Some(self.provider.name.clone());
         draft.response_time_ms = Some(self.started.elapsed().as_millis() as u64);
         draft.cost = Some(cost);
-        draft.finish_reason = Some(finish_reason.to_owned());
+        draft.finish_reason = Some(finish_reason);
         draft.metadata = self.metadata(generation);
         let quota = self.held.map_or(QuotaChange::None, QuotaChange::Settle);
-        let (record, mut stored) = state
-            .store
-            .append_with_quota(self.record, vec![draft], &quota)
-            .await?;
-        let message = stored.remove(0);
+        let (record, message) = match &self.answer {
+            Some(answer) => {
+                let answer = draft.finishing(answer);
+                state
+                    .store
+                    .settle_answer(self.record, answer, &quota)
+                    .await?
+            }
+            None => {
+                let (record, mut stored) = state
+                    .store
+                    .append_with_quota(self.record, vec![draft], &quota)
+                    .await?;
+                (record, stored.remove(0))
+            }
+        };
         let mut sibling_ids = self.siblings;
-        sibling_ids.push(message.id.clone());
+        if !sibling_ids.contains(&message.id) {
+            sibling_ids.push(message.id.clone());
+        }
         Ok(TurnOutcome {
             conversation: record.conversation,
             placement: Placement {
@@ -1136,7 +1187,7 @@ impl Turn {
         mut self,
         state: &AppState,
         generation: &Generation,
-        finish_reason: &str,
+        finish_reason: FinishReason,
         error: Option<&ServiceError>,
     ) -> Option<ApiResult<TurnOutcome>> {
         let execution = self.execution(generation, error);
@@ -1144,13 +1195,17 @@ impl Turn {
             .emit(&state.config.metrics_namespace);
         let user_id = self.record.conversation.user_id.clone();
         let (conversation_id, held) = (self.record.conversation.id.clone(), self.held);
+        let answer = self.answer.clone();
         let title = self.title.take();
         let store = async {
-            let stored = if generation.content.is_empty() {
-                None
-            } else {
-                Some(self.finish(state, generation, finish_reason).await)
-            };
+            // A stopped answer is kept even empty: its readers learn that it was stopped.
+            let stored =
+                if generation.content.is_empty() && finish_reason != FinishReason::Cancelled {
+                    discard_answer(state, &user_id, answer.as_ref()).await;
+                    None
+                } else {
+                    Some(self.finish(state, generation, finish_reason).await)
+                };
             // Without a stored answer, no usage replaces what the turn held.
             if !matches!(stored, Some(Ok(_))) {
                 release_hold(state, &conversation_id, held).await;
@@ -1194,13 +1249,13 @@ impl Turn {
             Some(error) => {
                 // Whatever was generated stays stored, marked as cut short by the failure
                 // (as a stream stores it); the client still gets the error.
-                self.conclude(state, &generation, "error", Some(&error))
+                self.conclude(state, &generation, FinishReason::Error, Some(&error))
                     .await;
                 Err(error.after_question(question))
             }
             None => {
-                let reason = generation.finish_reason.clone();
-                self.conclude(state, &generation, &reason, None)
+                let reason = generation.finish_reason;
+                self.conclude(state, &generation, reason, None)
                     .await
                     .unwrap_or_else(|| Err(empty_answer()))
                     .map_err(|error| error.after_question(question))
@@ -1208,33 +1263,65 @@ impl Turn {
         }
     }
 
-    /// Runs the turn as a stream of events. Whatever was generated is stored, also when the
-    /// model fails mid-answer (`finish_reason: "error"`) or the client goes away
-    /// (`"interrupted"`).
+    /// Runs the turn as a stream of events. A client that goes away stops hearing the turn,
+    /// not the turn: its answer is generated to the end and stored (`"stop"`). Meanwhile the
+    /// answer is checkpointed, and a stop requested through the store drops the model's
+    /// request and stores what was generated as `"cancelled"`. A model that fails mid-answer
+    /// leaves what came before stored as `"error"`.
     pub async fn stream(mut self, state: AppState, events: mpsc::Sender<TurnEvent>) {
         let deadline = Deadline::of(&state, self.started, Delivery::Streamed);
-        let mut generation = self.generate(&state, Some(&events), deadline).await;
-        let (reason, error, interrupted) =
-            match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
-                RoundEnd::Interrupted => ("interrupted".to_owned(), None, true),
-                RoundEnd::Failed(e) => ("error".to_owned(), Some(e), false),
-                RoundEnd::Complete if generation.content.is_empty() => (
-                    generation.finish_reason.clone(),
-                    Some(empty_answer()),
-                    false,
-                ),
-                RoundEnd::Complete => (generation.finish_reason.clone(), None, false),
-            };
+        let (listeners, transcript) = Listeners::new(events);
+        let stopped = live::until_stopped(&state.store, self.answer.clone(), transcript);
+        let generated = tokio::select! {
+            generation = self.generate(&state, Some(&listeners), deadline) => Some(generation),
+            () = stopped => None,
+        };
+        let mut generation = generated.unwrap_or_else(|| self.stopped(listeners.text()));
+        let (reason, error) = match std::mem::replace(&mut generation.end, RoundEnd::Complete) {
+            RoundEnd::Failed(e) => (FinishReason::Error, Some(e)),
+            RoundEnd::Complete
+                if generation.content.is_empty()
+                    && generation.finish_reason != FinishReason::Cancelled =>
+            {
+                (generation.finish_reason, Some(empty_answer()))
+            }
+            RoundEnd::Complete => (generation.finish_reason, None),
+        };
         let stored = self
-            .conclude(&state, &generation, &reason, error.as_ref())
+            .conclude(&state, &generation, reason, error.as_ref())
             .await;
         let last = match (error, stored) {
-            _ if interrupted => return,
             (Some(error), _) | (None, Some(Err(error))) => TurnEvent::Failed(Box::new(error)),
             (None, Some(Ok(outcome))) => TurnEvent::Finished(Box::new(outcome)),
             (None, None) => TurnEvent::Failed(Box::new(empty_answer())),
         };
-        let _ = events.send(last).await;
+        listeners.send(last).await;
+    }
+
+    /// What a stopped turn generated: the text its listeners were sent, its usage estimated.
+    fn stopped(&self, content: String) -> Generation {
+        Generation {
+            usage: estimated_usage(&self.request, &content),
+            content,
+            finish_reason: FinishReason::Cancelled,
+            tool_runs: Vec::new(),
+            end: RoundEnd::Complete,
+            first_token: None,
+        }
+    }
+
+    /// The id of a streamed turn's answer, stored as the turn began.
+    pub fn answer_id(&self) -> Option<&str> {
+        self.answer.as_ref().map(|answer| answer.id.as_str())
+    }
+}
+
+/// Removes a streamed turn's empty answer when the turn ends without one; left behind, it
+/// would read as a turn still running until its deadline passes.
+async fn discard_answer(state: &AppState, user_id: &str, answer: Option<&Message>) {
+    let Some(answer) = answer else { return };
+    if let Err(e) = state.store.discard_answer(user_id, answer).await {
+        tracing::warn!(error = ?e, "empty streamed answer not removed");
     }
 }
 

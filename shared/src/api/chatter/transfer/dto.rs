@@ -7,7 +7,9 @@ use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, ToSchema};
 
 use super::super::conversations::ConversationCreate;
-use crate::domain::{Feedback, JsonObject, MAX_MESSAGE_CHARS, MessageDraft, MessageRole, Rating};
+use crate::domain::{
+    Feedback, FinishReason, JsonObject, MAX_MESSAGE_CHARS, MessageDraft, MessageRole, Rating,
+};
 use crate::error::ServiceError;
 use crate::http::validate::Violations;
 use crate::service::transfer::{ConversationImport, ImportedMessage, MAX_IMPORTED_MESSAGES};
@@ -94,7 +96,7 @@ pub struct ImportedMessageRequest {
     pub response_time_ms: Option<u64>,
     #[schema(minimum = 0.0)]
     pub cost: Option<f64>,
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<FinishReason>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<JsonObject>,
     /// An assistant message's rating; its time is the import's.

@@ -1,0 +1,282 @@
+//! A streamed answer while its turn runs: stored empty beside its question (status
+//! `streaming`), checkpointed as it grows, stopped through a flag on its item, and settled
+//! with its usage once the turn ends.
+//!
+//! The stop travels through the answer's own item: a stop request sets the flag (only while
+//! the answer streams), and every checkpoint is conditioned on the flag being absent, so the
+//! turn learns of a stop from the write it makes anyway, on whichever instance it runs.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+
+use super::conversations::{conversation_key, hold_values, n, s, timestamp, write_failed};
+use super::items::{Item, MessageItem, from_item, to_item, usage_attributes};
+use super::{ConversationRecord, QuotaChange, Store, StoreError, classify, keys};
+use crate::domain::{LifetimeUsage, Message, MessageStatus, Parent};
+
+/// Set on a streaming answer's item when someone asks its turn to stop.
+const STOP_REQUESTED: &str = "stop_requested";
+/// How many of a conversation's newest messages are searched for its running answer: the
+/// answer, the tool messages its turn appended after it (10 at most by default), and a
+/// question asked meanwhile.
+const RUNNING_ANSWER_WINDOW: usize = 16;
+
+/// What a checkpoint found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    Saved,
+    /// A stop was requested (or the answer no longer streams): nothing was written.
+    Refused,
+}
+
+fn answer_key(answer: &Message) -> Item {
+    Item::from([
+        (
+            keys::PK.to_owned(),
+            s(keys::conversation_pk(&answer.conversation_id)),
+        ),
+        (
+            keys::SK.to_owned(),
+            s(keys::message_sk(answer.sequence_number)),
+        ),
+    ])
+}
+
+fn streaming() -> Result<aws_sdk_dynamodb::types::AttributeValue, StoreError> {
+    super::conversations::attr(&MessageStatus::Streaming)
+}
+
+impl Store {
+    /// Writes the answer so far, unless a stop was requested or the answer was settled.
+    pub async fn checkpoint_answer(
+        &self,
+        answer: &Message,
+        content: &str,
+    ) -> Result<Checkpoint, StoreError> {
+        let written = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(answer_key(answer)))
+            .update_expression("SET #content = :content")
+            .condition_expression("#status = :streaming AND attribute_not_exists(#stop)")
+            .expression_attribute_names("#content", "content")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#stop", STOP_REQUESTED)
+            .expression_attribute_values(":content", s(content))
+            .expression_attribute_values(":streaming", streaming()?)
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(Checkpoint::Saved),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(Checkpoint::Refused)
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    /// Whether a stop was requested for the answer: a read of the flag alone, for a turn
+    /// that has had no new text to checkpoint for a while.
+    pub async fn stop_requested(&self, answer: &Message) -> Result<bool, StoreError> {
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(answer_key(answer)))
+            .projection_expression("#stop")
+            .expression_attribute_names("#stop", STOP_REQUESTED)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(output
+            .item
+            .is_some_and(|item| item.contains_key(STOP_REQUESTED)))
+    }
+
+    /// Asks the answer's turn to stop; `false` when the answer no longer streams.
+    pub async fn request_stop(&self, answer: &Message) -> Result<bool, StoreError> {
+        let written = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(answer_key(answer)))
+            .update_expression("SET #stop = :requested")
+            .condition_expression("#status = :streaming")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#stop", STOP_REQUESTED)
+            .expression_attribute_values(":requested", timestamp(crate::domain::now()))
+            .expression_attribute_values(":streaming", streaming()?)
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    /// One message of the caller's conversation, found by its id; `NotFound` whether the
+    /// message or the conversation is missing or the conversation is someone else's.
+    async fn message(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        message_id: &str,
+    ) -> Result<Message, StoreError> {
+        let lookup = async {
+            let output = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .index_name(keys::LSI1)
+                .key_condition_expression("pk = :pk AND lsi1sk = :id")
+                .expression_attribute_values(":pk", s(keys::conversation_pk(conversation_id)))
+                .expression_attribute_values(":id", s(keys::message_id_sk(message_id)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(classify)?;
+            let item = output
+                .items
+                .and_then(|items| items.into_iter().next())
+                .ok_or(StoreError::NotFound)?;
+            from_item::<MessageItem>(item)
+        };
+        let (_, item) = tokio::try_join!(self.conversation(user_id, conversation_id), lookup)?;
+        Ok(item.message)
+    }
+
+    /// The answer streaming in the caller's conversation: the newest one, or the one with
+    /// this id. `NotFound` when the conversation is missing or someone else's.
+    pub async fn streaming_answer(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        message_id: Option<&str>,
+    ) -> Result<Option<Message>, StoreError> {
+        let answer = match message_id {
+            Some(id) => match self.message(user_id, conversation_id, id).await {
+                Ok(message) => Some(message),
+                Err(StoreError::NotFound) => {
+                    // The message may be missing in a conversation that exists.
+                    self.conversation(user_id, conversation_id).await?;
+                    None
+                }
+                Err(other) => return Err(other),
+            },
+            None => {
+                let (_, newest) = tokio::try_join!(
+                    self.conversation(user_id, conversation_id),
+                    self.latest_messages(conversation_id, RUNNING_ANSWER_WINDOW)
+                )?;
+                newest.into_iter().find(Message::is_streaming)
+            }
+        };
+        Ok(answer.filter(Message::is_streaming))
+    }
+
+    /// The answer as stored now; `None` once it is gone (its turn produced nothing).
+    pub async fn answer_now(&self, answer: &Message) -> Result<Option<Message>, StoreError> {
+        self.get_consistent(answer_key(answer))
+            .await?
+            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
+            .transpose()
+    }
+
+    /// Stores the finished answer in its place, with what it adds to its conversation's
+    /// counters and usage, and lets go of (or keeps) the quota its turn held.
+    pub async fn settle_answer(
+        &self,
+        record: ConversationRecord,
+        mut answer: Message,
+        quota: &QuotaChange,
+    ) -> Result<(ConversationRecord, Message), StoreError> {
+        answer.status = None;
+        let usage = LifetimeUsage::of(std::slice::from_ref(&answer));
+        let tokens = answer.total_tokens.unwrap_or(0);
+        let cost = answer.cost.unwrap_or(0.0);
+        let now = crate::domain::now();
+        let mut next = record;
+        let conversation = &mut next.conversation;
+        conversation.total_tokens += u64::from(tokens);
+        conversation.total_cost += cost;
+        conversation.updated_at = now;
+        let (add, held) = match quota {
+            QuotaChange::Settle(hold) => (
+                ", quota_held_replies :held_replies, quota_held_tokens :held_tokens",
+                hold_values(*hold, -1),
+            ),
+            _ => ("", Item::new()),
+        };
+        let counters = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(conversation_key(&conversation.id)))
+            .update_expression(format!(
+                "SET updated_at = :now, gsi1sk = :recency ADD total_tokens :tokens, \
+                 total_cost :cost, {} :replies, {} :input, {} :output{add}",
+                usage_attributes::REPLIES,
+                usage_attributes::INPUT_TOKENS,
+                usage_attributes::OUTPUT_TOKENS,
+            ))
+            .set_expression_attribute_values(Some(held))
+            .condition_expression("user_id = :uid")
+            .expression_attribute_values(":uid", s(&conversation.user_id))
+            .expression_attribute_values(":now", timestamp(now))
+            .expression_attribute_values(":recency", s(keys::recency_sk(now, &conversation.id)))
+            .expression_attribute_values(":tokens", n(tokens))
+            .expression_attribute_values(":cost", n(cost))
+            .expression_attribute_values(":replies", n(usage.replies))
+            .expression_attribute_values(":input", n(usage.input_tokens))
+            .expression_attribute_values(":output", n(usage.output_tokens))
+            .build()
+            .map_err(anyhow::Error::new)?;
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(to_item(&MessageItem::new(answer.clone()))?))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(anyhow::Error::new)?;
+        let mut attempts = 0;
+        loop {
+            let sent = self
+                .client()
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(counters.clone())
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| write_failed(e, StoreError::NotFound));
+            match sent {
+                // An append to the same conversation raced this write: both touch its counters.
+                Err(StoreError::Conflict) if attempts < 5 => attempts += 1,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok((next, answer)),
+            }
+        }
+    }
+
+    /// Removes the answer of a turn that produced none, with its place in the counters.
+    pub async fn discard_answer(&self, user_id: &str, answer: &Message) -> Result<(), StoreError> {
+        // The conversation's active message goes back to what the answer followed.
+        let followed = match &answer.parent {
+            Parent::Message(id) => Some(id.as_str()),
+            Parent::Root | Parent::Unrecorded => None,
+        };
+        self.remove_messages(
+            user_id,
+            &answer.conversation_id,
+            std::slice::from_ref(answer),
+            StoreError::NotFound,
+            followed,
+        )
+        .await
+    }
+}
