@@ -13,7 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use api_tests::{Call, FakeLlm, FaultyDynamoDb, Script};
+use api_tests::faulty_dynamodb::sequential_steps;
+use api_tests::{FakeLlm, FaultyDynamoDb, Script};
 use axum::serve::ListenerExt;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -38,6 +39,8 @@ pub struct Options {
 enum Dialect {
     Chatter,
     FreeChat,
+    /// FreeChat's assistant, suggesting the user's next message in a chat.
+    Assistant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,6 +53,9 @@ enum Delivery {
 enum Conversation {
     New,
     Existing,
+    /// An existing FreeChat chat whose backend has a quota, which a Chatter turn names as its
+    /// conversation.
+    QuotaChat,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,9 +68,17 @@ struct Kind {
 impl Kind {
     fn all() -> Vec<Kind> {
         let mut kinds = Vec::new();
-        for dialect in [Dialect::Chatter, Dialect::FreeChat] {
+        for dialect in [Dialect::Chatter, Dialect::FreeChat, Dialect::Assistant] {
+            let conversations = match dialect {
+                Dialect::Assistant => &[Conversation::Existing][..],
+                _ => &[
+                    Conversation::New,
+                    Conversation::Existing,
+                    Conversation::QuotaChat,
+                ],
+            };
             for delivery in [Delivery::Answer, Delivery::Stream] {
-                for conversation in [Conversation::New, Conversation::Existing] {
+                for &conversation in conversations {
                     kinds.push(Kind {
                         dialect,
                         delivery,
@@ -82,10 +96,13 @@ impl Kind {
             (Dialect::Chatter, Delivery::Stream) => "Chatter /streaming",
             (Dialect::FreeChat, Delivery::Answer) => "FreeChat /send",
             (Dialect::FreeChat, Delivery::Stream) => "FreeChat /send/stream",
+            (Dialect::Assistant, Delivery::Answer) => "FreeChat /send/assistant",
+            (Dialect::Assistant, Delivery::Stream) => "FreeChat /send/stream/assistant",
         };
         let conversation = match self.conversation {
             Conversation::New => "new",
             Conversation::Existing => "existing",
+            Conversation::QuotaChat => "quota chat",
         };
         format!("{route}, {conversation}")
     }
@@ -99,6 +116,8 @@ struct Api {
     /// A Chatter conversation and a FreeChat chat that already have messages.
     conversation: String,
     chat: String,
+    /// A chat with the same character through a backend with a quota.
+    quota_chat: String,
     /// The FreeChat character new chats are started with.
     character_uid: String,
 }
@@ -148,6 +167,7 @@ impl Api {
             token: stack::token("latency-user"),
             conversation: String::new(),
             chat: String::new(),
+            quota_chat: String::new(),
             character_uid: String::new(),
         };
         let id = api
@@ -167,6 +187,18 @@ impl Api {
         ))
         .await?;
         api.chat = api.new_chat().await?;
+        let quota = api
+            .text(api.post(
+                &format!("/api/v1/character/backend/{}", api.character_uid),
+                &json!({"quotaType": "messages", "initQuota": 1_000_000_000}),
+            ))
+            .await?;
+        api.quota_chat = api
+            .text(api.post(
+                "/api/v1/chat",
+                &json!({"characterUid": api.character_uid, "backendId": quota}),
+            ))
+            .await?;
         api.conversation = api.new_conversation().await?;
         // Both start with a few messages of history, as an ongoing conversation has.
         for _ in 0..3 {
@@ -190,7 +222,7 @@ impl Api {
                 };
                 let body = match kind.conversation {
                     Conversation::New => json!({"message": text}),
-                    Conversation::Existing => json!({"message": text, "conversation_id": target}),
+                    _ => json!({"message": text, "conversation_id": target}),
                 };
                 self.post(path, &body)
             }
@@ -203,6 +235,16 @@ impl Api {
                     &path,
                     &json!({"role": "user", "contents": [{"type": "text", "content": text}]}),
                 )
+            }
+            (Dialect::Assistant, delivery) => {
+                let route = match delivery {
+                    Delivery::Answer => "send/assistant",
+                    Delivery::Stream => "send/stream/assistant",
+                };
+                let path = format!("/api/v1/chat/{route}/{target}/{}", self.character_uid);
+                self.client
+                    .get(format!("{}{path}", self.url))
+                    .bearer_auth(&self.token)
             }
         }
     }
@@ -264,23 +306,6 @@ fn direct(client: &reqwest::Client, base_url: &str, delivery: Delivery) -> reqwe
     )
 }
 
-/// The longest chain of calls, each started after the one before it ended, among the calls
-/// that ended before `model`: how many DynamoDB latencies the model request waited for.
-fn sequential_steps(calls: &[Call], model: Instant) -> usize {
-    let mut before: Vec<&Call> = calls.iter().filter(|c| c.ended <= model).collect();
-    before.sort_by_key(|c| c.ended);
-    let mut chain = vec![0usize; before.len()];
-    for i in 0..before.len() {
-        let longest_before = (0..i)
-            .filter(|&j| before[j].ended <= before[i].started)
-            .map(|j| chain[j])
-            .max()
-            .unwrap_or(0);
-        chain[i] = longest_before + 1;
-    }
-    chain.into_iter().max().unwrap_or(0)
-}
-
 fn is_read(operation: &str) -> bool {
     matches!(
         operation,
@@ -340,9 +365,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             for (i, kind) in kinds.iter().enumerate() {
                 let target = match (kind.conversation, kind.dialect) {
                     (Conversation::New, Dialect::Chatter) => String::new(),
-                    (Conversation::New, Dialect::FreeChat) => api.new_chat().await?,
+                    (Conversation::New, _) => api.new_chat().await?,
                     (Conversation::Existing, Dialect::Chatter) => api.conversation.clone(),
-                    (Conversation::Existing, Dialect::FreeChat) => api.chat.clone(),
+                    (Conversation::Existing, _) => api.chat.clone(),
+                    (Conversation::QuotaChat, _) => api.quota_chat.clone(),
                 };
                 let reference_first = run % 2 == 0;
                 let mut reference = Duration::ZERO;
@@ -385,7 +411,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         println!();
         println!("+{latency_ms} ms per DynamoDB call ({}):", opts.label);
         println!(
-            "{:<34} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6} {:>6} {:>10}",
+            "{:<42} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6} {:>6} {:>10}",
             "turn (ms)", "added p50", "p10", "p90", "steps", "calls", "RCU", "WCU", "whole p50"
         );
         for (kind, f) in kinds.iter().zip(&mut figures) {
@@ -393,7 +419,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             let whole = Sample::new(std::mem::take(&mut f.whole));
             let turns = f.turns.max(1) as f64;
             println!(
-                "{:<34} {:>9} {:>9} {:>9} {:>6} {:>6.1} {:>6.2} {:>6.2} {:>10}",
+                "{:<42} {:>9} {:>9} {:>9} {:>6} {:>6.1} {:>6.2} {:>6.2} {:>10}",
                 kind.label(),
                 ms(added.p50()),
                 ms(added.percentile(10.0)),

@@ -80,6 +80,11 @@ pub enum ServiceError {
     /// A chat's quota is used up; unlike a rate limit, waiting does not lift it.
     #[error("quota exceeded: {0}")]
     QuotaExceeded(String),
+    /// A chat's character or backend changed since the chat's snapshot of them, which a turn
+    /// had already used: the turn runs again on a fresh snapshot (and only when that one
+    /// changes too does the client see this).
+    #[error("the chat's character or backend changed")]
+    ChatChanged,
     #[error("service unavailable: {detail}")]
     Unavailable {
         detail: String,
@@ -213,6 +218,7 @@ impl From<std::sync::Arc<StoreError>> for ServiceError {
                     used: *used,
                     limit: *limit,
                 },
+                StoreError::Stale => StoreError::Stale,
                 StoreError::Unavailable(source) => {
                     StoreError::Unavailable(anyhow::anyhow!("{source:#}"))
                 }
@@ -236,6 +242,7 @@ impl From<StoreError> for ServiceError {
             StoreError::QuotaExceeded { used, limit } => {
                 ServiceError::QuotaExceeded(format!("Usage {used} exceeds limit {limit}"))
             }
+            StoreError::Stale => ServiceError::ChatChanged,
             StoreError::Unavailable(source) => {
                 tracing::warn!(error = ?source, "storage unavailable");
                 ServiceError::Unavailable {

@@ -11,6 +11,9 @@ mod contract;
 /// The dialect under parallel requests from two instances.
 #[path = "freechat_races.rs"]
 mod races;
+/// The chat's snapshot of its character and backend.
+#[path = "freechat_snapshot.rs"]
+mod snapshot;
 
 #[path = "freechat_branches.rs"]
 mod branches;

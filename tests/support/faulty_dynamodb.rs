@@ -118,6 +118,23 @@ impl FaultyDynamoDb {
     }
 }
 
+/// The longest chain of calls, each started after the one before it ended, among the calls
+/// that ended before `model`: how many DynamoDB latencies the model request waited for.
+pub fn sequential_steps(calls: &[Call], model: Instant) -> usize {
+    let mut before: Vec<&Call> = calls.iter().filter(|c| c.ended <= model).collect();
+    before.sort_by_key(|c| c.ended);
+    let mut chain = vec![0usize; before.len()];
+    for i in 0..before.len() {
+        let longest_before = (0..i)
+            .filter(|&j| before[j].ended <= before[i].started)
+            .map(|j| chain[j])
+            .max()
+            .unwrap_or(0);
+        chain[i] = longest_before + 1;
+    }
+    chain.into_iter().max().unwrap_or(0)
+}
+
 /// Waits `latency` precisely: Tokio's timer rounds up to whole milliseconds, a thread's sleep
 /// is off by tens of microseconds.
 async fn delay(latency: Duration) {

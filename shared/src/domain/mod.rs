@@ -21,7 +21,7 @@ pub use message::{
     Feedback, FinishReason, MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, MessageStatus,
     Rating, StoredQuestion,
 };
-pub use session::{ChatSession, ChatSettings, LifetimeUsage, QuotaClaim, QuotaHold};
+pub use session::{ChatSession, ChatSettings, ChatSnapshot, LifetimeUsage, QuotaClaim, QuotaHold};
 pub use tree::{BranchView, Parent, Placement, Tree};
 pub use workflow::Workflow;
 

@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{BackendSettings, Conversation, Message, MessageRole, Persona, QuotaType};
+use super::{
+    Backend, BackendSettings, Character, Conversation, Message, MessageRole, Persona, QuotaType,
+};
 
 /// Who talks to which character through which backend, and how they present themselves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +31,60 @@ impl ChatSession {
             about: self.about.as_deref(),
             context,
         }
+    }
+}
+
+/// What a chat's turns need from its character and backend, kept on the chat's item so that
+/// the one read of the chat finds it: the character's prompt fields (name, nickname,
+/// description, profile, chat style, example, greeting, default scene, language), its owner
+/// and visibility, and the backend's settings (window, quota, provider, model, sampling), each
+/// with the `modified_at` of the item it was copied from. It stays true because every
+/// question stored in the chat checks, in the same transaction, that both items still have
+/// those `modified_at`; a turn that finds them changed is run again on a fresh snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatSnapshot {
+    pub character: Character,
+    pub backend: Backend,
+}
+
+impl ChatSnapshot {
+    /// The snapshot of a chat's character and backend, without what no turn reads (pictures,
+    /// drafts, tags, the parent, the free-form extension, the default backend).
+    pub fn of(character: &Character, backend: &Backend) -> Self {
+        let mut character = character.clone();
+        character.default_backend_id = None;
+        let info = &mut character.info;
+        (
+            info.avatar,
+            info.picture,
+            info.draft,
+            info.ext,
+            info.parent_uid,
+        ) = (None, None, None, None, None);
+        info.tags.clear();
+        Self {
+            character,
+            backend: backend.clone(),
+        }
+    }
+
+    /// Whether both are the versions `other` has (what a question's transaction checks).
+    pub fn same_versions(&self, other: &Self) -> bool {
+        fn version(s: &ChatSnapshot) -> (&str, DateTime<Utc>, &str, DateTime<Utc>) {
+            let (character, backend) = (&s.character, &s.backend);
+            (
+                &character.uid,
+                character.modified_at,
+                &backend.id,
+                backend.modified_at,
+            )
+        }
+        version(self) == version(other)
+    }
+
+    /// Whether it is of the character and backend this session talks to.
+    pub fn is_of(&self, session: &ChatSession) -> bool {
+        self.character.uid == session.character_uid && self.backend.id == session.backend_id
     }
 }
 

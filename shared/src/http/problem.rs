@@ -54,7 +54,7 @@ pub fn status(error: &ServiceError) -> StatusCode {
         }
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         ServiceError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        ServiceError::Conflict(_) => StatusCode::CONFLICT,
+        ServiceError::Conflict(_) | ServiceError::ChatChanged => StatusCode::CONFLICT,
         ServiceError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         ServiceError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ServiceError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -79,7 +79,7 @@ fn slug(error: &ServiceError) -> &'static str {
         ServiceError::Unauthorized(_) | ServiceError::MissingCredentials(_) => "unauthorized",
         ServiceError::NotFound(_) => "not-found",
         ServiceError::MethodNotAllowed => "method-not-allowed",
-        ServiceError::Conflict(_) => "conflict",
+        ServiceError::Conflict(_) | ServiceError::ChatChanged => "conflict",
         ServiceError::PayloadTooLarge(_) => "payload-too-large",
         ServiceError::UnsupportedMediaType(_) => "unsupported-media-type",
         ServiceError::Validation(_) => "validation-error",
@@ -105,6 +105,9 @@ fn detail(error: &ServiceError) -> String {
         | ServiceError::Unavailable { detail: d, .. }
         | ServiceError::Upstream { detail: d, .. } => d.clone(),
         ServiceError::MethodNotAllowed => "This method is not allowed on this resource.".into(),
+        ServiceError::ChatChanged => {
+            "The chat's character or backend changed while sending; send again.".into()
+        }
         ServiceError::Validation(errors) => match errors.as_slice() {
             [one] => one.msg.clone(),
             many => format!("{} fields are invalid.", many.len()),

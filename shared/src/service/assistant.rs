@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use super::characters::{default_backend, visible_character};
-use super::chat::within_rate_limit;
+use super::chat::{beside_the_question, within_rate_limit};
 use super::sessions::{
-    ReadyChat, active_branch_newest_first, backend_model, own_chat, ready, scene_prompt,
+    ReadyChat, active_branch_of, backend_model, own_chat, ready, refreshed, save_quietly,
+    scene_prompt,
 };
 use crate::AppState;
-use crate::domain::{MessageRole, Persona};
+use crate::domain::{Character, Message, MessageRole, Persona};
 use crate::error::{ApiResult, ServiceError};
 use crate::llm::{CompletionRequest, PromptMessage, Provider};
 use crate::store::PendingCount;
@@ -20,20 +21,30 @@ const ASSISTANT_TASK: &str = "Write the next message of the person you speak for
 /// Stands in for an empty history, as a prompt needs a message to answer.
 const NO_HISTORY_YET: &str = "(The conversation has not started yet.)";
 
-/// The assistant's model call: the assistant character, speaking for the user, reads the
-/// chat with the roles swapped, so that its answer is the user's next message.
-pub async fn assistant_request(
+/// The assistant's model call, made by `ask`, and its request: the assistant character,
+/// speaking for the user, reads the chat with the roles swapped, so that its answer is the
+/// user's next message.
+///
+/// One DynamoDB step before the model: the rate-limit count, the chat, the assistant and the
+/// chat's messages together (the active branch is walked among them in memory); the chat's character and backend come from the chat's
+/// snapshot of them. Storing nothing, the assistant has no transaction to check the snapshot
+/// in: it reads the items beside the model call instead, and when they changed drops the call
+/// at once and asks again from them.
+pub async fn assistant_answer<T, Asking>(
     state: &AppState,
     user_id: &str,
     (chat_id, assistant_uid): (&str, &str),
     count: Option<&PendingCount>,
-) -> ApiResult<(Arc<Provider>, CompletionRequest)> {
-    // Two DynamoDB steps before the model: the rate-limit count, the chat and the assistant
-    // together, then the chat's character and history together.
-    let (admitted, chat, assistant) = tokio::join!(
+    ask: impl Fn(Arc<Provider>, CompletionRequest) -> Asking,
+) -> ApiResult<(T, CompletionRequest)>
+where
+    Asking: Future<Output = ApiResult<T>>,
+{
+    let (admitted, chat, assistant, messages) = tokio::join!(
         within_rate_limit(count),
         own_chat(state, user_id, chat_id),
-        visible_character(state, user_id, assistant_uid)
+        visible_character(state, user_id, assistant_uid),
+        state.store.messages_in(chat_id)
     );
     admitted?;
     let chat = chat?;
@@ -42,19 +53,63 @@ pub async fn assistant_request(
         .ok_or_else(|| ServiceError::BadRequest("No backend found.".into()))?;
     let (provider, model) = backend_model(state, backend)?;
     let window = backend.settings.message_window_size as usize;
+    let mut newest = active_branch_of(&chat, messages?);
+    newest.truncate(window);
+    let prompt = |ready: &ReadyChat| {
+        let system = format!(
+            "{}\n\n{ASSISTANT_TASK}",
+            scene_prompt(&assistant, &assistant_persona(ready))
+        );
+        CompletionRequest {
+            model: model.clone(),
+            messages: swapped_history(system, &ready.character, &newest, window),
+            temperature: backend.settings.temperature,
+            max_tokens: backend.settings.max_tokens,
+            tools: Vec::new(),
+        }
+    };
     // The assistant's answer counts against nothing, but as in FreeChat a chat whose quota
     // is used up gets no help either.
-    let (ready, newest) = tokio::join!(
-        ready(state, user_id, chat.clone()),
-        active_branch_newest_first(state, &chat)
-    );
-    let ReadyChat {
-        chat, character, ..
-    } = ready?;
-    let mut newest = newest?;
-    newest.truncate(window);
-    let session = &chat.session;
-    let persona = Persona {
+    let ready = ready(state, user_id, chat.clone()).await?;
+    let used = ready.snapshot();
+    let request = prompt(&ready);
+    let checked = async {
+        if chat.record.snapshot.as_ref() != Some(&used) {
+            // Read from the items just now: only saved, for the next turn.
+            if let Some(saved) = ready.to_save(state)? {
+                save_quietly(state, &ready.chat, saved).await;
+            }
+            return Ok(());
+        }
+        let live = refreshed(state, user_id, chat.clone()).await?;
+        match live.snapshot().same_versions(&used) {
+            true => Ok(()),
+            false => Err(ServiceError::ChatChanged),
+        }
+    };
+    match beside_the_question(checked, ask(provider.clone(), request.clone())).await {
+        Ok(((), answer)) => Ok((answer?, request)),
+        Err(ServiceError::ChatChanged) => {
+            let ready = refreshed(state, user_id, chat).await?;
+            let request = prompt(&ready);
+            let save = async {
+                if let Some(saved) = ready.to_save(state)? {
+                    save_quietly(state, &ready.chat, saved).await;
+                }
+                Ok::<_, ServiceError>(())
+            };
+            let (answer, saved) = tokio::join!(ask(provider, request.clone()), save);
+            saved?;
+            Ok((answer?, request))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Who speaks in the assistant's prompt: the assistant as the user, to the chat's character.
+fn assistant_persona(ready: &ReadyChat) -> Persona<'_> {
+    let (session, character) = (&ready.chat.session, &ready.character);
+    Persona {
         character_nickname: session.user_nickname.as_deref(),
         user_nickname: Some(
             session
@@ -65,8 +120,17 @@ pub async fn assistant_request(
         user_profile: character.info.description.as_deref(),
         about: session.about.as_deref(),
         context: None,
-    };
-    let system = format!("{}\n\n{ASSISTANT_TASK}", scene_prompt(&assistant, &persona));
+    }
+}
+
+/// The chat's newest messages (newest first) as the assistant reads them, after its system
+/// prompt: the user's words as its own and the character's as the other side's.
+fn swapped_history(
+    system: String,
+    character: &Character,
+    newest: &[Message],
+    window: usize,
+) -> Vec<PromptMessage> {
     let greeting = character
         .info
         .greeting
@@ -88,15 +152,7 @@ pub async fn assistant_request(
     if history.is_empty() {
         history.push(PromptMessage::user(NO_HISTORY_YET));
     }
-    let messages = std::iter::once(PromptMessage::system(system))
+    std::iter::once(PromptMessage::system(system))
         .chain(history)
-        .collect();
-    let request = CompletionRequest {
-        model,
-        messages,
-        temperature: backend.settings.temperature,
-        max_tokens: backend.settings.max_tokens,
-        tools: Vec::new(),
-    };
-    Ok((provider, request))
+        .collect()
 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use crate::AppState;
 use crate::domain::{
-    Backend, BackendSettings, Character, ChatSession, ChatSettings, Message, Persona, Tree,
+    Backend, BackendSettings, Character, ChatSession, ChatSettings, ChatSnapshot, Message, Persona,
+    Tree,
 };
 use crate::error::{ApiResult, ServiceError};
 use crate::llm::Provider;
@@ -28,24 +29,31 @@ pub async fn active_branch_newest_first(
     state: &AppState,
     chat: &ChatRecord,
 ) -> ApiResult<Vec<Message>> {
-    let tree = Tree::new(state.store.all_messages(chat).await?);
+    let messages = state.store.all_messages(chat).await?;
+    Ok(active_branch_of(chat, messages))
+}
+
+/// [`active_branch_newest_first`] among the chat's messages, read already.
+pub fn active_branch_of(chat: &ChatRecord, messages: Vec<Message>) -> Vec<Message> {
+    let tree = Tree::new(messages);
     let active = chat.conversation().active_message_id.as_deref();
-    Ok(tree
-        .active_branch(active)
+    tree.active_branch(active)
         .into_iter()
         .rev()
         .cloned()
-        .collect())
+        .collect()
 }
 
 /// A turn in a FreeChat chat, admitted by its rules: the chat as
-/// loaded, how many earlier messages its prompt may carry (`messageWindowSize`), and the
-/// backend whose quota it claims when it stores its question.
+/// loaded, how many earlier messages its prompt may carry (`messageWindowSize`), the
+/// backend whose quota it claims when it stores its question, and the character and backend
+/// as the turn used them, which storing its question checks are still so.
 #[derive(Debug, Clone)]
 pub struct SessionTurn {
     pub chat: ChatRecord,
     pub history_window: usize,
     pub backend: BackendSettings,
+    pub snapshot: ChatSnapshot,
     /// Every message of the chat, when they were read beside the chat itself.
     pub messages: Option<Vec<Message>>,
 }
@@ -67,24 +75,62 @@ impl ReadyChat {
             // The window holds the new message too, so it leaves room for one fewer before it.
             history_window: (self.backend.settings.message_window_size as usize).saturating_sub(1),
             backend: self.backend.settings.clone(),
+            snapshot: self.snapshot(),
             messages: None,
         }
     }
+
+    pub fn snapshot(&self) -> ChatSnapshot {
+        ChatSnapshot::of(&self.character, &self.backend)
+    }
+
+    /// What the chat's item is to be saved with so that its settings and snapshot match its
+    /// character and backend as this turn has them; `None` when it has them already.
+    pub fn to_save(&self, state: &AppState) -> ApiResult<Option<(ChatSettings, ChatSnapshot)>> {
+        let settings = chat_settings(state, &self.character, &self.backend, &self.chat.session)?;
+        let snapshot = self.snapshot();
+        let current = settings.differ_from(self.chat.conversation())
+            || self.chat.record.snapshot.as_ref() != Some(&snapshot);
+        Ok(current.then_some((settings, snapshot)))
+    }
 }
 
-pub async fn ready_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult<ReadyChat> {
-    let chat = own_chat(state, user_id, chat_id).await?;
-    ready(state, user_id, chat).await
-}
-
-/// [`ready_chat`] of a chat already read.
+/// The chat ready for a turn: its character and backend from the chat's snapshot of them
+/// when it has one (no read; the turn's question checks it), else from the items.
 pub async fn ready(state: &AppState, user_id: &str, chat: ChatRecord) -> ApiResult<ReadyChat> {
+    let snapshot = chat.record.snapshot.clone();
+    if let Some(snapshot) = snapshot.filter(|s| s.is_of(&chat.session)) {
+        // A snapshot that refuses the turn is confirmed from the items: one of a character
+        // made visible again, or of a quota raised since, would otherwise refuse every turn,
+        // as no turn would store a question and find it stale.
+        if let Ok(ready) = admitted(user_id, chat.clone(), snapshot.character, snapshot.backend) {
+            return Ok(ready);
+        }
+    }
+    refreshed(state, user_id, chat).await
+}
+
+/// [`ready`] from the chat's character and backend as they are now.
+pub async fn refreshed(state: &AppState, user_id: &str, chat: ChatRecord) -> ApiResult<ReadyChat> {
     let (character, backends) =
         visible_character(state, user_id, &chat.session.character_uid).await?;
     let backend = backends
         .into_iter()
         .find(|b| b.id == chat.session.backend_id)
         .ok_or_else(|| missing("Backend"))?;
+    admitted(user_id, chat, character, backend)
+}
+
+/// The chat's character, its backend and its quota admit a turn of the caller's.
+fn admitted(
+    user_id: &str,
+    chat: ChatRecord,
+    character: Character,
+    backend: Backend,
+) -> ApiResult<ReadyChat> {
+    if !character.is_visible_to(user_id) {
+        return Err(missing("Character"));
+    }
     let held = chat.record.quota.held_at(crate::domain::now());
     if let Some((used, limit)) = chat.usage().exhausts(&backend.settings, held) {
         return Err(ServiceError::QuotaExceeded(format!(
@@ -96,6 +142,34 @@ pub async fn ready(state: &AppState, user_id: &str, chat: ChatRecord) -> ApiResu
         character,
         backend,
     })
+}
+
+/// Saves the chat's snapshot of its character and backend as they are now, for a turn that
+/// found the one it had stale to run again on.
+pub async fn refresh(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult<()> {
+    let chat = own_chat(state, user_id, chat_id).await?;
+    let ready = refreshed(state, user_id, chat).await?;
+    if let Some(saved) = ready.to_save(state)? {
+        save_quietly(state, &ready.chat, saved).await;
+    }
+    Ok(())
+}
+
+/// Saves a chat's settings and snapshot as [`ReadyChat::to_save`] found them. Worth a
+/// warning, not a failed turn: a chat left without them takes the longer path next time.
+pub async fn save_quietly(
+    state: &AppState,
+    chat: &ChatRecord,
+    saved: (ChatSettings, ChatSnapshot),
+) {
+    let (settings, snapshot) = saved;
+    if let Err(e) = state
+        .store
+        .save_chat(chat, &chat.session, (&settings, &snapshot))
+        .await
+    {
+        tracing::warn!(error = ?e, "chat snapshot not saved");
+    }
 }
 
 /// The character's system prompt in a session. The scene is the session's `about` alone:

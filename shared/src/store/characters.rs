@@ -12,11 +12,11 @@ use aws_sdk_dynamodb::types::{
 
 use chrono::{DateTime, Utc};
 
-use super::conversations::{n, s, timestamp, write_failed};
+use super::conversations::{attr, n, s, timestamp, write_failed};
 use super::items::{BackendItem, CharacterItem, Item, PointerItem, from_item, to_item};
 use super::ops::Partition;
 use super::{Store, StoreError, classify, keys};
-use crate::domain::{Backend, Character};
+use crate::domain::{Backend, Character, ChatSnapshot};
 
 /// The key of the item at `pk` / `sk`.
 pub(super) fn key(pk: String, sk: &str) -> Item {
@@ -95,6 +95,32 @@ impl Store {
             .await
             .map_err(|e| write_failed(e, on_condition))?;
         Ok(())
+    }
+
+    /// A transaction's checks that the snapshot's character and backend are still as it has
+    /// them (same `modified_at`, so also neither removed).
+    pub(super) fn unchanged(
+        &self,
+        snapshot: &ChatSnapshot,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let ChatSnapshot { character, backend } = snapshot;
+        [
+            (character_key(&character.uid), &character.modified_at),
+            (backend_key(backend), &backend.modified_at),
+        ]
+        .into_iter()
+        .map(|(key, modified_at)| {
+            // The value as the item stores it, whatever digits its text form drops.
+            let check = ConditionCheck::builder()
+                .table_name(self.table())
+                .set_key(Some(key))
+                .condition_expression("modified_at = :read")
+                .expression_attribute_values(":read", attr(modified_at)?)
+                .build()
+                .map_err(anyhow::Error::new)?;
+            Ok(TransactWriteItem::builder().condition_check(check).build())
+        })
+        .collect()
     }
 
     /// What the pointer item at `key` names, or `NotFound`.

@@ -16,8 +16,8 @@ use super::items::{ConversationItem, Item, MessageItem, from_item, to_item, usag
 use super::ops::Partition;
 use super::{Store, StoreError, classify, keys};
 use crate::domain::{
-    Conversation, ConversationPatch, LifetimeUsage, Message, MessageDraft, MessageRole, Parent,
-    QuotaClaim, QuotaHold, Tree,
+    ChatSession, ChatSnapshot, Conversation, ConversationPatch, LifetimeUsage, Message,
+    MessageDraft, MessageRole, Parent, QuotaClaim, QuotaHold, Tree,
 };
 
 /// A conversation with the bookkeeping an append needs.
@@ -25,8 +25,10 @@ use crate::domain::{
 pub struct ConversationRecord {
     pub conversation: Conversation,
     pub last_sequence: u64,
-    /// A FreeChat chat session: its quota and window bind a Chatter turn in it too.
-    pub is_session: bool,
+    /// A FreeChat chat's session: its quota and window bind a Chatter turn in it too.
+    pub session: Option<ChatSession>,
+    /// A chat session's character and backend, as its turns need them.
+    pub snapshot: Option<ChatSnapshot>,
     pub quota: QuotaState,
 }
 
@@ -77,15 +79,17 @@ impl ConversationRecord {
         Self {
             conversation,
             last_sequence: 0,
-            is_session: false,
+            session: None,
+            snapshot: None,
             quota: QuotaState::default(),
         }
     }
 
     pub(super) fn of(item: ConversationItem) -> Self {
         Self {
-            is_session: item.session.is_some(),
             quota: QuotaState::of(&item),
+            session: item.session,
+            snapshot: item.chat_snapshot,
             last_sequence: item.last_sequence,
             conversation: item.conversation,
         }
@@ -679,14 +683,26 @@ impl Store {
     /// (`QuotaExceeded` for the others).
     pub async fn append_with_quota(
         &self,
+        record: ConversationRecord,
+        drafts: Vec<MessageDraft>,
+        quota: &QuotaChange,
+    ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
+        self.append_checked(record, drafts, quota, None).await
+    }
+
+    /// [`Self::append_with_quota`], only while the chat's character and backend are as
+    /// `snapshot` has them (`Stale` otherwise, with nothing written).
+    pub async fn append_checked(
+        &self,
         mut record: ConversationRecord,
         drafts: Vec<MessageDraft>,
         quota: &QuotaChange,
+        snapshot: Option<&ChatSnapshot>,
     ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
         let _queued = self.append_lock(&record.conversation.id).lock().await;
         let mut backoff = Duration::from_millis(2);
         for _ in 0..MAX_APPEND_ATTEMPTS {
-            match self.try_append(&record, &drafts, quota).await {
+            match self.try_append(&record, &drafts, quota, snapshot).await {
                 Err(StoreError::Conflict) => {
                     tokio::time::sleep(jitter(backoff)).await;
                     backoff = (backoff * 2).min(Duration::from_millis(100));
@@ -705,6 +721,7 @@ impl Store {
         record: &ConversationRecord,
         drafts: &[MessageDraft],
         quota: &QuotaChange,
+        snapshot: Option<&ChatSnapshot>,
     ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
         let (updated, messages, tokens, cost) = record.with_appended(drafts);
         let usage = LifetimeUsage::of(&messages);
@@ -773,11 +790,25 @@ impl Store {
             .expression_attribute_values(":output", n(usage.output_tokens))
             .build()
             .map_err(anyhow::Error::new)?;
-        request
-            .transact_items(TransactWriteItem::builder().update(counters).build())
-            .send()
-            .await
-            .map_err(|e| write_failed(e, StoreError::Conflict))?;
+        request = request.transact_items(TransactWriteItem::builder().update(counters).build());
+        // The snapshot's checks come last: a failure at or after this index is theirs.
+        let first_check = messages.len() + 1;
+        if let Some(snapshot) = snapshot {
+            for check in self.unchanged(snapshot)? {
+                request = request.transact_items(check);
+            }
+        }
+        request.send().await.map_err(|e| {
+            let stale = cancellation_codes(&e)
+                .iter()
+                .skip(first_check)
+                .any(|code| *code == Some("ConditionalCheckFailed"));
+            if stale {
+                StoreError::Stale
+            } else {
+                write_failed(e, StoreError::Conflict)
+            }
+        })?;
         Ok((updated, messages))
     }
 

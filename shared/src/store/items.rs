@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::keys;
-use crate::domain::{Backend, Character, ChatSession, Conversation, LifetimeUsage, Message};
+use crate::domain::{
+    Backend, Character, ChatSession, ChatSnapshot, Conversation, LifetimeUsage, Message,
+};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -25,6 +27,9 @@ pub struct ConversationItem {
     /// Only on a FreeChat chat session; Chatter never reads or writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<ChatSession>,
+    /// Only on a chat session: its character and backend as its turns need them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_snapshot: Option<ChatSnapshot>,
     /// Counted by every append, never by a delete (see [`LifetimeUsage`]).
     #[serde(default, flatten, with = "usage_attributes")]
     pub usage: LifetimeUsage,
@@ -50,6 +55,7 @@ impl ConversationItem {
             gsi1sk: keys::recency_sk(conversation.updated_at, &conversation.id),
             last_sequence,
             session: None,
+            chat_snapshot: None,
             usage: LifetimeUsage::default(),
             quota_held_replies: 0,
             quota_held_tokens: 0,

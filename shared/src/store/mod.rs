@@ -44,6 +44,9 @@ pub enum StoreError {
     /// A turn's claim found its chat's quota used up (running turns counted).
     #[error("quota used up: {used} of {limit}")]
     QuotaExceeded { used: u64, limit: u64 },
+    /// A chat's snapshot of its character or backend no longer matches them.
+    #[error("the chat's character or backend changed")]
+    Stale,
     #[error("DynamoDB is unavailable or throttling")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]

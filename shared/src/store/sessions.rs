@@ -18,7 +18,8 @@ use super::items::{
 use super::ops::Partition;
 use super::{ConversationRecord, Store, StoreError, classify, keys};
 use crate::domain::{
-    Backend, Character, ChatSession, ChatSettings, Conversation, LifetimeUsage, Message,
+    Backend, Character, ChatSession, ChatSettings, ChatSnapshot, Conversation, LifetimeUsage,
+    Message,
 };
 
 /// BatchGetItem takes at most this many keys.
@@ -52,9 +53,10 @@ impl ChatRecord {
         if item.conversation.user_id != user_id {
             return None;
         }
+        let record = ConversationRecord::of(item);
         Some(Self {
-            session: item.session.clone()?,
-            record: ConversationRecord::of(item),
+            session: record.session.clone()?,
+            record,
         })
     }
 }
@@ -94,6 +96,7 @@ impl Store {
         &self,
         conversation: Conversation,
         session: ChatSession,
+        snapshot: ChatSnapshot,
     ) -> Result<String, StoreError> {
         let user_id = conversation.user_id.clone();
         let chat_id = conversation.id.clone();
@@ -105,6 +108,7 @@ impl Store {
         ))?;
         let mut item = ConversationItem::new(conversation, 0);
         item.session = Some(session);
+        item.chat_snapshot = Some(snapshot);
         for _ in 0..START_ATTEMPTS {
             let stale = match self.pointer(pointer_key.clone()).await {
                 Err(StoreError::NotFound) => None,
@@ -215,14 +219,15 @@ impl Store {
         self.every_message(chat.id()).await
     }
 
-    /// Saves a chat's session and the settings its conversation carries. A session that moves
+    /// Saves a chat's session, the settings its conversation carries and its snapshot of its
+    /// character and backend. A session that moves
     /// to another backend moves the user's pointer with it, unless the user already has a chat
     /// with that backend (`Conflict`).
     pub async fn save_chat(
         &self,
         chat: &ChatRecord,
         session: &ChatSession,
-        settings: &ChatSettings,
+        (settings, snapshot): (&ChatSettings, &ChatSnapshot),
     ) -> Result<(), StoreError> {
         let user_id = &chat.conversation().user_id;
         let update = Update::builder()
@@ -230,7 +235,8 @@ impl Store {
             .set_key(Some(conversation_key(chat.id())))
             .update_expression(
                 "SET #session = :session, system_prompt = :prompt, llm_provider = :provider, \
-                 llm_model = :model, temperature = :temperature, max_tokens = :max_tokens",
+                 llm_model = :model, temperature = :temperature, max_tokens = :max_tokens, \
+                 chat_snapshot = :snapshot",
             )
             .condition_expression("user_id = :uid AND attribute_exists(#session)")
             .expression_attribute_names("#session", "session")
@@ -241,6 +247,7 @@ impl Store {
             .expression_attribute_values(":model", s(&settings.model))
             .expression_attribute_values(":temperature", attr(&settings.temperature)?)
             .expression_attribute_values(":max_tokens", attr(&settings.max_tokens)?)
+            .expression_attribute_values(":snapshot", attr(snapshot)?)
             .build()
             .map_err(anyhow::Error::new)?;
         let mut actions = vec![TransactWriteItem::builder().update(update).build()];

@@ -11,8 +11,8 @@ use futures_util::StreamExt;
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, StoredQuestion};
-use crate::error::ApiResult;
+use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
+use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, Resumed};
 use crate::http::problem::{self, Problem};
 use crate::http::sse;
@@ -20,9 +20,11 @@ use crate::http::turn_stream;
 use crate::http::validate::Violations;
 use crate::llm::{CompletionRequest, CompletionStream, StreamEvent, Usage, estimated_usage};
 use crate::metrics::Dialect;
-use crate::service::assistant::assistant_request;
+use crate::service::assistant::assistant_answer;
 use crate::service::chat::{ChatInput, Delivery, Turn, TurnEvent, within_rate_limit};
-use crate::service::sessions::{ReadyChat, SessionTurn, chat_settings, ready_chat, session_prompt};
+use crate::service::sessions::{
+    ReadyChat, SessionTurn, chat_settings, own_chat, ready, refreshed, save_quietly, session_prompt,
+};
 use crate::store::PendingCount;
 
 const MAX_NAME_CHARS: usize = 100;
@@ -121,35 +123,66 @@ async fn begin_turn(
     (resume, count): Resumed,
 ) -> ApiResult<Turn> {
     let said = body.said()?;
-    // The rate-limit count and the chat's messages go out with the chat's reads (its item,
-    // then its character): the turn walks the active branch among them in memory.
-    let (admitted, ready, messages) = tokio::join!(
+    // The rate-limit count and the chat's messages go out with the chat's read, which finds
+    // its character and backend in the chat's snapshot of them: the turn walks the active
+    // branch among the messages in memory.
+    let (admitted, chat, messages) = tokio::join!(
         within_rate_limit(count.as_ref().map(|Extension(count)| count)),
-        ready_chat(state, user_id, chat_id),
+        own_chat(state, user_id, chat_id),
         state.store.messages_in(chat_id)
     );
     admitted?;
-    let mut ready = ready?;
-    let messages = messages?;
-    let ReadyChat {
-        chat,
-        character,
-        backend,
-    } = &mut ready;
-    // The conversation keeps the character's prompt and the backend's model, so that a
-    // Chatter turn in it speaks the same way; they follow edits of either.
-    let settings = chat_settings(state, character, backend, &chat.session)?;
-    if settings.differ_from(chat.conversation()) {
-        state
-            .store
-            .save_chat(chat, &chat.session, &settings)
-            .await?;
-        settings.apply_to(&mut chat.record.conversation);
+    let (chat, messages) = (chat?, messages?);
+    let resume = resume.map(|Extension(question)| question);
+    let ready = ready(state, user_id, chat.clone()).await?;
+    let asked = Asked {
+        said: &said,
+        messages: &messages,
+        resume: resume.as_ref(),
+        delivery,
+    };
+    // Boxed: a turn's future is too large for a thread's stack twice over.
+    match Box::pin(turn_in(state, user_id, ready, asked)).await {
+        // The character or backend changed since the chat's snapshot: the model request is
+        // dropped already, and the turn runs again on them as they are now.
+        Err(ServiceError::ChatChanged) => {
+            let ready = refreshed(state, user_id, chat).await?;
+            Box::pin(turn_in(state, user_id, ready, asked)).await
+        }
+        other => other,
     }
+}
+
+/// What a send asks, as read and validated, for each try of its turn.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    said: &'a Said,
+    messages: &'a [Message],
+    resume: Option<&'a StoredQuestion>,
+    delivery: Delivery,
+}
+
+/// One try of a send's turn in a chat as `ready` has it. The conversation keeps the
+/// character's prompt and the backend's model, so that a Chatter turn in it speaks the same
+/// way, and the snapshot of both; they follow edits of either, saved beside the turn.
+async fn turn_in(
+    state: &AppState,
+    user_id: &str,
+    mut ready: ReadyChat,
+    asked: Asked<'_>,
+) -> ApiResult<Turn> {
+    let Asked { said, .. } = asked;
+    let settings = chat_settings(state, &ready.character, &ready.backend, &ready.chat.session)?;
+    let save = ready.to_save(state)?;
+    let saved_chat = ready.chat.clone();
+    settings.apply_to(&mut ready.chat.record.conversation);
+    let ReadyChat {
+        chat, character, ..
+    } = &ready;
     let system_prompt = session_prompt(character, &chat.session, said.context.as_deref());
     let metadata = TurnMetadata {
-        name: said.name,
-        context: said.context,
+        name: said.name.clone(),
+        context: said.context.clone(),
         system_prompt: character
             .is_owned_by(user_id)
             .then(|| system_prompt.clone()),
@@ -158,27 +191,32 @@ async fn begin_turn(
         METADATA_KEY.to_owned(),
         serde_json::to_value(metadata).map_err(anyhow::Error::from)?,
     )]);
-    Turn::begin(
+    let turn = Turn::begin(
         state,
         user_id,
         ChatInput {
-            message: said.text,
+            message: said.text.clone(),
             provider: Some(settings.provider),
             temperature: settings.temperature,
             max_tokens: settings.max_tokens,
             system_prompt_override: Some(system_prompt),
             user_metadata: Some(user_metadata),
             session: Some(SessionTurn {
-                messages: Some(messages),
+                messages: Some(asked.messages.to_vec()),
                 ..ready.turn()
             }),
-            resume: resume.map(|Extension(question)| question),
+            resume: asked.resume.cloned(),
             dialect: Dialect::FreeChat,
-            delivery,
+            delivery: asked.delivery,
             ..Default::default()
         },
-    )
-    .await
+    );
+    let save = async {
+        if let Some(saved) = save {
+            save_quietly(state, &saved_chat, saved).await;
+        }
+    };
+    tokio::join!(turn, save).0
 }
 
 #[utoipa::path(
@@ -304,14 +342,14 @@ pub async fn send_assistant(
     FreePath((chat_id, assistant_uid)): FreePath<(String, String)>,
     count: Option<Extension<PendingCount>>,
 ) -> ApiResult<Json<LlmResultDto>> {
-    let (provider, request) = assistant_request(
+    let (completion, request) = assistant_answer(
         &state,
         &caller.user_id,
         (&chat_id, &assistant_uid),
         count.as_ref().map(|Extension(count)| count),
+        |provider, request| async move { Ok(provider.client.complete(&request).await?) },
     )
     .await?;
-    let completion = provider.client.complete(&request).await?;
     let usage = completion
         .usage
         .unwrap_or_else(|| estimated_usage(&request, &completion.content));
@@ -396,14 +434,14 @@ pub async fn stream_send_assistant(
     FreePath((chat_id, assistant_uid)): FreePath<(String, String)>,
     count: Option<Extension<PendingCount>>,
 ) -> ApiResult<Response> {
-    let (provider, request) = assistant_request(
+    let (chunks, request) = assistant_answer(
         &state,
         &caller.user_id,
         (&chat_id, &assistant_uid),
         count.as_ref().map(|Extension(count)| count),
+        |provider, request| async move { Ok(provider.client.stream(&request).await?) },
     )
     .await?;
-    let chunks = provider.client.stream(&request).await?;
     let relay = Relay {
         chunks,
         request,

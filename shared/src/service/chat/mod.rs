@@ -11,4 +11,6 @@ mod turn;
 pub use branching::Branching;
 pub use live::CHECKPOINT_INTERVAL;
 pub use templates::Template;
-pub use turn::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, within_rate_limit};
+pub use turn::{
+    ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, beside_the_question, within_rate_limit,
+};

@@ -14,8 +14,8 @@ use super::titles::PendingTitle;
 use crate::AppState;
 use crate::documents::{self, RetrievalQuery, Source};
 use crate::domain::{
-    Conversation, FinishReason, JsonObject, Message, MessageDraft, MessageRole, NewConversation,
-    Parent, Placement, QuotaClaim, QuotaHold, StoredQuestion, Tree, Workflow,
+    ChatSnapshot, Conversation, FinishReason, JsonObject, Message, MessageDraft, MessageRole,
+    NewConversation, Parent, Placement, QuotaClaim, QuotaHold, StoredQuestion, Tree, Workflow,
 };
 use crate::error::{ApiResult, ServiceError, UpstreamFailure};
 use crate::llm::{
@@ -24,7 +24,9 @@ use crate::llm::{
 };
 use crate::metrics::{Dialect, Failure, Stage, TurnMetrics};
 use crate::service::sessions::{self, SessionTurn};
-use crate::store::{ConversationRecord, Execution, PendingCount, QuotaChange, StoreError};
+use crate::store::{
+    ChatRecord, ConversationRecord, Execution, PendingCount, QuotaChange, StoreError,
+};
 use crate::tools::{ToolRun, Toolset};
 
 /// How many earlier messages a prompt carries at most when neither its chat nor its
@@ -147,15 +149,6 @@ pub async fn within_rate_limit(count: Option<&PendingCount>) -> ApiResult<()> {
     }
 }
 
-/// When a turn's first model call goes out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Order {
-    /// While the question is being stored.
-    Beside,
-    /// Once the question is stored.
-    StoredFirst,
-}
-
 /// Where a turn's question goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
@@ -175,13 +168,14 @@ struct StoredQuestionOf {
 
 /// Stores the turn's question, and a streamed turn's empty answer after it: in a new
 /// conversation (one transaction with it), or appended to its conversation with the quota it
-/// claims. A question asked before, by a try that failed, is already stored and holds no
-/// quota any more.
+/// claims and, in a chat, checking that the chat's character and backend are still as the
+/// turn used them. A question asked before, by a try that failed, is already stored and holds
+/// no quota any more.
 async fn store_question(
     state: &AppState,
     (record, place): (ConversationRecord, Place),
     (question, answer): (MessageDraft, Option<MessageDraft>),
-    claim: Option<QuotaClaim>,
+    (claim, snapshot): (Option<QuotaClaim>, Option<ChatSnapshot>),
     asked: Option<Message>,
 ) -> ApiResult<StoredQuestionOf> {
     if let Some(question) = asked {
@@ -208,7 +202,7 @@ async fn store_question(
         let quota = claim.map_or(QuotaChange::None, QuotaChange::Claim);
         state
             .store
-            .append_with_quota(record, drafts, &quota)
+            .append_checked(record, drafts, &quota, snapshot.as_ref())
             .await?
     };
     let question = stored.remove(0);
@@ -220,10 +214,11 @@ async fn store_question(
     })
 }
 
-/// Runs `work` (retrieval, the prompt, the first model call) beside `storing` the question.
-/// The store always runs to its end; when it fails, `work` is dropped at once (an open model
-/// request is cancelled, so the provider stops) and the store's error is the turn's.
-async fn beside_the_question<S, W>(
+/// Runs `work` (retrieval, the prompt, the first model call) beside `storing` the question
+/// (or another step the model's answer must wait for). The store always runs to its end;
+/// when it fails, `work` is dropped at once (an open model request is cancelled, so the
+/// provider stops) and the store's error is the turn's.
+pub async fn beside_the_question<S, W>(
     storing: impl Future<Output = ApiResult<S>>,
     work: impl Future<Output = W>,
 ) -> ApiResult<(S, W)> {
@@ -347,7 +342,24 @@ impl Turn {
             .or(input.template.map(|t| t.workflow))
             .unwrap_or(Workflow::Plain);
         let dialect = input.dialect;
-        let result = Self::prepare(state, user_id, input, started, &mut workflow).await;
+        // A Chatter turn may find itself in a chat, whose snapshot its question checks; a
+        // FreeChat send runs itself again, with what its chat says.
+        let again = input.session.is_none().then(|| input.clone());
+        let first = Box::pin(Self::prepare(state, user_id, input, started, &mut workflow));
+        let result = match (first.await, again) {
+            // The chat's character or backend changed since its snapshot: the model request
+            // is dropped already, and the turn runs again on a fresh snapshot.
+            (Err(ServiceError::ChatChanged), Some(again)) => {
+                let resumed = again.resume.as_ref().map(|q| q.conversation_id.clone());
+                let chat_id = again.conversation_id.clone().or(resumed);
+                async {
+                    sessions::refresh(state, user_id, &chat_id.unwrap_or_default()).await?;
+                    Box::pin(Self::prepare(state, user_id, again, started, &mut workflow)).await
+                }
+                .await
+            }
+            (result, _) => result,
+        };
         if let Err(error) = &result
             && error.class().is_service_side()
         {
@@ -454,13 +466,18 @@ impl Turn {
             .as_deref()
             .map(|parent| tree.child_ids(Some(parent)))
             .unwrap_or_default();
-        if record.is_session && session.is_none() {
+        if let Some(chat_session) = record.session.clone()
+            && session.is_none()
+        {
             // A Chatter turn may not skip what FreeChat's send enforces on the same chat.
-            let ready = sessions::ready_chat(state, user_id, &record.conversation.id).await?;
-            session = Some(ready.turn());
+            let chat = ChatRecord {
+                record: record.clone(),
+                session: chat_session,
+            };
+            session = Some(sessions::ready(state, user_id, chat).await?.turn());
         }
         let history_limit = session.as_ref().map(|s| s.history_window);
-        let quota = session.map(|s| s.backend);
+        let (quota, snapshot) = session.map(|s| (s.backend, s.snapshot)).unzip();
         let conversation = &record.conversation;
         let retrieval = input
             .enable_retrieval
@@ -551,16 +568,20 @@ impl Turn {
             QuotaClaim::of(quota, prompt::estimate_tokens(&message) as u64, expires_at)
         });
         let deadline = Deadline::of(state, started, input.delivery);
-        // A claim on a chat's quota is decided by the store (parallel sends race there): a
-        // turn it refuses must not have asked the model, so such a turn asks only after.
-        let order = match claim {
-            Some(_) if asked.is_none() => Order::StoredFirst,
-            _ => Order::Beside,
-        };
         let title_model = model.clone();
+        // A claim on a chat's quota was admitted by the chat's usage as read; parallel sends
+        // race in the store, beside their model calls. A turn whose claim the store refuses
+        // has started a model request and drops it at once (its 429 is today's), the price
+        // of not waiting for the claim before asking the model.
         let storing = async {
-            let stored =
-                store_question(state, (record, place), (user, answer), claim, asked).await?;
+            let stored = store_question(
+                state,
+                (record, place),
+                (user, answer),
+                (claim, snapshot),
+                asked,
+            )
+            .await?;
             // Written beside the answer, from the question the new conversation starts with.
             let title = (place == Place::NewConversation)
                 .then(|| {
@@ -636,13 +657,8 @@ impl Turn {
             Ok::<_, ServiceError>((toolset, sources, retrieval_ms, request, opened))
         };
         // Boxed: the two together would make the handler's future too large for a thread's stack.
-        let (stored, prepared) = match order {
-            Order::Beside => beside_the_question(Box::pin(storing), Box::pin(preparing)).await?,
-            Order::StoredFirst => {
-                let stored = Box::pin(storing).await?;
-                (stored, Box::pin(preparing).await)
-            }
-        };
+        let (stored, prepared) =
+            beside_the_question(Box::pin(storing), Box::pin(preparing)).await?;
         let (
             StoredQuestionOf {
                 record,

@@ -14,7 +14,7 @@ use super::messages::page;
 use super::{ChatMessageRecordDto, DONE, FreePath, TokenUsageDto, missing, or_missing};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::domain::{Character, ChatSession, Conversation, NewConversation};
+use crate::domain::{Character, ChatSession, ChatSnapshot, Conversation, NewConversation};
 use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::ApiJson;
 use crate::http::problem::Problem;
@@ -122,7 +122,11 @@ pub async fn start_chat(
             ..Default::default()
         },
     );
-    let chat_id = state.store.start_chat(conversation, session).await?;
+    let snapshot = ChatSnapshot::of(&character, backend);
+    let chat_id = state
+        .store
+        .start_chat(conversation, session, snapshot)
+        .await?;
     Ok(plain_text(chat_id))
 }
 
@@ -280,7 +284,11 @@ pub async fn update_chat(
     let settings = chat_settings(&state, &character, backend, &session)?;
     state
         .store
-        .save_chat(&chat, &session, &settings)
+        .save_chat(
+            &chat,
+            &session,
+            (&settings, &ChatSnapshot::of(&character, backend)),
+        )
         .await
         .map_err(|err| match err {
             StoreError::Conflict => ServiceError::Conflict(
