@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use api_tests::{FakeLlm, Script};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -18,7 +19,6 @@ use shared::config::Config;
 use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
 
-use crate::fake_llm::FakeLlm;
 use crate::stack;
 
 /// DynamoDB on-demand: US$ per million write request units (us-east-1).
@@ -87,7 +87,7 @@ impl Requests {
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     stack::init_tracing();
     shared::install_crypto_provider();
-    let llm = FakeLlm::start().await?;
+    let llm = FakeLlm::start().await;
     let dynamodb = EmbeddedDynamoDb::start(None).await?;
     let config = Config::from_vars(&stack::function_vars(dynamodb.endpoint(), &llm.base_url))?;
     let requests = Requests::default();
@@ -115,7 +115,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
          rate; write units estimated as ceil(request body / 1 KB), a little above the item's size",
         opts.tokens,
         (0..opts.tokens)
-            .map(|i| crate::fake_llm::token_text(i).len())
+            .map(|i| format!("w{i} ").len())
             .sum::<usize>()
     );
     println!(
@@ -129,7 +129,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         "US$ / 1000 turns"
     );
     for rate in &opts.rates {
-        llm.configure(opts.tokens, Duration::from_secs(1) / *rate);
+        llm.always(Script::paced(opts.tokens, Duration::from_secs(1) / *rate));
         requests.take();
         let started = Instant::now();
         let response = http

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use api_tests::lambda_emulator::{LambdaEmulator, Received};
 use api_tests::moto::MotoServer;
+use api_tests::{FakeLlm, Script};
 use serde_json::{Value, json};
 use shared::domain::{Conversation, NewConversation};
 
 use crate::events::{buffered_status, http_event, streamed_status};
-use crate::fake_llm::FakeLlm;
 use crate::stack::{self, Stack};
 use crate::stats::{Sample, ms};
 
@@ -230,8 +230,8 @@ async fn warm_load(
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     stack::init_tracing();
-    let llm = FakeLlm::start().await?;
-    llm.configure(8, Duration::ZERO);
+    let llm = FakeLlm::start().await;
+    llm.always(Script::paced(8, Duration::ZERO));
     let stack = Stack::start(&llm.base_url).await?;
     println!("{}", crate::machine::describe());
     println!(
@@ -409,7 +409,7 @@ async fn secret_in_moto() -> anyhow::Result<(MotoServer, Vec<(String, String)>)>
 /// Times each step of a function's init once, in a fresh process (run it several times).
 pub async fn init_steps() -> anyhow::Result<()> {
     let started = Instant::now();
-    let llm = FakeLlm::start().await?;
+    let llm = FakeLlm::start().await;
     let dynamodb = shared::local::EmbeddedDynamoDb::start(None).await?;
     let vars = stack::function_vars(dynamodb.endpoint(), &llm.base_url);
     let mut steps = Vec::new();

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use api_tests::{Call, FaultyDynamoDb};
+use api_tests::{Call, FakeLlm, FaultyDynamoDb, Script};
 use axum::serve::ListenerExt;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -22,7 +22,6 @@ use shared::config::Config;
 use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
 
-use crate::fake_llm::FakeLlm;
 use crate::stack;
 use crate::stats::{Sample, ms};
 
@@ -308,8 +307,8 @@ fn median(values: &mut [usize]) -> usize {
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     stack::init_tracing();
     shared::install_crypto_provider();
-    let llm = FakeLlm::start().await?;
-    llm.configure(8, Duration::ZERO);
+    let llm = FakeLlm::start().await;
+    llm.always(Script::paced(8, Duration::ZERO));
     let dynamodb = EmbeddedDynamoDb::start(None).await?;
     let proxy = FaultyDynamoDb::start(dynamodb.endpoint()).await;
     proxy.count_capacity();
@@ -353,15 +352,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                         .0;
                 }
                 proxy.take_calls();
-                llm.take_requests();
+                llm.take_request_times();
                 let (through, whole) = time(api.turn(*kind, &target), kind.delivery).await?;
                 let calls = proxy.take_calls();
-                let model = llm.take_requests().first().copied();
+                let model = llm.take_request_times().first().copied();
                 if !reference_first {
                     reference = time(direct(&client, &llm.base_url, kind.delivery), kind.delivery)
                         .await?
                         .0;
-                    llm.take_requests();
+                    llm.take_request_times();
                 }
                 if run < opts.warmup {
                     continue;

@@ -7,7 +7,6 @@ pub mod checkpoints;
 pub mod coldstart;
 pub mod counting;
 pub mod events;
-pub mod fake_llm;
 pub mod latency;
 pub mod machine;
 pub mod overhead;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use api_tests::{FakeLlm, Script};
 use axum::Router;
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
@@ -20,7 +21,6 @@ use shared::store::ConversationRecord;
 use tower::ServiceExt;
 
 use crate::counting::{self, RoundTrips};
-use crate::fake_llm::FakeLlm;
 use crate::stack::{self, Stack};
 use crate::stats::{Sample, ms, ms_diff};
 
@@ -270,8 +270,8 @@ async fn seed(state: &AppState) -> anyhow::Result<String> {
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     stack::init_tracing();
-    let llm = FakeLlm::start().await?;
-    llm.configure(8, Duration::ZERO);
+    let llm = FakeLlm::start().await;
+    llm.always(Script::paced(8, Duration::ZERO));
     let stack = Stack::start(&llm.base_url).await?;
     let state = stack.state.clone();
     let trips = stack.round_trips.clone();
@@ -345,14 +345,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 let (state, id) = (&state, &getter_conversation);
                 timed(async move {
                     count(state, "getter").await?;
-                    let (_, messages) = state
-                        .store
-                        .conversation_with_messages(
-                            "getter",
-                            id,
-                            shared::api::chatter::conversations::INLINE_MESSAGES,
-                        )
-                        .await?;
+                    let (_, tree) = state.store.conversation_tree("getter", id).await?;
+                    let messages = tree.messages();
                     anyhow::ensure!(messages.len() == 10, "expected 10 messages");
                     Ok(())
                 })
@@ -490,6 +484,29 @@ async fn round_trip_survey(state: &AppState, trips: &RoundTrips) -> anyhow::Resu
         )
     );
     let message_id = id_of(&answered, "/message/id")?;
+    // A turn reads every message once and walks its branch in memory: its calls are the same
+    // with one version of an answer as with twenty.
+    let regenerate = |id: &str, message_id: &str| {
+        request(
+            Method::POST,
+            "/api/v1/chat/chat",
+            &token,
+            Some(&json!({"conversation_id": id, "regenerate_message_id": message_id})),
+        )
+    };
+    survey!(
+        "POST /chat (regenerate, 2 versions)",
+        chat,
+        regenerate(&id, &message_id)
+    );
+    for _ in 0..18 {
+        send(&chat, regenerate(&id, &message_id)).await?;
+    }
+    survey!(
+        "POST /chat (regenerate, 21 versions)",
+        chat,
+        regenerate(&id, &message_id)
+    );
     survey!(
         "POST /chat (new conv.)",
         chat,

@@ -5,12 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use api_tests::{FakeLlm, Script};
 use axum::serve::ListenerExt;
 use futures_util::StreamExt;
 use serde_json::json;
 use shared::api::Group;
 
-use crate::fake_llm::FakeLlm;
 use crate::stack::{self, Stack};
 use crate::stats::{Sample, ms, ms_diff};
 
@@ -97,8 +97,8 @@ fn row(label: &str, sample: &Sample) {
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     stack::init_tracing();
-    let llm = FakeLlm::start().await?;
-    llm.configure(opts.tokens, opts.gap);
+    let llm = FakeLlm::start().await;
+    llm.always(Script::paced(opts.tokens, opts.gap));
     let stack = Stack::start(&llm.base_url).await?;
     println!("{}", crate::machine::describe());
     println!(
@@ -208,8 +208,8 @@ pub async fn run_lambda(opts: Options, bin_dir: &std::path::Path) -> anyhow::Res
     use api_tests::lambda_emulator::LambdaEmulator;
 
     stack::init_tracing();
-    let llm = FakeLlm::start().await?;
-    llm.configure(opts.tokens, opts.gap);
+    let llm = FakeLlm::start().await;
+    llm.always(Script::paced(opts.tokens, opts.gap));
     let stack = Stack::start(&llm.base_url).await?;
     println!("{}", crate::machine::describe());
     let binary = bin_dir.join("chat-stream");

@@ -13,6 +13,9 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use support::{DataDir, Devserver};
 
+/// The user the page mints its token for, unless told another.
+const DEFAULT_USER: &str = "dev";
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
@@ -80,6 +83,11 @@ impl Drop for ChromeDriver {
     }
 }
 
+/// Where the browser saves downloads, inside its profile.
+fn downloads(profile: &Path) -> std::path::PathBuf {
+    profile.join("downloads")
+}
+
 /// A headless Chromium session with a fresh profile, which nothing outside loopback reaches.
 async fn browser(driver: &ChromeDriver, profile: &Path) -> Client {
     let args = [
@@ -97,7 +105,12 @@ async fn browser(driver: &ChromeDriver, profile: &Path) -> Client {
     .map(ToString::to_string)
     .chain([format!("--user-data-dir={}", profile.display())])
     .collect::<Vec<_>>();
-    let capabilities = json!({"goog:chromeOptions": {"binary": CHROMIUM, "args": args}});
+    let prefs = json!({
+        "download.default_directory": downloads(profile),
+        "download.prompt_for_download": false,
+    });
+    let capabilities =
+        json!({"goog:chromeOptions": {"binary": CHROMIUM, "args": args, "prefs": prefs}});
     let serde_json::Value::Object(capabilities) = capabilities else {
         unreachable!()
     };
@@ -145,8 +158,9 @@ struct Playground {
     fake: FakeLlm,
     client: Client,
     _driver: ChromeDriver,
-    _server: Devserver,
-    _dirs: (DataDir, DataDir),
+    server: Devserver,
+    /// The local run's data and the browser's profile.
+    dirs: (DataDir, DataDir),
 }
 
 impl Playground {
@@ -179,9 +193,35 @@ impl Playground {
             fake,
             client,
             _driver: driver,
-            _server: server,
-            _dirs: (data, profile),
+            server,
+            dirs: (data, profile),
         }
+    }
+
+    /// What the API answers `path` for the user whose token the page minted.
+    async fn api_get(&self, path: &str) -> serde_json::Value {
+        let reply = reqwest::Client::new()
+            .get(format!("{}{path}", self.server.url))
+            .bearer_auth(support::token(DEFAULT_USER))
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_success(), "{path}: {}", reply.status());
+        reply.json().await.unwrap()
+    }
+
+    /// Sends `text` from the composer and waits for the answer the fake model gives.
+    async fn ask(&self, text: &str, answer: &str) {
+        self.fake.push(Script::reply(answer));
+        self.type_into("message", text).await;
+        self.click("send").await;
+        wait_for_text(&self.client, "#status", "Answered").await;
+    }
+
+    /// Presses the button `css` finds from the keyboard: focused, then Enter.
+    async fn press(&self, css: &str) {
+        let button = self.client.find(Locator::Css(css)).await.unwrap();
+        button.send_keys("\u{E007}").await.unwrap();
     }
 
     async fn click(&self, id: &str) {
@@ -323,5 +363,83 @@ async fn an_answer_from_an_uploaded_document_lists_its_sources() {
     playground.click("send").await;
     wait_for_text(client, "#messages .sources", "lighthouse-notes.txt").await;
     screenshot(client, "playground-sources").await;
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_answer_rated_in_the_playground_is_stored_with_its_rating() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    playground.ask("What is 2 + 2?", "Four.").await;
+
+    let good = r#"#messages li.assistant button[aria-label="Good answer"]"#;
+    playground.press(good).await;
+    wait_for_text(client, "#status", "Rated up").await;
+    let listed = playground.api_get("/api/v1/chat/conversations").await;
+    let id = listed["conversations"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let messages_path = format!("/api/v1/chat/conversations/{id}/messages");
+    let messages = playground.api_get(&messages_path).await;
+    assert_eq!(messages[1]["feedback"]["rating"], "up", "{messages}");
+
+    // Opened again, the answer shows the stored rating; pressed again, it is withdrawn.
+    playground.click("tab-freechat").await;
+    playground.click("tab-chatter").await;
+    let pressed = format!(r#"{good}[aria-pressed="true"]"#);
+    wait_for_text(client, &pressed, "\u{1F44D}").await;
+    screenshot(client, "playground-rated").await;
+    playground.press(good).await;
+    wait_for_text(client, "#status", "Rating withdrawn").await;
+    let messages = playground.api_get(&messages_path).await;
+    assert!(messages[1].get("feedback").is_none(), "{messages}");
+    client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_conversation_exported_from_the_playground_downloads_and_imports_again() {
+    let playground = Playground::open().await;
+    let client = &playground.client;
+    playground
+        .ask("Tell me about lighthouses", "They guide ships.")
+        .await;
+    wait_for_text(client, "#conversations", "Tell me about lighthouses").await;
+
+    playground
+        .press(r#"#conversations button[aria-label="Export Tell me about lighthouses"]"#)
+        .await;
+    wait_for_text(client, "#status", "Exported Tell_me_about_lighthouses.json").await;
+    let file = downloads(&playground.dirs.1.0).join("Tell_me_about_lighthouses.json");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !file.exists() {
+        assert!(Instant::now() < deadline, "nothing was saved as {file:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let contents: Vec<&str> = saved["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["Tell me about lighthouses", "They guide ships."]);
+
+    playground
+        .type_into("import-file", file.to_str().unwrap())
+        .await;
+    client
+        .find(Locator::Css("#import button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(client, "#status", "Imported").await;
+    wait_for_text(client, "#messages", "They guide ships.").await;
+    let listed = playground.api_get("/api/v1/chat/conversations").await;
+    assert_eq!(listed["total"], 2, "{listed}");
+    screenshot(client, "playground-imported").await;
     client.clone().close().await.unwrap();
 }

@@ -27,8 +27,9 @@ async fn assert_all_answered(sends: impl IntoIterator<Item = JoinHandle<Reply>>)
 /// Alice's messages of conversation `id`, read from the store as JSON.
 async fn stored(app: &TestApp, id: &str) -> Vec<Value> {
     app.store()
-        .messages("alice", id, 1000, 0)
+        .conversation_tree("alice", id)
         .await
+        .map(|(_, tree)| tree.messages().to_vec())
         .unwrap()
         .into_iter()
         .map(|m| serde_json::to_value(m).unwrap())

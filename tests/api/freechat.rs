@@ -12,6 +12,9 @@ mod contract;
 #[path = "freechat_races.rs"]
 mod races;
 
+#[path = "freechat_branches.rs"]
+mod branches;
+
 const CHARACTER: &str = "/api/v1/character";
 const CHAT: &str = "/api/v1/chat";
 

@@ -86,8 +86,17 @@ async fn parallel_sends_past_a_message_quota_are_refused_beyond_it() {
         PARALLEL_SENDS - 3
     );
     assert_eq!(fake.calls(), 3, "a refused send calls no model");
-    let messages = history(&app, "alice", &chat).await;
-    assert_eq!(texts(&messages).iter().filter(|t| *t == "Aye.").count(), 3);
+    // Sends made at once on one leaf are siblings: all of them are among every branch's
+    // messages (the chat is a Chatter conversation too), one of them on the active branch.
+    let every = app
+        .get(
+            &format!("/api/v1/chat/conversations/{chat}/messages?branch=all&limit=100"),
+            "alice",
+        )
+        .await
+        .body;
+    let answers = every.as_array().unwrap().iter();
+    assert_eq!(answers.filter(|m| m["content"] == "Aye.").count(), 3);
     // Nothing is held once every turn has ended: the quota is exactly used up.
     send_all_at_once([&app, &beside], &chat, "More?", |_| false).await;
     assert_eq!(fake.calls(), 3);

@@ -4,6 +4,7 @@
 mod auth;
 mod authorization;
 mod bedrock;
+mod branches;
 mod chat;
 mod concurrency;
 mod conversations;
@@ -21,5 +22,6 @@ mod search;
 mod storage_faults;
 mod streaming;
 mod titles;
+mod transfer;
 mod turn_order;
 mod workflows;

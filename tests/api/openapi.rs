@@ -315,3 +315,32 @@ async fn every_event_stream_describes_its_events_one_by_one() {
         "/streaming, its resumed /stream and FreeChat's two stream routes"
     );
 }
+
+#[tokio::test]
+async fn the_document_describes_branches_fields_and_parameters() {
+    let app = TestApp::spawn().await;
+    let ours = served_document(&app).await;
+    let schemas = &ours["components"]["schemas"];
+    let has = |schema: &str, field: &str| {
+        assert!(
+            schemas[schema]["properties"][field].is_object(),
+            "{schema}.{field} is not documented"
+        );
+    };
+    has("MessageResponse", "parent_id");
+    has("MessageResponse", "sibling_ids");
+    has("ConversationResponse", "active_message_id");
+    has("ConversationUpdate", "active_message_id");
+    has("ChatRequest", "edit_message_id");
+    has("ChatRequest", "regenerate_message_id");
+    for path in [
+        "/api/v1/chat/conversations/{conversation_id}",
+        "/api/v1/chat/conversations/{conversation_id}/messages",
+    ] {
+        let parameters = ours["paths"][path]["get"]["parameters"].as_array().unwrap();
+        assert!(
+            parameters.iter().any(|p| p["name"] == "branch"),
+            "GET {path} documents no branch parameter"
+        );
+    }
+}

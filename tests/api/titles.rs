@@ -1,7 +1,6 @@
 use std::sync::Arc;
-use std::time::Duration;
 
-use api_tests::{FakeLlm, Reply, Script, TestApp, app_with_model};
+use api_tests::{FakeLlm, Reply, Script, TestApp, app_with_model, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -19,17 +18,6 @@ async fn app_with_titles() -> (Arc<TestApp>, FakeLlm) {
 fn ask(app: &Arc<TestApp>, body: Value) -> tokio::task::JoinHandle<Reply> {
     let app = app.clone();
     tokio::spawn(async move { app.post(CHAT, "alice", &body).await })
-}
-
-/// Waits (up to ten seconds) until `done` holds.
-async fn eventually<F: std::future::Future<Output = bool>>(mut done: impl FnMut() -> F) {
-    for _ in 0..500 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the condition never held");
 }
 
 fn asked_for_a_title(fake: &FakeLlm) -> bool {

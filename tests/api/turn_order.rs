@@ -37,8 +37,9 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
 /// How many messages `user`'s conversation or chat `id` holds, read around the proxy's faults.
 async fn stored(app: &TestApp, user: &str, id: &str) -> usize {
     app.store()
-        .messages(user, id, 100, 0)
+        .conversation_tree(user, id)
         .await
+        .map(|(_, tree)| tree.messages().to_vec())
         .expect("the messages are read")
         .len()
 }

@@ -1,6 +1,7 @@
 //! A scripted OpenAI-compatible Chat Completions server on a random loopback port, with an
 //! `/embeddings` endpoint whose vectors are deterministic (a hashed bag of words), so texts
-//! that share words really are closer than texts that do not.
+//! that share words really are closer than texts that do not. The tests script it; the
+//! benchmarks use it too, timing requests and tokens against when it received and sent them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -60,6 +62,16 @@ impl Script {
         }
     }
 
+    /// `tokens` short words (`w0 `, `w1 `, ...), `gap` apart: a model at a steady token rate,
+    /// as the benchmarks drive it.
+    pub fn paced(tokens: usize, gap: Duration) -> Self {
+        Self::Reply {
+            tokens: (0..tokens).map(|i| format!("w{i} ")).collect(),
+            delay: gap,
+            usage: Some((10, tokens as u32)),
+        }
+    }
+
     pub fn slow_reply(text: &str, delay: Duration) -> Self {
         match Self::reply(text) {
             Self::Reply { tokens, usage, .. } => Self::Reply {
@@ -103,7 +115,10 @@ struct Shared {
     scripts_by_model: Mutex<HashMap<String, VecDeque<Script>>>,
     fallback: Mutex<Option<Script>>,
     requests: Mutex<Vec<Value>>,
-    last_token_sent: Mutex<Option<Instant>>,
+    /// When each request arrived, since the last `take_request_times`.
+    arrivals: Mutex<Vec<Instant>>,
+    /// When each token of the latest streamed reply was handed to its connection.
+    sent: Mutex<Vec<Instant>>,
     embedding_requests: Mutex<Vec<Value>>,
     embedding_failure: Mutex<Option<u16>>,
     embedding_delay: Mutex<Duration>,
@@ -137,6 +152,11 @@ impl FakeLlm {
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        // Like a production server, no Nagle delay on small writes (one token is one), so the
+        // benchmarks time the API rather than the fake.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move { axum::serve(listener, router).await });
         Self { base_url, shared }
     }
@@ -197,13 +217,24 @@ impl FakeLlm {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// When the last token of the last streamed reply left the fake.
+    /// When the last token of the latest streamed reply left the fake.
     pub fn last_token_sent(&self) -> Option<Instant> {
-        *self.shared.last_token_sent.lock().unwrap()
+        self.shared.sent.lock().unwrap().last().copied()
+    }
+
+    /// When each token of the latest streamed reply left the fake.
+    pub fn sent(&self) -> Vec<Instant> {
+        self.shared.sent.lock().unwrap().clone()
+    }
+
+    /// When each request arrived since the last call.
+    pub fn take_request_times(&self) -> Vec<Instant> {
+        std::mem::take(&mut *self.shared.arrivals.lock().unwrap())
     }
 }
 
 async fn complete(State(shared): State<Arc<Shared>>, Json(request): Json<Value>) -> Response {
+    shared.arrivals.lock().unwrap().push(Instant::now());
     shared.requests.lock().unwrap().push(request.clone());
     let for_model = request["model"].as_str().and_then(|model| {
         shared
@@ -392,6 +423,7 @@ fn token_frame(token: &str) -> Bytes {
 
 fn stream(shared: Arc<Shared>, script: Script) -> Response {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    shared.sent.lock().unwrap().clear();
     tokio::spawn(async move {
         let send_tokens = |tokens: Vec<String>, delay: Duration| {
             let sender = sender.clone();
@@ -407,7 +439,7 @@ fn stream(shared: Arc<Shared>, script: Script) -> Response {
                             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         return false;
                     }
-                    *shared.last_token_sent.lock().unwrap() = Some(Instant::now());
+                    shared.sent.lock().unwrap().push(Instant::now());
                 }
                 true
             }

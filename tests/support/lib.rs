@@ -319,6 +319,17 @@ impl Reply {
     }
 }
 
+/// Waits (up to ten seconds) until `done` holds.
+pub async fn eventually<F: std::future::Future<Output = bool>>(mut done: impl FnMut() -> F) {
+    for _ in 0..500 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the condition never held");
+}
+
 /// The `data:` payloads of a Server-Sent Events body, each parsed as JSON (else kept as text,
 /// like `[DONE]`).
 pub fn sse_frames(body: &str) -> Vec<Value> {

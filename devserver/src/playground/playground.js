@@ -112,6 +112,60 @@ function showSources(body, sources) {
   body.parentElement.append(list);
 }
 
+/// Thumbs up and down under an answer, pressed as it is rated; pressing the pressed one again
+/// withdraws the rating.
+function rating(body, conversationId, messageId, feedback) {
+  const group = document.createElement("div");
+  group.className = "rating";
+  group.setAttribute("role", "group");
+  group.setAttribute("aria-label", "Rate this answer");
+  const buttons = [["up", "Good answer", "\u{1F44D}"], ["down", "Bad answer", "\u{1F44E}"]]
+    .map(([value, label, symbol]) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "small";
+      button.textContent = symbol;
+      button.value = value;
+      button.setAttribute("aria-label", label);
+      return button;
+    });
+  const show = (current) => {
+    for (const b of buttons) b.setAttribute("aria-pressed", String(b.value === current));
+  };
+  for (const button of buttons) {
+    button.addEventListener("click", guarded(async () => {
+      const next = button.getAttribute("aria-pressed") === "true" ? null : button.value;
+      const message = await json("PUT", "/api/v1/chat/conversations/" + conversationId +
+        "/messages/" + messageId + "/feedback", { rating: next });
+      show(message.feedback?.rating);
+      say(next ? "Rated " + next + "." : "Rating withdrawn.");
+    }));
+  }
+  show(feedback?.rating);
+  group.append(...buttons);
+  body.parentElement.append(group);
+}
+
+/// Saves the conversation as a file, named as the API names it.
+async function exportConversation(c) {
+  const format = $("export-format").value;
+  const response = await call("GET", "/api/v1/chat/conversations/" + c.id +
+    "/export?format=" + format);
+  const disposition = response.headers.get("content-disposition") || "";
+  const name = /filename="([^"]+)"/.exec(disposition)?.[1] ||
+    "conversation." + (format === "json" ? "json" : "md");
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  // The download has its own copy once started; the page's can go.
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  say("Exported " + name + ".");
+}
+
 // ---- Chatter: conversations, documents, templates ----
 
 async function loadConversations() {
@@ -121,6 +175,7 @@ async function loadConversations() {
   for (const c of page.conversations) {
     const [li, open] = item(c.title, [
       ["Rename", "Rename " + c.title, () => renameConversation(c)],
+      ["Export", "Export " + c.title, guarded(() => exportConversation(c))],
       ["Delete", "Delete " + c.title, () => deleteConversation(c)],
     ]);
     open.setAttribute("aria-current", String(c.id === state.conversation?.id));
@@ -136,7 +191,11 @@ async function openConversation(c) {
   $("messages").replaceChildren();
   if (c) {
     const messages = await json("GET", "/api/v1/chat/conversations/" + c.id + "/messages");
-    for (const m of messages) if (m.role !== "tool") bubble(m.role, m.content);
+    for (const m of messages) {
+      if (m.role === "tool") continue;
+      const body = bubble(m.role, m.content);
+      if (m.role === "assistant") rating(body, c.id, m.id, m.feedback);
+    }
   }
   await loadConversations();
   $("message").focus();
@@ -198,7 +257,10 @@ async function sendChatter(text) {
     const chunk = JSON.parse(data);
     conversationId = chunk.conversation_id || conversationId;
     if (chunk.type === "token") answer.textContent += chunk.content;
-    else if (chunk.type === "end") showSources(answer, chunk.metadata?.sources);
+    else if (chunk.type === "end") {
+      showSources(answer, chunk.metadata?.sources);
+      rating(answer, conversationId, chunk.message_id);
+    }
     else if (chunk.type === "error") {
       answer.parentElement.classList.add("error");
       say(chunk.content, "error");
@@ -373,6 +435,15 @@ $("upload").addEventListener("submit", guarded(async (e) => {
   await loadDocuments();
   $("use-documents").checked = true;
   say("Uploaded; answers now draw on your documents.");
+}));
+$("import").addEventListener("submit", guarded(async (e) => {
+  e.preventDefault();
+  const file = $("import-file").files[0];
+  const created = await json("POST", "/api/v1/chat/conversations/import",
+    JSON.parse(await file.text()));
+  e.target.reset();
+  await openConversation(created);
+  say("Imported " + file.name + ".");
 }));
 $("new-character").addEventListener("submit", guarded(createCharacter));
 $("composer").addEventListener("submit", guarded(send));

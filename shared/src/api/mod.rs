@@ -49,7 +49,8 @@ impl Group {
             Group::Conversations => (
                 chatter::conversations::routes()
                     .merge(chatter::feedback::routes())
-                    .merge(chatter::streams::stop_routes()),
+                    .merge(chatter::streams::stop_routes())
+                    .merge(chatter::transfer::routes()),
                 Router::new(),
             ),
             Group::Chat => (chatter::chat::chat_routes(), Router::new()),

@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::chatter::{chat, conversations, documents, feedback, streams, workflows};
+use super::chatter::{chat, conversations, documents, feedback, streams, transfer, workflows};
 use super::freechat::{characters, messages, send, sessions};
 use crate::AppState;
 use crate::http::problem::Problem;
@@ -25,6 +25,8 @@ use crate::http::problem::Problem;
         conversations::list_messages,
         conversations::delete_message,
         feedback::put_feedback,
+        transfer::export_conversation,
+        transfer::import_conversation,
         chat::chat,
         chat::chat_with_template,
         chat::streaming,

@@ -12,8 +12,8 @@ pub enum ConversationStatus {
     Deleted,
 }
 
-/// A conversation as clients see it (Chatter's `ConversationResponse`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A conversation: its settings and the counters its messages keep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     pub id: String,
     pub user_id: String,
@@ -36,13 +36,16 @@ pub struct Conversation {
     pub retrieval_limit: u32,
     pub retrieval_score_threshold: f64,
     pub tags: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
     pub extra_metadata: Option<JsonObject>,
-    #[schema(value_type = Option<Object>)]
     pub workflow_config: Option<JsonObject>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_message_at: Option<DateTime<Utc>>,
+    /// The message last answered, edited or chosen: the active branch runs through it to the
+    /// newest leaf under it. Absent before branches were recorded, when the newest message
+    /// ends the one linear branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_message_id: Option<String>,
 }
 
 /// What a client chooses when it creates a conversation; the rest takes its defaults.
@@ -95,6 +98,7 @@ impl Conversation {
             created_at: now,
             updated_at: now,
             last_message_at: None,
+            active_message_id: None,
         }
     }
 }
@@ -110,6 +114,8 @@ pub struct ConversationPatch {
     pub max_tokens: Option<u32>,
     pub workflow_config: Option<JsonObject>,
     pub extra_metadata: Option<JsonObject>,
+    /// The leaf the active branch now ends on.
+    pub active_message_id: Option<String>,
 }
 
 impl ConversationPatch {

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::JsonObject;
+use super::tree::Parent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -13,15 +14,18 @@ pub enum MessageRole {
     Tool,
 }
 
-/// A stored message (Chatter's `MessageResponse`). `sequence_number` is unique and increasing
-/// within its conversation and never reused, even after a delete.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A stored message. `sequence_number` is unique and increasing within its conversation and
+/// never reused, even after a delete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub id: String,
     pub conversation_id: String,
     pub role: MessageRole,
     pub content: String,
     pub sequence_number: u64,
+    /// The message it follows in its conversation's tree.
+    #[serde(default, skip_serializing_if = "Parent::is_unrecorded")]
+    pub parent: Parent,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
     pub total_tokens: Option<u32>,
@@ -35,7 +39,6 @@ pub struct Message {
     pub status: Option<MessageStatus>,
     /// Workflow details kept with the message (citations, tool calls).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub metadata: Option<JsonObject>,
     pub created_at: DateTime<Utc>,
     /// The user's rating of an assistant message, when given.
@@ -137,6 +140,10 @@ pub struct StoredQuestion {
 pub struct MessageDraft {
     pub role: MessageRole,
     pub content: String,
+    /// The message it follows. `None`: the one before it in the same append, or for the
+    /// first, the conversation's active leaf as the store finds it (a turn names its parent,
+    /// so that parallel turns on one leaf become siblings instead of following each other).
+    pub parent: Option<Parent>,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
     pub model_used: Option<String>,
@@ -153,6 +160,7 @@ impl MessageDraft {
         Self {
             role,
             content: content.into(),
+            parent: None,
             prompt_tokens: None,
             completion_tokens: None,
             model_used: None,
@@ -181,16 +189,29 @@ impl MessageDraft {
         }
     }
 
-    /// The finished message that takes `answer`'s place: its id, position and creation time.
-    pub fn finishing(self, answer: &Message) -> Message {
+    /// The finished message that takes `answer`'s place: its id, position and creation time,
+    /// and its parent unless the draft names another (tool results stored meanwhile).
+    pub fn finishing(mut self, answer: &Message) -> Message {
+        let parent = self.parent.take().unwrap_or_else(|| answer.parent.clone());
         Message {
             id: answer.id.clone(),
             created_at: answer.created_at,
-            ..self.into_message(&answer.conversation_id, answer.sequence_number)
+            ..self.into_message(&answer.conversation_id, answer.sequence_number, parent)
         }
     }
 
-    pub fn into_message(self, conversation_id: &str, sequence_number: u64) -> Message {
+    /// The draft placed after `parent`.
+    pub fn after(mut self, parent: Parent) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+
+    pub fn into_message(
+        self,
+        conversation_id: &str,
+        sequence_number: u64,
+        parent: Parent,
+    ) -> Message {
         let total_tokens = self.total_tokens();
         Message {
             id: super::new_id(),
@@ -198,6 +219,7 @@ impl MessageDraft {
             role: self.role,
             content: self.content,
             sequence_number,
+            parent,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
             total_tokens,

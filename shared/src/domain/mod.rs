@@ -7,6 +7,7 @@ mod conversation;
 mod document;
 mod message;
 mod session;
+mod tree;
 mod workflow;
 
 pub use character::{
@@ -21,6 +22,7 @@ pub use message::{
     Rating, StoredQuestion,
 };
 pub use session::{ChatSession, ChatSettings, LifetimeUsage, QuotaClaim, QuotaHold};
+pub use tree::{BranchView, Parent, Placement, Tree};
 pub use workflow::Workflow;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -233,6 +233,8 @@ pub fn cors(config: &Config) -> CorsLayer {
             REMAINING_HOUR,
             header::RETRY_AFTER,
             super::idempotency::REPLAYED,
+            // An export's file name, for a page on another origin that saves it.
+            header::CONTENT_DISPOSITION,
         ])
         .max_age(std::time::Duration::from_secs(600))
 }

@@ -1,6 +1,7 @@
 //! The HTTP layer shared by every function: extractors, validation and middleware, and the
 //! assembly of a function's routes into a service.
 
+pub mod download;
 pub mod extract;
 pub mod idempotency;
 pub mod middleware;

@@ -90,6 +90,19 @@ impl Violations {
         self.length(value, 0, max, loc);
     }
 
+    /// Records the failures of one element of a list, checked on its own with locations
+    /// relative to it, under `prefix` and the element's index (`body.messages.3.content`).
+    pub fn nest(&mut self, prefix: &[&str], index: usize, inner: Violations) {
+        let at = prefix
+            .iter()
+            .map(|part| LocPart::from(*part))
+            .chain([LocPart::Index(index)]);
+        self.0.extend(inner.0.into_iter().map(|mut error| {
+            error.loc.splice(0..0, at.clone());
+            error
+        }));
+    }
+
     pub fn finish(self) -> Result<(), ServiceError> {
         if self.0.is_empty() {
             Ok(())

@@ -5,6 +5,7 @@
 mod bedrock;
 mod openai;
 mod providers;
+mod relay;
 mod tokens;
 
 use std::pin::Pin;

@@ -1,13 +1,13 @@
 //! An OpenAI-compatible Chat Completions client (OpenAI, Ollama, vLLM, LiteLLM, ...).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use backon::Retryable;
 use eventsource_stream::Eventsource;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
+use super::relay::{Events, Wire, relay};
 use super::{
     Completion, CompletionRequest, CompletionStream, FunctionCall, LlmClient, LlmError,
     PromptMessage, StreamEvent, ToolCall, ToolSpec, Usage, backoff,
@@ -329,24 +329,74 @@ impl LlmClient for OpenAiCompatible {
     }
 }
 
-struct StreamState<S> {
-    events: S,
+/// What an OpenAI-compatible answer's Server-Sent Events mean, with the tool calls their
+/// fragments assemble.
+struct Chunks {
     base_url: String,
-    idle_timeout: Duration,
-    pending: VecDeque<Result<StreamEvent, LlmError>>,
     /// Tool calls being assembled from their fragments, by index.
     calls: Vec<ToolCall>,
     finished: bool,
-    done: bool,
 }
 
-impl<S> StreamState<S> {
+impl Chunks {
     /// Hands on the tool calls assembled so far, once.
-    fn flush_calls(&mut self) {
+    fn flush_calls(&mut self, events: &mut Events) {
         if !self.calls.is_empty() {
-            let calls = std::mem::take(&mut self.calls);
-            self.pending.push_back(Ok(StreamEvent::ToolCalls(calls)));
+            events.push(StreamEvent::ToolCalls(std::mem::take(&mut self.calls)));
         }
+    }
+}
+
+impl Wire for Chunks {
+    type Piece = eventsource_stream::Event;
+
+    fn decode(&mut self, event: Self::Piece, events: &mut Events) -> Result<(), LlmError> {
+        if event.data.trim() == "[DONE]" {
+            // Some providers end with `[DONE]` and no finish reason: the calls assembled so
+            // far are still the model's answer.
+            self.flush_calls(events);
+            events.close();
+            return Ok(());
+        }
+        let chunk = serde_json::from_str::<WireResponse>(&event.data)
+            .map_err(|e| self.protocol(format!("unreadable chunk ({e})")))?;
+        for choice in chunk.choices {
+            if let Some(delta) = choice.delta {
+                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                    events.push(StreamEvent::Delta(text));
+                }
+                for fragment in delta.tool_calls {
+                    merge_fragment(&mut self.calls, fragment).map_err(|r| self.protocol(r))?;
+                }
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finished = true;
+                self.flush_calls(events);
+                events.push(StreamEvent::Finish(reason));
+            }
+        }
+        if let Some(usage) = chunk.usage {
+            events.push(StreamEvent::Usage(usage));
+        }
+        Ok(())
+    }
+
+    fn timed_out(&self) -> LlmError {
+        LlmError::Timeout {
+            base_url: self.base_url.clone(),
+        }
+    }
+
+    fn protocol(&self, reason: String) -> LlmError {
+        LlmError::Protocol {
+            base_url: self.base_url.clone(),
+            reason,
+        }
+    }
+
+    fn finish(&mut self, events: &mut Events) -> bool {
+        self.flush_calls(events);
+        self.finished
     }
 }
 
@@ -360,96 +410,12 @@ impl OpenAiCompatible {
     where
         B: Stream<Item = reqwest::Result<bytes::Bytes>> + Send + Unpin + 'static,
     {
-        let state = StreamState {
-            events: bytes.eventsource(),
+        let chunks = Chunks {
             base_url: self.base_url.clone(),
-            idle_timeout: self.idle_timeout,
-            pending: VecDeque::new(),
             calls: Vec::new(),
             finished: false,
-            done: false,
         };
-        futures_util::stream::unfold(state, |mut st| async move {
-            loop {
-                if let Some(item) = st.pending.pop_front() {
-                    return Some((item, st));
-                }
-                if st.done {
-                    return None;
-                }
-                let base_url = st.base_url.clone();
-                let protocol = |reason: String| LlmError::Protocol {
-                    base_url: base_url.clone(),
-                    reason,
-                };
-                match tokio::time::timeout(st.idle_timeout, st.events.next()).await {
-                    Err(_) => {
-                        st.done = true;
-                        st.pending.push_back(Err(LlmError::Timeout {
-                            base_url: st.base_url.clone(),
-                        }));
-                    }
-                    Ok(None) => {
-                        st.done = true;
-                        st.flush_calls();
-                        if !st.finished {
-                            st.pending.push_back(Err(protocol(
-                                "the stream ended before the answer was complete".into(),
-                            )));
-                        }
-                    }
-                    Ok(Some(Err(e))) => {
-                        st.done = true;
-                        st.pending.push_back(Err(protocol(format!(
-                            "the connection dropped mid-stream ({e})"
-                        ))));
-                    }
-                    Ok(Some(Ok(event))) if event.data.trim() == "[DONE]" => {
-                        st.done = true;
-                        // Some providers end with `[DONE]` and no finish reason: the calls
-                        // assembled so far are still the model's answer.
-                        st.flush_calls();
-                    }
-                    Ok(Some(Ok(event))) => {
-                        match serde_json::from_str::<WireResponse>(&event.data) {
-                            Err(e) => {
-                                st.done = true;
-                                st.pending
-                                    .push_back(Err(protocol(format!("unreadable chunk ({e})"))));
-                            }
-                            Ok(chunk) => {
-                                for choice in chunk.choices {
-                                    if let Some(delta) = choice.delta {
-                                        if let Some(text) = delta.content.filter(|t| !t.is_empty())
-                                        {
-                                            st.pending.push_back(Ok(StreamEvent::Delta(text)));
-                                        }
-                                        for fragment in delta.tool_calls {
-                                            if let Err(reason) =
-                                                merge_fragment(&mut st.calls, fragment)
-                                            {
-                                                st.done = true;
-                                                st.pending.push_back(Err(protocol(reason)));
-                                            }
-                                        }
-                                    }
-                                    if let Some(reason) = choice.finish_reason
-                                        && !st.done
-                                    {
-                                        st.finished = true;
-                                        st.flush_calls();
-                                        st.pending.push_back(Ok(StreamEvent::Finish(reason)));
-                                    }
-                                }
-                                if let Some(usage) = chunk.usage {
-                                    st.pending.push_back(Ok(StreamEvent::Usage(usage)));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        })
+        relay(bytes.eventsource(), self.idle_timeout, chunks)
     }
 }
 
@@ -487,6 +453,8 @@ fn merge_fragment(calls: &mut Vec<ToolCall>, fragment: ToolCallFragment) -> Resu
 
 #[cfg(test)]
 mod tests {
+    use futures_util::StreamExt;
+
     use super::*;
 
     fn client() -> OpenAiCompatible {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::characters::{default_backend, visible_character};
 use super::chat::within_rate_limit;
-use super::sessions::{ReadyChat, backend_model, own_chat, ready, scene_prompt};
+use super::sessions::{
+    ReadyChat, active_branch_newest_first, backend_model, own_chat, ready, scene_prompt,
+};
 use crate::AppState;
 use crate::domain::{MessageRole, Persona};
 use crate::error::{ApiResult, ServiceError};
@@ -44,12 +46,13 @@ pub async fn assistant_request(
     // is used up gets no help either.
     let (ready, newest) = tokio::join!(
         ready(state, user_id, chat.clone()),
-        state.store.newest_messages(&chat, window)
+        active_branch_newest_first(state, &chat)
     );
     let ReadyChat {
         chat, character, ..
     } = ready?;
-    let newest = newest?;
+    let mut newest = newest?;
+    newest.truncate(window);
     let session = &chat.session;
     let persona = Persona {
         character_nickname: session.user_nickname.as_deref(),

@@ -3,16 +3,19 @@
 //!
 //! `chat` is the turn both dialects run (prompt, templates, model call, stored answer);
 //! `sessions` holds FreeChat's chat-session rules, which its own send and a Chatter turn in the
-//! same chat both obey; `characters` says who may see and change a character; `documents` and `feedback` are the
-//! smaller use cases.
+//! same chat both obey; `branches` reads a conversation's messages as a tree and picks its
+//! active branch; `characters` says who may see and change a character; `assistant`,
+//! `documents`, `feedback` and `transfer` (export and import) are the smaller use cases.
 
 pub mod assistant;
+pub mod branches;
 pub mod characters;
 pub mod chat;
 pub mod documents;
 pub mod feedback;
 pub mod sessions;
 pub mod streams;
+pub mod transfer;
 
 use crate::error::ServiceError;
 use crate::store::StoreError;

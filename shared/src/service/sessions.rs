@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::AppState;
 use crate::domain::{
-    Backend, BackendSettings, Character, ChatSession, ChatSettings, Message, Persona,
+    Backend, BackendSettings, Character, ChatSession, ChatSettings, Message, Persona, Tree,
 };
 use crate::error::{ApiResult, ServiceError};
 use crate::llm::Provider;
@@ -22,6 +22,22 @@ pub async fn own_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResu
         .map_err(or_missing("Chat"))
 }
 
+/// The chat's active branch, newest first: all FreeChat shows of a chat that was branched
+/// through Chatter (every message is read once and the branch walked in memory).
+pub async fn active_branch_newest_first(
+    state: &AppState,
+    chat: &ChatRecord,
+) -> ApiResult<Vec<Message>> {
+    let tree = Tree::new(state.store.all_messages(chat).await?);
+    let active = chat.conversation().active_message_id.as_deref();
+    Ok(tree
+        .active_branch(active)
+        .into_iter()
+        .rev()
+        .cloned()
+        .collect())
+}
+
 /// A turn in a FreeChat chat, admitted by its rules: the chat as
 /// loaded, how many earlier messages its prompt may carry (`messageWindowSize`), and the
 /// backend whose quota it claims when it stores its question.
@@ -30,23 +46,8 @@ pub struct SessionTurn {
     pub chat: ChatRecord,
     pub history_window: usize,
     pub backend: BackendSettings,
-    /// The chat's newest messages, when they were read beside the chat itself.
-    pub newest: Option<NewestMessages>,
-}
-
-/// A chat's newest messages, newest first, read before its window was known: how many were
-/// asked for, and what came back.
-#[derive(Debug, Clone)]
-pub struct NewestMessages {
-    pub asked: usize,
-    pub messages: Vec<Message>,
-}
-
-impl NewestMessages {
-    /// The newest `count`, if as many were asked for.
-    pub fn newest(self, count: usize) -> Option<Vec<Message>> {
-        (count <= self.asked).then(|| self.messages.into_iter().take(count).collect())
-    }
+    /// Every message of the chat, when they were read beside the chat itself.
+    pub messages: Option<Vec<Message>>,
 }
 
 /// A chat that can take a turn: its character and backend are there, and its quota is not
@@ -66,7 +67,7 @@ impl ReadyChat {
             // The window holds the new message too, so it leaves room for one fewer before it.
             history_window: (self.backend.settings.message_window_size as usize).saturating_sub(1),
             backend: self.backend.settings.clone(),
-            newest: None,
+            messages: None,
         }
     }
 }

@@ -16,7 +16,8 @@ use super::items::{ConversationItem, Item, MessageItem, from_item, to_item, usag
 use super::ops::Partition;
 use super::{Store, StoreError, classify, keys};
 use crate::domain::{
-    Conversation, ConversationPatch, LifetimeUsage, Message, MessageDraft, QuotaClaim, QuotaHold,
+    Conversation, ConversationPatch, LifetimeUsage, Message, MessageDraft, MessageRole, Parent,
+    QuotaClaim, QuotaHold, Tree,
 };
 
 /// A conversation with the bookkeeping an append needs.
@@ -90,14 +91,32 @@ impl ConversationRecord {
         }
     }
 
-    /// Gives the drafts their sequence numbers and returns the record as it is once they are
-    /// stored, with the messages and what they add to the counters.
+    /// Gives the drafts their sequence numbers and parents and returns the record as it is
+    /// once they are stored, with the messages and what they add to the counters.
+    ///
+    /// Only an answer becomes the active message (a streaming one once it is settled): a turn
+    /// follows the last answer, so a turn
+    /// started while another one's question waits for its answer becomes that question's
+    /// sibling instead of following it (listings still show the question, at the newest leaf
+    /// under the active message).
     fn with_appended(&self, drafts: &[MessageDraft]) -> (Self, Vec<Message>, u64, f64) {
         let conversation = &self.conversation;
+        // Without an active message the conversation predates branches (or is empty): its
+        // newest message by sequence is the one to follow, which an unrecorded parent means.
+        let mut previous = conversation
+            .active_message_id
+            .clone()
+            .map_or(Parent::Unrecorded, Parent::Message);
         let messages: Vec<Message> = drafts
             .iter()
             .zip(self.last_sequence + 1..)
-            .map(|(draft, seq)| draft.clone().into_message(&conversation.id, seq))
+            .map(|(draft, seq)| {
+                let mut draft = draft.clone();
+                let parent = draft.parent.take().unwrap_or(previous.clone());
+                let message = draft.into_message(&conversation.id, seq, parent);
+                previous = Parent::Message(message.id.clone());
+                message
+            })
             .collect();
         let tokens: u64 = messages
             .iter()
@@ -107,6 +126,13 @@ impl ConversationRecord {
         let cost: f64 = messages.iter().filter_map(|m| m.cost).sum();
         let mut next = self.clone();
         next.last_sequence += messages.len() as u64;
+        if let Some(answer) = messages
+            .iter()
+            .rev()
+            .find(|m| m.role == MessageRole::Assistant && !m.is_streaming())
+        {
+            next.conversation.active_message_id = Some(answer.id.clone());
+        }
         if let Some(last) = messages.last() {
             let c = &mut next.conversation;
             c.message_count += messages.len() as u64;
@@ -439,6 +465,9 @@ impl Store {
         if let Some(v) = &patch.extra_metadata {
             set("extra_metadata = :em", ":em", attr(v)?);
         }
+        if let Some(v) = &patch.active_message_id {
+            set("active_message_id = :active", ":active", s(v));
+        }
         if let Some(v) = llm_provider {
             set("llm_provider = :llm_provider", ":llm_provider", s(v));
         }
@@ -587,36 +616,33 @@ impl Store {
         Ok(())
     }
 
-    /// A page of the caller's messages in sequence order.
-    pub async fn messages(
+    /// The caller's conversation with every one of its messages as a tree. Both reads go
+    /// out together, and the messages come back from one query (page by page past DynamoDB's
+    /// 1 MB), however many branches there are: a branch's history is then walked in memory.
+    pub async fn conversation_tree(
         &self,
         user_id: &str,
         conversation_id: &str,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Vec<Message>, StoreError> {
-        // The ownership check and the query run together; the page is dropped if it is not
-        // the caller's, so an outsider learns nothing and the owner waits for one round trip.
-        let (_, messages) = tokio::try_join!(
+    ) -> Result<(ConversationRecord, Tree), StoreError> {
+        let (record, messages) = tokio::try_join!(
             self.conversation(user_id, conversation_id),
-            self.query_messages(conversation_id, limit, offset)
+            self.every_message(conversation_id)
         )?;
-        Ok(messages)
+        Ok((record, Tree::new(messages)))
     }
 
-    /// The caller's conversation with its latest `limit` messages, in sequence order.
-    pub async fn conversation_with_messages(
+    /// Every message of a conversation in sequence order, read page by page.
+    pub(super) async fn every_message(
         &self,
-        user_id: &str,
         conversation_id: &str,
-        limit: usize,
-    ) -> Result<(ConversationRecord, Vec<Message>), StoreError> {
-        let latest = async {
-            let mut messages = self.latest_messages(conversation_id, limit).await?;
-            messages.reverse();
-            Ok(messages)
-        };
-        tokio::try_join!(self.conversation(user_id, conversation_id), latest)
+    ) -> Result<Vec<Message>, StoreError> {
+        let partition =
+            Partition::of(keys::conversation_pk(conversation_id)).prefixed(keys::MESSAGE_SK_PREFIX);
+        self.query(partition)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
+            .collect()
     }
 
     /// A conversation's latest `limit` messages, newest first, read page by page so that large
@@ -633,23 +659,6 @@ impl Store {
         self.query(partition)
             .await?
             .into_iter()
-            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
-            .collect()
-    }
-
-    async fn query_messages(
-        &self,
-        conversation_id: &str,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Vec<Message>, StoreError> {
-        let partition = Partition::of(keys::conversation_pk(conversation_id))
-            .prefixed(keys::MESSAGE_SK_PREFIX)
-            .limit(offset + limit);
-        self.query(partition)
-            .await?
-            .into_iter()
-            .skip(offset)
             .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
             .collect()
     }
@@ -735,6 +744,10 @@ impl Store {
                 held = hold_values(*hold, -1);
             }
         }
+        if let Some(active) = &conversation.active_message_id {
+            set.push_str(", active_message_id = :active");
+            held.insert(":active".into(), s(active));
+        }
         let counters = Update::builder()
             .table_name(self.table())
             .set_key(Some(conversation_key(&conversation.id)))
@@ -791,51 +804,35 @@ impl Store {
         Ok(())
     }
 
-    /// One message of the caller's conversation, found by its id; `NotFound` whether the
-    /// message or the conversation is missing or the conversation is someone else's.
-    pub async fn message(
-        &self,
-        user_id: &str,
-        conversation_id: &str,
-        message_id: &str,
-    ) -> Result<Message, StoreError> {
-        let lookup = async {
-            let output = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .index_name(keys::LSI1)
-                .key_condition_expression("pk = :pk AND lsi1sk = :id")
-                .expression_attribute_values(":pk", s(keys::conversation_pk(conversation_id)))
-                .expression_attribute_values(":id", s(keys::message_id_sk(message_id)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(classify)?;
-            let item = output
-                .items
-                .and_then(|items| items.into_iter().next())
-                .ok_or(StoreError::NotFound)?;
-            from_item::<MessageItem>(item)
-        };
-        let (_, item) = tokio::try_join!(self.conversation(user_id, conversation_id), lookup)?;
-        Ok(item.message)
-    }
-
-    /// Deletes one of the caller's messages; the conversation's counters drop by what it held.
+    /// Deletes one of the caller's messages with every message under it; the conversation's
+    /// counters drop by what they held. An active branch that ran through it moves to the
+    /// newest leaf under its parent.
     pub async fn delete_message(
         &self,
         user_id: &str,
         conversation_id: &str,
         message_id: &str,
     ) -> Result<(), StoreError> {
-        let message = self.message(user_id, conversation_id, message_id).await?;
-        self.remove_messages(user_id, conversation_id, &[message], StoreError::NotFound)
-            .await
+        let (record, tree) = self.conversation_tree(user_id, conversation_id).await?;
+        let doomed: Vec<Message> = tree.subtree(message_id).into_iter().cloned().collect();
+        if doomed.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        let active =
+            tree.active_leaf_without(record.conversation.active_message_id.as_deref(), &doomed);
+        self.remove_each_chunk(
+            user_id,
+            conversation_id,
+            &doomed,
+            || StoreError::NotFound,
+            active.as_deref(),
+        )
+        .await
     }
 
-    /// Removes the caller's newest `count` messages (every one when `count` is `None`) and
-    /// returns them, newest first. Their sequence numbers are never given out again.
+    /// Removes the newest `count` messages of the caller's active branch (all of it when
+    /// `count` is `None`) with every message under them, and returns them, newest first.
+    /// Their sequence numbers are never given out again.
     pub async fn remove_latest_messages(
         &self,
         user_id: &str,
@@ -844,35 +841,57 @@ impl Store {
     ) -> Result<Vec<Message>, StoreError> {
         let mut backoff = Duration::from_millis(2);
         for _ in 0..MAX_APPEND_ATTEMPTS {
-            let (_, newest) = tokio::try_join!(
-                self.conversation(user_id, conversation_id),
-                self.latest_messages(conversation_id, count.unwrap_or(usize::MAX))
-            )?;
+            let (record, tree) = self.conversation_tree(user_id, conversation_id).await?;
+            let recorded = record.conversation.active_message_id.as_deref();
+            let branch = tree.active_branch(recorded);
+            // The branch is one path: what lies under its oldest removed message is the rest.
+            let oldest = branch.len().saturating_sub(count.unwrap_or(usize::MAX));
+            let doomed: Vec<Message> = branch
+                .get(oldest)
+                .map(|m| tree.subtree(&m.id).into_iter().cloned().collect())
+                .unwrap_or_default();
+            let active = tree.active_leaf_without(recorded, &doomed);
             match self
-                .remove_each_chunk(user_id, conversation_id, &newest)
+                .remove_each_chunk(
+                    user_id,
+                    conversation_id,
+                    &doomed,
+                    || StoreError::Conflict,
+                    active.as_deref(),
+                )
                 .await
             {
-                // A concurrent removal took some of these first: read the newest again and
-                // remove those, so that each caller removes its own `count`.
+                // A concurrent removal took some of these first: read the branch again and
+                // remove from it, so that each caller removes its own `count`.
                 Err(StoreError::Conflict) => {
                     tokio::time::sleep(jitter(backoff)).await;
                     backoff = (backoff * 2).min(Duration::from_millis(100));
                 }
-                outcome => return outcome.map(|()| newest),
+                outcome => return outcome.map(|()| doomed),
             }
         }
         Err(StoreError::Conflict)
     }
 
+    /// Removes `messages` (children before their parents) a transaction at a time; the
+    /// first also moves the conversation's active message to `active`, when given.
     async fn remove_each_chunk(
         &self,
         user_id: &str,
         conversation_id: &str,
         messages: &[Message],
+        on_message_gone: fn() -> StoreError,
+        mut active: Option<&str>,
     ) -> Result<(), StoreError> {
         for chunk in messages.chunks(REMOVALS_PER_TRANSACTION) {
-            self.remove_messages(user_id, conversation_id, chunk, StoreError::Conflict)
-                .await?;
+            self.remove_messages(
+                user_id,
+                conversation_id,
+                chunk,
+                on_message_gone(),
+                active.take(),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -886,6 +905,7 @@ impl Store {
         conversation_id: &str,
         messages: &[Message],
         on_message_gone: StoreError,
+        active: Option<&str>,
     ) -> Result<(), StoreError> {
         let now = crate::domain::now();
         let tokens: i64 = messages
@@ -896,9 +916,17 @@ impl Store {
         let counters = Update::builder()
             .table_name(self.table())
             .set_key(Some(conversation_key(conversation_id)))
-            .update_expression(
-                "SET updated_at = :now, gsi1sk = :recency \
+            .update_expression(format!(
+                "SET updated_at = :now, gsi1sk = :recency{} \
                  ADD message_count :count, total_tokens :tokens, total_cost :cost",
+                if active.is_some() {
+                    ", active_message_id = :active"
+                } else {
+                    ""
+                }
+            ))
+            .set_expression_attribute_values(
+                active.map(|id| Item::from([(":active".to_owned(), s(id))])),
             )
             .condition_expression("user_id = :uid")
             .expression_attribute_values(":uid", s(user_id))

@@ -70,15 +70,7 @@ impl Store {
         );
         let (up, down) = counter_change(before, after);
         if (up, down) != (0, 0) {
-            let counters = Update::builder()
-                .table_name(self.table())
-                .set_key(Some(Self::stats_key(user_id).into_iter().collect()))
-                .update_expression(format!("ADD {UP} :up, {DOWN} :down"))
-                .expression_attribute_values(":up", n(up))
-                .expression_attribute_values(":down", n(down))
-                .build()
-                .map_err(anyhow::Error::new)?;
-            request = request.transact_items(TransactWriteItem::builder().update(counters).build());
+            request = request.transact_items(self.feedback_counters(user_id, up, down)?);
         }
         request
             .send()
@@ -88,6 +80,27 @@ impl Store {
             feedback,
             ..message.clone()
         })
+    }
+}
+
+impl Store {
+    /// Moves the owner's (up, down) counters by these amounts, as one action of a transaction
+    /// that changes the ratings they count.
+    pub(super) fn feedback_counters(
+        &self,
+        user_id: &str,
+        up: i64,
+        down: i64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let counters = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(Self::stats_key(user_id).into_iter().collect()))
+            .update_expression(format!("ADD {UP} :up, {DOWN} :down"))
+            .expression_attribute_values(":up", n(up))
+            .expression_attribute_values(":down", n(down))
+            .build()
+            .map_err(anyhow::Error::new)?;
+        Ok(TransactWriteItem::builder().update(counters).build())
     }
 }
 

@@ -269,7 +269,7 @@ mod tests {
         draft.completion_tokens = Some(3);
         draft.cost = Some(0.0004);
         draft.finish_reason = Some(crate::domain::FinishReason::Stop);
-        let stored = MessageItem::new(draft.into_message("c-1", 42));
+        let stored = MessageItem::new(draft.into_message("c-1", 42, crate::domain::Parent::Root));
         let item = to_item(&stored).unwrap();
         assert_eq!(item["sk"], AttributeValue::S("MSG#000000000042".into()));
         let back: MessageItem = from_item(item).unwrap();
@@ -364,7 +364,12 @@ mod tests {
     #[test]
     fn an_item_over_the_limit_is_refused_before_dynamodb_sees_it() {
         let draft = MessageDraft::new(MessageRole::User, "x".repeat(MAX_ITEM_BYTES));
-        let err = to_item(&MessageItem::new(draft.into_message("c-1", 1))).unwrap_err();
+        let err = to_item(&MessageItem::new(draft.into_message(
+            "c-1",
+            1,
+            crate::domain::Parent::Root,
+        )))
+        .unwrap_err();
         assert!(matches!(err, StoreError::ItemTooLarge { bytes } if bytes > MAX_ITEM_BYTES));
     }
 }

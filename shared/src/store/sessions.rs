@@ -13,8 +13,7 @@ use aws_sdk_dynamodb::types::{KeysAndAttributes, TransactWriteItem, Update};
 use super::characters::{NEW, key};
 use super::conversations::{attr, conversation_key, s};
 use super::items::{
-    BackendItem, CharacterItem, ConversationItem, Item, MessageItem, PointerItem, from_item,
-    to_item,
+    BackendItem, CharacterItem, ConversationItem, Item, PointerItem, from_item, to_item,
 };
 use super::ops::Partition;
 use super::{ConversationRecord, Store, StoreError, classify, keys};
@@ -204,26 +203,16 @@ impl Store {
         self.latest_messages(chat.id(), count).await
     }
 
-    /// The newest `count` messages of chat `chat_id`, newest first, read before (or beside)
-    /// the chat itself: whose chat it is is the caller's to check.
-    pub async fn newest_messages_in(
-        &self,
-        chat_id: &str,
-        count: usize,
-    ) -> Result<Vec<Message>, StoreError> {
-        self.latest_messages(chat_id, count).await
+    /// Every message of chat `chat_id`, oldest first, read before (or beside) the chat
+    /// itself: whose chat it is is the caller's to check.
+    pub async fn messages_in(&self, chat_id: &str) -> Result<Vec<Message>, StoreError> {
+        self.every_message(chat_id).await
     }
 
     /// Every message of the chat, oldest first, read page by page (DynamoDB answers a query
     /// with at most 1 MB), so that a long history comes back whole.
     pub async fn all_messages(&self, chat: &ChatRecord) -> Result<Vec<Message>, StoreError> {
-        let partition =
-            Partition::of(keys::conversation_pk(chat.id())).prefixed(keys::MESSAGE_SK_PREFIX);
-        self.query(partition)
-            .await?
-            .into_iter()
-            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
-            .collect()
+        self.every_message(chat.id()).await
     }
 
     /// Saves a chat's session and the settings its conversation carries. A session that moves

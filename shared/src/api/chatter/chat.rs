@@ -13,12 +13,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
 use utoipa::ToSchema;
 
+use super::dto::{ConversationResponse, MessageResponse};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::Workflow;
-use crate::domain::{
-    Conversation, FinishReason, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion,
-};
+use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
 use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, Resumed, is_id};
 use crate::http::idempotency::StreamOutcome;
@@ -26,7 +25,9 @@ use crate::http::middleware::CorrelationId;
 use crate::http::problem::{self, Problem};
 use crate::http::sse::ServerSentEvent;
 use crate::http::validate::Violations;
-use crate::service::chat::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, templates};
+use crate::service::chat::{
+    Branching, ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, templates,
+};
 use crate::store::PendingCount;
 
 use super::streams::{FrameId, FrameIds, framed};
@@ -51,8 +52,9 @@ pub fn catalog_routes() -> Router<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatRequest {
+    /// Required, except with `regenerate_message_id`.
     #[schema(min_length = 1, max_length = 64000)]
-    pub message: String,
+    pub message: Option<String>,
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub conversation_id: Option<String>,
     pub profile_id: Option<String>,
@@ -75,6 +77,15 @@ pub struct ChatRequest {
     pub workflow_type: Option<String>,
     /// Applies a built-in template, as `/template/{name}` does.
     pub workflow_template: Option<String>,
+    /// A user message of `conversation_id`: `message` becomes a new version of it (its
+    /// sibling), answered from the history before it. The edited branch becomes active.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub edit_message_id: Option<String>,
+    /// An assistant message of `conversation_id`: a new answer to the same question from the
+    /// same history becomes its sibling; no new user message is stored and `message` may be
+    /// left out. A user message here is a 422.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub regenerate_message_id: Option<String>,
 }
 
 impl ChatRequest {
@@ -87,7 +98,43 @@ impl ChatRequest {
         (resume, count): Resumed,
     ) -> ApiResult<ChatInput> {
         let mut v = Violations::new();
-        v.text(Some(&self.message), MAX_MESSAGE_CHARS, &["body", "message"]);
+        let regenerating = self.regenerate_message_id.is_some();
+        match &self.message {
+            Some(message) if !regenerating => {
+                v.text(Some(message), MAX_MESSAGE_CHARS, &["body", "message"]);
+            }
+            Some(_) => {}
+            None => v.check(
+                regenerating,
+                &["body", "message"],
+                "Field required",
+                "missing",
+            ),
+        }
+        v.check(
+            !(regenerating && self.edit_message_id.is_some()),
+            &["body", "regenerate_message_id"],
+            "edit_message_id and regenerate_message_id cannot be combined",
+            "value_error",
+        );
+        for (id, field) in [
+            (&self.edit_message_id, "edit_message_id"),
+            (&self.regenerate_message_id, "regenerate_message_id"),
+        ] {
+            let Some(id) = id else { continue };
+            v.check(
+                self.conversation_id.is_some(),
+                &["body", "conversation_id"],
+                format!("Field required with {field}"),
+                "missing",
+            );
+            v.check(
+                is_id(id),
+                &["body", field],
+                format!("must be 1 to {MAX_ID_CHARS} letters, digits, '-' or '_'"),
+                "value_error",
+            );
+        }
         v.temperature(self.temperature, &["body", "temperature"]);
         v.range(self.max_tokens, 1, 8192, &["body", "max_tokens"]);
         v.range(
@@ -123,8 +170,15 @@ impl ChatRequest {
                 })?),
                 None => None,
             };
+        let branching = match (self.edit_message_id, self.regenerate_message_id) {
+            (Some(id), _) => Branching::Edit(id),
+            (_, Some(id)) => Branching::Regenerate(id),
+            (None, None) => Branching::FollowActive,
+        };
         Ok(ChatInput {
-            message: self.message,
+            // A regenerated answer's question is the stored one.
+            message: self.message.unwrap_or_default(),
+            branching,
             conversation_id: self.conversation_id,
             provider: self.provider,
             workflow: self.workflow,
@@ -152,16 +206,16 @@ impl ChatRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChatResponse {
     pub conversation_id: String,
-    pub message: Message,
-    pub conversation: Conversation,
+    pub message: MessageResponse,
+    pub conversation: ConversationResponse,
 }
 
 impl From<TurnOutcome> for ChatResponse {
     fn from(outcome: TurnOutcome) -> Self {
         Self {
             conversation_id: outcome.conversation.id.clone(),
-            message: outcome.message,
-            conversation: outcome.conversation,
+            message: MessageResponse::placed(outcome.message, outcome.placement),
+            conversation: outcome.conversation.into(),
         }
     }
 }

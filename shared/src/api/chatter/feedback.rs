@@ -6,9 +6,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::dto::MessageResponse;
 use crate::AppState;
 use crate::auth::Caller;
-use crate::domain::{Feedback, Message, Rating};
+use crate::domain::{Feedback, Rating};
 use crate::error::ApiResult;
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::problem::Problem;
@@ -42,7 +43,7 @@ pub struct FeedbackRequest {
     ),
     request_body = FeedbackRequest,
     responses(
-        (status = 200, description = "The message with its feedback (none after a null rating); the caller's `/performance/stats` counts it", body = Message),
+        (status = 200, description = "The message with its feedback (none after a null rating); the caller's `/performance/stats` counts it", body = MessageResponse),
         (status = 404, description = "No such message in a conversation of the caller", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not an assistant message, an unknown rating, or a comment over 2,000 characters", body = Problem, content_type = "application/problem+json"),
     ),
@@ -53,7 +54,7 @@ pub async fn put_feedback(
     caller: Caller,
     ApiPath((conversation_id, message_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<FeedbackRequest>,
-) -> ApiResult<Json<Message>> {
+) -> ApiResult<Json<MessageResponse>> {
     let mut v = Violations::new();
     v.length(
         body.comment.as_deref(),
@@ -68,7 +69,7 @@ pub async fn put_feedback(
         "missing",
     );
     v.finish()?;
-    let message = feedback::rate_answer(
+    let (message, placement) = feedback::rate_answer(
         &state.store,
         &caller.user_id,
         &conversation_id,
@@ -77,7 +78,7 @@ pub async fn put_feedback(
         body.comment,
     )
     .await?;
-    Ok(Json(message))
+    Ok(Json(MessageResponse::placed(message, placement)))
 }
 
 /// A field that is there, even as `null`, is `Some`; one left out stays `None` (the default).

@@ -3,6 +3,8 @@
 pub mod chat;
 pub mod conversations;
 pub mod documents;
+pub mod dto;
 pub mod feedback;
 pub mod streams;
+pub mod transfer;
 pub mod workflows;

@@ -16,7 +16,7 @@ use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
-use crate::service::sessions::own_chat;
+use crate::service::sessions::{active_branch_newest_first, own_chat};
 use crate::store::ChatRecord;
 
 pub fn routes() -> Router<AppState> {
@@ -61,23 +61,15 @@ pub(crate) async fn page(
     // FreeChat reads a negative offset as none.
     let offset = offset.map_or(0, |o| usize::try_from(o).unwrap_or(0));
     let wanted = limit.map(|limit| offset.saturating_add(limit));
-    let newest = async {
-        match wanted {
-            Some(wanted) => state.store.newest_messages(chat, wanted).await,
-            None => {
-                let mut all = state.store.all_messages(chat).await?;
-                all.reverse();
-                Ok(all)
-            }
-        }
-    };
+    // A chat branched through Chatter shows its active branch.
+    let newest = active_branch_newest_first(state, chat);
     let (newest, character) = tokio::try_join!(newest, async {
         // The messages stay the user's even if the character is gone or turned private;
         // only its greeting and the debug view need it.
         match state.store.character(&chat.session.character_uid).await {
             Ok((character, _)) => Ok(Some(character).filter(|c| c.is_visible_to(user_id))),
             Err(crate::store::StoreError::NotFound) => Ok(None),
-            Err(other) => Err(other),
+            Err(other) => Err(other.into()),
         }
     })?;
     let debug = debug && character.as_ref().is_some_and(|c| c.is_owned_by(user_id));

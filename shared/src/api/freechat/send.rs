@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::domain::{BackendSettings, FinishReason, JsonObject, MAX_MESSAGE_CHARS, StoredQuestion};
+use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, StoredQuestion};
 use crate::error::ApiResult;
 use crate::http::extract::{ApiJson, Resumed};
 use crate::http::idempotency::StreamOutcome;
@@ -23,9 +23,7 @@ use crate::llm::{CompletionRequest, CompletionStream, StreamEvent, Usage, estima
 use crate::metrics::Dialect;
 use crate::service::assistant::assistant_request;
 use crate::service::chat::{ChatInput, Delivery, Turn, TurnEvent, within_rate_limit};
-use crate::service::sessions::{
-    NewestMessages, ReadyChat, SessionTurn, chat_settings, ready_chat, session_prompt,
-};
+use crate::service::sessions::{ReadyChat, SessionTurn, chat_settings, ready_chat, session_prompt};
 use crate::store::PendingCount;
 
 const MAX_NAME_CHARS: usize = 100;
@@ -124,24 +122,16 @@ async fn begin_turn(
     (resume, count): Resumed,
 ) -> ApiResult<Turn> {
     let said = body.said()?;
-    // The rate-limit count and the chat's newest messages go out with the chat's reads (its
-    // item, then its character): the window is the backend's, so as many are read as the
-    // default window holds, with a resumed question; a larger window reads again.
-    let newest = BackendSettings::DEFAULT_MESSAGE_WINDOW as usize + 1;
-    let (admitted, ready, newest) = tokio::join!(
+    // The rate-limit count and the chat's messages go out with the chat's reads (its item,
+    // then its character): the turn walks the active branch among them in memory.
+    let (admitted, ready, messages) = tokio::join!(
         within_rate_limit(count.as_ref().map(|Extension(count)| count)),
         ready_chat(state, user_id, chat_id),
-        async {
-            let messages = state.store.newest_messages_in(chat_id, newest).await;
-            messages.map(|messages| NewestMessages {
-                asked: newest,
-                messages,
-            })
-        }
+        state.store.messages_in(chat_id)
     );
     admitted?;
     let mut ready = ready?;
-    let newest = newest?;
+    let messages = messages?;
     let ReadyChat {
         chat,
         character,
@@ -180,7 +170,7 @@ async fn begin_turn(
             system_prompt_override: Some(system_prompt),
             user_metadata: Some(user_metadata),
             session: Some(SessionTurn {
-                newest: Some(newest),
+                messages: Some(messages),
                 ..ready.turn()
             }),
             resume: resume.map(|Extension(question)| question),

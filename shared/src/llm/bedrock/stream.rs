@@ -1,17 +1,17 @@
 //! ConverseStream's answer: AWS event-stream messages (binary frames with CRCs, decoded by
 //! aws-smithy-eventstream) whose JSON events become this crate's stream events.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::{HeaderValue, Message};
 use bytes::BytesMut;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde::Deserialize;
 
 use super::converse::{WireUsage, finish_reason, tool_call};
 use super::errors::Call;
+use crate::llm::relay::{Events, Wire, relay};
 use crate::llm::{LlmError, StreamEvent, ToolCall, Usage};
 
 /// More content blocks than any answer holds: an index past this is a malformed stream.
@@ -74,17 +74,14 @@ struct ExceptionBody {
     message: String,
 }
 
-struct State<B> {
-    bytes: B,
+/// What a ConverseStream answer's frames mean, with the tool calls they assemble.
+struct Frames {
     buffer: BytesMut,
     decoder: MessageFrameDecoder,
     call: Call,
-    idle_timeout: Duration,
-    pending: VecDeque<Result<StreamEvent, LlmError>>,
     /// Tool calls being assembled, by content block index.
     calls: Vec<Option<ToolCall>>,
     stopped: bool,
-    done: bool,
 }
 
 /// The stream events of a ConverseStream response body. Silence longer than `idle_timeout`,
@@ -97,65 +94,46 @@ pub(super) fn events<B>(
 where
     B: Stream<Item = reqwest::Result<bytes::Bytes>> + Send + Unpin + 'static,
 {
-    let state = State {
-        bytes,
+    let frames = Frames {
         buffer: BytesMut::new(),
         decoder: MessageFrameDecoder::new(),
         call,
-        idle_timeout,
-        pending: VecDeque::new(),
         calls: Vec::new(),
         stopped: false,
-        done: false,
     };
-    futures_util::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(item) = st.pending.pop_front() {
-                return Some((item, st));
-            }
-            if st.done {
-                return None;
-            }
-            match st.decoder.decode_frame(&mut st.buffer) {
-                Ok(DecodedFrame::Complete(message)) => {
-                    if let Err(error) = st.handle(&message) {
-                        st.fail(error);
-                    }
-                    continue;
-                }
-                Ok(DecodedFrame::Incomplete) => {}
+    relay(bytes, idle_timeout, frames)
+}
+
+impl Wire for Frames {
+    type Piece = bytes::Bytes;
+
+    fn decode(&mut self, piece: bytes::Bytes, events: &mut Events) -> Result<(), LlmError> {
+        self.buffer.extend_from_slice(&piece);
+        while !events.is_done() {
+            match self.decoder.decode_frame(&mut self.buffer) {
+                Ok(DecodedFrame::Complete(message)) => self.handle(&message, events)?,
+                Ok(DecodedFrame::Incomplete) => break,
                 Err(e) => {
-                    let error = st
+                    return Err(self
                         .call
-                        .protocol(format!("undecodable event-stream frame ({e})"));
-                    st.fail(error);
-                    continue;
-                }
-            }
-            match tokio::time::timeout(st.idle_timeout, st.bytes.next()).await {
-                Err(_) => {
-                    let error = st.call.timeout();
-                    st.fail(error);
-                }
-                Ok(Some(Ok(chunk))) => st.buffer.extend_from_slice(&chunk),
-                Ok(Some(Err(e))) => {
-                    let error = st
-                        .call
-                        .protocol(format!("the connection dropped mid-stream ({e})"));
-                    st.fail(error);
-                }
-                Ok(None) => {
-                    st.done = true;
-                    if !st.stopped {
-                        let error = st
-                            .call
-                            .protocol("the stream ended before the answer was complete");
-                        st.pending.push_back(Err(error));
-                    }
+                        .protocol(format!("undecodable event-stream frame ({e})")));
                 }
             }
         }
-    })
+        Ok(())
+    }
+
+    fn timed_out(&self) -> LlmError {
+        self.call.timeout()
+    }
+
+    fn protocol(&self, reason: String) -> LlmError {
+        self.call.protocol(reason)
+    }
+
+    fn finish(&mut self, _events: &mut Events) -> bool {
+        self.stopped
+    }
 }
 
 fn header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
@@ -169,18 +147,13 @@ fn header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
         })
 }
 
-impl<B> State<B> {
-    fn fail(&mut self, error: LlmError) {
-        self.done = true;
-        self.pending.push_back(Err(error));
-    }
-
+impl Frames {
     fn parse<T: for<'de> Deserialize<'de>>(&self, message: &Message) -> Result<T, LlmError> {
         serde_json::from_slice(message.payload())
             .map_err(|e| self.call.protocol(format!("unreadable event ({e})")))
     }
 
-    fn handle(&mut self, message: &Message) -> Result<(), LlmError> {
+    fn handle(&mut self, message: &Message, events: &mut Events) -> Result<(), LlmError> {
         match header(message, ":message-type") {
             Some("event") => {}
             Some("exception") => {
@@ -206,7 +179,7 @@ impl<B> State<B> {
             "contentBlockDelta" => {
                 let delta: BlockDelta = self.parse(message)?;
                 if let Some(text) = delta.delta.text.filter(|t| !t.is_empty()) {
-                    self.pending.push_back(Ok(StreamEvent::Delta(text)));
+                    events.push(StreamEvent::Delta(text));
                 }
                 if let Some(input) = delta.delta.tool_use {
                     let index = delta.content_block_index;
@@ -225,16 +198,14 @@ impl<B> State<B> {
                 self.stopped = true;
                 let calls: Vec<ToolCall> = self.calls.drain(..).flatten().collect();
                 if !calls.is_empty() {
-                    self.pending.push_back(Ok(StreamEvent::ToolCalls(calls)));
+                    events.push(StreamEvent::ToolCalls(calls));
                 }
-                self.pending
-                    .push_back(Ok(StreamEvent::Finish(finish_reason(&stop.stop_reason))));
+                events.push(StreamEvent::Finish(finish_reason(&stop.stop_reason)));
             }
             "metadata" => {
                 let metadata: Metadata = self.parse(message)?;
                 if let Some(usage) = metadata.usage {
-                    self.pending
-                        .push_back(Ok(StreamEvent::Usage(Usage::from(usage))));
+                    events.push(StreamEvent::Usage(Usage::from(usage)));
                 }
             }
             // messageStart, contentBlockStop and kinds added later carry nothing needed here.
@@ -260,6 +231,7 @@ impl<B> State<B> {
 mod tests {
     use aws_smithy_eventstream::frame::write_message_to;
     use aws_smithy_types::event_stream::Header;
+    use futures_util::StreamExt;
     use serde_json::{Value, json};
 
     use super::*;

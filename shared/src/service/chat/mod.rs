@@ -9,4 +9,4 @@ mod turn;
 
 pub use live::CHECKPOINT_INTERVAL;
 pub use templates::Template;
-pub use turn::{ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, within_rate_limit};
+pub use turn::{Branching, ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, within_rate_limit};

@@ -71,7 +71,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::MessageDraft;
+    use crate::domain::{MessageDraft, Parent};
 
     fn history(n: u64) -> Vec<Message> {
         (1..=n)
@@ -81,7 +81,11 @@ mod tests {
                 } else {
                     MessageRole::Assistant
                 };
-                MessageDraft::new(role, format!("message number {i:04}")).into_message("c", i)
+                MessageDraft::new(role, format!("message number {i:04}")).into_message(
+                    "c",
+                    i,
+                    Parent::Unrecorded,
+                )
             })
             .collect()
     }

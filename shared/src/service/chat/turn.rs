@@ -14,7 +14,7 @@ use crate::AppState;
 use crate::documents::{self, RetrievalQuery, Source};
 use crate::domain::{
     Conversation, FinishReason, JsonObject, Message, MessageDraft, MessageRole, NewConversation,
-    QuotaClaim, QuotaHold, StoredQuestion, Workflow,
+    Parent, Placement, QuotaClaim, QuotaHold, StoredQuestion, Tree, Workflow,
 };
 use crate::error::{ApiResult, ServiceError, UpstreamFailure};
 use crate::llm::{
@@ -23,10 +23,13 @@ use crate::llm::{
 };
 use crate::metrics::{Dialect, Failure, Stage, TurnMetrics};
 use crate::service::sessions::{self, SessionTurn};
-use crate::store::{ConversationRecord, Execution, PendingCount, QuotaChange, StoreError};
+use crate::store::{
+    AnswerPlace, ConversationRecord, Execution, PendingCount, QuotaChange, StoreError,
+};
 use crate::tools::{ToolRun, Toolset};
 
-/// How many recent messages are read to fill the context window.
+/// How many earlier messages a prompt carries at most when neither its chat nor its
+/// template says.
 const HISTORY_FETCH: usize = 100;
 const TITLE_CHARS: usize = 50;
 const GENERATE_NODE: &str = "generate";
@@ -71,6 +74,131 @@ pub struct ChatInput {
     /// The request's rate-limit count, still running: awaited beside the turn's reads, before
     /// anything is written or the model is called. `None`: counted already.
     pub count: Option<PendingCount>,
+    /// Where the turn's question goes in the conversation's tree.
+    pub branching: Branching,
+}
+
+/// Where a turn's question goes in its conversation's tree. Its prompt history is always the
+/// path to the question's parent, whatever the other branches hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Branching {
+    /// After the active leaf.
+    #[default]
+    FollowActive,
+    /// A new version of this user message: its sibling, answered from the history before it.
+    Edit(String),
+    /// A new answer beside this assistant message, from the same history: no new question.
+    Regenerate(String),
+}
+
+/// Where a turn's question goes, and the path its prompt carries before it.
+struct Placed {
+    parent: Parent,
+    history: Vec<Message>,
+    /// The question when it is stored already: regenerated, or asked by an earlier try.
+    asked: Option<Message>,
+    /// What a regenerated answer follows: what the answer it replaces followed.
+    answer_after: Option<String>,
+}
+
+impl Placed {
+    /// Places the question of a turn in `tree`; an unknown message is a 404, a message of the
+    /// wrong role for what is asked of it a 422 naming the field.
+    fn in_tree(
+        tree: &Tree,
+        active: Option<&str>,
+        branching: &Branching,
+        resumed: Option<StoredQuestion>,
+    ) -> ApiResult<Self> {
+        let history_to = |parent: Option<&str>| -> Vec<Message> {
+            parent
+                .map(|id| tree.path_to(id).into_iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        // A question an earlier try stored is answered where it is, while nothing follows it.
+        let resumed = resumed
+            .and_then(|q| tree.get(&q.message_id))
+            .filter(|q| q.role == MessageRole::User && tree.child_ids(Some(&q.id)).is_empty());
+        if let Some(question) = resumed {
+            return Ok(Self {
+                parent: Parent::of(tree.parent_id(&question.id)),
+                history: history_to(tree.parent_id(&question.id)),
+                asked: Some(question.clone()),
+                answer_after: None,
+            });
+        }
+        let named = |id: &str, role: MessageRole, field: &str| -> ApiResult<&Message> {
+            let message = tree
+                .get(id)
+                .ok_or_else(|| ServiceError::NotFound("Message not found.".into()))?;
+            if message.role != role {
+                return Err(ServiceError::invalid(
+                    ["body".into(), field.into()],
+                    format!("Message '{id}' is not a {} message.", role_name(role)),
+                    "wrong_role",
+                ));
+            }
+            Ok(message)
+        };
+        match branching {
+            Branching::FollowActive => {
+                // The recorded active message is the last answer: a question stored after it
+                // by a turn still running is not followed (the two become siblings).
+                let leaf = active
+                    .filter(|id| tree.get(id).is_some())
+                    .or_else(|| tree.active_leaf(None));
+                Ok(Self {
+                    parent: Parent::of(leaf),
+                    history: history_to(leaf),
+                    asked: None,
+                    answer_after: None,
+                })
+            }
+            Branching::Edit(id) => {
+                let edited = named(id, MessageRole::User, "edit_message_id")?;
+                let parent = tree.parent_id(&edited.id);
+                Ok(Self {
+                    parent: Parent::of(parent),
+                    history: history_to(parent),
+                    asked: None,
+                    answer_after: None,
+                })
+            }
+            Branching::Regenerate(id) => {
+                let answer = named(id, MessageRole::Assistant, "regenerate_message_id")?;
+                // The question answered is the last user message on the answer's path; tool
+                // results between them stay on the path, as the answer had them.
+                let mut path = history_to(tree.parent_id(&answer.id));
+                let at = path
+                    .iter()
+                    .rposition(|m| m.role == MessageRole::User)
+                    .ok_or_else(|| {
+                        ServiceError::invalid(
+                            ["body".into(), "regenerate_message_id".into()],
+                            format!("Message '{id}' answers no question."),
+                            "wrong_role",
+                        )
+                    })?;
+                let question = path.remove(at);
+                path.truncate(at);
+                Ok(Self {
+                    parent: Parent::of(tree.parent_id(&question.id)),
+                    history: path,
+                    asked: Some(question),
+                    answer_after: tree.parent_id(&answer.id).map(str::to_owned),
+                })
+            }
+        }
+    }
+}
+
+fn role_name(role: MessageRole) -> &'static str {
+    match role {
+        MessageRole::User => "user",
+        MessageRole::Assistant => "assistant",
+        MessageRole::System => "system",
+        MessageRole::Tool => "tool",
+    }
 }
 
 /// A turn whose user message is stored and whose prompt is ready.
@@ -79,6 +207,12 @@ pub struct Turn {
     pub user_message: Message,
     /// A streamed turn's answer, stored (empty, streaming) beside its question.
     answer: Option<Message>,
+    /// The message the answer follows: the question, or the last tool result stored after it
+    /// (a regenerated answer follows what the answer it replaces followed). Each turn keeps
+    /// its own, so that parallel turns on one leaf never answer each other's questions.
+    answer_parent: String,
+    /// The answer's siblings already stored when the turn read its conversation.
+    siblings: Vec<String>,
     pub provider: Arc<Provider>,
     pub request: CompletionRequest,
     workflow: Workflow,
@@ -231,6 +365,8 @@ async fn beside_the_question<S, W>(
 pub struct TurnOutcome {
     pub conversation: Conversation,
     pub message: Message,
+    /// Where the answer sits in its conversation's tree.
+    pub placement: Placement,
     pub usage: Usage,
     pub cost: f64,
 }
@@ -372,66 +508,76 @@ impl Turn {
                 .is_none_or(|id| *id == question.conversation_id)
         });
         let target = target.or(resumed.as_ref().map(|q| q.conversation_id.clone()));
-        // One more message is read for a resumed question: the question itself.
-        let resumed_one = usize::from(resumed.is_some());
         // The rate-limit count and the reads the prompt needs go out together: one DynamoDB
-        // step before the question is stored and the model called, side by side.
+        // step before the question is stored and the model called, side by side. Every
+        // message of the conversation is read (one query, as before branches), and the path
+        // the prompt carries is walked in memory, however many branches there are.
         let admitted = within_rate_limit(input.count.as_ref());
-        let reads = async {
-            Ok::<_, ServiceError>(match (session, &target) {
-                (Some(mut session), _) => {
-                    let limit = session.history_window + resumed_one;
-                    let read = session.newest.take().and_then(|n| n.newest(limit));
-                    let mut newest = match read {
-                        Some(newest) => newest,
-                        None => state.store.newest_messages(&session.chat, limit).await?,
-                    };
-                    newest.reverse();
-                    (session.chat.record.clone(), newest, Some(session))
-                }
-                (None, Some(id)) => {
-                    let (record, history) = state
-                        .store
-                        .conversation_with_messages(user_id, id, HISTORY_FETCH + resumed_one)
-                        .await
-                        .map_err(|e| match e {
-                            StoreError::NotFound => {
-                                ServiceError::NotFound("Conversation not found.".into())
-                            }
-                            other => other.into(),
-                        })?;
-                    (record, history, None)
-                }
-                (None, None) => (
-                    ConversationRecord::new(Conversation::create(
-                        user_id,
-                        NewConversation {
-                            title: title_from(&input.message),
-                            llm_provider: input.provider.clone(),
-                            ..Default::default()
-                        },
-                    )),
-                    Vec::new(),
-                    None,
-                ),
-            })
-        };
+        let reads =
+            async {
+                Ok::<_, ServiceError>(match (session, &target) {
+                    (Some(mut session), _) => {
+                        let messages = match session.messages.take() {
+                            Some(messages) => messages,
+                            None => state.store.all_messages(&session.chat).await?,
+                        };
+                        (
+                            session.chat.record.clone(),
+                            Tree::new(messages),
+                            Some(session),
+                        )
+                    }
+                    (None, Some(id)) => {
+                        let (record, tree) =
+                            state.store.conversation_tree(user_id, id).await.map_err(
+                                |e| match e {
+                                    StoreError::NotFound => {
+                                        ServiceError::NotFound("Conversation not found.".into())
+                                    }
+                                    other => other.into(),
+                                },
+                            )?;
+                        (record, tree, None)
+                    }
+                    (None, None) => (
+                        ConversationRecord::new(Conversation::create(
+                            user_id,
+                            NewConversation {
+                                title: title_from(&input.message),
+                                llm_provider: input.provider.clone(),
+                                ..Default::default()
+                            },
+                        )),
+                        Tree::default(),
+                        None,
+                    ),
+                })
+            };
         let (admitted, reads) = tokio::join!(admitted, reads);
         admitted?;
-        let (record, mut history, mut session) = reads?;
+        let (record, tree, mut session) = reads?;
         let place = match target {
             None => Place::NewConversation,
             Some(_) => Place::Existing,
         };
-        let asked = resumed.and_then(|question| {
-            history
-                .last()
-                .filter(|m| m.id == question.message_id && m.role == MessageRole::User)
-                .cloned()
-        });
-        if asked.is_some() {
-            history.pop();
+        let Placed {
+            parent,
+            history,
+            asked,
+            answer_after,
+        } = Placed::in_tree(
+            &tree,
+            record.conversation.active_message_id.as_deref(),
+            &input.branching,
+            resumed,
+        )?;
+        if let Some(question) = &asked {
+            input.message.clone_from(&question.content);
         }
+        let siblings = answer_after
+            .as_deref()
+            .map(|parent| tree.child_ids(Some(parent)))
+            .unwrap_or_default();
         if record.is_session && session.is_none() {
             // A Chatter turn may not skip what FreeChat's send enforces on the same chat.
             let ready = sessions::ready_chat(state, user_id, &record.conversation.id).await?;
@@ -504,9 +650,18 @@ impl Turn {
         // The question's store runs to its end whatever retrieval, discovery or the model do:
         // neither an embedding provider nor an MCP server that fails may lose it.
         let message = input.message;
-        let mut user = MessageDraft::new(MessageRole::User, message.clone());
+        let mut user = MessageDraft::new(MessageRole::User, message.clone()).after(parent);
         user.metadata = input.user_metadata;
-        let answer = (input.delivery == Delivery::Streamed).then(MessageDraft::streaming_answer);
+        // The answer follows its question: the one stored with it, or one stored before (a
+        // regenerated answer follows what the answer it replaces followed).
+        let answer = (input.delivery == Delivery::Streamed).then(|| {
+            let draft = MessageDraft::streaming_answer();
+            match (&answer_after, &asked) {
+                (Some(parent), _) => draft.after(Parent::Message(parent.clone())),
+                (None, Some(question)) => draft.after(Parent::Message(question.id.clone())),
+                (None, None) => draft,
+            }
+        });
         // A hold outlives the longest turn, so that it counts for as long as its turn runs.
         let claim = quota.as_ref().and_then(|quota| {
             let expires_at = crate::domain::now()
@@ -631,6 +786,8 @@ impl Turn {
         };
         Ok(Self {
             record,
+            answer_parent: answer_after.unwrap_or_else(|| user_message.id.clone()),
+            siblings,
             user_message,
             answer,
             provider,
@@ -834,8 +991,11 @@ impl Turn {
                 )
                 .await;
             }
+            // The first result follows the turn's own last message; the others follow it in turn.
+            let mut after = Some(Parent::Message(self.answer_parent.clone()));
             let drafts = runs.iter().map(|run| {
                 let mut draft = MessageDraft::new(MessageRole::Tool, run.output.clone());
+                draft.parent = after.take();
                 draft.metadata = Some(details([
                     ("tool_call_id", run.call_id.clone().into()),
                     ("tool", run.name.clone().into()),
@@ -850,7 +1010,12 @@ impl Turn {
                 .append_messages(self.record.clone(), drafts.collect())
                 .await
             {
-                Ok((record, _)) => self.record = record,
+                Ok((record, stored)) => {
+                    self.record = record;
+                    if let Some(last) = stored.last() {
+                        self.answer_parent.clone_from(&last.id);
+                    }
+                }
                 Err(e) => return generation(RoundEnd::Failed(e.into())),
             }
             messages.push(PromptMessage::asking(round.content.clone(), calls));
@@ -871,7 +1036,8 @@ impl Turn {
     ) -> ApiResult<TurnOutcome> {
         let usage = generation.usage;
         let cost = self.provider.cost(usage);
-        let mut draft = MessageDraft::new(MessageRole::Assistant, generation.content.clone());
+        let mut draft = MessageDraft::new(MessageRole::Assistant, generation.content.clone())
+            .after(Parent::Message(self.answer_parent.clone()));
         draft.prompt_tokens = Some(usage.prompt_tokens);
         draft.completion_tokens = Some(usage.completion_tokens);
         draft.model_used = Some(self.request.model.clone());
@@ -883,10 +1049,14 @@ impl Turn {
         let quota = self.held.map_or(QuotaChange::None, QuotaChange::Settle);
         let (record, message) = match &self.answer {
             Some(answer) => {
+                let place = match &answer.parent {
+                    Parent::Message(id) if *id != self.answer_parent => AnswerPlace::AfterItsTurn,
+                    _ => AnswerPlace::Kept,
+                };
                 let answer = draft.finishing(answer);
                 state
                     .store
-                    .settle_answer(self.record, answer, &quota)
+                    .settle_answer(self.record, answer, &quota, place)
                     .await?
             }
             None => {
@@ -897,8 +1067,14 @@ impl Turn {
                 (record, stored.remove(0))
             }
         };
+        let mut sibling_ids = self.siblings;
+        sibling_ids.push(message.id.clone());
         Ok(TurnOutcome {
             conversation: record.conversation,
+            placement: Placement {
+                parent_id: Some(self.answer_parent),
+                sibling_ids,
+            },
             message,
             usage,
             cost,

@@ -26,6 +26,7 @@ use crate::domain::{
     Document, DocumentChunk, DocumentPatch, DocumentStatus, DocumentType, JsonObject,
 };
 use crate::error::{ApiResult, ServiceError};
+use crate::http::download::attachment;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
@@ -394,19 +395,6 @@ pub async fn document_stats(
     }))
 }
 
-/// A file name for a header: ASCII letters, digits and `._-` kept, the rest `_`.
-fn header_filename(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 #[utoipa::path(
     get, path = "/api/v1/documents/{document_id}/download", tag = "documents",
     params(("document_id" = String, Path, description = "Document ID")),
@@ -422,7 +410,7 @@ pub async fn download_document(
     ApiPath(document_id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let (document, text) = service::text(&state, &caller.user_id, &document_id).await?;
-    let mut filename = header_filename(&document.original_filename);
+    let mut filename = document.original_filename;
     if matches!(
         document.document_type,
         DocumentType::Pdf | DocumentType::Html
@@ -436,22 +424,9 @@ pub async fn download_document(
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{filename}\""),
-            ),
+            (header::CONTENT_DISPOSITION, attachment(&filename)),
         ],
         text,
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_file_names_keep_only_safe_characters() {
-        assert_eq!(header_filename("résumé \"x\".md"), "r_sum___x_.md");
-    }
 }

@@ -4,27 +4,28 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+mod dto;
 
+use dto::MAX_TITLE_CHARS;
+
+pub use dto::{
+    ConversationCreate, ConversationSearchResponse, ConversationUpdate, ConversationWithMessages,
+    DeleteResponse, GetConversationQuery, ListConversationsQuery, MessagesQuery, PageQuery,
+};
+
+use super::dto::{ConversationResponse, MessageResponse};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::domain::{
-    Conversation, ConversationPatch, ConversationStatus, JsonObject, Message, NewConversation,
-};
+use crate::domain::{Conversation, ConversationPatch};
 use crate::error::{ApiResult, ServiceError};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
+use crate::service::branches;
 
 /// How many of the latest messages `GET /conversations/{id}` includes; older ones are paged
 /// through `/messages`.
 pub const INLINE_MESSAGES: usize = 200;
-const MAX_TITLE_CHARS: usize = 255;
-const MAX_DESCRIPTION_CHARS: usize = 2_000;
-/// Keeps a conversation item well below DynamoDB's 400 KB limit.
-const MAX_SYSTEM_PROMPT_CHARS: usize = 32_000;
-const MAX_TOKENS: i64 = 1_000_000;
 const MAX_MODEL_CHARS: usize = 200;
 
 pub fn routes() -> Router<AppState> {
@@ -49,35 +50,13 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ConversationCreate {
-    #[schema(min_length = 1, max_length = 255)]
-    pub title: String,
-    #[schema(max_length = 2000)]
-    pub description: Option<String>,
-    pub profile_id: Option<String>,
-    #[schema(max_length = 32000)]
-    pub system_prompt: Option<String>,
-    #[serde(default)]
-    pub enable_retrieval: bool,
-    /// One of the configured providers; its turns use it unless a request names another.
-    pub llm_provider: Option<String>,
-    /// The model its turns ask the conversation's provider for.
-    #[schema(min_length = 1, max_length = 200)]
-    pub llm_model: Option<String>,
-    #[schema(minimum = 0.0, maximum = 2.0)]
-    pub temperature: Option<f64>,
-    #[schema(minimum = 1, maximum = 1000000)]
-    pub max_tokens: Option<i64>,
-    #[schema(value_type = Option<Object>)]
-    pub workflow_config: Option<JsonObject>,
-    #[schema(value_type = Option<Object>)]
-    pub extra_metadata: Option<JsonObject>,
-}
-
 /// Checks a provider against those configured and a model name's length (apart from the
 /// body's other fields: only the state knows the providers).
-fn check_llm(state: &AppState, provider: Option<&str>, model: Option<&str>) -> ApiResult<()> {
+pub(super) fn check_llm(
+    state: &AppState,
+    provider: Option<&str>,
+    model: Option<&str>,
+) -> ApiResult<()> {
     let mut v = Violations::new();
     if let Some(name) = provider {
         v.check(
@@ -89,162 +68,6 @@ fn check_llm(state: &AppState, provider: Option<&str>, model: Option<&str>) -> A
     }
     v.text(model, MAX_MODEL_CHARS, &["body", "llm_model"]);
     v.finish()
-}
-
-impl TryFrom<ConversationCreate> for NewConversation {
-    type Error = ServiceError;
-
-    fn try_from(body: ConversationCreate) -> Result<Self, ServiceError> {
-        let mut v = Violations::new();
-        v.text(Some(&body.title), MAX_TITLE_CHARS, &["body", "title"]);
-        v.length(
-            body.description.as_deref(),
-            0,
-            MAX_DESCRIPTION_CHARS,
-            &["body", "description"],
-        );
-        v.length(
-            body.system_prompt.as_deref(),
-            0,
-            MAX_SYSTEM_PROMPT_CHARS,
-            &["body", "system_prompt"],
-        );
-        v.temperature(body.temperature, &["body", "temperature"]);
-        v.range(body.max_tokens, 1, MAX_TOKENS, &["body", "max_tokens"]);
-        v.storable_json(body.workflow_config.as_ref(), &["body", "workflow_config"]);
-        v.storable_json(body.extra_metadata.as_ref(), &["body", "extra_metadata"]);
-        v.finish()?;
-        Ok(Self {
-            title: body.title.trim().to_owned(),
-            description: body.description,
-            profile_id: body.profile_id,
-            system_prompt: body.system_prompt,
-            enable_retrieval: body.enable_retrieval,
-            temperature: body.temperature,
-            max_tokens: body.max_tokens.and_then(|t| u32::try_from(t).ok()),
-            llm_provider: body.llm_provider,
-            llm_model: body.llm_model.map(|m| m.trim().to_owned()),
-            workflow_config: body.workflow_config,
-            extra_metadata: body.extra_metadata,
-        })
-    }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ConversationUpdate {
-    #[schema(min_length = 1, max_length = 255)]
-    pub title: Option<String>,
-    #[schema(max_length = 2000)]
-    pub description: Option<String>,
-    pub status: Option<ConversationStatus>,
-    /// Another configured provider; without `llm_model` its default model applies.
-    pub llm_provider: Option<String>,
-    #[schema(min_length = 1, max_length = 200)]
-    pub llm_model: Option<String>,
-    #[schema(minimum = 0.0, maximum = 2.0)]
-    pub temperature: Option<f64>,
-    #[schema(minimum = 1, maximum = 1000000)]
-    pub max_tokens: Option<i64>,
-    #[schema(value_type = Option<Object>)]
-    pub workflow_config: Option<JsonObject>,
-    #[schema(value_type = Option<Object>)]
-    pub extra_metadata: Option<JsonObject>,
-}
-
-impl TryFrom<ConversationUpdate> for ConversationPatch {
-    type Error = ServiceError;
-
-    fn try_from(body: ConversationUpdate) -> Result<Self, ServiceError> {
-        let mut v = Violations::new();
-        v.text(body.title.as_deref(), MAX_TITLE_CHARS, &["body", "title"]);
-        let title = body.title.as_deref().map(str::trim);
-        v.length(
-            body.description.as_deref(),
-            0,
-            MAX_DESCRIPTION_CHARS,
-            &["body", "description"],
-        );
-        v.temperature(body.temperature, &["body", "temperature"]);
-        v.range(body.max_tokens, 1, MAX_TOKENS, &["body", "max_tokens"]);
-        v.storable_json(body.workflow_config.as_ref(), &["body", "workflow_config"]);
-        v.storable_json(body.extra_metadata.as_ref(), &["body", "extra_metadata"]);
-        v.finish()?;
-        Ok(Self {
-            title: title.map(str::to_owned),
-            description: body.description,
-            status: body.status,
-            temperature: body.temperature,
-            max_tokens: body.max_tokens.and_then(|t| u32::try_from(t).ok()),
-            workflow_config: body.workflow_config,
-            extra_metadata: body.extra_metadata,
-        })
-    }
-}
-
-/// `limit` and `offset` of a list, checked against the bounds the contract gives.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Number of results per page (1 to 100).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<i64>,
-    /// Number of results to skip.
-    #[param(minimum = 0, maximum = 1000000)]
-    pub offset: Option<i64>,
-}
-
-impl PageQuery {
-    pub(crate) fn page(&self, default_limit: usize) -> ApiResult<(usize, usize)> {
-        let mut v = Violations::new();
-        v.range(self.limit, 1, 100, &["query", "limit"]);
-        v.range(self.offset, 0, 1_000_000, &["query", "offset"]);
-        v.finish()?;
-        let limit = self.limit.map_or(default_limit, |l| l as usize);
-        Ok((limit, self.offset.unwrap_or(0) as usize))
-    }
-}
-
-/// The list's paging, and what its titles must contain.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListConversationsQuery {
-    /// Number of results per page (1 to 100).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<i64>,
-    /// Number of results to skip.
-    #[param(minimum = 0, maximum = 1000000)]
-    pub offset: Option<i64>,
-    /// Only conversations whose title contains this text, ignoring case; `total` counts them.
-    #[param(max_length = 255)]
-    pub q: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct GetConversationQuery {
-    /// Include the latest messages in the response (default true).
-    pub include_messages: Option<bool>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConversationSearchResponse {
-    pub conversations: Vec<Conversation>,
-    pub total: u64,
-    pub limit: usize,
-    pub offset: usize,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConversationWithMessages {
-    #[serde(flatten)]
-    pub conversation: Conversation,
-    pub messages: Vec<Message>,
-}
-
-/// The body of a successful delete.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeleteResponse {
-    pub message: String,
 }
 
 fn conversation_not_found() -> ServiceError {
@@ -263,7 +86,7 @@ fn or_not_found(err: crate::store::StoreError) -> ServiceError {
     post, path = "/api/v1/chat/conversations", tag = "conversations",
     request_body = ConversationCreate,
     responses(
-        (status = 201, description = "Conversation created", body = Conversation),
+        (status = 201, description = "Conversation created", body = ConversationResponse),
         (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -272,7 +95,7 @@ pub async fn create_conversation(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<ConversationCreate>,
-) -> ApiResult<(StatusCode, Json<Conversation>)> {
+) -> ApiResult<(StatusCode, Json<ConversationResponse>)> {
     check_llm(
         &state,
         body.llm_provider.as_deref(),
@@ -280,7 +103,7 @@ pub async fn create_conversation(
     )?;
     let conversation = Conversation::create(&caller.user_id, body.try_into()?);
     state.store.create_conversation(&conversation).await?;
-    Ok((StatusCode::CREATED, Json(conversation)))
+    Ok((StatusCode::CREATED, Json(conversation.into())))
 }
 
 #[utoipa::path(
@@ -319,7 +142,7 @@ pub async fn list_conversations(
         }
     };
     Ok(Json(ConversationSearchResponse {
-        conversations,
+        conversations: conversations.into_iter().map(Into::into).collect(),
         total,
         limit,
         offset,
@@ -341,21 +164,26 @@ pub async fn get_conversation(
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<GetConversationQuery>,
 ) -> ApiResult<Json<ConversationWithMessages>> {
-    let (record, messages) = if query.include_messages.unwrap_or(true) {
-        state
-            .store
-            .conversation_with_messages(&caller.user_id, &conversation_id, INLINE_MESSAGES)
-            .await
-    } else {
-        state
+    if !query.include_messages.unwrap_or(true) {
+        let record = state
             .store
             .conversation(&caller.user_id, &conversation_id)
             .await
-            .map(|record| (record, Vec::new()))
+            .map_err(or_not_found)?;
+        return Ok(Json(ConversationWithMessages {
+            conversation: record.conversation.into(),
+            messages: Vec::new(),
+        }));
     }
-    .map_err(or_not_found)?;
+    let (record, tree) = branches::tree(&state.store, &caller.user_id, &conversation_id).await?;
+    let active = record.conversation.active_message_id.as_deref();
+    let shown = tree.view(query.branch.unwrap_or_default(), active);
+    let messages = shown[shown.len().saturating_sub(INLINE_MESSAGES)..]
+        .iter()
+        .map(|m| MessageResponse::in_tree(&tree, (*m).clone()))
+        .collect();
     Ok(Json(ConversationWithMessages {
-        conversation: record.conversation,
+        conversation: ConversationResponse::in_tree(record.conversation, &tree),
         messages,
     }))
 }
@@ -365,7 +193,7 @@ pub async fn get_conversation(
     params(("conversation_id" = String, Path, description = "Conversation ID")),
     request_body = ConversationUpdate,
     responses(
-        (status = 200, description = "The updated conversation", body = Conversation),
+        (status = 200, description = "The updated conversation", body = ConversationResponse),
         (status = 404, description = "No such conversation of the caller", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
     ),
@@ -376,7 +204,7 @@ pub async fn update_conversation(
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
     ApiJson(mut body): ApiJson<ConversationUpdate>,
-) -> ApiResult<Json<Conversation>> {
+) -> ApiResult<Json<ConversationResponse>> {
     check_llm(
         &state,
         body.llm_provider.as_deref(),
@@ -384,7 +212,14 @@ pub async fn update_conversation(
     )?;
     let llm_provider = body.llm_provider.take();
     let llm_model = body.llm_model.take().map(|m| m.trim().to_owned());
-    let patch: ConversationPatch = body.try_into()?;
+    let chosen = body.active_message_id.take();
+    let mut patch: ConversationPatch = body.try_into()?;
+    if let Some(message_id) = chosen {
+        patch.active_message_id = Some(
+            branches::leaf_through(&state.store, &caller.user_id, &conversation_id, &message_id)
+                .await?,
+        );
+    }
     let conversation = if patch.is_empty() && llm_provider.is_none() && llm_model.is_none() {
         state
             .store
@@ -404,7 +239,7 @@ pub async fn update_conversation(
             .await
     }
     .map_err(or_not_found)?;
-    Ok(Json(conversation))
+    Ok(Json(conversation.into()))
 }
 
 #[utoipa::path(
@@ -433,9 +268,9 @@ pub async fn delete_conversation(
 
 #[utoipa::path(
     get, path = "/api/v1/chat/conversations/{conversation_id}/messages", tag = "conversations",
-    params(("conversation_id" = String, Path, description = "Conversation ID"), PageQuery),
+    params(("conversation_id" = String, Path, description = "Conversation ID"), MessagesQuery),
     responses(
-        (status = 200, description = "Messages in sequence order", body = Vec<Message>),
+        (status = 200, description = "The active branch from its first message (or with `branch=all` every message), in sequence order", body = Vec<MessageResponse>),
         (status = 404, description = "No such conversation of the caller", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid paging", body = Problem, content_type = "application/problem+json"),
     ),
@@ -445,15 +280,23 @@ pub async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
-    ApiQuery(query): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Vec<Message>>> {
-    let (limit, offset) = query.page(50)?;
-    let messages = state
-        .store
-        .messages(&caller.user_id, &conversation_id, limit, offset)
-        .await
-        .map_err(or_not_found)?;
-    Ok(Json(messages))
+    ApiQuery(query): ApiQuery<MessagesQuery>,
+) -> ApiResult<Json<Vec<MessageResponse>>> {
+    let (limit, offset) = PageQuery {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .page(50)?;
+    let (record, tree) = branches::tree(&state.store, &caller.user_id, &conversation_id).await?;
+    let active = record.conversation.active_message_id.as_deref();
+    let page = tree
+        .view(query.branch.unwrap_or_default(), active)
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|m| MessageResponse::in_tree(&tree, m.clone()))
+        .collect();
+    Ok(Json(page))
 }
 
 #[utoipa::path(
@@ -463,7 +306,7 @@ pub async fn list_messages(
         ("message_id" = String, Path, description = "Message ID"),
     ),
     responses(
-        (status = 200, description = "Deleted; the conversation's counters drop accordingly", body = DeleteResponse),
+        (status = 200, description = "Deleted with every message under it; the conversation's counters drop by all of them", body = DeleteResponse),
         (status = 404, description = "No such message in a conversation of the caller", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -473,16 +316,7 @@ pub async fn delete_message(
     caller: Caller,
     ApiPath((conversation_id, message_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<DeleteResponse>> {
-    state
-        .store
-        .delete_message(&caller.user_id, &conversation_id, &message_id)
-        .await
-        .map_err(|err| match err {
-            crate::store::StoreError::NotFound => {
-                ServiceError::NotFound("Message not found.".into())
-            }
-            other => other.into(),
-        })?;
+    branches::delete_message(&state.store, &caller.user_id, &conversation_id, &message_id).await?;
     Ok(Json(DeleteResponse {
         message: "Message deleted successfully".into(),
     }))

@@ -1,0 +1,312 @@
+//! A conversation's messages as a tree. Each message follows a parent (none for a first
+//! message); an edit or a regenerated answer is a sibling of what it replaces, and the active
+//! branch is the path from a first message to the conversation's active leaf.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Message;
+
+/// Where a message hangs in its conversation's tree, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parent {
+    /// Stored before messages recorded their parent. Such a message follows the one before it
+    /// by sequence number, so an old conversation's linear history reads as a single branch
+    /// and needs no migration.
+    #[default]
+    Unrecorded,
+    /// A first message: of the conversation, or of a branch that edits the first question.
+    Root,
+    /// The message it follows.
+    Message(String),
+}
+
+impl Parent {
+    pub fn is_unrecorded(&self) -> bool {
+        *self == Self::Unrecorded
+    }
+
+    /// The parent `id` names (`None`: a first message).
+    pub fn of(id: Option<&str>) -> Self {
+        id.map_or(Self::Root, |id| Self::Message(id.to_owned()))
+    }
+}
+
+/// A message's place in its tree, as clients see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The message it follows; `None` for a first message.
+    pub parent_id: Option<String>,
+    /// Every message with the same parent, oldest first, itself included.
+    pub sibling_ids: Vec<String>,
+}
+
+/// Which of a conversation's messages a listing shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BranchView {
+    /// The active branch, from its first message to its leaf.
+    #[default]
+    Active,
+    /// Every message of every branch, in creation order.
+    All,
+}
+
+/// A conversation's messages in sequence order with each one's parent resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    messages: Vec<Message>,
+    parents: Vec<Option<usize>>,
+    children: Vec<Vec<usize>>,
+    index: HashMap<String, usize>,
+}
+
+impl Tree {
+    /// The tree of every message of a conversation, in any order. A message whose recorded
+    /// parent is gone (a question deleted while its answer was being written) is a first
+    /// message.
+    pub fn new(mut messages: Vec<Message>) -> Self {
+        messages.sort_by_key(|m| m.sequence_number);
+        let index: HashMap<String, usize> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.clone(), i))
+            .collect();
+        let parents: Vec<Option<usize>> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| match &m.parent {
+                Parent::Unrecorded => i.checked_sub(1),
+                Parent::Root => None,
+                Parent::Message(id) => index.get(id).copied().filter(|&p| p < i),
+            })
+            .collect();
+        let mut children = vec![Vec::new(); messages.len()];
+        for (i, parent) in parents.iter().enumerate() {
+            if let Some(p) = parent {
+                children[*p].push(i);
+            }
+        }
+        Self {
+            messages,
+            parents,
+            children,
+            index,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Every message, in creation (sequence) order.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Message> {
+        self.index.get(id).map(|&i| &self.messages[i])
+    }
+
+    /// The id of the message `id` follows (`None` for a first message or an unknown id).
+    pub fn parent_id(&self, id: &str) -> Option<&str> {
+        let i = *self.index.get(id)?;
+        self.parents[i].map(|p| self.messages[p].id.as_str())
+    }
+
+    /// Where `id` sits: its parent and its siblings (none for an unknown id).
+    pub fn placement(&self, id: &str) -> Placement {
+        let parent_id = self.parent_id(id).map(str::to_owned);
+        let sibling_ids = if self.index.contains_key(id) {
+            self.child_ids(parent_id.as_deref())
+        } else {
+            Vec::new()
+        };
+        Placement {
+            parent_id,
+            sibling_ids,
+        }
+    }
+
+    /// The messages that follow `parent` (the first messages for `None`), oldest first.
+    pub fn child_ids(&self, parent: Option<&str>) -> Vec<String> {
+        let indices: Vec<usize> = match parent {
+            Some(id) => self
+                .index
+                .get(id)
+                .map_or_else(Vec::new, |&p| self.children[p].clone()),
+            None => (0..self.messages.len())
+                .filter(|&i| self.parents[i].is_none())
+                .collect(),
+        };
+        indices
+            .into_iter()
+            .map(|i| self.messages[i].id.clone())
+            .collect()
+    }
+
+    /// The messages from a first message down to `id`, in that order (empty for an unknown id).
+    pub fn path_to(&self, id: &str) -> Vec<&Message> {
+        let mut path = Vec::new();
+        let mut at = self.index.get(id).copied();
+        while let Some(i) = at {
+            path.push(&self.messages[i]);
+            at = self.parents[i];
+        }
+        path.reverse();
+        path
+    }
+
+    /// The newest leaf at or under `id`: where the branch through `id` now ends.
+    pub fn newest_leaf_under(&self, id: &str) -> Option<&str> {
+        let start = *self.index.get(id)?;
+        let leaf = self
+            .under(start)
+            .into_iter()
+            .filter(|&i| self.children[i].is_empty())
+            .max()
+            .unwrap_or(start);
+        Some(self.messages[leaf].id.as_str())
+    }
+
+    /// `start` and every message under it.
+    fn under(&self, start: usize) -> Vec<usize> {
+        let mut found = Vec::new();
+        let mut pending = vec![start];
+        while let Some(i) = pending.pop() {
+            found.push(i);
+            pending.extend(&self.children[i]);
+        }
+        found
+    }
+
+    /// The leaf of the active branch: the newest leaf under the conversation's recorded active
+    /// message, or (for a conversation that predates branches, or whose active message is
+    /// gone) the newest leaf of all.
+    pub fn active_leaf(&self, recorded: Option<&str>) -> Option<&str> {
+        let anchor = recorded
+            .filter(|id| self.index.contains_key(*id))
+            .or_else(|| self.messages.last().map(|m| m.id.as_str()))?;
+        self.newest_leaf_under(anchor)
+    }
+
+    /// The active branch, from its first message to its leaf.
+    pub fn active_branch(&self, recorded: Option<&str>) -> Vec<&Message> {
+        self.active_leaf(recorded)
+            .map(|leaf| self.path_to(leaf))
+            .unwrap_or_default()
+    }
+
+    /// The messages a listing shows, in order.
+    pub fn view(&self, view: BranchView, recorded_active: Option<&str>) -> Vec<&Message> {
+        match view {
+            BranchView::Active => self.active_branch(recorded_active),
+            BranchView::All => self.messages.iter().collect(),
+        }
+    }
+
+    /// Where the active branch ends once `removed` are gone: `None` when its leaf stays, else
+    /// the newest leaf under the parent of the oldest removed message (or of all, when that
+    /// was a first message).
+    pub fn active_leaf_without(
+        &self,
+        recorded: Option<&str>,
+        removed: &[Message],
+    ) -> Option<String> {
+        let leaf = self.active_leaf(recorded)?;
+        let oldest = removed.iter().min_by_key(|m| m.sequence_number)?;
+        if !removed.iter().any(|m| m.id == leaf) {
+            return None;
+        }
+        let gone: std::collections::HashSet<&str> = removed.iter().map(|m| m.id.as_str()).collect();
+        let rest = Self::new(
+            self.messages
+                .iter()
+                .filter(|m| !gone.contains(m.id.as_str()))
+                .cloned()
+                .collect(),
+        );
+        rest.active_leaf(self.parent_id(&oldest.id))
+            .map(str::to_owned)
+    }
+
+    /// `id` and every message under it, newest first (children before their parents), so that
+    /// removing them in this order never leaves a message whose parent is gone.
+    pub fn subtree(&self, id: &str) -> Vec<&Message> {
+        let Some(&start) = self.index.get(id) else {
+            return Vec::new();
+        };
+        let mut found = self.under(start);
+        found.sort_unstable_by(|a, b| b.cmp(a));
+        found.into_iter().map(|i| &self.messages[i]).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MessageDraft, MessageRole};
+
+    fn message(sequence: u64, parent: Parent) -> Message {
+        let mut m = MessageDraft::new(MessageRole::User, format!("m{sequence}"))
+            .into_message("c", sequence, parent);
+        m.id = format!("m{sequence}");
+        m
+    }
+
+    fn under(id: &str) -> Parent {
+        Parent::Message(id.into())
+    }
+
+    fn ids(messages: &[&Message]) -> Vec<String> {
+        messages.iter().map(|m| m.id.clone()).collect()
+    }
+
+    #[test]
+    fn messages_stored_before_branches_read_as_one_linear_branch() {
+        let tree = Tree::new(vec![
+            message(3, Parent::Unrecorded),
+            message(1, Parent::Unrecorded),
+            message(2, Parent::Unrecorded),
+        ]);
+        assert_eq!(tree.parent_id("m1"), None);
+        assert_eq!(tree.parent_id("m3"), Some("m2"));
+        assert_eq!(ids(&tree.active_branch(None)), ["m1", "m2", "m3"]);
+        assert_eq!(tree.placement("m2").sibling_ids, ["m2"]);
+    }
+
+    #[test]
+    fn an_old_history_continued_with_a_branch_keeps_its_messages_on_the_path() {
+        let tree = Tree::new(vec![
+            message(1, Parent::Unrecorded),
+            message(2, Parent::Unrecorded),
+            message(3, under("m2")),
+            message(4, under("m1")),
+        ]);
+        assert_eq!(tree.placement("m4").sibling_ids, ["m2", "m4"]);
+        assert_eq!(ids(&tree.active_branch(Some("m3"))), ["m1", "m2", "m3"]);
+        assert_eq!(ids(&tree.active_branch(None)), ["m1", "m4"]);
+    }
+
+    #[test]
+    fn the_active_branch_runs_to_the_newest_leaf_under_the_chosen_message() {
+        let tree = Tree::new(vec![
+            message(1, Parent::Root),
+            message(2, under("m1")),
+            message(3, under("m1")),
+            message(4, under("m2")),
+            message(5, Parent::Root),
+        ]);
+        assert_eq!(tree.active_leaf(Some("m1")), Some("m4"));
+        assert_eq!(tree.placement("m5").sibling_ids, ["m1", "m5"]);
+        assert_eq!(tree.placement("m5").parent_id, None);
+        assert_eq!(ids(&tree.subtree("m2")), ["m4", "m2"]);
+        assert_eq!(
+            tree.active_leaf_without(Some("m4"), &[tree.get("m4").unwrap().clone()]),
+            Some("m2".to_owned())
+        );
+        assert_eq!(tree.active_leaf_without(Some("m3"), &[]), None);
+    }
+}
