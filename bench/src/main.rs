@@ -4,13 +4,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bench::{bedrock, coldstart, latency, overhead, streaming};
+use bench::{bedrock, checkpoints, coldstart, latency, overhead, streaming};
 
 const USAGE: &str = "usage: bench <command> [options]
   overhead  [--iterations N] [--warmup N]          router vs bare storage calls, round trips
   latency   [--runs N] [--warmup N] [--latencies-ms 0,2,5] [--label TEXT]
                                                     what DynamoDB's latency adds to each kind of turn
   streaming [--runs N] [--tokens N] [--gap-ms N]    time to first token and per-token lag
+  checkpoints [--tokens N] [--rates 20,50,100,1000] checkpoint writes of one streamed answer per token rate
   lambda-streaming --bin-dir DIR [--runs N] [--tokens N] [--gap-ms N]
                                                     per-token lag through the chat-stream binary
   coldstart --bin-dir DIR [--functions a,b] [--runs N] [--load N] [--secret-from-moto]
@@ -56,6 +57,13 @@ fn main() -> anyhow::Result<()> {
             tokens: option(&args, "--tokens", 20)?,
             gap: Duration::from_millis(option(&args, "--gap-ms", 2)?),
         })),
+        Some("checkpoints") => {
+            let rates: String = option(&args, "--rates", "20,50,100,1000".to_owned())?;
+            runtime.block_on(checkpoints::run(checkpoints::Options {
+                tokens: option(&args, "--tokens", 1000)?,
+                rates: rates.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            }))
+        }
         Some("lambda-streaming") => {
             let bin_dir: PathBuf = option(&args, "--bin-dir", PathBuf::from("target/release"))?;
             runtime.block_on(streaming::run_lambda(

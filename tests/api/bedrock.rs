@@ -269,10 +269,11 @@ async fn a_streamed_tools_turn_assembles_tool_use_from_its_deltas() {
     assert_eq!(results.len(), 2, "parallel results are one user message");
     assert_eq!(results[1]["toolResult"]["toolUseId"], "tooluse_1");
     let stored = streamed_messages(&app, &frames).await;
-    // A turn that may call tools stores its answer when done, after its tool results.
+    // Stored as the turn began, the answer settles after the tool results it follows.
     let roles: Vec<&str> = stored.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "tool", "tool", "assistant"]);
     assert_eq!(stored[3]["content"], "42 and 4.");
+    assert_eq!(stored[3]["id"], frames[0]["message_id"]);
 }
 
 #[tokio::test]

@@ -189,24 +189,21 @@ impl MessageDraft {
         }
     }
 
+    /// The finished message that takes `answer`'s place: its id, position and creation time,
+    /// and its parent unless the draft names another (tool results stored meanwhile).
+    pub fn finishing(mut self, answer: &Message) -> Message {
+        let parent = self.parent.take().unwrap_or_else(|| answer.parent.clone());
+        Message {
+            id: answer.id.clone(),
+            created_at: answer.created_at,
+            ..self.into_message(&answer.conversation_id, answer.sequence_number, parent)
+        }
+    }
+
     /// The draft placed after `parent`.
     pub fn after(mut self, parent: Parent) -> Self {
         self.parent = Some(parent);
         self
-    }
-
-    /// The finished message that takes `answer`'s place: its id, position, parent and creation
-    /// time.
-    pub fn finishing(self, answer: &Message) -> Message {
-        Message {
-            id: answer.id.clone(),
-            created_at: answer.created_at,
-            ..self.into_message(
-                &answer.conversation_id,
-                answer.sequence_number,
-                answer.parent.clone(),
-            )
-        }
     }
 
     pub fn into_message(

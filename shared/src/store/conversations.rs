@@ -98,7 +98,8 @@ impl ConversationRecord {
     /// Gives the drafts their sequence numbers and parents and returns the record as it is
     /// once they are stored, with the messages and what they add to the counters.
     ///
-    /// Only an answer becomes the active message: a turn follows the last answer, so a turn
+    /// Only an answer becomes the active message (a streaming one once it is settled): a turn
+    /// follows the last answer, so a turn
     /// started while another one's question waits for its answer becomes that question's
     /// sibling instead of following it (listings still show the question, at the newest leaf
     /// under the active message).
@@ -1001,11 +1002,12 @@ pub(super) fn hold_values(hold: QuotaHold, sign: i64) -> Item {
 }
 
 /// The newest answer among `messages`: what an append makes the active message.
+/// The answer an append makes active: a streaming one becomes active once it is settled.
 fn newest_answer(messages: &[Message]) -> Option<&Message> {
     messages
         .iter()
         .rev()
-        .find(|m| m.role == MessageRole::Assistant)
+        .find(|m| m.role == MessageRole::Assistant && !m.is_streaming())
 }
 
 /// Full jitter keeps concurrent writers that lost together from colliding again.

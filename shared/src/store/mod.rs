@@ -28,7 +28,7 @@ pub use feedback::FeedbackCounts;
 pub use rate_limit::{PendingCount, RateLimitStatus};
 pub use sessions::ChatRecord;
 pub use stats::{Execution, ExecutionStats, ToolFigures};
-pub use streams::Checkpoint;
+pub use streams::{AnswerPlace, Checkpoint};
 
 use crate::config::{Config, EndpointCredentials};
 

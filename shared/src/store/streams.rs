@@ -7,12 +7,12 @@
 //! turn learns of a stop from the write it makes anyway, on whichever instance it runs.
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
 use super::conversations::{conversation_key, hold_values, n, s, timestamp, write_failed};
 use super::items::{Item, MessageItem, from_item, to_item, usage_attributes};
 use super::{ConversationRecord, QuotaChange, Store, StoreError, classify, keys};
-use crate::domain::{LifetimeUsage, Message, MessageStatus, Parent};
+use crate::domain::{LifetimeUsage, Message, MessageStatus};
 
 /// Set on a streaming answer's item when someone asks its turn to stop.
 const STOP_REQUESTED: &str = "stop_requested";
@@ -20,6 +20,19 @@ const STOP_REQUESTED: &str = "stop_requested";
 /// answer, the tool messages its turn appended after it (10 at most by default), and a
 /// question asked meanwhile.
 const RUNNING_ANSWER_WINDOW: usize = 16;
+
+/// Settles give up after this many writes that raced others.
+const MAX_SETTLE_ATTEMPTS: u32 = 20;
+
+/// Where a settled answer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerPlace {
+    /// Where it was stored as its turn began.
+    Kept,
+    /// After the messages its turn stored since (its tool results, which it follows): the
+    /// same id at the next sequence number, since a message comes after its parent.
+    AfterItsTurn,
+}
 
 /// What a checkpoint found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,37 +132,6 @@ impl Store {
         }
     }
 
-    /// One message of the caller's conversation, found by its id; `NotFound` whether the
-    /// message or the conversation is missing or the conversation is someone else's.
-    async fn message(
-        &self,
-        user_id: &str,
-        conversation_id: &str,
-        message_id: &str,
-    ) -> Result<Message, StoreError> {
-        let lookup = async {
-            let output = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .index_name(keys::LSI1)
-                .key_condition_expression("pk = :pk AND lsi1sk = :id")
-                .expression_attribute_values(":pk", s(keys::conversation_pk(conversation_id)))
-                .expression_attribute_values(":id", s(keys::message_id_sk(message_id)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(classify)?;
-            let item = output
-                .items
-                .and_then(|items| items.into_iter().next())
-                .ok_or(StoreError::NotFound)?;
-            from_item::<MessageItem>(item)
-        };
-        let (_, item) = tokio::try_join!(self.conversation(user_id, conversation_id), lookup)?;
-        Ok(item.message)
-    }
-
     /// The answer streaming in the caller's conversation: the newest one, or the one with
     /// this id. `NotFound` when the conversation is missing or someone else's.
     pub async fn streaming_answer(
@@ -159,15 +141,10 @@ impl Store {
         message_id: Option<&str>,
     ) -> Result<Option<Message>, StoreError> {
         let answer = match message_id {
-            Some(id) => match self.message(user_id, conversation_id, id).await {
-                Ok(message) => Some(message),
-                Err(StoreError::NotFound) => {
-                    // The message may be missing in a conversation that exists.
-                    self.conversation(user_id, conversation_id).await?;
-                    None
-                }
-                Err(other) => return Err(other),
-            },
+            Some(id) => {
+                let (_, tree) = self.conversation_tree(user_id, conversation_id).await?;
+                tree.get(id).cloned()
+            }
             None => {
                 let (_, newest) = tokio::try_join!(
                     self.conversation(user_id, conversation_id),
@@ -179,53 +156,121 @@ impl Store {
         Ok(answer.filter(Message::is_streaming))
     }
 
-    /// The answer as stored now; `None` once it is gone (its turn produced nothing).
+    /// The answer as stored now, where it was or (settled after its turn's tool results)
+    /// by its id; `None` once it is gone (its turn produced nothing).
     pub async fn answer_now(&self, answer: &Message) -> Result<Option<Message>, StoreError> {
-        self.get_consistent(answer_key(answer))
-            .await?
+        if let Some(item) = self.get_consistent(answer_key(answer)).await? {
+            return from_item::<MessageItem>(item).map(|i| Some(i.message));
+        }
+        let output = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(keys::LSI1)
+            .key_condition_expression("pk = :pk AND lsi1sk = :id")
+            .expression_attribute_values(":pk", s(keys::conversation_pk(&answer.conversation_id)))
+            .expression_attribute_values(":id", s(keys::message_id_sk(&answer.id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        output
+            .items
+            .and_then(|items| items.into_iter().next())
             .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
             .transpose()
     }
 
-    /// Stores the finished answer in its place, with what it adds to its conversation's
-    /// counters and usage, and lets go of (or keeps) the quota its turn held.
+    /// Stores the finished answer, with what it adds to its conversation's counters and
+    /// usage, and lets go of (or keeps) the quota its turn held. `place` says whether it
+    /// stays where it was stored or moves after the messages its turn stored since.
     pub async fn settle_answer(
         &self,
-        record: ConversationRecord,
+        mut record: ConversationRecord,
         mut answer: Message,
         quota: &QuotaChange,
+        place: AnswerPlace,
     ) -> Result<(ConversationRecord, Message), StoreError> {
         answer.status = None;
-        let usage = LifetimeUsage::of(std::slice::from_ref(&answer));
+        let placeholder = answer.clone();
+        let mut backoff = std::time::Duration::from_millis(2);
+        for _ in 0..MAX_SETTLE_ATTEMPTS {
+            if place == AnswerPlace::AfterItsTurn {
+                answer.sequence_number = record.last_sequence + 1;
+            }
+            match self
+                .try_settle(&record, &placeholder, &answer, quota, place)
+                .await
+            {
+                // Another write to the conversation came first: read it again and retry.
+                Err(StoreError::Conflict) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_millis(100));
+                    let conversation = &record.conversation;
+                    record = self
+                        .conversation(&conversation.user_id, &conversation.id)
+                        .await?;
+                }
+                outcome => return outcome,
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn try_settle(
+        &self,
+        record: &ConversationRecord,
+        placeholder: &Message,
+        answer: &Message,
+        quota: &QuotaChange,
+        place: AnswerPlace,
+    ) -> Result<(ConversationRecord, Message), StoreError> {
+        let usage = LifetimeUsage::of(std::slice::from_ref(answer));
         let tokens = answer.total_tokens.unwrap_or(0);
         let cost = answer.cost.unwrap_or(0.0);
         let now = crate::domain::now();
-        let mut next = record;
+        let mut next = record.clone();
         let conversation = &mut next.conversation;
         conversation.total_tokens += u64::from(tokens);
         conversation.total_cost += cost;
         conversation.updated_at = now;
-        let (add, held) = match quota {
+        // Settled, the answer is the one a next turn follows.
+        conversation.active_message_id = Some(answer.id.clone());
+        let (add, mut values) = match quota {
             QuotaChange::Settle(hold) => (
                 ", quota_held_replies :held_replies, quota_held_tokens :held_tokens",
                 hold_values(*hold, -1),
             ),
             _ => ("", Item::new()),
         };
+        let (set, condition) = match place {
+            AnswerPlace::Kept => ("", "user_id = :uid"),
+            AnswerPlace::AfterItsTurn => {
+                next.last_sequence = answer.sequence_number;
+                values.insert(":last".into(), n(answer.sequence_number));
+                values.insert(":expected".into(), n(record.last_sequence));
+                (
+                    ", last_sequence = :last",
+                    "last_sequence = :expected AND user_id = :uid",
+                )
+            }
+        };
         let counters = Update::builder()
             .table_name(self.table())
             .set_key(Some(conversation_key(&conversation.id)))
             .update_expression(format!(
-                "SET updated_at = :now, gsi1sk = :recency ADD total_tokens :tokens, \
-                 total_cost :cost, {} :replies, {} :input, {} :output{add}",
+                "SET updated_at = :now, gsi1sk = :recency, active_message_id = :active{set} \
+                 ADD total_tokens :tokens, total_cost :cost, {} :replies, {} :input, \
+                 {} :output{add}",
                 usage_attributes::REPLIES,
                 usage_attributes::INPUT_TOKENS,
                 usage_attributes::OUTPUT_TOKENS,
             ))
-            .set_expression_attribute_values(Some(held))
-            .condition_expression("user_id = :uid")
+            .set_expression_attribute_values(Some(values))
+            .condition_expression(condition)
             .expression_attribute_values(":uid", s(&conversation.user_id))
             .expression_attribute_values(":now", timestamp(now))
+            .expression_attribute_values(":active", s(&answer.id))
             .expression_attribute_values(":recency", s(keys::recency_sk(now, &conversation.id)))
             .expression_attribute_values(":tokens", n(tokens))
             .expression_attribute_values(":cost", n(cost))
@@ -237,45 +282,41 @@ impl Store {
         let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(to_item(&MessageItem::new(answer.clone()))?))
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression(match place {
+                AnswerPlace::Kept => "attribute_exists(pk)",
+                AnswerPlace::AfterItsTurn => "attribute_not_exists(pk)",
+            })
             .build()
             .map_err(anyhow::Error::new)?;
-        let mut attempts = 0;
-        loop {
-            let sent = self
-                .client()
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .update(counters.clone())
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| write_failed(e, StoreError::NotFound));
-            match sent {
-                // An append to the same conversation raced this write: both touch its counters.
-                Err(StoreError::Conflict) if attempts < 5 => attempts += 1,
-                Err(e) => return Err(e),
-                Ok(_) => return Ok((next, answer)),
-            }
+        let mut request = self
+            .client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(counters).build())
+            .transact_items(TransactWriteItem::builder().put(put).build());
+        if place == AnswerPlace::AfterItsTurn {
+            let delete = Delete::builder()
+                .table_name(self.table())
+                .set_key(Some(answer_key(placeholder)))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .map_err(anyhow::Error::new)?;
+            request = request.transact_items(TransactWriteItem::builder().delete(delete).build());
         }
+        request
+            .send()
+            .await
+            .map_err(|e| write_failed(e, StoreError::Conflict))?;
+        Ok((next, answer.clone()))
     }
 
     /// Removes the answer of a turn that produced none, with its place in the counters.
     pub async fn discard_answer(&self, user_id: &str, answer: &Message) -> Result<(), StoreError> {
-        // The conversation's active message goes back to what the answer followed.
-        let followed = match &answer.parent {
-            Parent::Message(id) => Some(id.as_str()),
-            Parent::Root | Parent::Unrecorded => None,
-        };
         self.remove_messages(
             user_id,
             &answer.conversation_id,
             std::slice::from_ref(answer),
             StoreError::NotFound,
-            followed,
+            None,
         )
         .await
     }

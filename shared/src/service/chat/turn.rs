@@ -25,7 +25,7 @@ use crate::llm::{
 use crate::metrics::{Dialect, Failure, Stage, TurnMetrics};
 use crate::service::sessions::{self, SessionTurn};
 use crate::store::{
-    ChatRecord, ConversationRecord, Execution, PendingCount, QuotaChange, StoreError,
+    AnswerPlace, ChatRecord, ConversationRecord, Execution, PendingCount, QuotaChange, StoreError,
 };
 use crate::tools::{ToolRun, Toolset};
 
@@ -83,14 +83,14 @@ pub struct ChatInput {
 pub struct Turn {
     pub record: ConversationRecord,
     pub user_message: Message,
+    /// A streamed turn's answer, stored (empty, streaming) beside its question.
+    answer: Option<Message>,
     /// The message the answer follows: the question, or the last tool result stored after it
     /// (a regenerated answer follows what the answer it replaces followed). Each turn keeps
     /// its own, so that parallel turns on one leaf never answer each other's questions.
     answer_parent: String,
     /// The answer's siblings already stored when the turn read its conversation.
     siblings: Vec<String>,
-    /// A streamed turn's answer, stored (empty, streaming) beside its question.
-    answer: Option<Message>,
     pub provider: Arc<Provider>,
     pub request: CompletionRequest,
     workflow: Workflow,
@@ -545,15 +545,10 @@ impl Turn {
         let message = input.message;
         let mut user = MessageDraft::new(MessageRole::User, message.clone()).after(parent);
         user.metadata = input.user_metadata;
-        // A streamed answer is stored as it starts, so that others can follow and stop it, and
-        // checkpointed as it grows. A turn that may call tools stores its answer when done: its
-        // tool results come before the answer in the tree, and so in sequence.
-        let answer = (input.delivery == Delivery::Streamed
-            && !matches!(workflow, Workflow::Tools | Workflow::Full))
-        .then(|| {
+        // The answer follows its question: the one stored with it, or one stored before (a
+        // regenerated answer follows what the answer it replaces followed).
+        let answer = (input.delivery == Delivery::Streamed).then(|| {
             let draft = MessageDraft::streaming_answer();
-            // Beside a new question it follows that question; otherwise it follows what the
-            // answer it becomes a sibling of follows, or the question asked before.
             match (&answer_after, &asked) {
                 (Some(parent), _) => draft.after(Parent::Message(parent.clone())),
                 (None, Some(question)) => draft.after(Parent::Message(question.id.clone())),
@@ -946,10 +941,14 @@ impl Turn {
         let quota = self.held.map_or(QuotaChange::None, QuotaChange::Settle);
         let (record, message) = match &self.answer {
             Some(answer) => {
+                let place = match &answer.parent {
+                    Parent::Message(id) if *id != self.answer_parent => AnswerPlace::AfterItsTurn,
+                    _ => AnswerPlace::Kept,
+                };
                 let answer = draft.finishing(answer);
                 state
                     .store
-                    .settle_answer(self.record, answer, &quota)
+                    .settle_answer(self.record, answer, &quota, place)
                     .await?
             }
             None => {
