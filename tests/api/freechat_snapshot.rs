@@ -9,6 +9,8 @@ use api_tests::{FakeLlm, Fault, FaultyDynamoDb, Script, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use chrono::SubsecRound;
+use shared::domain::{Character, CharacterInfo};
 use shared::store::keys;
 
 use super::{CHAT, add_backend, history, jack, send, start, texts, update_jack};
@@ -294,4 +296,30 @@ async fn another_users_chat_is_404_on_the_assistant_routes_and_asks_the_model_no
         app.get(&path, "mallory").await.assert_problem(404);
     }
     assert_eq!(fake.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_character_last_changed_on_a_whole_millisecond_can_be_changed_again() {
+    // Such a time is written with three fractional digits instead of six; the condition that
+    // guards an update must spell it as the item does, or the update is a spurious 409 (about
+    // one in a thousand updates, a flaky test before).
+    let app = TestApp::spawn().await;
+    let mut character = Character::create(
+        "alice",
+        7,
+        CharacterInfo {
+            name: "Jack".into(),
+            ..Default::default()
+        },
+    );
+    character.modified_at = character.modified_at.trunc_subsecs(3);
+    app.store().create_character(&character).await.unwrap();
+
+    let read = character.modified_at;
+    character.info.name = "Jill".into();
+    character.modified_at = shared::domain::now();
+    app.store()
+        .replace_character(&character, read)
+        .await
+        .expect("the update's condition matches the stored time");
 }

@@ -162,8 +162,10 @@ pub(super) fn attr<T: serde::Serialize>(value: &T) -> Result<AttributeValue, Sto
     serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::Other(anyhow::Error::new(e)))
 }
 
+/// A time as the item serialiser writes it (three, six or nine fractional digits, as few as
+/// it needs), so that a condition comparing it with a stored time matches.
 pub(super) fn timestamp(value: DateTime<Utc>) -> AttributeValue {
-    s(value.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    s(value.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 pub(super) fn conversation_key(conversation_id: &str) -> Item {
