@@ -8,9 +8,6 @@ use std::time::{Duration, Instant};
 
 use api_tests::{FakeLlm, Script};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::BoxError;
 use futures_util::StreamExt;
 use serde_json::json;
 use shared::AppState;
@@ -19,6 +16,7 @@ use shared::config::Config;
 use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
 
+use crate::counting::{Observe, Observer};
 use crate::stack;
 
 /// DynamoDB on-demand: US$ per million write request units (us-east-1).
@@ -46,27 +44,10 @@ enum Sent {
 #[derive(Debug, Clone, Default)]
 struct Requests(Arc<Mutex<Vec<(Sent, usize)>>>);
 
-impl Intercept for Requests {
-    fn name(&self) -> &'static str {
-        "RequestSizes"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let request = context.request();
-        let operation = request
-            .headers()
-            .get("x-amz-target")
-            .and_then(|t| t.rsplit('.').next())
-            .unwrap_or("unknown")
-            .to_owned();
-        let body = request.body().bytes().unwrap_or_default();
+impl Observe for Requests {
+    fn observe(&self, operation: &str, body: &[u8]) {
         let flag = String::from_utf8_lossy(body).contains("stop_requested");
-        let sent = match operation.as_str() {
+        let sent = match operation {
             "UpdateItem" if flag && String::from_utf8_lossy(body).contains(":content") => {
                 Sent::Checkpoint
             }
@@ -74,7 +55,6 @@ impl Intercept for Requests {
             _ => Sent::Other,
         };
         self.0.lock().unwrap().push((sent, body.len()));
-        Ok(())
     }
 }
 
@@ -97,7 +77,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             .client()
             .config()
             .to_builder()
-            .interceptor(requests.clone())
+            .interceptor(Observer(requests.clone()))
             .build(),
     );
     let store = Store::new(client, config.table_name.as_str());

@@ -20,18 +20,35 @@ impl RoundTrips {
         std::mem::take(&mut *self.seen.lock().unwrap())
     }
 
-    pub fn interceptor(&self) -> Counter {
-        Counter(self.clone())
+    pub fn interceptor(&self) -> Observer<Self> {
+        Observer(self.clone())
     }
 }
 
-/// The interceptor behind [`RoundTrips`].
-#[derive(Debug)]
-pub struct Counter(RoundTrips);
+impl Observe for RoundTrips {
+    fn observe(&self, operation: &str, _body: &[u8]) {
+        *self
+            .seen
+            .lock()
+            .unwrap()
+            .entry(operation.to_owned())
+            .or_default() += 1;
+    }
+}
 
-impl Intercept for Counter {
+/// What a benchmark learns from each request its DynamoDB client sends.
+pub trait Observe: std::fmt::Debug + Send + Sync + 'static {
+    /// `operation` is the DynamoDB operation (`UpdateItem`, `Query`, ...), `body` the request's.
+    fn observe(&self, operation: &str, body: &[u8]);
+}
+
+/// The SDK interceptor that shows an [`Observe`] every request, retries included.
+#[derive(Debug)]
+pub struct Observer<O>(pub O);
+
+impl<O: Observe> Intercept for Observer<O> {
     fn name(&self) -> &'static str {
-        "RoundTripCounter"
+        "RequestObserver"
     }
 
     fn read_before_transmit(
@@ -40,15 +57,15 @@ impl Intercept for Counter {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        let request = context.request();
         // DynamoDB's JSON protocol names the operation in `X-Amz-Target: DynamoDB_20120810.<Op>`.
-        let operation = context
-            .request()
+        let operation = request
             .headers()
             .get("x-amz-target")
             .and_then(|t| t.rsplit('.').next())
-            .unwrap_or("unknown")
-            .to_owned();
-        *self.0.seen.lock().unwrap().entry(operation).or_default() += 1;
+            .unwrap_or("unknown");
+        self.0
+            .observe(operation, request.body().bytes().unwrap_or_default());
         Ok(())
     }
 }

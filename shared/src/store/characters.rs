@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{
 
 use chrono::{DateTime, Utc};
 
-use super::conversations::{attr, n, s, timestamp, write_failed};
+use super::attributes::{attr, n, s, timestamp, write_failed};
 use super::items::{BackendItem, CharacterItem, Item, PointerItem, from_item, to_item};
 use super::ops::Partition;
 use super::{Store, StoreError, classify, keys};

@@ -10,7 +10,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
-use super::conversations::{attr, n, s, timestamp};
+use super::attributes::{attr, n, s, timestamp};
 use super::items::{Item, from_item, to_item};
 use super::ops::Partition;
 use super::{Store, StoreError, classify, keys};

@@ -6,7 +6,7 @@
 
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 
-use super::conversations::{attr, n, s, write_failed};
+use super::attributes::{attr, n, s, write_failed};
 use super::{Store, StoreError, keys};
 use crate::domain::{Feedback, Message, Rating};
 

@@ -1,5 +1,6 @@
 //! DynamoDB access: one table for both API dialects (see `keys` for its layout).
 
+mod attributes;
 mod characters;
 mod conversations;
 pub mod documents;

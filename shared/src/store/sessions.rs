@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{KeysAndAttributes, TransactWriteItem, Update};
 
+use super::attributes::{attr, conversation_key, s};
 use super::characters::{NEW, key};
-use super::conversations::{attr, conversation_key, s};
 use super::items::{
     BackendItem, CharacterItem, ConversationItem, Item, PointerItem, from_item, to_item,
 };

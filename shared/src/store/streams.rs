@@ -9,7 +9,8 @@
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
-use super::conversations::{conversation_key, hold_values, n, s, timestamp, write_failed};
+use super::attributes::{conversation_key, n, s, timestamp, write_failed};
+use super::conversations::hold_values;
 use super::items::{Item, MessageItem, from_item, to_item, usage_attributes};
 use super::{ConversationRecord, QuotaChange, Store, StoreError, classify, keys};
 use crate::domain::{LifetimeUsage, Message, MessageStatus};
@@ -56,7 +57,7 @@ fn answer_key(answer: &Message) -> Item {
 }
 
 fn streaming() -> Result<aws_sdk_dynamodb::types::AttributeValue, StoreError> {
-    super::conversations::attr(&MessageStatus::Streaming)
+    super::attributes::attr(&MessageStatus::Streaming)
 }
 
 impl Store {

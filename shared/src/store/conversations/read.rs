@@ -1,0 +1,140 @@
+//! Reading conversations: one by its owner, a page of them, and a conversation's messages.
+
+use super::ConversationRecord;
+use crate::domain::{Conversation, Message, Tree};
+use crate::store::attributes::{conversation_key, user_stats_key};
+use crate::store::items::{ConversationItem, MessageItem, from_item};
+use crate::store::ops::Partition;
+use crate::store::{Store, StoreError, classify, keys};
+
+impl Store {
+    /// The caller's conversation, or `NotFound` whether it is missing or someone else's.
+    pub async fn conversation(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<ConversationRecord, StoreError> {
+        let item = self
+            .get_consistent(conversation_key(conversation_id))
+            .await?;
+        let item: ConversationItem = from_item(item.ok_or(StoreError::NotFound)?)?;
+        if item.conversation.user_id != user_id {
+            return Err(StoreError::NotFound);
+        }
+        Ok(ConversationRecord::of(item))
+    }
+
+    /// A page of the caller's conversations, most recently updated first, and how many there are.
+    pub async fn list_conversations(
+        &self,
+        user_id: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<Conversation>, u64), StoreError> {
+        let page = async {
+            let partition = Partition::of_gsi1(keys::user_conversations_pk(user_id))
+                .backward()
+                .limit(offset + limit);
+            self.query(partition)
+                .await?
+                .into_iter()
+                .skip(offset)
+                .map(|item| from_item::<ConversationItem>(item).map(|i| i.conversation))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let total = async {
+            let output = self
+                .client()
+                .get_item()
+                .table_name(self.table())
+                .set_key(Some(user_stats_key(user_id)))
+                .projection_expression("conversation_count")
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok::<_, StoreError>(
+                output
+                    .item
+                    .and_then(|i| i.get("conversation_count")?.as_n().ok()?.parse().ok())
+                    .unwrap_or(0u64),
+            )
+        };
+        tokio::try_join!(page, total)
+    }
+
+    /// A page of the caller's conversations whose title contains `text` (case-insensitive),
+    /// most recently updated first, and how many match. Titles are matched here, not by a
+    /// filter expression: DynamoDB's `contains` is case-sensitive, and a filter reads (and
+    /// bills) the same items as this does.
+    pub async fn search_conversations(
+        &self,
+        user_id: &str,
+        text: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<Conversation>, u64), StoreError> {
+        let wanted = text.to_lowercase();
+        let partition = Partition::of_gsi1(keys::user_conversations_pk(user_id)).backward();
+        let mut matches = Vec::new();
+        for item in self.query(partition).await? {
+            let conversation = from_item::<ConversationItem>(item)?.conversation;
+            if conversation.title.to_lowercase().contains(&wanted) {
+                matches.push(conversation);
+            }
+        }
+        let total = matches.len() as u64;
+        Ok((
+            matches.into_iter().skip(offset).take(limit).collect(),
+            total,
+        ))
+    }
+
+    /// The caller's conversation with every one of its messages as a tree. Both reads go
+    /// out together, and the messages come back from one query (page by page past DynamoDB's
+    /// 1 MB), however many branches there are: a branch's history is then walked in memory.
+    pub async fn conversation_tree(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<(ConversationRecord, Tree), StoreError> {
+        // The ownership check and the query run together; the messages are dropped if they are
+        // not the caller's, so an outsider learns nothing and the owner waits for one round trip.
+        let (record, messages) = tokio::try_join!(
+            self.conversation(user_id, conversation_id),
+            self.every_message(conversation_id)
+        )?;
+        Ok((record, Tree::new(messages)))
+    }
+
+    /// Every message of a conversation in sequence order, read page by page.
+    pub(in crate::store) async fn every_message(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Vec<Message>, StoreError> {
+        let partition =
+            Partition::of(keys::conversation_pk(conversation_id)).prefixed(keys::MESSAGE_SK_PREFIX);
+        self.query(partition)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
+            .collect()
+    }
+
+    /// A conversation's latest `limit` messages, newest first, read page by page so that large
+    /// messages cannot cut the answer short at DynamoDB's 1 MB per query.
+    pub(in crate::store) async fn latest_messages(
+        &self,
+        conversation_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let partition = Partition::of(keys::conversation_pk(conversation_id))
+            .prefixed(keys::MESSAGE_SK_PREFIX)
+            .backward()
+            .limit(limit);
+        self.query(partition)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
+            .collect()
+    }
+}
