@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
 use super::attributes::{conversation_key, n, s, timestamp, write_failed};
-use super::conversations::hold_values;
-use super::items::{Item, MessageItem, from_item, to_item, usage_attributes};
+use super::conversations::{counted, hold_values};
+use super::items::{Item, MessageItem, from_item, to_item};
 use super::{ConversationRecord, QuotaChange, Store, StoreError, classify, keys};
 use crate::domain::{LifetimeUsage, Message, MessageStatus};
 
@@ -256,16 +256,13 @@ impl Store {
                 )
             }
         };
+        let counters_added = counted(&mut values, u64::from(tokens), cost, &usage);
         let counters = Update::builder()
             .table_name(self.table())
             .set_key(Some(conversation_key(&conversation.id)))
             .update_expression(format!(
                 "SET updated_at = :now, gsi1sk = :recency, active_message_id = :active{set} \
-                 ADD total_tokens :tokens, total_cost :cost, {} :replies, {} :input, \
-                 {} :output{add}",
-                usage_attributes::REPLIES,
-                usage_attributes::INPUT_TOKENS,
-                usage_attributes::OUTPUT_TOKENS,
+                 ADD {counters_added}{add}"
             ))
             .set_expression_attribute_values(Some(values))
             .condition_expression(condition)
@@ -273,11 +270,6 @@ impl Store {
             .expression_attribute_values(":now", timestamp(now))
             .expression_attribute_values(":active", s(&answer.id))
             .expression_attribute_values(":recency", s(keys::recency_sk(now, &conversation.id)))
-            .expression_attribute_values(":tokens", n(tokens))
-            .expression_attribute_values(":cost", n(cost))
-            .expression_attribute_values(":replies", n(usage.replies))
-            .expression_attribute_values(":input", n(usage.input_tokens))
-            .expression_attribute_values(":output", n(usage.output_tokens))
             .build()
             .map_err(anyhow::Error::new)?;
         let put = Put::builder()

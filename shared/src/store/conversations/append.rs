@@ -114,16 +114,13 @@ impl Store {
             set.push_str(", active_message_id = :active");
             values.insert(":active".into(), s(&answer.id));
         }
+        let counters_added = counted(&mut values, tokens, cost, &usage);
         let counters = Update::builder()
             .table_name(self.table())
             .set_key(Some(conversation_key(&conversation.id)))
             .update_expression(format!(
                 "SET last_sequence = :last, updated_at = :now, last_message_at = :now, \
-                 gsi1sk = :recency{set} ADD message_count :count, total_tokens :tokens, \
-                 total_cost :cost, {} :replies, {} :input, {} :output{add}",
-                usage_attributes::REPLIES,
-                usage_attributes::INPUT_TOKENS,
-                usage_attributes::OUTPUT_TOKENS,
+                 gsi1sk = :recency{set} ADD message_count :count, {counters_added}{add}"
             ))
             .set_expression_attribute_values(Some(values))
             .condition_expression("last_sequence = :expected AND user_id = :uid")
@@ -133,11 +130,6 @@ impl Store {
             .expression_attribute_values(":now", timestamp(now))
             .expression_attribute_values(":recency", s(keys::recency_sk(now, &conversation.id)))
             .expression_attribute_values(":count", n(messages.len()))
-            .expression_attribute_values(":tokens", n(tokens))
-            .expression_attribute_values(":cost", n(cost))
-            .expression_attribute_values(":replies", n(usage.replies))
-            .expression_attribute_values(":input", n(usage.input_tokens))
-            .expression_attribute_values(":output", n(usage.output_tokens))
             .build()
             .map_err(anyhow::Error::new)?;
         request = request.transact_items(TransactWriteItem::builder().update(counters).build());
@@ -191,4 +183,27 @@ pub(in crate::store) fn hold_values(hold: QuotaHold, sign: i64) -> Item {
         (":held_replies".to_owned(), n(sign * hold.replies as i64)),
         (":held_tokens".to_owned(), n(sign * hold.tokens as i64)),
     ])
+}
+
+/// What stored messages add to their conversation's counters: the `ADD` clauses, with their
+/// values put in `values`.
+pub(in crate::store) fn counted(
+    values: &mut Item,
+    tokens: u64,
+    cost: f64,
+    usage: &LifetimeUsage,
+) -> String {
+    values.extend([
+        (":tokens".to_owned(), n(tokens)),
+        (":cost".to_owned(), n(cost)),
+        (":replies".to_owned(), n(usage.replies)),
+        (":input".to_owned(), n(usage.input_tokens)),
+        (":output".to_owned(), n(usage.output_tokens)),
+    ]);
+    format!(
+        "total_tokens :tokens, total_cost :cost, {} :replies, {} :input, {} :output",
+        usage_attributes::REPLIES,
+        usage_attributes::INPUT_TOKENS,
+        usage_attributes::OUTPUT_TOKENS,
+    )
 }

@@ -10,7 +10,7 @@ mod read;
 mod remove;
 mod update;
 
-pub(super) use self::append::hold_values;
+pub(super) use self::append::{counted, hold_values};
 
 use std::time::Duration;
 
