@@ -25,6 +25,39 @@ pub(super) fn timestamp(value: DateTime<Utc>) -> AttributeValue {
     s(value.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
+/// An update's `SET` clauses and the values they name, gathered field by field from a patch:
+/// a field the patch leaves out (`None`) adds nothing.
+pub(super) struct Assignments {
+    clauses: Vec<&'static str>,
+    values: Item,
+}
+
+impl Assignments {
+    /// Starts from the clauses every such update makes and the values they and its condition
+    /// name.
+    pub(super) fn new<const N: usize>(
+        clauses: &[&'static str],
+        values: [(&str, AttributeValue); N],
+    ) -> Self {
+        Self {
+            clauses: clauses.to_vec(),
+            values: values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        }
+    }
+
+    pub(super) fn set(&mut self, clause: &'static str, name: &str, value: Option<AttributeValue>) {
+        if let Some(value) = value {
+            self.clauses.push(clause);
+            self.values.insert(name.to_owned(), value);
+        }
+    }
+
+    /// The `SET …` expression and the values it names.
+    pub(super) fn into_parts(self) -> (String, Item) {
+        (format!("SET {}", self.clauses.join(", ")), self.values)
+    }
+}
+
 pub(super) fn conversation_key(conversation_id: &str) -> Item {
     Item::from([
         (

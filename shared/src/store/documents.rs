@@ -10,7 +10,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
-use super::attributes::{attr, n, s, timestamp};
+use super::attributes::{Assignments, attr, n, s, timestamp};
 use super::items::{Item, from_item, to_item};
 use super::ops::Partition;
 use super::{Store, StoreError, classify, keys};
@@ -314,36 +314,32 @@ impl Store {
         document_id: &str,
         patch: &DocumentPatch,
     ) -> Result<Document, StoreError> {
-        let mut sets = vec!["updated_at = :now"];
-        let mut values = Item::from([
-            (":now".to_owned(), timestamp(crate::domain::now())),
-            (":uid".to_owned(), s(user_id)),
-        ]);
-        let mut set = |clause: &'static str, name: &str, value: AttributeValue| {
-            sets.push(clause);
-            values.insert(name.to_owned(), value);
-        };
-        if let Some(v) = &patch.title {
-            set("title = :title", ":title", s(v));
-        }
-        if let Some(v) = &patch.description {
-            set("description = :description", ":description", s(v));
-        }
-        if let Some(v) = &patch.tags {
-            set("tags = :tags", ":tags", attr(v)?);
-        }
-        if let Some(v) = &patch.extra_metadata {
-            set("extra_metadata = :em", ":em", attr(v)?);
-        }
-        if let Some(v) = patch.is_public {
-            set("is_public = :public", ":public", AttributeValue::Bool(v));
-        }
+        let mut update = Assignments::new(
+            &["updated_at = :now"],
+            [
+                (":now", timestamp(crate::domain::now())),
+                (":uid", s(user_id)),
+            ],
+        );
+        update.set("title = :title", ":title", patch.title.as_deref().map(s));
+        let description = patch.description.as_deref().map(s);
+        update.set("description = :description", ":description", description);
+        update.set(
+            "tags = :tags",
+            ":tags",
+            patch.tags.as_ref().map(attr).transpose()?,
+        );
+        let extra = patch.extra_metadata.as_ref().map(attr).transpose()?;
+        update.set("extra_metadata = :em", ":em", extra);
+        let public = patch.is_public.map(AttributeValue::Bool);
+        update.set("is_public = :public", ":public", public);
+        let (expression, values) = update.into_parts();
         let output = self
             .client()
             .update_item()
             .table_name(self.table())
             .set_key(Some(document_key(document_id)))
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(expression)
             .condition_expression("attribute_exists(pk) AND owner_id = :uid")
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::AllNew)

@@ -1,9 +1,9 @@
 //! Changing a conversation's own attributes: its title, settings and choice of model.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::ReturnValue;
 
 use crate::domain::{Conversation, ConversationPatch};
-use crate::store::attributes::{attr, conversation_key, n, s, timestamp};
+use crate::store::attributes::{Assignments, attr, conversation_key, n, s, timestamp};
 use crate::store::items::{self, ConversationItem, Item, from_item};
 use crate::store::{Store, StoreError, classify, keys};
 
@@ -63,56 +63,42 @@ impl Store {
         llm_model: Option<&str>,
     ) -> Result<Conversation, StoreError> {
         let now = crate::domain::now();
-        let mut sets = vec!["updated_at = :now", "gsi1sk = :recency"];
-        let mut values = Item::from([
-            (":now".to_owned(), timestamp(now)),
-            (
-                ":recency".to_owned(),
-                s(keys::recency_sk(now, conversation_id)),
-            ),
-            (":uid".to_owned(), s(user_id)),
-        ]);
-        let mut set = |clause: &'static str, name: &str, value: AttributeValue| {
-            sets.push(clause);
-            values.insert(name.to_owned(), value);
-        };
-        if let Some(v) = &patch.title {
-            set("title = :title", ":title", s(v));
-        }
-        if let Some(v) = &patch.description {
-            set("description = :description", ":description", s(v));
-        }
-        if let Some(v) = patch.status {
-            set("#status = :status", ":status", attr(&v)?);
-        }
-        if let Some(v) = patch.temperature {
-            set("temperature = :temperature", ":temperature", n(v));
-        }
-        if let Some(v) = patch.max_tokens {
-            set("max_tokens = :max_tokens", ":max_tokens", n(v));
-        }
-        if let Some(v) = &patch.workflow_config {
-            set("workflow_config = :wc", ":wc", attr(v)?);
-        }
-        if let Some(v) = &patch.extra_metadata {
-            set("extra_metadata = :em", ":em", attr(v)?);
-        }
-        if let Some(v) = &patch.active_message_id {
-            set("active_message_id = :active", ":active", s(v));
-        }
-        if let Some(v) = llm_provider {
-            set("llm_provider = :llm_provider", ":llm_provider", s(v));
-        }
-        let mut removes = Vec::new();
-        match (llm_model, llm_provider) {
-            (Some(v), _) => set("llm_model = :llm_model", ":llm_model", s(v)),
-            // A model belongs to its provider: another provider starts from its own default.
-            (None, Some(_)) => removes.push("llm_model"),
-            (None, None) => {}
-        }
-        let mut expression = format!("SET {}", sets.join(", "));
-        if !removes.is_empty() {
-            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        let mut update = Assignments::new(
+            &["updated_at = :now", "gsi1sk = :recency"],
+            [
+                (":now", timestamp(now)),
+                (":recency", s(keys::recency_sk(now, conversation_id))),
+                (":uid", s(user_id)),
+            ],
+        );
+        update.set("title = :title", ":title", patch.title.as_deref().map(s));
+        let description = patch.description.as_deref().map(s);
+        update.set("description = :description", ":description", description);
+        let status = patch.status.map(|v| attr(&v)).transpose()?;
+        update.set("#status = :status", ":status", status);
+        let temperature = patch.temperature.map(n);
+        update.set("temperature = :temperature", ":temperature", temperature);
+        update.set(
+            "max_tokens = :max_tokens",
+            ":max_tokens",
+            patch.max_tokens.map(n),
+        );
+        let workflow = patch.workflow_config.as_ref().map(attr).transpose()?;
+        update.set("workflow_config = :wc", ":wc", workflow);
+        let extra = patch.extra_metadata.as_ref().map(attr).transpose()?;
+        update.set("extra_metadata = :em", ":em", extra);
+        let active = patch.active_message_id.as_deref().map(s);
+        update.set("active_message_id = :active", ":active", active);
+        update.set(
+            "llm_provider = :llm_provider",
+            ":llm_provider",
+            llm_provider.map(s),
+        );
+        update.set("llm_model = :llm_model", ":llm_model", llm_model.map(s));
+        let (mut expression, values) = update.into_parts();
+        // A model belongs to its provider: another provider starts from its own default.
+        if llm_model.is_none() && llm_provider.is_some() {
+            expression.push_str(" REMOVE llm_model");
         }
         let mut request = self
             .client()
