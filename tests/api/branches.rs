@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use api_tests::{FakeLlm, Script, TestApp, app_with_model, eventually, sse_frames};
+use api_tests::{
+    FakeLlm, Script, TestApp, app_with_model, eventually, prompt_messages, sse_frames,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -57,17 +59,7 @@ fn contents(messages: &[Value]) -> Vec<&str> {
 
 /// The prompt's messages of the model's `n`th request, as (role, content).
 fn prompt(fake: &FakeLlm, n: usize) -> Vec<(String, String)> {
-    fake.requests()[n]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["role"].as_str().unwrap().to_owned(),
-                m["content"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    prompt_messages(&fake.requests()[n])
 }
 
 fn said(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -346,6 +346,21 @@ pub fn assert_general_chat_template(sent: &Value) {
     assert_eq!(sent["temperature"], 0.7, "{sent}");
 }
 
+/// The (role, content) of each message a request to the model carried.
+pub fn prompt_messages(request: &Value) -> Vec<(String, String)> {
+    request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// Dimensions of the fake's embeddings.
 pub const EMBEDDING_DIMENSIONS: usize = 256;
 

@@ -21,7 +21,7 @@ use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
 
 pub use fake_bedrock::FakeBedrock;
-pub use fake_llm::{FakeLlm, Script, assert_general_chat_template};
+pub use fake_llm::{FakeLlm, Script, assert_general_chat_template, prompt_messages};
 pub use faulty_dynamodb::{Call, Fault, FaultyDynamoDb};
 
 /// The HS256 secret the tests and the event fixtures share.

@@ -1,5 +1,7 @@
 //! Processing a document again, and recovering from a failed embedding.
 
+use shared::documents::Source;
+
 use super::*;
 
 #[tokio::test]
@@ -35,18 +37,7 @@ async fn an_embedding_failure_marks_the_upload_failed_and_reprocessing_recovers_
 
     // No chunk has a vector of the model: retrieval ranks lexically rather than finding nothing.
     fake.fail_embeddings(None);
-    let lexical = retrieve(
-        &app.state,
-        RetrievalQuery {
-            user_id: "alice",
-            query: "bake bread",
-            limit: 3,
-            score_threshold: 0.3,
-            document_ids: None,
-        },
-    )
-    .await
-    .unwrap();
+    let lexical = alices_sources_for(&app, "bake bread").await;
     assert_eq!(lexical.len(), 1);
 
     let reprocessed = app
@@ -73,18 +64,7 @@ async fn an_embedding_failure_marks_the_upload_failed_and_reprocessing_recovers_
 
     // A provider that fails at query time: retrieval falls back to the lexical ranking.
     fake.fail_embeddings(Some(503));
-    let fallback = retrieve(
-        &app.state,
-        RetrievalQuery {
-            user_id: "alice",
-            query: "bake bread",
-            limit: 3,
-            score_threshold: 0.3,
-            document_ids: None,
-        },
-    )
-    .await
-    .unwrap();
+    let fallback = alices_sources_for(&app, "bake bread").await;
     assert_eq!(fallback.len(), 1);
     assert_eq!(fallback[0].document_id, id(&document));
 }
@@ -140,4 +120,21 @@ async fn processing_again_rechunks_the_stored_text() {
     )
     .await
     .assert_problem(422);
+}
+
+/// What retrieval finds for alice's `query` among all her documents: three sources at most,
+/// scoring 0.3 or more.
+async fn alices_sources_for(app: &TestApp, query: &str) -> Vec<Source> {
+    retrieve(
+        &app.state,
+        RetrievalQuery {
+            user_id: "alice",
+            query,
+            limit: 3,
+            score_threshold: 0.3,
+            document_ids: None,
+        },
+    )
+    .await
+    .unwrap()
 }

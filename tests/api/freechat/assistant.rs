@@ -43,7 +43,7 @@ async fn the_assistant_writes_the_users_next_message_from_the_swapped_history_an
 
     let sent = fake.requests().pop().unwrap();
     assert_eq!(sent["model"], "muse-model");
-    let prompt = prompt_of(&sent);
+    let prompt = prompt_messages(&sent);
     assert!(prompt[0].1.starts_with("You are Ann."), "{}", prompt[0].1);
     assert!(prompt[0].1.contains("A helpful ghostwriter."));
     assert!(prompt[0].1.contains("You are talking with Captain."));

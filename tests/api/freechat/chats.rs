@@ -59,7 +59,7 @@ async fn one_chat_is_visible_and_consistent_through_both_dialects() {
     assert_eq!(turn.status, StatusCode::OK, "{}", turn.text);
     let sent = fake.requests().pop().unwrap();
     assert_eq!(sent["model"], "sea-model");
-    assert!(prompt_of(&sent)[0].1.starts_with("You are Jacky."));
+    assert!(prompt_messages(&sent)[0].1.starts_with("You are Jacky."));
     let freechat = history(&app, "alice", &chat).await;
     assert_eq!(
         texts(&freechat),
@@ -304,7 +304,7 @@ async fn updating_a_chat_changes_how_the_next_prompt_names_the_user_and_may_move
     talk(&app, &fake, "alice", &chat, "hi", "hello").await;
     let sent = fake.requests().pop().unwrap();
     assert_eq!(sent["model"], "second-model");
-    let system = &prompt_of(&sent)[0].1;
+    let system = &prompt_messages(&sent)[0].1;
     assert!(system.contains("You are talking with Annie."), "{system}");
     assert!(
         !system.contains("On deck.") && !system.contains("## Scene"),

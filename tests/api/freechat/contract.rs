@@ -12,7 +12,7 @@ use shared::domain::{MessageDraft, MessageRole};
 use super::{
     CHARACTER, CHAT, add_backend, app_with_model, assert_whole_stream, backends_of, character,
     character_summary, chat_with_jack, debug_history, default_backend_ids, history, jack,
-    prompt_of, send, start, stream_assistant, talk, texts, update_character, update_jack,
+    prompt_messages, send, start, stream_assistant, talk, texts, update_character, update_jack,
 };
 
 #[tokio::test]
@@ -35,7 +35,7 @@ async fn a_chat_starts_in_the_characters_default_scene_which_its_prompt_renders_
         "On deck, lad.",
     )
     .await;
-    let system = &prompt_of(&fake.requests()[0])[0].1;
+    let system = &prompt_messages(&fake.requests()[0])[0].1;
     assert!(system.contains("## Scene\nOn deck."), "{system}");
     assert!(!system.contains("In port."), "{system}");
     let listed = app.get(CHAT, "alice").await.body;
@@ -297,7 +297,7 @@ async fn the_characters_chat_example_is_in_the_system_prompt_the_debug_listing_s
             .contains("## Example dialogue\nUser: Ahoy?\nJack: Ahoy, matey!"),
         "{ext}"
     );
-    assert_eq!(prompt_of(&fake.requests()[0])[0].1, ext["text"]);
+    assert_eq!(prompt_messages(&fake.requests()[0])[0].1, ext["text"]);
 }
 
 #[tokio::test]

@@ -10,17 +10,7 @@ async fn pages_count_back_from_the_newest_and_show_the_greeting_when_they_reach_
     assert_eq!(texts(&empty), ["Ahoy there!"]);
     assert_eq!(empty[0]["messageId"], 0);
 
-    for i in 1..=3 {
-        talk(
-            &app,
-            &fake,
-            "alice",
-            &chat,
-            &format!("q{i}"),
-            &format!("a{i}"),
-        )
-        .await;
-    }
+    talk_rounds(&app, &fake, &chat, 3).await;
     let page = |limit: i64, offset: Option<i64>| {
         let app = &app;
         let chat = chat.clone();
@@ -121,17 +111,7 @@ async fn debug_listings_carry_ext_for_the_characters_owner_only() {
 async fn rolling_back_removes_the_newest_messages_and_returns_their_ids() {
     let (app, fake) = app_with_model(&[]).await;
     let (_, chat) = chat_with_jack(&app, "alice").await;
-    for i in 1..=2 {
-        talk(
-            &app,
-            &fake,
-            "alice",
-            &chat,
-            &format!("q{i}"),
-            &format!("a{i}"),
-        )
-        .await;
-    }
+    talk_rounds(&app, &fake, &chat, 2).await;
     let rolled = app
         .request(
             Method::POST,

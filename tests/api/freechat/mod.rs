@@ -1,6 +1,6 @@
 //! The FreeChat dialect: characters, backends and chat sessions over the same store as Chatter.
 
-use api_tests::{FakeLlm, Reply, Script, TestApp, app_with_model, sse_frames};
+use api_tests::{FakeLlm, Reply, Script, TestApp, app_with_model, prompt_messages, sse_frames};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -98,6 +98,13 @@ async fn talk(app: &TestApp, fake: &FakeLlm, user: &str, chat: &str, text: &str,
     fake.push(Script::reply(answer));
     let reply = send(app, user, chat, text).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
+/// alice's first `rounds` exchanges in `chat`: she asks "q1", Jack answers "a1", and so on.
+async fn talk_rounds(app: &TestApp, fake: &FakeLlm, chat: &str, rounds: usize) {
+    for i in 1..=rounds {
+        talk(app, fake, "alice", chat, &format!("q{i}"), &format!("a{i}")).await;
+    }
 }
 
 /// Sends a request whose answer is an event stream; returns the reply and its frames.
@@ -206,21 +213,6 @@ fn texts(records: &Value) -> Vec<String> {
                 .as_str()
                 .unwrap()
                 .to_owned()
-        })
-        .collect()
-}
-
-/// The (role, content) of each message a request to the model carried.
-fn prompt_of(request: &Value) -> Vec<(String, String)> {
-    request["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["role"].as_str().unwrap().to_owned(),
-                m["content"].as_str().unwrap().to_owned(),
-            )
         })
         .collect()
 }

@@ -53,7 +53,7 @@ async fn a_chatter_turn_in_a_chat_keeps_its_message_window_and_is_refused_past_i
     fake.push(Script::reply("answer 6"));
     let sixth = app.post("/api/v1/chat/chat", "alice", &chatter_turn).await;
     assert_eq!(sixth.status, StatusCode::OK, "{}", sixth.text);
-    let prompt = prompt_of(&fake.requests()[5]);
+    let prompt = prompt_messages(&fake.requests()[5]);
     assert_eq!(prompt.len(), 11, "{prompt:?}");
     assert_eq!(prompt[1], ("assistant".into(), "answer 1".into()));
     assert_eq!(prompt[10], ("user".into(), "question 6".into()));

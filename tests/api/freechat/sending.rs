@@ -127,7 +127,7 @@ async fn sending_prompts_the_model_as_the_character_and_answers_with_the_result_
     assert_eq!(sent["model"], "sea-model");
     assert_eq!(sent["temperature"], 0.4);
     assert_eq!(sent["max_tokens"], 99);
-    let prompt = prompt_of(sent);
+    let prompt = prompt_messages(sent);
     assert_eq!(prompt.len(), 2);
     let (role, system) = &prompt[0];
     assert_eq!(role, "system");
@@ -252,23 +252,13 @@ async fn the_prompt_holds_the_system_prompt_and_the_last_message_window_size_mes
     let (app, fake) = app_with_model(&[]).await;
     let (_, uid, _) = jack(&app, "alice", json!({"messageWindowSize": 10})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
-    for i in 1..=6 {
-        talk(
-            &app,
-            &fake,
-            "alice",
-            &chat,
-            &format!("question {i}"),
-            &format!("answer {i}"),
-        )
-        .await;
-    }
-    talk(&app, &fake, "alice", &chat, "question 7", "answer 7").await;
-    let prompt = prompt_of(&fake.requests()[6]);
+    talk_rounds(&app, &fake, &chat, 6).await;
+    talk(&app, &fake, "alice", &chat, "q7", "a7").await;
+    let prompt = prompt_messages(&fake.requests()[6]);
     assert_eq!(prompt.len(), 11, "{prompt:?}");
     assert_eq!(prompt[0].0, "system");
     // The window of 10 is the new question and the 9 messages before it.
-    assert_eq!(prompt[1], ("assistant".into(), "answer 2".into()));
-    assert_eq!(prompt[9], ("assistant".into(), "answer 6".into()));
-    assert_eq!(prompt[10], ("user".into(), "question 7".into()));
+    assert_eq!(prompt[1], ("assistant".into(), "a2".into()));
+    assert_eq!(prompt[9], ("assistant".into(), "a6".into()));
+    assert_eq!(prompt[10], ("user".into(), "q7".into()));
 }
