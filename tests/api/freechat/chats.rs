@@ -115,33 +115,15 @@ async fn another_users_chat_is_404_on_every_chat_route() {
     let (uid, chat) = chat_with_jack(&app, "alice").await;
     talk(&app, &fake, "alice", &chat, "Hello", "Ahoy!").await;
     let message = json!({"contentText": "mine now"});
-    for (method, path, body) in [
+    let turns = turn_routes(&chat, &uid, &message)
+        .map(|(method, path, body)| (method, path, body.cloned()));
+    for (method, path, body) in turns.into_iter().chain([
         (
             Method::PUT,
             format!("{CHAT}/{chat}"),
             Some(json!({"characterUid": uid})),
         ),
         (Method::DELETE, format!("{CHAT}/{chat}"), None),
-        (
-            Method::POST,
-            format!("{CHAT}/send/{chat}"),
-            Some(message.clone()),
-        ),
-        (
-            Method::POST,
-            format!("{CHAT}/send/stream/{chat}"),
-            Some(message),
-        ),
-        (
-            Method::GET,
-            format!("{CHAT}/send/assistant/{chat}/{uid}"),
-            None,
-        ),
-        (
-            Method::GET,
-            format!("{CHAT}/send/stream/assistant/{chat}/{uid}"),
-            None,
-        ),
         (Method::GET, format!("{CHAT}/messages/{chat}"), None),
         (Method::GET, format!("{CHAT}/messages/{chat}/5"), None),
         (Method::GET, format!("{CHAT}/messages/{chat}/5/0"), None),
@@ -159,7 +141,7 @@ async fn another_users_chat_is_404_on_every_chat_route() {
         ),
         (Method::GET, format!("{CHAT}/memory/usage/{chat}"), None),
         (Method::DELETE, format!("{CHAT}/memory/{chat}"), None),
-    ] {
+    ]) {
         let reply = send_as(&app, method.clone(), &path, "mallory", body).await;
         reply.assert_problem(404);
         assert!(!reply.text.contains("Ahoy"), "{method} {path}");

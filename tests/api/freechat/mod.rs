@@ -107,6 +107,33 @@ async fn talk_rounds(app: &TestApp, fake: &FakeLlm, chat: &str, rounds: usize) {
     }
 }
 
+/// FreeChat's four kinds of turn in `chat` with the character `uid`: send and its stream with
+/// `said`, the assistant and its stream.
+fn turn_routes<'a>(
+    chat: &str,
+    uid: &str,
+    said: &'a Value,
+) -> [(Method, String, Option<&'a Value>); 4] {
+    [
+        (Method::POST, format!("{CHAT}/send/{chat}"), Some(said)),
+        (
+            Method::POST,
+            format!("{CHAT}/send/stream/{chat}"),
+            Some(said),
+        ),
+        (
+            Method::GET,
+            format!("{CHAT}/send/assistant/{chat}/{uid}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("{CHAT}/send/stream/assistant/{chat}/{uid}"),
+            None,
+        ),
+    ]
+}
+
 /// Sends a request whose answer is an event stream; returns the reply and its frames.
 async fn stream(
     app: &TestApp,

@@ -13,7 +13,7 @@ use chrono::SubsecRound;
 use shared::domain::{Character, CharacterInfo};
 use shared::store::keys;
 
-use super::{CHAT, add_backend, history, jack, send, start, texts, update_jack};
+use super::{CHAT, add_backend, history, jack, send, start, texts, turn_routes, update_jack};
 
 /// The system prompt of the model's latest request.
 fn latest_system_prompt(fake: &FakeLlm) -> String {
@@ -156,26 +156,11 @@ async fn every_turn_in_a_chat_asks_the_model_after_one_dynamodb_step() {
     send(&app, "alice", &chat, "Ahoy").await;
     let said = json!({"contentText": "Ahoy"});
     let asked = json!({"message": "Ahoy", "conversation_id": chat});
-    let turns = [
-        (Method::POST, format!("{CHAT}/send/{chat}"), Some(&said)),
-        (
-            Method::POST,
-            format!("{CHAT}/send/stream/{chat}"),
-            Some(&said),
-        ),
-        (
-            Method::GET,
-            format!("{CHAT}/send/assistant/{chat}/{uid}"),
-            None,
-        ),
-        (
-            Method::GET,
-            format!("{CHAT}/send/stream/assistant/{chat}/{uid}"),
-            None,
-        ),
+    let mut turns = turn_routes(&chat, &uid, &said).to_vec();
+    turns.extend([
         (Method::POST, "/api/v1/chat/chat".into(), Some(&asked)),
         (Method::POST, "/api/v1/chat/streaming".into(), Some(&asked)),
-    ];
+    ]);
     // Calls that overlap are then plainly apart from calls that follow each other.
     dynamodb.set_latency(Duration::from_millis(20));
     for (method, path, body) in turns {
