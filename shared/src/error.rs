@@ -287,4 +287,5 @@ impl From<LlmError> for ServiceError {
     }
 }
 
-pub type ApiResult<T> = Result<T, ServiceError>;
+/// What a use case returns: its value or why it could not give it, in domain words.
+pub type ServiceResult<T> = Result<T, ServiceError>;

@@ -11,7 +11,7 @@ use super::sessions::{
 };
 use crate::AppState;
 use crate::domain::{Character, Message, MessageRole, Persona};
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::llm::{CompletionRequest, PromptMessage, Provider};
 use crate::store::PendingCount;
 
@@ -36,9 +36,9 @@ pub async fn assistant_answer<T, Asking>(
     (chat_id, assistant_uid): (&str, &str),
     count: Option<&PendingCount>,
     ask: impl Fn(Arc<Provider>, CompletionRequest) -> Asking,
-) -> ApiResult<(T, CompletionRequest)>
+) -> ServiceResult<(T, CompletionRequest)>
 where
-    Asking: Future<Output = ApiResult<T>>,
+    Asking: Future<Output = ServiceResult<T>>,
 {
     let (admitted, chat, assistant, messages) = tokio::join!(
         within_rate_limit(count),

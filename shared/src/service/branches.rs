@@ -1,7 +1,7 @@
 //! A conversation's branches: its messages as a tree, and which branch is active.
 
 use crate::domain::Tree;
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::store::{ConversationRecord, Store};
 
 use super::{missing, or_missing};
@@ -11,7 +11,7 @@ pub async fn tree(
     store: &Store,
     user_id: &str,
     conversation_id: &str,
-) -> ApiResult<(ConversationRecord, Tree)> {
+) -> ServiceResult<(ConversationRecord, Tree)> {
     store
         .conversation_tree(user_id, conversation_id)
         .await
@@ -25,7 +25,7 @@ pub async fn leaf_through(
     user_id: &str,
     conversation_id: &str,
     message_id: &str,
-) -> ApiResult<String> {
+) -> ServiceResult<String> {
     let (_, tree) = tree(store, user_id, conversation_id).await?;
     tree.newest_leaf_under(message_id)
         .map(str::to_owned)
@@ -38,7 +38,7 @@ pub async fn delete_message(
     user_id: &str,
     conversation_id: &str,
     message_id: &str,
-) -> ApiResult<()> {
+) -> ServiceResult<()> {
     store
         .delete_message(user_id, conversation_id, message_id)
         .await

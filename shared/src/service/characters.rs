@@ -3,7 +3,7 @@
 
 use crate::AppState;
 use crate::domain::{Backend, Character};
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 
 use super::{missing, or_missing};
 
@@ -12,7 +12,7 @@ pub async fn visible_character(
     state: &AppState,
     user_id: &str,
     uid: &str,
-) -> ApiResult<(Character, Vec<Backend>)> {
+) -> ServiceResult<(Character, Vec<Backend>)> {
     let (character, backends) = state
         .store
         .character(uid)
@@ -32,7 +32,7 @@ pub fn default_backend<'a>(character: &Character, backends: &'a [Backend]) -> Op
 
 /// The uid of the character with FreeChat's numeric id (a `Long` there, so a negative one
 /// parses and names no character).
-pub async fn character_uid(state: &AppState, character_id: i64) -> ApiResult<String> {
+pub async fn character_uid(state: &AppState, character_id: i64) -> ServiceResult<String> {
     let id = u64::try_from(character_id).map_err(|_| missing("Character"))?;
     state
         .store
@@ -46,14 +46,14 @@ pub async fn visible_character_by_id(
     state: &AppState,
     user_id: &str,
     character_id: i64,
-) -> ApiResult<(Character, Vec<Backend>)> {
+) -> ServiceResult<(Character, Vec<Backend>)> {
     let uid = character_uid(state, character_id).await?;
     visible_character(state, user_id, &uid).await
 }
 
 /// Only a character's owner changes it; to anyone else it is missing, as it would be if
 /// private.
-pub fn owned(character: &Character, user_id: &str) -> ApiResult<()> {
+pub fn owned(character: &Character, user_id: &str) -> ServiceResult<()> {
     if character.is_owned_by(user_id) {
         Ok(())
     } else {
@@ -66,7 +66,7 @@ pub async fn owned_backend(
     state: &AppState,
     user_id: &str,
     backend_id: &str,
-) -> ApiResult<(Character, Backend)> {
+) -> ServiceResult<(Character, Backend)> {
     let (character, _, backend) = state
         .store
         .backend(backend_id)

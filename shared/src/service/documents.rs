@@ -17,7 +17,7 @@ use crate::documents::embedding::Embedder;
 use crate::documents::extract;
 use crate::documents::processing::{self, EarlierChunks, Embeddings};
 use crate::domain::{Document, DocumentStatus, DocumentType, NewDocument, sha256_hex};
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::store::StoreError;
 
 const DOCUMENT: &str = "Document";
@@ -37,7 +37,7 @@ pub struct Upload {
 
 /// Stores the upload and processes it within the call: the document's text is extracted,
 /// chunked and (with an embedding model) embedded.
-pub async fn upload(state: &AppState, owner_id: &str, upload: Upload) -> ApiResult<Document> {
+pub async fn upload(state: &AppState, owner_id: &str, upload: Upload) -> ServiceResult<Document> {
     let kind = extract::document_type(
         &upload.filename,
         upload.content_type.as_deref(),
@@ -166,7 +166,7 @@ pub async fn list(
     filter: ListFilter<'_>,
     limit: usize,
     offset: usize,
-) -> ApiResult<(Vec<Document>, usize)> {
+) -> ServiceResult<(Vec<Document>, usize)> {
     let mut documents = match filter.owner_id {
         Some(owner) if owner != user_id => Vec::new(),
         _ => state.store.documents(user_id).await?,
@@ -208,7 +208,7 @@ fn sort(documents: &mut [Document], by: SortField, order: SortOrder) {
 }
 
 /// The caller's document.
-pub async fn owned(state: &AppState, user_id: &str, document_id: &str) -> ApiResult<Document> {
+pub async fn owned(state: &AppState, user_id: &str, document_id: &str) -> ServiceResult<Document> {
     state
         .store
         .document(user_id, document_id)
@@ -253,7 +253,7 @@ pub async fn reprocess(
     state: &AppState,
     mut document: Document,
     how: Reprocessing,
-) -> ApiResult<Reprocessed> {
+) -> ServiceResult<Reprocessed> {
     if document.status == DocumentStatus::Processed && how.when_processed == WhenProcessed::Keep {
         return Ok(Reprocessed::AlreadyProcessed(document));
     }
@@ -310,7 +310,7 @@ pub struct Overview {
     pub embedding_model: Option<String>,
 }
 
-pub async fn overview(state: &AppState, user_id: &str) -> ApiResult<Overview> {
+pub async fn overview(state: &AppState, user_id: &str) -> ServiceResult<Overview> {
     let documents = state.store.documents(user_id).await?;
     let mut by_status = BTreeMap::new();
     let mut by_type = BTreeMap::new();
@@ -347,7 +347,7 @@ pub async fn text(
     state: &AppState,
     user_id: &str,
     document_id: &str,
-) -> ApiResult<(Document, String)> {
+) -> ServiceResult<(Document, String)> {
     let document = owned(state, user_id, document_id).await?;
     let text = state.store.document_text(document_id).await?;
     Ok((document, text))

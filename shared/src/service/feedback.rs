@@ -1,7 +1,7 @@
 //! Rating answers: a user's thumb up or down (and comment) on an assistant message.
 
 use crate::domain::{Feedback, Message, MessageRole, Placement, Rating};
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::store::{Store, StoreError};
 
 use super::{missing, or_missing};
@@ -19,7 +19,7 @@ pub async fn rate_answer(
     message_id: &str,
     rating: Option<Rating>,
     comment: Option<String>,
-) -> ApiResult<(Message, Placement)> {
+) -> ServiceResult<(Message, Placement)> {
     for _ in 0..MAX_ATTEMPTS {
         let (_, tree) = store
             .conversation_tree(user_id, conversation_id)

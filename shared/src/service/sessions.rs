@@ -7,7 +7,7 @@ use crate::domain::{
     Backend, BackendSettings, Character, ChatSession, ChatSettings, ChatSnapshot, Message, Persona,
     Tree,
 };
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::llm::Provider;
 use crate::store::ChatRecord;
 
@@ -15,7 +15,7 @@ use super::characters::visible_character;
 use super::{missing, or_missing};
 
 /// The caller's chat; another user's, or a conversation that is no chat, is missing.
-pub async fn own_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult<ChatRecord> {
+pub async fn own_chat(state: &AppState, user_id: &str, chat_id: &str) -> ServiceResult<ChatRecord> {
     state
         .store
         .chat(user_id, chat_id)
@@ -28,7 +28,7 @@ pub async fn own_chat(state: &AppState, user_id: &str, chat_id: &str) -> ApiResu
 pub async fn active_branch_newest_first(
     state: &AppState,
     chat: &ChatRecord,
-) -> ApiResult<Vec<Message>> {
+) -> ServiceResult<Vec<Message>> {
     let messages = state.store.all_messages(chat).await?;
     Ok(active_branch_of(chat, messages))
 }
@@ -86,7 +86,7 @@ impl ReadyChat {
 
     /// What the chat's item is to be saved with so that its settings and snapshot match its
     /// character and backend as this turn has them; `None` when it has them already.
-    pub fn to_save(&self, state: &AppState) -> ApiResult<Option<(ChatSettings, ChatSnapshot)>> {
+    pub fn to_save(&self, state: &AppState) -> ServiceResult<Option<(ChatSettings, ChatSnapshot)>> {
         let settings = chat_settings(state, &self.character, &self.backend, &self.chat.session)?;
         let snapshot = self.snapshot();
         let current = settings.differ_from(self.chat.conversation())
@@ -97,7 +97,7 @@ impl ReadyChat {
 
 /// The chat ready for a turn: its character and backend from the chat's snapshot of them
 /// when it has one (no read; the turn's question checks it), else from the items.
-pub async fn ready(state: &AppState, user_id: &str, chat: ChatRecord) -> ApiResult<ReadyChat> {
+pub async fn ready(state: &AppState, user_id: &str, chat: ChatRecord) -> ServiceResult<ReadyChat> {
     let snapshot = chat.record.snapshot.clone();
     if let Some(snapshot) = snapshot.filter(|s| s.is_of(&chat.session)) {
         // A snapshot that refuses the turn is confirmed from the items: one of a character
@@ -111,7 +111,11 @@ pub async fn ready(state: &AppState, user_id: &str, chat: ChatRecord) -> ApiResu
 }
 
 /// [`ready`] from the chat's character and backend as they are now.
-pub async fn refreshed(state: &AppState, user_id: &str, chat: ChatRecord) -> ApiResult<ReadyChat> {
+pub async fn refreshed(
+    state: &AppState,
+    user_id: &str,
+    chat: ChatRecord,
+) -> ServiceResult<ReadyChat> {
     let (character, backends) =
         visible_character(state, user_id, &chat.session.character_uid).await?;
     let backend = backends
@@ -127,7 +131,7 @@ fn admitted(
     chat: ChatRecord,
     character: Character,
     backend: Backend,
-) -> ApiResult<ReadyChat> {
+) -> ServiceResult<ReadyChat> {
     if !character.is_visible_to(user_id) {
         return Err(missing("Character"));
     }
@@ -146,7 +150,7 @@ fn admitted(
 
 /// Saves the chat's snapshot of its character and backend as they are now, for a turn that
 /// found the one it had stale to run again on.
-pub async fn refresh(state: &AppState, user_id: &str, chat_id: &str) -> ApiResult<()> {
+pub async fn refresh(state: &AppState, user_id: &str, chat_id: &str) -> ServiceResult<()> {
     let chat = own_chat(state, user_id, chat_id).await?;
     let ready = refreshed(state, user_id, chat).await?;
     if let Some(saved) = ready.to_save(state)? {
@@ -194,7 +198,10 @@ pub fn scene_prompt(character: &Character, persona: &Persona<'_>) -> String {
 }
 
 /// The provider a backend calls, and the model it asks for.
-pub fn backend_model(state: &AppState, backend: &Backend) -> ApiResult<(Arc<Provider>, String)> {
+pub fn backend_model(
+    state: &AppState,
+    backend: &Backend,
+) -> ServiceResult<(Arc<Provider>, String)> {
     let wanted = backend.settings.provider.as_deref();
     let provider = state.llm.get(wanted).ok_or_else(|| {
         ServiceError::Conflict(format!(
@@ -217,7 +224,7 @@ pub fn chat_settings(
     character: &Character,
     backend: &Backend,
     session: &ChatSession,
-) -> ApiResult<ChatSettings> {
+) -> ServiceResult<ChatSettings> {
     let (provider, model) = backend_model(state, backend)?;
     Ok(ChatSettings {
         system_prompt: session_prompt(character, session, None),

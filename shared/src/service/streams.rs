@@ -8,7 +8,7 @@ use futures_util::Stream;
 use super::or_missing;
 use crate::AppState;
 use crate::domain::Message;
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 
 /// How often a follower reads the answer: readers stay within this of the checkpoints.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
@@ -36,7 +36,7 @@ pub async fn running_answer(
     user_id: &str,
     conversation_id: &str,
     message_id: Option<&str>,
-) -> ApiResult<Option<Message>> {
+) -> ServiceResult<Option<Message>> {
     let answer = state
         .store
         .streaming_answer(user_id, conversation_id, message_id)
@@ -57,7 +57,7 @@ pub async fn stop(
     user_id: &str,
     conversation_id: &str,
     message_id: Option<&str>,
-) -> ApiResult<Option<String>> {
+) -> ServiceResult<Option<String>> {
     let Some(answer) = running_answer(state, user_id, conversation_id, message_id).await? else {
         return Ok(None);
     };

@@ -2,7 +2,7 @@
 //! message; an import stores such a file as a new conversation of whoever sends it.
 
 use crate::domain::{Conversation, Feedback, Message, MessageDraft, NewConversation, Parent, Tree};
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::store::Store;
 
 use super::or_missing;
@@ -27,7 +27,11 @@ impl Transcript {
 }
 
 /// The caller's conversation with every message.
-pub async fn export(store: &Store, user_id: &str, conversation_id: &str) -> ApiResult<Transcript> {
+pub async fn export(
+    store: &Store,
+    user_id: &str,
+    conversation_id: &str,
+) -> ServiceResult<Transcript> {
     let (record, tree) = store
         .conversation_tree(user_id, conversation_id)
         .await
@@ -64,7 +68,7 @@ pub async fn import(
     store: &Store,
     user_id: &str,
     import: ConversationImport,
-) -> ApiResult<Transcript> {
+) -> ServiceResult<Transcript> {
     let mut conversation = Conversation::create(user_id, import.conversation);
     // Parents come earlier in the file, so each one's new id is known when its children come.
     let mut messages: Vec<Message> = Vec::with_capacity(import.messages.len());

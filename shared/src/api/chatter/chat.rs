@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::Workflow;
 use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, Resumed, is_id};
 use crate::http::middleware::CorrelationId;
 use crate::http::problem::{self, Problem};
@@ -94,7 +94,7 @@ impl ChatRequest {
         template: Option<&str>,
         delivery: Delivery,
         (resume, count): Resumed,
-    ) -> ApiResult<ChatInput> {
+    ) -> ServiceResult<ChatInput> {
         let mut v = Violations::new();
         let regenerating = self.regenerate_message_id.is_some();
         match &self.message {
@@ -237,7 +237,7 @@ pub async fn chat(
     resume: Option<Extension<StoredQuestion>>,
     count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
-) -> ApiResult<Json<ChatResponse>> {
+) -> ServiceResult<Json<ChatResponse>> {
     let input = body.into_input(None, Delivery::Whole, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     let outcome = turn.run(&state).await.map_err(suggest_streaming)?;
@@ -262,7 +262,7 @@ pub async fn chat_with_template(
     resume: Option<Extension<StoredQuestion>>,
     count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
-) -> ApiResult<Json<ChatResponse>> {
+) -> ServiceResult<Json<ChatResponse>> {
     let input = body.into_input(Some(&template_name), Delivery::Whole, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     let outcome = turn.run(&state).await.map_err(suggest_streaming)?;
@@ -415,7 +415,7 @@ pub async fn streaming(
     resume: Option<Extension<StoredQuestion>>,
     count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatRequest>,
-) -> ApiResult<Response> {
+) -> ServiceResult<Response> {
     let input = body.into_input(None, Delivery::Streamed, (resume, count))?;
     let turn = Turn::begin(&state, &caller.user_id, input).await?;
     let start = StreamingChatChunk::start(turn.answer_id().map(str::to_owned));

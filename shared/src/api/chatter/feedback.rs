@@ -10,7 +10,7 @@ use super::dto::MessageResponse;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::{Feedback, Rating};
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
@@ -54,7 +54,7 @@ pub async fn put_feedback(
     caller: Caller,
     ApiPath((conversation_id, message_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<FeedbackRequest>,
-) -> ApiResult<Json<MessageResponse>> {
+) -> ServiceResult<Json<MessageResponse>> {
     let mut v = Violations::new();
     v.length(
         body.comment.as_deref(),

@@ -15,7 +15,7 @@ use super::chat::StreamingChatChunk;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::FinishReason;
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::http::extract::{ApiPath, ApiQuery, MAX_ID_CHARS, is_id};
 use crate::http::middleware::CorrelationId;
 use crate::http::problem::Problem;
@@ -127,7 +127,7 @@ pub struct AnswerQuery {
 }
 
 impl AnswerQuery {
-    fn message_id(&self) -> ApiResult<Option<&str>> {
+    fn message_id(&self) -> ServiceResult<Option<&str>> {
         let mut v = Violations::new();
         v.check(
             self.message_id.as_deref().is_none_or(is_id),
@@ -141,7 +141,7 @@ impl AnswerQuery {
 }
 
 /// The `Last-Event-ID` a reconnecting client sends: the id of the last frame it had.
-fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<FrameId>> {
+fn last_event_id(headers: &HeaderMap) -> ServiceResult<Option<FrameId>> {
     let Some(value) = headers.get("last-event-id") else {
         return Ok(None);
     };
@@ -179,7 +179,7 @@ pub async fn stream_answer(
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<AnswerQuery>,
     headers: HeaderMap,
-) -> ApiResult<Response> {
+) -> ServiceResult<Response> {
     let after = last_event_id(&headers)?;
     let message_id = query.message_id()?;
     let running =
@@ -242,7 +242,7 @@ pub async fn stop_answer(
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<AnswerQuery>,
-) -> ApiResult<Response> {
+) -> ServiceResult<Response> {
     let message_id = query.message_id()?;
     let stopped = streams::stop(&state, &caller.user_id, &conversation_id, message_id).await?;
     Ok(match stopped {

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::tools::mcp::ServerStatus;
 use crate::tools::{ToolKind, Toolset};
 
@@ -142,7 +142,7 @@ pub struct PerformanceStatsResponse {
 pub async fn performance_stats(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<Json<PerformanceStatsResponse>> {
+) -> ServiceResult<Json<PerformanceStatsResponse>> {
     let stats = state.store.execution_stats(&caller.user_id).await?;
     let lookups = stats.cache_hits + stats.cache_misses;
     Ok(Json(PerformanceStatsResponse {

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use super::{ChatMessageRecordDto, FreePath};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
 use crate::service::sessions::{active_branch_newest_first, own_chat};
@@ -53,7 +53,7 @@ pub(crate) async fn page(
     limit: Option<i64>,
     offset: Option<i64>,
     debug: bool,
-) -> ApiResult<Vec<ChatMessageRecordDto>> {
+) -> ServiceResult<Vec<ChatMessageRecordDto>> {
     let mut v = Violations::new();
     v.range(limit, 0, i64::MAX, &["path", "limit"]);
     v.finish()?;
@@ -97,7 +97,7 @@ async fn listing(
     limit: Option<i64>,
     offset: Option<i64>,
     debug: bool,
-) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
+) -> ServiceResult<Json<Vec<ChatMessageRecordDto>>> {
     let chat = own_chat(state, &caller.user_id, chat_id).await?;
     Ok(Json(
         page(state, &caller.user_id, &chat, limit, offset, debug).await?,
@@ -117,7 +117,7 @@ pub async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(chat_id): FreePath<String>,
-) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
+) -> ServiceResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, None, None, false).await
 }
 
@@ -138,7 +138,7 @@ pub async fn list_messages_with_limit(
     State(state): State<AppState>,
     caller: Caller,
     FreePath((chat_id, limit)): FreePath<(String, i64)>,
-) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
+) -> ServiceResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, Some(limit), None, false).await
 }
 
@@ -160,7 +160,7 @@ pub async fn list_messages_with_offset(
     State(state): State<AppState>,
     caller: Caller,
     FreePath((chat_id, limit, offset)): FreePath<(String, i64, i64)>,
-) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
+) -> ServiceResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, Some(limit), Some(offset), false).await
 }
 
@@ -177,7 +177,7 @@ pub async fn list_debug_messages(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(chat_id): FreePath<String>,
-) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
+) -> ServiceResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, None, None, true).await
 }
 
@@ -198,7 +198,7 @@ pub async fn list_debug_messages_with_limit(
     State(state): State<AppState>,
     caller: Caller,
     FreePath((chat_id, limit)): FreePath<(String, i64)>,
-) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
+) -> ServiceResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, Some(limit), None, true).await
 }
 
@@ -220,6 +220,6 @@ pub async fn list_debug_messages_with_offset(
     State(state): State<AppState>,
     caller: Caller,
     FreePath((chat_id, limit, offset)): FreePath<(String, i64, i64)>,
-) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
+) -> ServiceResult<Json<Vec<ChatMessageRecordDto>>> {
     listing(&state, &caller, &chat_id, Some(limit), Some(offset), true).await
 }

@@ -12,7 +12,7 @@ use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::http::extract::{ApiJson, Resumed};
 use crate::http::problem::{self, Problem};
 use crate::http::sse;
@@ -62,7 +62,7 @@ struct Said {
 
 impl ChatMessageDto {
     /// The user's text: `contentText`, else the text parts of `contents`, one a line.
-    fn said(self) -> ApiResult<Said> {
+    fn said(self) -> ServiceResult<Said> {
         let mut v = Violations::new();
         v.check(
             self.role
@@ -121,7 +121,7 @@ async fn begin_turn(
     body: ChatMessageDto,
     delivery: Delivery,
     (resume, count): Resumed,
-) -> ApiResult<Turn> {
+) -> ServiceResult<Turn> {
     let said = body.said()?;
     // The rate-limit count and the chat's messages go out with the chat's read, which finds
     // its character and backend in the chat's snapshot of them: the turn walks the active
@@ -170,7 +170,7 @@ async fn turn_in(
     user_id: &str,
     mut ready: ReadyChat,
     asked: Asked<'_>,
-) -> ApiResult<Turn> {
+) -> ServiceResult<Turn> {
     let Asked { said, .. } = asked;
     let settings = chat_settings(state, &ready.character, &ready.backend, &ready.chat.session)?;
     let save = ready.to_save(state)?;
@@ -241,7 +241,7 @@ pub async fn send_message(
     resume: Option<Extension<StoredQuestion>>,
     count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatMessageDto>,
-) -> ApiResult<Json<LlmResultDto>> {
+) -> ServiceResult<Json<LlmResultDto>> {
     let delivery = Delivery::Whole;
     let turn = begin_turn(
         &state,
@@ -280,7 +280,7 @@ pub async fn stream_send_message(
     resume: Option<Extension<StoredQuestion>>,
     count: Option<Extension<PendingCount>>,
     ApiJson(body): ApiJson<ChatMessageDto>,
-) -> ApiResult<Response> {
+) -> ServiceResult<Response> {
     let delivery = Delivery::Streamed;
     let turn = begin_turn(
         &state,
@@ -341,7 +341,7 @@ pub async fn send_assistant(
     caller: Caller,
     FreePath((chat_id, assistant_uid)): FreePath<(String, String)>,
     count: Option<Extension<PendingCount>>,
-) -> ApiResult<Json<LlmResultDto>> {
+) -> ServiceResult<Json<LlmResultDto>> {
     let (completion, request) = assistant_answer(
         &state,
         &caller.user_id,
@@ -433,7 +433,7 @@ pub async fn stream_send_assistant(
     caller: Caller,
     FreePath((chat_id, assistant_uid)): FreePath<(String, String)>,
     count: Option<Extension<PendingCount>>,
-) -> ApiResult<Response> {
+) -> ServiceResult<Response> {
     let (chunks, request) = assistant_answer(
         &state,
         &caller.user_id,

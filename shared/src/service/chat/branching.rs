@@ -1,7 +1,7 @@
 //! Where a turn's question goes in its conversation's tree, and the path its prompt carries.
 
 use crate::domain::{Message, MessageRole, Parent, StoredQuestion, Tree};
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 
 /// Where a turn's question goes in its conversation's tree. Its prompt history is always the
 /// path to the question's parent, whatever the other branches hold.
@@ -34,7 +34,7 @@ impl Placed {
         active: Option<&str>,
         branching: &Branching,
         resumed: Option<StoredQuestion>,
-    ) -> ApiResult<Self> {
+    ) -> ServiceResult<Self> {
         let history_to = |parent: Option<&str>| -> Vec<Message> {
             parent
                 .map(|id| tree.path_to(id).into_iter().cloned().collect())
@@ -52,7 +52,7 @@ impl Placed {
                 answer_after: None,
             });
         }
-        let named = |id: &str, role: MessageRole, field: &str| -> ApiResult<&Message> {
+        let named = |id: &str, role: MessageRole, field: &str| -> ServiceResult<&Message> {
             let message = tree
                 .get(id)
                 .ok_or_else(|| ServiceError::NotFound("Message not found.".into()))?;

@@ -8,7 +8,7 @@ use super::super::dto::{ConversationResponse, MessageResponse};
 use crate::domain::{
     BranchView, ConversationPatch, ConversationStatus, JsonObject, NewConversation,
 };
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::http::validate::Violations;
 
 pub(super) const MAX_TITLE_CHARS: usize = 255;
@@ -152,7 +152,7 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    pub(crate) fn page(&self, default_limit: usize) -> ApiResult<(usize, usize)> {
+    pub(crate) fn page(&self, default_limit: usize) -> ServiceResult<(usize, usize)> {
         let mut v = Violations::new();
         v.range(self.limit, 1, 100, &["query", "limit"]);
         v.range(self.offset, 0, 1_000_000, &["query", "offset"]);

@@ -17,7 +17,7 @@ use super::dto::{ConversationResponse, MessageResponse};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::{Conversation, ConversationPatch};
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
@@ -56,7 +56,7 @@ pub(super) fn check_llm(
     state: &AppState,
     provider: Option<&str>,
     model: Option<&str>,
-) -> ApiResult<()> {
+) -> ServiceResult<()> {
     let mut v = Violations::new();
     if let Some(name) = provider {
         v.check(
@@ -95,7 +95,7 @@ pub async fn create_conversation(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<ConversationCreate>,
-) -> ApiResult<(StatusCode, Json<ConversationResponse>)> {
+) -> ServiceResult<(StatusCode, Json<ConversationResponse>)> {
     check_llm(
         &state,
         body.llm_provider.as_deref(),
@@ -119,7 +119,7 @@ pub async fn list_conversations(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<ListConversationsQuery>,
-) -> ApiResult<Json<ConversationSearchResponse>> {
+) -> ServiceResult<Json<ConversationSearchResponse>> {
     let (limit, offset) = PageQuery {
         limit: query.limit,
         offset: query.offset,
@@ -163,7 +163,7 @@ pub async fn get_conversation(
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<GetConversationQuery>,
-) -> ApiResult<Json<ConversationWithMessages>> {
+) -> ServiceResult<Json<ConversationWithMessages>> {
     if !query.include_messages.unwrap_or(true) {
         let record = state
             .store
@@ -204,7 +204,7 @@ pub async fn update_conversation(
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
     ApiJson(mut body): ApiJson<ConversationUpdate>,
-) -> ApiResult<Json<ConversationResponse>> {
+) -> ServiceResult<Json<ConversationResponse>> {
     check_llm(
         &state,
         body.llm_provider.as_deref(),
@@ -255,7 +255,7 @@ pub async fn delete_conversation(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
-) -> ApiResult<Json<DeleteResponse>> {
+) -> ServiceResult<Json<DeleteResponse>> {
     state
         .store
         .delete_conversation(&caller.user_id, &conversation_id)
@@ -281,7 +281,7 @@ pub async fn list_messages(
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<MessagesQuery>,
-) -> ApiResult<Json<Vec<MessageResponse>>> {
+) -> ServiceResult<Json<Vec<MessageResponse>>> {
     let (limit, offset) = PageQuery {
         limit: query.limit,
         offset: query.offset,
@@ -315,7 +315,7 @@ pub async fn delete_message(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((conversation_id, message_id)): ApiPath<(String, String)>,
-) -> ApiResult<Json<DeleteResponse>> {
+) -> ServiceResult<Json<DeleteResponse>> {
     branches::delete_message(&state.store, &caller.user_id, &conversation_id, &message_id).await?;
     Ok(Json(DeleteResponse {
         message: "Message deleted successfully".into(),

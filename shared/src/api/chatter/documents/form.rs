@@ -11,7 +11,7 @@ use super::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
 use crate::documents::chunking::{
     CHUNK_OVERLAP_RANGE, CHUNK_SIZE_RANGE, DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE,
 };
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::http::validate::Violations;
 use crate::service::documents::{Upload, clean_tags};
 
@@ -55,7 +55,7 @@ fn multipart_error(err: axum::extract::multipart::MultipartError) -> ServiceErro
     }
 }
 
-async fn text_field(field: Field<'_>, name: &str) -> ApiResult<String> {
+async fn text_field(field: Field<'_>, name: &str) -> ServiceResult<String> {
     let bytes = field.bytes().await.map_err(multipart_error)?;
     if bytes.len() > MAX_FORM_FIELD_BYTES {
         return Err(ServiceError::invalid(
@@ -178,7 +178,7 @@ fn safe_filename(name: &str) -> String {
 }
 
 /// Reads the form's parts in order, then checks them all at once.
-pub(super) async fn read_upload(mut multipart: Multipart) -> ApiResult<Upload> {
+pub(super) async fn read_upload(mut multipart: Multipart) -> ServiceResult<Upload> {
     let mut file = None;
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut v = Violations::new();

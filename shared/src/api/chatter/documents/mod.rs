@@ -25,7 +25,7 @@ use crate::auth::Caller;
 use crate::domain::{
     Document, DocumentChunk, DocumentPatch, DocumentStatus, DocumentType, JsonObject,
 };
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::http::download::attachment;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::problem::Problem;
@@ -94,7 +94,7 @@ pub async fn upload_document(
     State(state): State<AppState>,
     caller: Caller,
     multipart: Result<Multipart, MultipartRejection>,
-) -> ApiResult<(StatusCode, Json<Document>)> {
+) -> ServiceResult<(StatusCode, Json<Document>)> {
     let multipart = multipart.map_err(|_| {
         ServiceError::UnsupportedMediaType(
             "Send the upload as multipart/form-data with a `file` part.".into(),
@@ -164,7 +164,7 @@ pub async fn list_documents(
     caller: Caller,
     uri: Uri,
     ApiQuery(query): ApiQuery<ListDocumentsQuery>,
-) -> ApiResult<Json<DocumentListResponse>> {
+) -> ServiceResult<Json<DocumentListResponse>> {
     let (limit, offset) = PageQuery {
         limit: query.limit,
         offset: query.offset,
@@ -211,7 +211,7 @@ pub async fn get_document(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(document_id): ApiPath<String>,
-) -> ApiResult<Json<Document>> {
+) -> ServiceResult<Json<Document>> {
     let document = state
         .store
         .record_document_view(&caller.user_id, &document_id)
@@ -277,7 +277,7 @@ pub async fn update_document(
     caller: Caller,
     ApiPath(document_id): ApiPath<String>,
     ApiJson(body): ApiJson<DocumentUpdate>,
-) -> ApiResult<Json<Document>> {
+) -> ServiceResult<Json<Document>> {
     let patch: DocumentPatch = body.try_into()?;
     let document = if patch.is_empty() {
         state.store.document(&caller.user_id, &document_id).await
@@ -304,7 +304,7 @@ pub async fn delete_document(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(document_id): ApiPath<String>,
-) -> ApiResult<Json<DeleteResponse>> {
+) -> ServiceResult<Json<DeleteResponse>> {
     state
         .store
         .delete_document(&caller.user_id, &document_id)
@@ -338,7 +338,7 @@ pub async fn document_chunks(
     caller: Caller,
     ApiPath(document_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<PageQuery>,
-) -> ApiResult<Json<DocumentChunksResponse>> {
+) -> ServiceResult<Json<DocumentChunksResponse>> {
     let (limit, offset) = query.page(50)?;
     // The ownership check and the page run together; the page is dropped unless it is the
     // caller's.
@@ -377,7 +377,7 @@ pub struct DocumentStatsResponse {
 pub async fn document_stats(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<Json<DocumentStatsResponse>> {
+) -> ServiceResult<Json<DocumentStatsResponse>> {
     let overview = service::overview(&state, &caller.user_id).await?;
     let stats = serde_json::json!({
         "average_processing_time_ms": overview.average_processing_ms,
@@ -408,7 +408,7 @@ pub async fn download_document(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(document_id): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> ServiceResult<Response> {
     let (document, text) = service::text(&state, &caller.user_id, &document_id).await?;
     let mut filename = document.original_filename;
     if matches!(

@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::documents::processing::Embeddings;
 use crate::domain::DocumentStatus;
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
@@ -47,7 +47,7 @@ async fn reprocess(
     caller: &Caller,
     document_id: &str,
     request: DocumentProcessingRequest,
-) -> ApiResult<DocumentProcessingResponse> {
+) -> ServiceResult<DocumentProcessingResponse> {
     let document = service::owned(state, &caller.user_id, document_id).await?;
     // Settings the request leaves out are the document's own.
     let mut v = Violations::new();
@@ -115,7 +115,7 @@ pub async fn process_document(
     caller: Caller,
     ApiPath(document_id): ApiPath<String>,
     ApiJson(body): ApiJson<DocumentProcessingRequest>,
-) -> ApiResult<Json<DocumentProcessingResponse>> {
+) -> ServiceResult<Json<DocumentProcessingResponse>> {
     reprocess(&state, &caller, &document_id, body)
         .await
         .map(Json)
@@ -135,7 +135,7 @@ pub async fn reprocess_document(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(document_id): ApiPath<String>,
-) -> ApiResult<Json<DocumentProcessingResponse>> {
+) -> ServiceResult<Json<DocumentProcessingResponse>> {
     let request = DocumentProcessingRequest {
         reprocess: true,
         ..Default::default()

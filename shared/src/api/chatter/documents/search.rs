@@ -9,7 +9,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::documents::retrieval::{self, Method, RetrievalQuery};
 use crate::domain::{Document, DocumentType, JsonObject};
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::http::extract::ApiJson;
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
@@ -70,7 +70,7 @@ pub async fn search_documents(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<DocumentSearchRequest>,
-) -> ApiResult<Json<DocumentSearchResponse>> {
+) -> ServiceResult<Json<DocumentSearchResponse>> {
     let mut v = Violations::new();
     v.text(Some(&body.query), MAX_QUERY_CHARS, &["body", "query"]);
     let query = body.query.trim();

@@ -14,7 +14,7 @@ use super::dto::MessageResponse;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::MessageRole;
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::http::download::attachment;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::problem::Problem;
@@ -70,7 +70,7 @@ pub async fn export_conversation(
     caller: Caller,
     ApiPath(conversation_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ExportQuery>,
-) -> ApiResult<Response> {
+) -> ServiceResult<Response> {
     let transcript = transfer::export(&state.store, &caller.user_id, &conversation_id).await?;
     let format = query.format.unwrap_or_default();
     let disposition = attachment(&format!(
@@ -108,7 +108,7 @@ pub async fn import_conversation(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<ConversationImportRequest>,
-) -> ApiResult<(StatusCode, Json<ConversationWithMessages>)> {
+) -> ServiceResult<(StatusCode, Json<ConversationWithMessages>)> {
     check_llm(
         &state,
         body.llm_provider.as_deref(),

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{Backend, BackendSettings, Character, CharacterInfo, QuotaType, Visibility};
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::http::validate::Violations;
 use crate::llm::Providers;
 
@@ -70,7 +70,7 @@ fn set(field: &mut Option<String>, value: Option<String>) {
 }
 
 impl CharacterInput {
-    fn validate(&self) -> ApiResult<()> {
+    fn validate(&self) -> ServiceResult<()> {
         let mut v = Violations::new();
         v.text(Some(&self.name), MAX_NAME_CHARS, &["body", "name"]);
         for (value, max, field) in [
@@ -110,7 +110,7 @@ impl CharacterInput {
     }
 
     /// Validates the input and writes it over `info`.
-    pub(super) fn apply(self, info: &mut CharacterInfo) -> ApiResult<()> {
+    pub(super) fn apply(self, info: &mut CharacterInfo) -> ServiceResult<()> {
         self.validate()?;
         info.name = self.name.trim().to_owned();
         if let Some(visibility) = self.visibility {
@@ -253,7 +253,7 @@ impl BackendInput {
         self,
         providers: &Providers,
         settings: &mut BackendSettings,
-    ) -> ApiResult<()> {
+    ) -> ServiceResult<()> {
         let mut v = Violations::new();
         v.range(
             self.message_window_size,

@@ -10,7 +10,7 @@ use super::{DONE, FreePath, or_missing, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::{Backend, BackendSettings, Character, CharacterInfo};
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::http::extract::ApiJson;
 use crate::http::problem::Problem;
 use crate::service::characters::{
@@ -71,7 +71,7 @@ pub async fn create_character(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CharacterInput>,
-) -> ApiResult<Json<u64>> {
+) -> ServiceResult<Json<u64>> {
     let mut info = CharacterInfo::default();
     body.apply(&mut info)?;
     let id = state.store.next_character_id().await?;
@@ -94,7 +94,7 @@ pub async fn get_character_summary(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(character_id): FreePath<i64>,
-) -> ApiResult<Json<CharacterSummaryDto>> {
+) -> ServiceResult<Json<CharacterSummaryDto>> {
     let (character, _) = visible_character_by_id(&state, &caller.user_id, character_id).await?;
     Ok(Json((&character).into()))
 }
@@ -113,7 +113,7 @@ pub async fn get_character_details(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(character_id): FreePath<i64>,
-) -> ApiResult<Json<CharacterDetailsDto>> {
+) -> ServiceResult<Json<CharacterDetailsDto>> {
     let (character, backends) =
         visible_character_by_id(&state, &caller.user_id, character_id).await?;
     let info = character.info.clone();
@@ -150,7 +150,7 @@ pub async fn update_character(
     caller: Caller,
     FreePath(character_id): FreePath<i64>,
     ApiJson(body): ApiJson<CharacterInput>,
-) -> ApiResult<Json<bool>> {
+) -> ServiceResult<Json<bool>> {
     let (mut character, _) = visible_character_by_id(&state, &caller.user_id, character_id).await?;
     owned(&character, &caller.user_id)?;
     body.apply(&mut character.info)?;
@@ -177,7 +177,7 @@ pub async fn delete_character(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(character_id): FreePath<i64>,
-) -> ApiResult<Json<bool>> {
+) -> ServiceResult<Json<bool>> {
     let (character, backends) =
         visible_character_by_id(&state, &caller.user_id, character_id).await?;
     owned(&character, &caller.user_id)?;
@@ -205,7 +205,7 @@ pub async fn add_character_backend(
     caller: Caller,
     FreePath(character_uid): FreePath<String>,
     ApiJson(body): ApiJson<BackendInput>,
-) -> ApiResult<impl IntoResponse> {
+) -> ServiceResult<impl IntoResponse> {
     let (character, _) = visible_character(&state, &caller.user_id, &character_uid).await?;
     owned(&character, &caller.user_id)?;
     let make_default = body.is_default == Some(true);
@@ -236,7 +236,7 @@ pub async fn list_character_backends(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(character_uid): FreePath<String>,
-) -> ApiResult<Json<Vec<CharacterBackendDetailsDto>>> {
+) -> ServiceResult<Json<Vec<CharacterBackendDetailsDto>>> {
     let (character, backends) = visible_character(&state, &caller.user_id, &character_uid).await?;
     Ok(Json(
         backends
@@ -259,7 +259,7 @@ pub async fn get_default_character_backend(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(character_uid): FreePath<String>,
-) -> ApiResult<Json<CharacterBackendDetailsDto>> {
+) -> ServiceResult<Json<CharacterBackendDetailsDto>> {
     let (character, backends) = visible_character(&state, &caller.user_id, &character_uid).await?;
     let backend = default_backend(&character, &backends)
         .ok_or_else(|| ServiceError::NotFound("The character has no default backend.".into()))?;
@@ -279,7 +279,7 @@ pub async fn set_default_character_backend(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(backend_id): FreePath<String>,
-) -> ApiResult<Json<bool>> {
+) -> ServiceResult<Json<bool>> {
     let (_, backend) = owned_backend(&state, &caller.user_id, &backend_id).await?;
     state
         .store
@@ -305,7 +305,7 @@ pub async fn update_character_backend(
     caller: Caller,
     FreePath(backend_id): FreePath<String>,
     ApiJson(body): ApiJson<BackendInput>,
-) -> ApiResult<Json<bool>> {
+) -> ServiceResult<Json<bool>> {
     let (_, mut backend) = owned_backend(&state, &caller.user_id, &backend_id).await?;
     let make_default = body.is_default == Some(true);
     body.apply(&state.llm, &mut backend.settings)?;
@@ -337,7 +337,7 @@ pub async fn remove_character_backend(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(backend_id): FreePath<String>,
-) -> ApiResult<Json<bool>> {
+) -> ServiceResult<Json<bool>> {
     let (character, backend) = owned_backend(&state, &caller.user_id, &backend_id).await?;
     state.store.remove_backend(&character, &backend).await?;
     Ok(Json(DONE))

@@ -9,7 +9,7 @@ use crate::api::freechat::characters::CharacterSummaryDto;
 use crate::api::freechat::{ChatMessageRecordDto, TokenUsageDto};
 use crate::config::ProviderApi;
 use crate::domain::{Backend, Character, ChatSession, QuotaType, Visibility};
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::http::extract::{MAX_ID_CHARS, is_id};
 use crate::http::validate::Violations;
 use crate::llm::Providers;
@@ -44,7 +44,7 @@ pub struct ChatCreateDto {
 }
 
 impl ChatCreateDto {
-    pub(super) fn validate(&self) -> ApiResult<()> {
+    pub(super) fn validate(&self) -> ServiceResult<()> {
         let mut v = Violations::new();
         // Ids are bounded as in a path, so an id that passes here cannot fail there.
         let id_rule = format!("must be 1 to {MAX_ID_CHARS} letters, digits, '-' or '_'");

@@ -15,7 +15,7 @@ use super::{ChatMessageRecordDto, DONE, FreePath, TokenUsageDto, missing, or_mis
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::{Character, ChatSession, ChatSnapshot, Conversation, NewConversation};
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::http::extract::ApiJson;
 use crate::http::problem::Problem;
 use crate::http::validate::Violations;
@@ -84,7 +84,7 @@ pub async fn start_chat(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<ChatCreateDto>,
-) -> ApiResult<impl IntoResponse> {
+) -> ServiceResult<impl IntoResponse> {
     body.validate()?;
     let user_id = &caller.user_id;
     let (character, backends) = visible_character(&state, user_id, &body.character_uid).await?;
@@ -140,7 +140,7 @@ pub async fn start_chat(
 pub async fn list_chats(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<Json<Vec<ChatSessionDto>>> {
+) -> ServiceResult<Json<Vec<ChatSessionDto>>> {
     let user_id = &caller.user_id;
     let store = &state.store;
     let chats = store.list_chats(user_id).await?;
@@ -220,7 +220,7 @@ pub async fn get_default_chat_id(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(character_id): FreePath<i64>,
-) -> ApiResult<impl IntoResponse> {
+) -> ServiceResult<impl IntoResponse> {
     let user_id = &caller.user_id;
     let uid = character_uid(&state, character_id).await?;
     let (character, backends) = visible_character(&state, user_id, &uid).await?;
@@ -252,7 +252,7 @@ pub async fn update_chat(
     caller: Caller,
     FreePath(chat_id): FreePath<String>,
     ApiJson(body): ApiJson<ChatUpdateDto>,
-) -> ApiResult<Json<bool>> {
+) -> ServiceResult<Json<bool>> {
     body.chat.validate()?;
     let user_id = &caller.user_id;
     let chat = own_chat(&state, user_id, &chat_id).await?;
@@ -312,7 +312,7 @@ pub async fn delete_chat(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(chat_id): FreePath<String>,
-) -> ApiResult<Json<bool>> {
+) -> ServiceResult<Json<bool>> {
     let chat = own_chat(&state, &caller.user_id, &chat_id).await?;
     state
         .store
@@ -335,7 +335,7 @@ pub async fn get_memory_usage(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(chat_id): FreePath<String>,
-) -> ApiResult<Json<MemoryUsageDto>> {
+) -> ServiceResult<Json<MemoryUsageDto>> {
     let usage = own_chat(&state, &caller.user_id, &chat_id).await?.usage();
     Ok(Json(MemoryUsageDto {
         message_usage: usage.replies,
@@ -356,7 +356,7 @@ pub async fn clear_memory(
     State(state): State<AppState>,
     caller: Caller,
     FreePath(chat_id): FreePath<String>,
-) -> ApiResult<Json<Vec<ChatMessageRecordDto>>> {
+) -> ServiceResult<Json<Vec<ChatMessageRecordDto>>> {
     let user_id = &caller.user_id;
     let chat = own_chat(&state, user_id, &chat_id).await?;
     state
@@ -384,7 +384,7 @@ pub async fn rollback_messages(
     State(state): State<AppState>,
     caller: Caller,
     FreePath((chat_id, count)): FreePath<(String, i64)>,
-) -> ApiResult<Json<Vec<u64>>> {
+) -> ServiceResult<Json<Vec<u64>>> {
     let mut v = Violations::new();
     v.range(Some(count), 1, i64::MAX, &["path", "count"]);
     v.finish()?;

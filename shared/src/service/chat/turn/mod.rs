@@ -28,7 +28,7 @@ use crate::documents::Source;
 use crate::domain::{
     Conversation, FinishReason, JsonObject, Message, Placement, QuotaHold, StoredQuestion, Workflow,
 };
-use crate::error::{ApiResult, ServiceError, UpstreamFailure};
+use crate::error::{ServiceError, ServiceResult, UpstreamFailure};
 use crate::llm::{CompletionRequest, Provider, Usage};
 use crate::metrics::{Dialect, TurnMetrics};
 use crate::service::sessions::{self, SessionTurn};
@@ -147,7 +147,7 @@ impl Turn {
     /// The clock starts here, so that the execution time in the statistics and the answer's
     /// `response_time_ms` include retrieval and discovery. A failure that is not the client's
     /// (storage, retrieval, the turn's deadline) is still counted in the statistics.
-    pub async fn begin(state: &AppState, user_id: &str, input: ChatInput) -> ApiResult<Self> {
+    pub async fn begin(state: &AppState, user_id: &str, input: ChatInput) -> ServiceResult<Self> {
         let started = Instant::now();
         let mut workflow = input
             .workflow
@@ -199,7 +199,7 @@ impl Turn {
 
     /// Runs the turn without streaming. On a model failure the user's message stays stored,
     /// and the error says where.
-    pub async fn run(mut self, state: &AppState) -> ApiResult<TurnOutcome> {
+    pub async fn run(mut self, state: &AppState) -> ServiceResult<TurnOutcome> {
         let question = self.question();
         let deadline = Deadline::of(state, self.started, Delivery::Whole);
         let mut generation = self.generate(state, None, deadline).await;

@@ -8,7 +8,7 @@ use crate::domain::{
     FinishReason, JsonObject, Message, MessageDraft, MessageRole, Parent, Placement, QuotaHold,
     Workflow,
 };
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::metrics::{Failure, Stage, TurnMetrics};
 use crate::store::{AnswerPlace, Execution, QuotaChange};
 
@@ -24,7 +24,7 @@ impl Turn {
         state: &AppState,
         generation: &Generation,
         finish_reason: FinishReason,
-    ) -> ApiResult<TurnOutcome> {
+    ) -> ServiceResult<TurnOutcome> {
         let usage = generation.usage;
         let cost = self.provider.cost(usage);
         let mut draft = MessageDraft::new(MessageRole::Assistant, generation.content.clone())
@@ -165,7 +165,7 @@ impl Turn {
         generation: &Generation,
         finish_reason: FinishReason,
         error: Option<&ServiceError>,
-    ) -> Option<ApiResult<TurnOutcome>> {
+    ) -> Option<ServiceResult<TurnOutcome>> {
         let execution = self.execution(generation, error);
         self.metrics(generation, error)
             .emit(&state.config.metrics_namespace);

@@ -14,7 +14,7 @@ use crate::domain::{
     Conversation, MessageDraft, MessageRole, NewConversation, Parent, QuotaClaim, StoredQuestion,
     Tree, Workflow,
 };
-use crate::error::{ApiResult, ServiceError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::llm::CompletionRequest;
 use crate::service::chat::branching::Placed;
 use crate::service::chat::prompt;
@@ -34,7 +34,7 @@ const DEFAULT_MAX_TOOL_CALLS: u32 = 10;
 
 /// Waits for the request's rate-limit count, if it is still running: over a limit, the
 /// turn ends with the 429 before it writes anything or calls the model.
-pub async fn within_rate_limit(count: Option<&PendingCount>) -> ApiResult<()> {
+pub async fn within_rate_limit(count: Option<&PendingCount>) -> ServiceResult<()> {
     let Some(count) = count else { return Ok(()) };
     match count.status().await?.retry_after_secs {
         Some(retry_after_secs) => Err(ServiceError::RateLimited { retry_after_secs }),
@@ -58,7 +58,7 @@ impl Turn {
         mut input: ChatInput,
         started: Instant,
         workflow: &mut Workflow,
-    ) -> ApiResult<Self> {
+    ) -> ServiceResult<Self> {
         let template = input.template;
         let session = input.session.take();
         let target = session

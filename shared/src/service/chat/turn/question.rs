@@ -2,7 +2,7 @@
 
 use crate::AppState;
 use crate::domain::{ChatSnapshot, Message, MessageDraft, QuotaClaim, QuotaHold};
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 use crate::store::{ConversationRecord, QuotaChange};
 
 /// Where a turn's question goes.
@@ -33,7 +33,7 @@ pub(super) async fn store_question(
     (question, answer): (MessageDraft, Option<MessageDraft>),
     (claim, snapshot): (Option<QuotaClaim>, Option<ChatSnapshot>),
     asked: Option<Message>,
-) -> ApiResult<StoredQuestionOf> {
+) -> ServiceResult<StoredQuestionOf> {
     if let Some(question) = asked {
         let (record, answer) = match answer {
             Some(answer) => {
@@ -75,9 +75,9 @@ pub(super) async fn store_question(
 /// when it fails, `work` is dropped at once (an open model request is cancelled, so the
 /// provider stops) and the store's error is the turn's.
 pub async fn beside_the_question<S, W>(
-    storing: impl Future<Output = ApiResult<S>>,
+    storing: impl Future<Output = ServiceResult<S>>,
     work: impl Future<Output = W>,
-) -> ApiResult<(S, W)> {
+) -> ServiceResult<(S, W)> {
     tokio::pin!(storing, work);
     tokio::select! {
         stored = &mut storing => {
