@@ -8,7 +8,9 @@ use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::chatter::{chat, conversations, documents, feedback, streams, transfer, workflows};
+use super::chatter::{
+    chat, conversations, documents, feedback, frames, streams, transfer, workflows,
+};
 use super::freechat::{characters, messages, send, sessions};
 use crate::AppState;
 use crate::http::problem::Problem;
@@ -77,7 +79,7 @@ use crate::http::problem::Problem;
         send::send_assistant,
         send::stream_send_assistant,
     ),
-    components(schemas(chat::StreamingChatChunk, Problem)),
+    components(schemas(frames::StreamingChatChunk, Problem)),
     modifiers(&BearerAuth, &CommonErrors)
 )]
 pub struct ApiDoc;

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::response::sse::Event;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
@@ -15,20 +14,18 @@ use super::dto::{ConversationResponse, MessageResponse};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::Workflow;
-use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
+use crate::domain::{JsonObject, MAX_MESSAGE_CHARS, StoredQuestion};
 use crate::error::{ServiceError, ServiceResult};
 use crate::http::extract::{ApiJson, ApiPath, MAX_ID_CHARS, Resumed, is_id};
 use crate::http::middleware::CorrelationId;
-use crate::http::problem::{self, Problem};
+use crate::http::problem::Problem;
 use crate::http::sse::ServerSentEvent;
 use crate::http::turn_stream;
 use crate::http::validate::Violations;
-use crate::service::chat::{
-    Branching, ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, templates,
-};
+use crate::service::chat::{Branching, ChatInput, Delivery, Turn, TurnOutcome, templates};
 use crate::store::PendingCount;
 
-use super::streams::{FrameId, FrameIds, framed};
+use super::frames::{FrameIds, StreamingChatChunk, framed};
 
 /// Most documents one turn may name for retrieval.
 pub const MAX_DOCUMENT_IDS: usize = 50;
@@ -272,130 +269,6 @@ pub async fn chat_with_template(
 /// A Chatter client whose answer took too long learns of the route without that limit.
 fn suggest_streaming(error: ServiceError) -> ServiceError {
     error.advise_on_timeout("Long generations should use /api/v1/chat/streaming.")
-}
-
-/// One Server-Sent Event of `/streaming`.
-#[derive(Debug, Default, Serialize, ToSchema)]
-pub struct StreamingChatChunk {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub content: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub usage: Option<serde_json::Value>,
-    pub conversation_id: Option<String>,
-    pub message_id: Option<String>,
-    pub correlation_id: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
-}
-
-impl StreamingChatChunk {
-    fn from_event(event: TurnEvent) -> Vec<Self> {
-        match event {
-            TurnEvent::NodeStarted { node, mut details } => {
-                details.insert("node".into(), node.into());
-                vec![Self {
-                    kind: "node_start",
-                    metadata: Some(details.into()),
-                    ..Default::default()
-                }]
-            }
-            TurnEvent::Token(text) => vec![Self::token(text)],
-            TurnEvent::NodeCompleted {
-                node,
-                duration_ms,
-                mut details,
-            } => {
-                details.insert("node".into(), node.into());
-                details.insert("duration_ms".into(), duration_ms.into());
-                vec![Self {
-                    kind: "node_complete",
-                    metadata: Some(details.into()),
-                    ..Default::default()
-                }]
-            }
-            TurnEvent::Finished(outcome) => Self::finished(&outcome.message),
-            TurnEvent::Failed(error) => vec![Self::error(problem::problem(&error).detail)],
-        }
-    }
-
-    /// The first frame, naming the answer being generated.
-    pub fn start(message_id: Option<String>) -> Self {
-        Self {
-            kind: "start",
-            message_id,
-            ..Default::default()
-        }
-    }
-
-    pub fn token(text: String) -> Self {
-        Self {
-            kind: "token",
-            content: Some(text),
-            ..Default::default()
-        }
-    }
-
-    pub fn error(detail: String) -> Self {
-        Self {
-            kind: "error",
-            content: Some(detail),
-            ..Default::default()
-        }
-    }
-
-    /// The last frames of a stream: the stored answer's usage, then how it ended.
-    pub fn finished(message: &Message) -> Vec<Self> {
-        let (prompt, completion) = (
-            message.prompt_tokens.unwrap_or(0),
-            message.completion_tokens.unwrap_or(0),
-        );
-        vec![
-            Self {
-                kind: "usage",
-                usage: Some(serde_json::json!({
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "total_tokens": prompt + completion,
-                    "cost": message.cost.unwrap_or(0.0),
-                })),
-                ..Default::default()
-            },
-            Self::end(message.id.clone(), message.finish_reason, message),
-        ]
-    }
-
-    /// The `end` frame of an answer that ended for `finish_reason`.
-    pub fn end(message_id: String, finish_reason: Option<FinishReason>, message: &Message) -> Self {
-        Self {
-            kind: "end",
-            message_id: Some(message_id),
-            metadata: Some(serde_json::json!({
-                "finish_reason": finish_reason,
-                "model": message.model_used,
-                "provider": message.provider_used,
-                "response_time_ms": message.response_time_ms,
-                "sources": message.metadata.as_ref().and_then(|m| m.get("sources")),
-            })),
-            ..Default::default()
-        }
-    }
-
-    /// The chunk as the event with this id in its turn's stream.
-    pub fn into_event(mut self, conversation_id: &str, correlation_id: &str, id: FrameId) -> Event {
-        self.conversation_id = Some(conversation_id.to_owned());
-        self.correlation_id = Some(correlation_id.to_owned());
-        Event::default()
-            .id(id.to_string())
-            .data(serde_json::to_string(&self).unwrap_or_default())
-    }
-
-    /// The answer's text this chunk carries, which its frame id counts.
-    pub fn text(&self) -> Option<&str> {
-        (self.kind == "token")
-            .then_some(self.content.as_deref())
-            .flatten()
-    }
 }
 
 #[utoipa::path(

@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod documents;
 pub mod dto;
 pub mod feedback;
+pub mod frames;
 pub mod streams;
 pub mod transfer;
 pub mod workflows;

@@ -3,15 +3,14 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::chat::StreamingChatChunk;
+use super::frames::{FrameId, FrameIds, StreamingChatChunk, framed};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::domain::FinishReason;
@@ -37,84 +36,6 @@ pub fn stop_routes() -> Router<AppState> {
         "/api/v1/chat/conversations/{conversation_id}/stop",
         post(stop_answer),
     )
-}
-
-/// An SSE frame's id within its turn: `<characters of answer text sent so far>-<frames sent
-/// since that text>`. Ids increase through the turn, and a reader that resumes after one
-/// needs only its characters to know which text it is missing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FrameId {
-    pub chars: usize,
-    pub after_text: u32,
-}
-
-impl std::fmt::Display for FrameId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.chars, self.after_text)
-    }
-}
-
-impl std::str::FromStr for FrameId {
-    type Err = ();
-
-    fn from_str(id: &str) -> Result<Self, ()> {
-        let (chars, after_text) = id.split_once('-').ok_or(())?;
-        Ok(Self {
-            chars: chars.parse().map_err(|_| ())?,
-            after_text: after_text.parse().map_err(|_| ())?,
-        })
-    }
-}
-
-/// Gives a turn's frames their ids, in order.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FrameIds {
-    last: Option<FrameId>,
-}
-
-impl FrameIds {
-    /// Ids that go on after `last`, the id a resuming reader saw last.
-    pub fn after(last: Option<FrameId>) -> Self {
-        Self { last }
-    }
-
-    /// The id of the next frame, which carries `text` of the answer (or none).
-    pub fn next(&mut self, text: Option<&str>) -> FrameId {
-        let id = match (self.last, text.filter(|t| !t.is_empty())) {
-            (last, Some(text)) => FrameId {
-                chars: last.map_or(0, |l| l.chars) + text.chars().count(),
-                after_text: 0,
-            },
-            (None, None) => FrameId::default(),
-            (Some(last), None) => FrameId {
-                after_text: last.after_text + 1,
-                ..last
-            },
-        };
-        self.last = Some(id);
-        id
-    }
-}
-
-/// The chunks as events with their ids, then `data: [DONE]` with the id after the last.
-pub fn framed(
-    chunks: impl Stream<Item = StreamingChatChunk> + Send + 'static,
-    mut ids: FrameIds,
-    conversation_id: String,
-    correlation_id: String,
-) -> impl Stream<Item = Event> + Send + 'static {
-    chunks
-        .map(Some)
-        .chain(futures_util::stream::iter([None]))
-        .map(move |chunk| match chunk {
-            Some(chunk) => {
-                let id = ids.next(chunk.text());
-                chunk.into_event(&conversation_id, &correlation_id, id)
-            }
-            None => Event::default()
-                .id(ids.next(None).to_string())
-                .data("[DONE]"),
-        })
 }
 
 /// Which running answer a request addresses: the conversation's latest, or this one.
@@ -251,27 +172,4 @@ pub async fn stop_answer(
         }
         None => StatusCode::NO_CONTENT.into_response(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frame_ids_increase_through_a_turn_and_count_its_text() {
-        let mut ids = FrameIds::default();
-        let sent = [None, None, Some("Héllo"), Some(" you"), None, None];
-        let ids: Vec<String> = sent.iter().map(|t| ids.next(*t).to_string()).collect();
-        assert_eq!(ids, ["0-0", "0-1", "5-0", "9-0", "9-1", "9-2"]);
-        let parsed: Vec<FrameId> = ids.iter().map(|id| id.parse().unwrap()).collect();
-        assert!(parsed.windows(2).all(|pair| pair[0] < pair[1]));
-    }
-
-    #[test]
-    fn a_resumed_stream_goes_on_after_the_last_id_it_had() {
-        let mut ids = FrameIds::after(Some("9-0".parse().unwrap()));
-        assert_eq!(ids.next(Some("!")).to_string(), "10-0");
-        assert_eq!(ids.next(None).to_string(), "10-1");
-        assert!("9".parse::<FrameId>().is_err());
-    }
 }
