@@ -15,6 +15,7 @@ mod freechat;
 mod http_layer;
 mod idempotency;
 mod limits;
+mod long_conversations;
 mod openapi;
 mod rag;
 mod resume;

@@ -22,7 +22,7 @@ pub use message::{
     Rating, StoredQuestion,
 };
 pub use session::{ChatSession, ChatSettings, ChatSnapshot, LifetimeUsage, QuotaClaim, QuotaHold};
-pub use tree::{BranchView, Parent, Placement, Tree};
+pub use tree::{BranchView, MessageWindow, Parent, Placement, Tree};
 pub use workflow::Workflow;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -54,20 +54,55 @@ pub enum BranchView {
     All,
 }
 
-/// A conversation's messages in sequence order with each one's parent resolved.
+/// A conversation's messages as one read found them: every one, or only its newest when it
+/// has more than the read asked for.
+#[derive(Debug, Clone, Default)]
+pub struct MessageWindow {
+    pub messages: Vec<Message>,
+    /// Whether older messages exist that the read left out.
+    pub older_left_out: bool,
+}
+
+impl MessageWindow {
+    /// Every message of a conversation.
+    pub fn every(messages: Vec<Message>) -> Self {
+        Self {
+            messages,
+            older_left_out: false,
+        }
+    }
+}
+
+/// A conversation's messages in sequence order with each one's parent resolved: all of them,
+/// or its newest, whose paths may lead back to messages not read.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
     messages: Vec<Message>,
     parents: Vec<Option<usize>>,
     children: Vec<Vec<usize>>,
     index: HashMap<String, usize>,
+    /// In a tree of the newest messages only: those whose parent is older than the oldest
+    /// read. Every child of a message read is newer than it, so it was read too: only the
+    /// way back from the oldest messages can be cut.
+    cut: Vec<bool>,
+    older_left_out: bool,
 }
 
 impl Tree {
     /// The tree of every message of a conversation, in any order. A message whose recorded
     /// parent is gone (a question deleted while its answer was being written) is a first
     /// message.
-    pub fn new(mut messages: Vec<Message>) -> Self {
+    pub fn new(messages: Vec<Message>) -> Self {
+        Self::of(MessageWindow::every(messages))
+    }
+
+    /// The tree of the messages a read found. When older ones were left out, a message whose
+    /// parent was not read is cut there, rather than a first message.
+    pub fn of(window: MessageWindow) -> Self {
+        let MessageWindow {
+            mut messages,
+            older_left_out,
+        } = window;
         messages.sort_by_key(|m| m.sequence_number);
         let index: HashMap<String, usize> = messages
             .iter()
@@ -89,12 +124,48 @@ impl Tree {
                 children[*p].push(i);
             }
         }
+        let cut = messages
+            .iter()
+            .zip(&parents)
+            .map(|(m, parent)| older_left_out && parent.is_none() && m.parent != Parent::Root)
+            .collect();
         Self {
             messages,
             parents,
             children,
             index,
+            cut,
+            older_left_out,
         }
+    }
+
+    /// Whether the tree holds every message of its conversation.
+    pub fn is_whole(&self) -> bool {
+        !self.older_left_out
+    }
+
+    /// Whether what a turn needs of the way back from `id` was read: the path to it reaches a
+    /// first message, or holds at least `needed` messages. `None` (a first message to come)
+    /// is known only in a tree of every message: a read of the newest cannot tell which
+    /// messages are first.
+    pub fn reaches_back(&self, id: Option<&str>, needed: usize) -> bool {
+        if self.is_whole() {
+            return true;
+        }
+        let Some(mut at) = id.and_then(|id| self.index.get(id).copied()) else {
+            return false;
+        };
+        let mut read = 1;
+        while read < needed {
+            match self.parents[at] {
+                Some(parent) => {
+                    at = parent;
+                    read += 1;
+                }
+                None => return !self.cut[at],
+            }
+        }
+        true
     }
 
     pub fn is_empty(&self) -> bool {
@@ -262,6 +333,35 @@ mod tests {
 
     fn ids(messages: &[&Message]) -> Vec<String> {
         messages.iter().map(|m| m.id.clone()).collect()
+    }
+
+    #[test]
+    fn a_tree_of_the_newest_messages_knows_where_its_paths_are_cut() {
+        // m1 <- m2 <- m3 <- m4, and m5 a new first message; m1 and m2 were not read.
+        let newest = Tree::of(MessageWindow {
+            messages: vec![
+                message(3, under("m2")),
+                message(4, under("m3")),
+                message(5, Parent::Root),
+            ],
+            older_left_out: true,
+        });
+        assert!(!newest.is_whole());
+        assert!(newest.reaches_back(Some("m4"), 2), "m3 and m4 were read");
+        assert!(!newest.reaches_back(Some("m4"), 3), "m2 was not");
+        assert!(newest.reaches_back(Some("m5"), 10), "m5 is a first message");
+        assert!(
+            !newest.reaches_back(None, 0),
+            "older first messages may exist"
+        );
+        assert!(!newest.reaches_back(Some("m1"), 0), "m1 was not read");
+
+        let every = Tree::new(vec![message(3, under("m2")), message(4, under("m3"))]);
+        assert!(every.is_whole());
+        assert!(
+            every.reaches_back(Some("m4"), 3),
+            "m3's parent is gone: m3 is first"
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use super::characters::{default_backend, visible_character};
-use super::chat::{beside_the_question, within_rate_limit};
+use super::chat::{TURN_WINDOW, beside_the_question, within_rate_limit};
 use super::sessions::{
-    ReadyChat, active_branch_of, backend_model, own_chat, ready, refreshed, save_quietly,
+    ReadyChat, active_branch_newest, backend_model, own_chat, ready, refreshed, save_quietly,
     scene_prompt,
 };
 use crate::AppState;
@@ -44,7 +44,7 @@ where
         within_rate_limit(count),
         own_chat(state, user_id, chat_id),
         visible_character(state, user_id, assistant_uid),
-        state.store.messages_in(chat_id)
+        state.store.newest_messages_in(chat_id, TURN_WINDOW)
     );
     admitted?;
     let chat = chat?;
@@ -53,8 +53,7 @@ where
         .ok_or_else(|| ServiceError::BadRequest("No backend found.".into()))?;
     let (provider, model) = backend_model(state, backend)?;
     let window = backend.settings.message_window_size as usize;
-    let mut newest = active_branch_of(&chat, messages?);
-    newest.truncate(window);
+    let newest = active_branch_newest(state, &chat, messages?, window).await?;
     let prompt = |ready: &ReadyChat| {
         let system = format!(
             "{}\n\n{ASSISTANT_TASK}",

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use crate::AppState;
 use crate::domain::{
-    Backend, BackendSettings, Character, ChatSession, ChatSettings, ChatSnapshot, Message, Persona,
-    Tree,
+    Backend, BackendSettings, Character, ChatSession, ChatSettings, ChatSnapshot, Message,
+    MessageWindow, Persona, Tree,
 };
 use crate::error::{ServiceError, ServiceResult};
 use crate::llm::Provider;
@@ -30,18 +30,32 @@ pub async fn active_branch_newest_first(
     chat: &ChatRecord,
 ) -> ServiceResult<Vec<Message>> {
     let messages = state.store.all_messages(chat).await?;
-    Ok(active_branch_of(chat, messages))
+    Ok(newest_first(&Tree::new(messages), chat, usize::MAX))
 }
 
-/// [`active_branch_newest_first`] among the chat's messages, read already.
-pub fn active_branch_of(chat: &ChatRecord, messages: Vec<Message>) -> Vec<Message> {
-    let tree = Tree::new(messages);
+/// The newest `count` messages of the chat's active branch, newest first, from its newest
+/// messages, `window`, read already; when the branch goes back past them, every message is
+/// read (one more query).
+pub async fn active_branch_newest(
+    state: &AppState,
+    chat: &ChatRecord,
+    window: MessageWindow,
+    count: usize,
+) -> ServiceResult<Vec<Message>> {
+    let tree = Tree::of(window);
     let active = chat.conversation().active_message_id.as_deref();
-    tree.active_branch(active)
-        .into_iter()
-        .rev()
-        .cloned()
-        .collect()
+    let leaf_read = active.is_none_or(|id| tree.get(id).is_some());
+    if leaf_read && tree.reaches_back(tree.active_leaf(active), count) {
+        return Ok(newest_first(&tree, chat, count));
+    }
+    let tree = Tree::new(state.store.all_messages(chat).await?);
+    Ok(newest_first(&tree, chat, count))
+}
+
+fn newest_first(tree: &Tree, chat: &ChatRecord, count: usize) -> Vec<Message> {
+    let active = chat.conversation().active_message_id.as_deref();
+    let branch = tree.active_branch(active);
+    branch.into_iter().rev().take(count).cloned().collect()
 }
 
 /// A turn in a FreeChat chat, admitted by its rules: the chat as
@@ -54,8 +68,8 @@ pub struct SessionTurn {
     pub history_window: usize,
     pub backend: BackendSettings,
     pub snapshot: ChatSnapshot,
-    /// Every message of the chat, when they were read beside the chat itself.
-    pub messages: Option<Vec<Message>>,
+    /// The chat's newest messages, when they were read beside the chat itself.
+    pub messages: Option<MessageWindow>,
 }
 
 /// A chat that can take a turn: its character and backend are there, and its quota is not

@@ -207,12 +207,6 @@ impl Store {
         self.latest_messages(chat.id(), count).await
     }
 
-    /// Every message of chat `chat_id`, oldest first, read before (or beside) the chat
-    /// itself: whose chat it is is the caller's to check.
-    pub async fn messages_in(&self, chat_id: &str) -> Result<Vec<Message>, StoreError> {
-        self.every_message(chat_id).await
-    }
-
     /// Every message of the chat, oldest first, read page by page (DynamoDB answers a query
     /// with at most 1 MB), so that a long history comes back whole.
     pub async fn all_messages(&self, chat: &ChatRecord) -> Result<Vec<Message>, StoreError> {

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use super::{ChatMessageDto, FreePath, LlmResultDto, METADATA_KEY, TurnMetadata, spring_statuses};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, Message, StoredQuestion};
+use crate::domain::{FinishReason, JsonObject, MAX_MESSAGE_CHARS, MessageWindow, StoredQuestion};
 use crate::error::{ServiceError, ServiceResult};
 use crate::http::extract::{ApiJson, Resumed};
 use crate::http::problem::{self, Problem};
@@ -21,7 +21,7 @@ use crate::http::validate::Violations;
 use crate::llm::{CompletionRequest, CompletionStream, StreamEvent, Usage, estimated_usage};
 use crate::metrics::Dialect;
 use crate::service::assistant::assistant_answer;
-use crate::service::chat::{ChatInput, Delivery, Turn, TurnEvent, within_rate_limit};
+use crate::service::chat::{ChatInput, Delivery, TURN_WINDOW, Turn, TurnEvent, within_rate_limit};
 use crate::service::sessions::{
     ReadyChat, SessionTurn, chat_settings, own_chat, ready, refreshed, save_quietly, session_prompt,
 };
@@ -129,7 +129,7 @@ async fn begin_turn(
     let (admitted, chat, messages) = tokio::join!(
         within_rate_limit(count.as_ref().map(|Extension(count)| count)),
         own_chat(state, user_id, chat_id),
-        state.store.messages_in(chat_id)
+        state.store.newest_messages_in(chat_id, TURN_WINDOW)
     );
     admitted?;
     let (chat, messages) = (chat?, messages?);
@@ -157,7 +157,7 @@ async fn begin_turn(
 #[derive(Clone, Copy)]
 struct Asked<'a> {
     said: &'a Said,
-    messages: &'a [Message],
+    messages: &'a MessageWindow,
     resume: Option<&'a StoredQuestion>,
     delivery: Delivery,
 }
@@ -202,7 +202,7 @@ async fn turn_in(
             system_prompt_override: Some(system_prompt),
             user_metadata: Some(user_metadata),
             session: Some(SessionTurn {
-                messages: Some(asked.messages.to_vec()),
+                messages: Some(asked.messages.clone()),
                 ..ready.turn()
             }),
             resume: asked.resume.cloned(),

@@ -1,7 +1,13 @@
 //! Where a turn's question goes in its conversation's tree, and the path its prompt carries.
 
-use crate::domain::{Message, MessageRole, Parent, StoredQuestion, Tree};
+use crate::domain::{Message, MessageRole, MessageWindow, Parent, StoredQuestion, Tree};
 use crate::error::{ServiceError, ServiceResult};
+use crate::store::Store;
+
+/// How many of its conversation's newest messages a turn reads: the longest default history
+/// (100) with room for the branches beside it. A turn that needs more of its path, or names a
+/// message older than these, reads every message.
+pub const TURN_WINDOW: usize = 128;
 
 /// Where a turn's question goes in its conversation's tree. Its prompt history is always the
 /// path to the question's parent, whatever the other branches hold.
@@ -27,6 +33,56 @@ pub(super) struct Placed {
 }
 
 impl Placed {
+    /// Places the question of a turn among its conversation's newest messages, `window`, with
+    /// `needed` messages of history before it. When the path it needs goes back past them, or
+    /// a message the turn names is older, every message of the conversation is read (one more
+    /// query) and the question placed among them. The tree it was placed in comes back too.
+    pub(super) async fn in_conversation(
+        store: &Store,
+        conversation_id: &str,
+        window: MessageWindow,
+        (active, branching): (Option<&str>, &Branching),
+        resumed: Option<StoredQuestion>,
+        needed: usize,
+    ) -> ServiceResult<(Self, Tree)> {
+        let tree = Tree::of(window);
+        if tree.is_whole() {
+            return Self::in_tree(&tree, active, branching, resumed).map(|placed| (placed, tree));
+        }
+        if let Some(placed) = Self::among_newest(&tree, (active, branching), &resumed, needed) {
+            return Ok((placed, tree));
+        }
+        let tree = Tree::new(store.every_message(conversation_id).await?);
+        Self::in_tree(&tree, active, branching, resumed).map(|placed| (placed, tree))
+    }
+
+    /// The question placed in a tree of the newest messages, when it holds all the turn needs.
+    fn among_newest(
+        tree: &Tree,
+        (active, branching): (Option<&str>, &Branching),
+        resumed: &Option<StoredQuestion>,
+        needed: usize,
+    ) -> Option<Self> {
+        let named = match branching {
+            Branching::FollowActive => None,
+            Branching::Edit(id) | Branching::Regenerate(id) => Some(id.as_str()),
+        };
+        let resumed_id = resumed.as_ref().map(|q| q.message_id.as_str());
+        if [active, named, resumed_id]
+            .into_iter()
+            .flatten()
+            .any(|id| tree.get(id).is_none())
+        {
+            return None;
+        }
+        let placed = Self::in_tree(tree, active, branching, resumed.clone()).ok()?;
+        let parent = match &placed.parent {
+            Parent::Message(id) => Some(id.as_str()),
+            Parent::Root | Parent::Unrecorded => None,
+        };
+        tree.reaches_back(parent, needed).then_some(placed)
+    }
+
     /// Places the question of a turn in `tree`; an unknown message is a 404, a message of the
     /// wrong role for what is asked of it a 422 naming the field.
     pub(super) fn in_tree(

@@ -8,7 +8,7 @@ pub mod templates;
 mod titles;
 mod turn;
 
-pub use branching::Branching;
+pub use branching::{Branching, TURN_WINDOW};
 pub use live::CHECKPOINT_INTERVAL;
 pub use templates::Template;
 pub use turn::{

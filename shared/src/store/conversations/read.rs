@@ -1,7 +1,7 @@
 //! Reading conversations: one by its owner, a page of them, and a conversation's messages.
 
 use super::ConversationRecord;
-use crate::domain::{Conversation, Message, Tree};
+use crate::domain::{Conversation, Message, MessageWindow, Tree};
 use crate::store::attributes::{conversation_key, user_stats_key};
 use crate::store::items::{ConversationItem, MessageItem, from_item};
 use crate::store::ops::Partition;
@@ -106,11 +106,41 @@ impl Store {
         Ok((record, Tree::new(messages)))
     }
 
-    /// Every message of a conversation in sequence order, read page by page.
-    pub(in crate::store) async fn every_message(
+    /// The caller's conversation with its newest `count` messages (every one when it has no
+    /// more), read together as [`Self::conversation_tree`] reads them: what a turn reads, so
+    /// that it costs the history it sends rather than the whole conversation.
+    pub async fn conversation_window(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        count: usize,
+    ) -> Result<(ConversationRecord, MessageWindow), StoreError> {
+        tokio::try_join!(
+            self.conversation(user_id, conversation_id),
+            self.newest_messages_in(conversation_id, count)
+        )
+    }
+
+    /// A conversation's newest `count` messages, and whether it has older ones; whose
+    /// conversation it is is the caller's to check.
+    pub async fn newest_messages_in(
         &self,
         conversation_id: &str,
-    ) -> Result<Vec<Message>, StoreError> {
+        count: usize,
+    ) -> Result<MessageWindow, StoreError> {
+        // One more than asked tells whether there are older ones, in the same query.
+        let mut messages = self.latest_messages(conversation_id, count + 1).await?;
+        let older_left_out = messages.len() > count;
+        messages.truncate(count);
+        Ok(MessageWindow {
+            messages,
+            older_left_out,
+        })
+    }
+
+    /// Every message of a conversation in sequence order, read page by page; whose
+    /// conversation it is is the caller's to check.
+    pub async fn every_message(&self, conversation_id: &str) -> Result<Vec<Message>, StoreError> {
         let partition =
             Partition::of(keys::conversation_pk(conversation_id)).prefixed(keys::MESSAGE_SK_PREFIX);
         self.query(partition)

@@ -11,12 +11,12 @@ use super::{ChatInput, Delivery, Turn};
 use crate::AppState;
 use crate::documents::{self, RetrievalQuery};
 use crate::domain::{
-    Conversation, MessageDraft, MessageRole, NewConversation, Parent, QuotaClaim, StoredQuestion,
-    Tree, Workflow,
+    Conversation, MessageDraft, MessageRole, MessageWindow, NewConversation, Parent, QuotaClaim,
+    StoredQuestion, Workflow,
 };
 use crate::error::{ServiceError, ServiceResult};
 use crate::llm::CompletionRequest;
-use crate::service::chat::branching::Placed;
+use crate::service::chat::branching::{Placed, TURN_WINDOW};
 use crate::service::chat::prompt;
 use crate::service::chat::titles::PendingTitle;
 use crate::service::sessions;
@@ -72,75 +72,57 @@ impl Turn {
         });
         let target = target.or(resumed.as_ref().map(|q| q.conversation_id.clone()));
         // The rate-limit count and the reads the prompt needs go out together: one DynamoDB
-        // step before the question is stored and the model called, side by side. Every
-        // message of the conversation is read (one query, as before branches), and the path
-        // the prompt carries is walked in memory, however many branches there are.
+        // step before the question is stored and the model called, side by side. The
+        // conversation's newest messages are read (one query) and the path the prompt carries
+        // walked in memory, however many branches there are; a path longer than they hold
+        // costs a second query, for every message.
         let admitted = within_rate_limit(input.count.as_ref());
-        let reads =
-            async {
-                Ok::<_, ServiceError>(match (session, &target) {
-                    (Some(mut session), _) => {
-                        let messages = match session.messages.take() {
-                            Some(messages) => messages,
-                            None => state.store.all_messages(&session.chat).await?,
-                        };
-                        (
-                            session.chat.record.clone(),
-                            Tree::new(messages),
-                            Some(session),
-                        )
-                    }
-                    (None, Some(id)) => {
-                        let (record, tree) =
-                            state.store.conversation_tree(user_id, id).await.map_err(
-                                |e| match e {
-                                    StoreError::NotFound => {
-                                        ServiceError::NotFound("Conversation not found.".into())
-                                    }
-                                    other => other.into(),
-                                },
-                            )?;
-                        (record, tree, None)
-                    }
-                    (None, None) => (
-                        ConversationRecord::new(Conversation::create(
-                            user_id,
-                            NewConversation {
-                                title: title_from(&input.message),
-                                llm_provider: input.provider.clone(),
-                                ..Default::default()
-                            },
-                        )),
-                        Tree::default(),
-                        None,
-                    ),
-                })
-            };
+        let reads = async {
+            Ok::<_, ServiceError>(match (session, &target) {
+                (Some(mut session), _) => {
+                    let window = match session.messages.take() {
+                        Some(window) => window,
+                        None => {
+                            let chat = session.chat.id();
+                            state.store.newest_messages_in(chat, TURN_WINDOW).await?
+                        }
+                    };
+                    (session.chat.record.clone(), window, Some(session))
+                }
+                (None, Some(id)) => {
+                    let (record, window) = state
+                        .store
+                        .conversation_window(user_id, id, TURN_WINDOW)
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::NotFound => {
+                                ServiceError::NotFound("Conversation not found.".into())
+                            }
+                            other => other.into(),
+                        })?;
+                    (record, window, None)
+                }
+                (None, None) => (
+                    ConversationRecord::new(Conversation::create(
+                        user_id,
+                        NewConversation {
+                            title: title_from(&input.message),
+                            llm_provider: input.provider.clone(),
+                            ..Default::default()
+                        },
+                    )),
+                    MessageWindow::default(),
+                    None,
+                ),
+            })
+        };
         let (admitted, reads) = tokio::join!(admitted, reads);
         admitted?;
-        let (record, tree, mut session) = reads?;
+        let (record, window, mut session) = reads?;
         let place = match target {
             None => Place::NewConversation,
             Some(_) => Place::Existing,
         };
-        let Placed {
-            parent,
-            history,
-            asked,
-            answer_after,
-        } = Placed::in_tree(
-            &tree,
-            record.conversation.active_message_id.as_deref(),
-            &input.branching,
-            resumed,
-        )?;
-        if let Some(question) = &asked {
-            input.message.clone_from(&question.content);
-        }
-        let siblings = answer_after
-            .as_deref()
-            .map(|parent| tree.child_ids(Some(parent)))
-            .unwrap_or_default();
         if let Some(chat_session) = record.session.clone()
             && session.is_none()
         {
@@ -154,6 +136,37 @@ impl Turn {
         let history_limit = session.as_ref().map(|s| s.history_window);
         let (quota, snapshot) = session.map(|s| (s.backend, s.snapshot)).unzip();
         let conversation = &record.conversation;
+        let memory = if conversation.memory_enabled {
+            history_limit
+                .or(template.map(|t| t.memory_window as usize))
+                .unwrap_or(HISTORY_FETCH)
+        } else {
+            0
+        };
+        let (
+            Placed {
+                parent,
+                history,
+                asked,
+                answer_after,
+            },
+            tree,
+        ) = Placed::in_conversation(
+            &state.store,
+            &conversation.id,
+            window,
+            (conversation.active_message_id.as_deref(), &input.branching),
+            resumed,
+            memory,
+        )
+        .await?;
+        if let Some(question) = &asked {
+            input.message.clone_from(&question.content);
+        }
+        let siblings = answer_after
+            .as_deref()
+            .map(|parent| tree.child_ids(Some(parent)))
+            .unwrap_or_default();
         let retrieval = input
             .enable_retrieval
             .unwrap_or(conversation.enable_retrieval);
@@ -191,13 +204,6 @@ impl Turn {
             .or_else(|| conversation.system_prompt.clone())
             .or_else(|| template.map(|t| t.system_message.to_owned()));
         let budget = input.context_limit.unwrap_or(conversation.context_window) as usize;
-        let memory = if conversation.memory_enabled {
-            history_limit
-                .or(template.map(|t| t.memory_window as usize))
-                .unwrap_or(HISTORY_FETCH)
-        } else {
-            0
-        };
         let temperature = input
             .temperature
             .or(conversation.temperature)

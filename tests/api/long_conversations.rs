@@ -1,0 +1,159 @@
+//! Long conversations: a turn reads its conversation's newest messages, not every one, and
+//! still finds a path that goes back further than they do.
+
+use api_tests::{Call, FakeLlm, Script, TestApp, app_with_model, prompt_messages};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::domain::{Message, MessageDraft, MessageRole};
+
+const CHAT: &str = "/api/v1/chat/chat";
+/// More exchanges than the messages a turn reads at first.
+const EXCHANGES: usize = 150;
+
+/// alice's conversation of `exchanges` questions and answers, "q1", "a1", "q2", ..., each
+/// following the one before: its id and its messages, oldest first.
+async fn long_conversation(app: &TestApp, exchanges: usize) -> (String, Vec<Message>) {
+    let id = app.create_conversation("alice", "A long talk").await;
+    let mut record = app.store().conversation("alice", &id).await.unwrap();
+    let mut messages = Vec::new();
+    let drafts: Vec<MessageDraft> = (1..=exchanges)
+        .flat_map(|i| {
+            [
+                MessageDraft::new(MessageRole::User, format!("q{i}")),
+                MessageDraft::new(MessageRole::Assistant, format!("a{i}")),
+            ]
+        })
+        .collect();
+    // A transaction holds at most 100 items.
+    for batch in drafts.chunks(40) {
+        let (next, stored) = app
+            .store()
+            .append_messages(record, batch.to_vec())
+            .await
+            .unwrap();
+        record = next;
+        messages.extend(stored);
+    }
+    (id, messages)
+}
+
+async fn ask(app: &TestApp, fake: &FakeLlm, body: Value) -> Value {
+    fake.push(Script::reply("Noted."));
+    let reply = app.post(CHAT, "alice", &body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body
+}
+
+/// The contents of the conversation's active branch, root to leaf.
+async fn active_branch(app: &TestApp, id: &str) -> Vec<String> {
+    let path = format!("/api/v1/chat/conversations/{id}/messages?limit=100");
+    let reply = app.get(&path, "alice").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The prompt's messages after its system prompt, as (role, content).
+fn history_and_question(fake: &FakeLlm) -> Vec<(String, String)> {
+    let mut prompt = prompt_messages(fake.requests().last().unwrap());
+    prompt.retain(|(role, _)| role != "system");
+    prompt
+}
+
+fn query_capacity(calls: &[Call]) -> f64 {
+    calls
+        .iter()
+        .filter(|call| call.operation == "Query")
+        .map(|call| call.capacity)
+        .sum()
+}
+
+#[tokio::test]
+async fn a_turn_in_a_long_conversation_reads_its_newest_messages_not_every_one() {
+    let fake = FakeLlm::start().await;
+    let (app, dynamodb) = TestApp::spawn_with_faults(&[
+        ("LLM_BASE_URL", &fake.base_url),
+        ("LLM_MODEL", "fake-model"),
+    ])
+    .await;
+    let (id, _) = long_conversation(&app, EXCHANGES).await;
+    dynamodb.count_capacity();
+    dynamodb.take_calls();
+    // Listing every branch reads every message.
+    let every = format!("/api/v1/chat/conversations/{id}/messages?branch=all&limit=1");
+    assert_eq!(app.get(&every, "alice").await.status, StatusCode::OK);
+    let reading_everything = query_capacity(&dynamodb.take_calls());
+
+    ask(
+        &app,
+        &fake,
+        json!({"message": "q151", "conversation_id": id}),
+    )
+    .await;
+    let turn = query_capacity(&dynamodb.take_calls());
+    assert!(
+        turn * 2.0 < reading_everything,
+        "the turn's queries took {turn} read units, reading every message {reading_everything}"
+    );
+    // The prompt still carries the newest 100 messages before the question.
+    let prompt = history_and_question(&fake);
+    assert_eq!(prompt.len(), 101, "{prompt:?}");
+    assert_eq!(prompt[0], ("user".into(), "q101".into()));
+    assert_eq!(prompt[99], ("assistant".into(), "a150".into()));
+    assert_eq!(prompt[100], ("user".into(), "q151".into()));
+}
+
+#[tokio::test]
+async fn editing_an_old_question_answers_it_from_the_history_before_it() {
+    let (app, fake) = app_with_model(&[]).await;
+    let (id, messages) = long_conversation(&app, EXCHANGES).await;
+    let q3 = &messages[4];
+
+    let body =
+        json!({"message": "q3, put better", "conversation_id": id, "edit_message_id": q3.id});
+    ask(&app, &fake, body).await;
+    let said: Vec<String> = history_and_question(&fake)
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(said, ["q1", "a1", "q2", "a2", "q3, put better"]);
+    assert_eq!(
+        active_branch(&app, &id).await,
+        ["q1", "a1", "q2", "a2", "q3, put better", "Noted."]
+    );
+}
+
+#[tokio::test]
+async fn editing_the_first_question_of_a_long_conversation_starts_a_branch_from_nothing() {
+    let (app, fake) = app_with_model(&[]).await;
+    let (id, messages) = long_conversation(&app, EXCHANGES).await;
+    let q1 = &messages[0];
+
+    let edited = ask(
+        &app,
+        &fake,
+        json!({"message": "q1, put better", "conversation_id": id, "edit_message_id": q1.id}),
+    )
+    .await;
+    let said: Vec<String> = history_and_question(&fake)
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(said, ["q1, put better"]);
+    assert_eq!(active_branch(&app, &id).await, ["q1, put better", "Noted."]);
+    let question = &edited["message"]["parent_id"];
+    let listing = app
+        .get(
+            &format!("/api/v1/chat/conversations/{id}/messages?limit=1"),
+            "alice",
+        )
+        .await;
+    assert_eq!(&listing.body[0]["id"], question);
+    assert_eq!(listing.body[0]["parent_id"], Value::Null);
+    assert_eq!(listing.body[0]["sibling_ids"], json!([q1.id, question]));
+}
