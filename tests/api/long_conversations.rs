@@ -4,36 +4,17 @@
 use api_tests::{Call, FakeLlm, Script, TestApp, app_with_model, prompt_messages};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::domain::{Message, MessageDraft, MessageRole};
+use shared::domain::Message;
 
 const CHAT: &str = "/api/v1/chat/chat";
 /// More exchanges than the messages a turn reads at first.
 const EXCHANGES: usize = 150;
 
-/// alice's conversation of `exchanges` questions and answers, "q1", "a1", "q2", ..., each
-/// following the one before: its id and its messages, oldest first.
+/// alice's conversation of `exchanges` questions and answers, "q1", "a1", ...: its id and
+/// its messages, oldest first.
 async fn long_conversation(app: &TestApp, exchanges: usize) -> (String, Vec<Message>) {
     let id = app.create_conversation("alice", "A long talk").await;
-    let mut record = app.store().conversation("alice", &id).await.unwrap();
-    let mut messages = Vec::new();
-    let drafts: Vec<MessageDraft> = (1..=exchanges)
-        .flat_map(|i| {
-            [
-                MessageDraft::new(MessageRole::User, format!("q{i}")),
-                MessageDraft::new(MessageRole::Assistant, format!("a{i}")),
-            ]
-        })
-        .collect();
-    // A transaction holds at most 100 items.
-    for batch in drafts.chunks(40) {
-        let (next, stored) = app
-            .store()
-            .append_messages(record, batch.to_vec())
-            .await
-            .unwrap();
-        record = next;
-        messages.extend(stored);
-    }
+    let messages = app.store_exchanges("alice", &id, exchanges).await;
     (id, messages)
 }
 

@@ -17,6 +17,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 use shared::AppState;
 use shared::config::{Config, Secret};
+use shared::domain::{Message, MessageDraft, MessageRole};
 use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
 
@@ -271,6 +272,43 @@ impl TestApp {
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Stores `exchanges` questions and answers after the last message of `user_id`'s
+    /// conversation (or chat), "q1", "a1", "q2", ..., each following the one before, straight
+    /// into the store: a long history without a model call each. The stored messages, oldest
+    /// first.
+    pub async fn store_exchanges(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        exchanges: usize,
+    ) -> Vec<Message> {
+        let mut record = self
+            .store()
+            .conversation(user_id, conversation_id)
+            .await
+            .unwrap();
+        let drafts: Vec<MessageDraft> = (1..=exchanges)
+            .flat_map(|i| {
+                [
+                    MessageDraft::new(MessageRole::User, format!("q{i}")),
+                    MessageDraft::new(MessageRole::Assistant, format!("a{i}")),
+                ]
+            })
+            .collect();
+        let mut messages = Vec::new();
+        // A transaction holds at most 100 items.
+        for batch in drafts.chunks(40) {
+            let (next, stored) = self
+                .store()
+                .append_messages(record, batch.to_vec())
+                .await
+                .unwrap();
+            record = next;
+            messages.extend(stored);
+        }
+        messages
     }
 }
 

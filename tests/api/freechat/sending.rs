@@ -262,3 +262,20 @@ async fn the_prompt_holds_the_system_prompt_and_the_last_message_window_size_mes
     assert_eq!(prompt[9], ("assistant".into(), "a6".into()));
     assert_eq!(prompt[10], ("user".into(), "q7".into()));
 }
+
+#[tokio::test]
+async fn a_send_in_a_long_chat_carries_its_whole_window_even_past_the_newest_messages_read() {
+    let (app, fake) = app_with_model(&[]).await;
+    let (_, uid, _) = jack(&app, "alice", json!({"messageWindowSize": 200})).await;
+    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+    // The greeting, then 300 messages: more than a turn reads at first.
+    app.store_exchanges("alice", &chat, 150).await;
+    talk(&app, &fake, "alice", &chat, "q151", "a151").await;
+    let prompt = prompt_messages(&fake.requests()[0]);
+    // The window of 200 is the new question and the 199 messages before it.
+    assert_eq!(prompt.len(), 201, "{prompt:?}");
+    assert_eq!(prompt[0].0, "system");
+    assert_eq!(prompt[1], ("assistant".into(), "a51".into()));
+    assert_eq!(prompt[199], ("assistant".into(), "a150".into()));
+    assert_eq!(prompt[200], ("user".into(), "q151".into()));
+}
