@@ -12,6 +12,7 @@ use crate::llm::Provider;
 use crate::store::ChatRecord;
 
 use super::characters::visible_character;
+use super::chat::TURN_WINDOW;
 use super::{missing, or_missing};
 
 /// The caller's chat; another user's, or a conversation that is no chat, is missing.
@@ -24,13 +25,24 @@ pub async fn own_chat(state: &AppState, user_id: &str, chat_id: &str) -> Service
 }
 
 /// The chat's active branch, newest first: all FreeChat shows of a chat that was branched
-/// through Chatter (every message is read once and the branch walked in memory).
+/// through Chatter. Its newest `count` messages (every one for `None`) are found among the
+/// chat's newest messages, read in one query, and the branch walked in memory.
 pub async fn active_branch_newest_first(
     state: &AppState,
     chat: &ChatRecord,
+    count: Option<usize>,
 ) -> ServiceResult<Vec<Message>> {
-    let messages = state.store.all_messages(chat).await?;
-    Ok(newest_first(&Tree::new(messages), chat, usize::MAX))
+    match count {
+        Some(count) => {
+            let read = count.max(TURN_WINDOW);
+            let window = state.store.newest_messages_in(chat.id(), read).await?;
+            active_branch_newest(state, chat, window, count).await
+        }
+        None => {
+            let every = Tree::new(state.store.all_messages(chat).await?);
+            Ok(newest_first(&every, chat, usize::MAX))
+        }
+    }
 }
 
 /// The newest `count` messages of the chat's active branch, newest first, from its newest

@@ -188,3 +188,18 @@ async fn clearing_memory_leaves_only_the_greeting_and_usage_keeps_what_was_spent
         .body;
     assert_eq!(usage, expected);
 }
+
+#[tokio::test]
+async fn pages_of_a_long_chat_reach_back_to_the_greeting() {
+    let app = TestApp::spawn().await;
+    let (_, chat) = chat_with_jack(&app, "alice").await;
+    app.store_exchanges("alice", &chat, 150).await;
+    let page = |limit: usize, offset: usize| {
+        let path = format!("{CHAT}/messages/{chat}/{limit}/{offset}");
+        let app = &app;
+        async move { texts(&app.get(&path, "alice").await.body) }
+    };
+    assert_eq!(page(2, 0).await, ["q150", "a150"]);
+    assert_eq!(page(2, 100).await, ["q100", "a100"]);
+    assert_eq!(page(3, 298).await, ["Ahoy there!", "q1", "a1"]);
+}

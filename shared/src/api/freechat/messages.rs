@@ -62,7 +62,7 @@ pub(crate) async fn page(
     let offset = offset.map_or(0, |o| usize::try_from(o).unwrap_or(0));
     let wanted = limit.map(|limit| offset.saturating_add(limit));
     // A chat branched through Chatter shows its active branch.
-    let newest = active_branch_newest_first(state, chat);
+    let newest = active_branch_newest_first(state, chat, wanted);
     let (newest, character) = tokio::try_join!(newest, async {
         // The messages stay the user's even if the character is gone or turned private;
         // only its greeting and the debug view need it.

@@ -129,7 +129,9 @@ impl Store {
         count: usize,
     ) -> Result<MessageWindow, StoreError> {
         // One more than asked tells whether there are older ones, in the same query.
-        let mut messages = self.latest_messages(conversation_id, count + 1).await?;
+        let mut messages = self
+            .latest_messages(conversation_id, count.saturating_add(1))
+            .await?;
         let older_left_out = messages.len() > count;
         messages.truncate(count);
         Ok(MessageWindow {
