@@ -6,6 +6,7 @@ mod support;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use api_tests::{FakeLlm, Script};
@@ -19,8 +20,14 @@ const DEFAULT_USER: &str = "dev";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// Installs Debian's chromium and chromium-driver unless both are there.
+/// Installs Debian's chromium and chromium-driver unless both are there: once, whichever test
+/// comes first, since the tests run in parallel and apt takes one lock at a time.
 fn install_chromium() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(install_chromium_now);
+}
+
+fn install_chromium_now() {
     if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
         return;
     }
