@@ -81,10 +81,8 @@ pub struct Tree {
     parents: Vec<Option<usize>>,
     children: Vec<Vec<usize>>,
     index: HashMap<String, usize>,
-    /// In a tree of the newest messages only: those whose parent is older than the oldest
-    /// read. Every child of a message read is newer than it, so it was read too: only the
-    /// way back from the oldest messages can be cut.
-    cut: Vec<bool>,
+    /// Whether older messages than these exist. Every child of a message read is newer than
+    /// it, so it was read too: only the way back from the oldest messages can be cut.
     older_left_out: bool,
 }
 
@@ -124,17 +122,11 @@ impl Tree {
                 children[*p].push(i);
             }
         }
-        let cut = messages
-            .iter()
-            .zip(&parents)
-            .map(|(m, parent)| older_left_out && parent.is_none() && m.parent != Parent::Root)
-            .collect();
         Self {
             messages,
             parents,
             children,
             index,
-            cut,
             older_left_out,
         }
     }
@@ -162,7 +154,8 @@ impl Tree {
                     at = parent;
                     read += 1;
                 }
-                None => return !self.cut[at],
+                // Without a parent read: a first message, or one whose parent is older.
+                None => return self.messages[at].parent == Parent::Root,
             }
         }
         true
