@@ -70,6 +70,14 @@ impl<O: Observe> Intercept for Observer<O> {
     }
 }
 
+/// Whether a DynamoDB operation reads (and is billed in read units).
+pub fn is_read(operation: &str) -> bool {
+    matches!(
+        operation,
+        "GetItem" | "Query" | "Scan" | "BatchGetItem" | "TransactGetItems"
+    )
+}
+
 /// `UpdateItem ×1, TransactWriteItems ×1` (total 2).
 pub fn describe(counts: &BTreeMap<String, u64>, runs: u64) -> String {
     let total: u64 = counts.values().sum();

@@ -23,6 +23,7 @@ use shared::config::Config;
 use shared::local::EmbeddedDynamoDb;
 use shared::store::Store;
 
+use crate::counting::is_read;
 use crate::stack;
 use crate::stats::{Sample, ms};
 
@@ -303,13 +304,6 @@ fn direct(client: &reqwest::Client, base_url: &str, delivery: Delivery) -> reqwe
     client.post(format!("{base_url}/chat/completions")).json(
         &json!({"model": "bench-model", "stream": delivery == Delivery::Stream,
                       "messages": [{"role": "user", "content": "Hello, how are you today?"}]}),
-    )
-}
-
-fn is_read(operation: &str) -> bool {
-    matches!(
-        operation,
-        "GetItem" | "Query" | "Scan" | "BatchGetItem" | "TransactGetItems"
     )
 }
 

@@ -3,6 +3,7 @@
 //! printed with the machine it ran on; nothing here asserts a timing. See BENCHMARKS.md.
 
 pub mod bedrock;
+pub mod branches;
 pub mod checkpoints;
 pub mod coldstart;
 pub mod counting;

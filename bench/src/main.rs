@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bench::{bedrock, checkpoints, coldstart, latency, overhead, streaming};
+use bench::{bedrock, branches, checkpoints, coldstart, latency, overhead, streaming};
 
 const USAGE: &str = "usage: bench <command> [options]
   overhead  [--iterations N] [--warmup N]          router vs bare storage calls, round trips
   latency   [--runs N] [--warmup N] [--latencies-ms 0,2,5] [--label TEXT]
                                                     what DynamoDB's latency adds to each kind of turn
+  branches  [--branches 0,4,16,64] [--turns N]       what a turn reads as its conversation grows branches
   streaming [--runs N] [--tokens N] [--gap-ms N]    time to first token and per-token lag
   checkpoints [--tokens N] [--rates 20,50,100,1000] checkpoint writes of one streamed answer per token rate
   lambda-streaming --bin-dir DIR [--runs N] [--tokens N] [--gap-ms N]
@@ -50,6 +51,16 @@ fn main() -> anyhow::Result<()> {
                     .map(str::parse)
                     .collect::<Result<_, _>>()?,
                 label: option(&args, "--label", "this build".to_owned())?,
+            }))
+        }
+        Some("branches") => {
+            let branches: String = option(&args, "--branches", "0,4,16,64".to_owned())?;
+            runtime.block_on(branches::run(branches::Options {
+                branches: branches
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?,
+                turns: option(&args, "--turns", 5)?,
             }))
         }
         Some("streaming") => runtime.block_on(streaming::run(streaming::Options {

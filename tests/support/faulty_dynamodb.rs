@@ -56,6 +56,8 @@ pub struct Call {
     pub ended: Instant,
     /// Capacity units the call consumed, when [`FaultyDynamoDb::count_capacity`] asked for them.
     pub capacity: f64,
+    /// Items a read returned, counted beside its capacity.
+    pub items: u64,
 }
 
 struct Shared {
@@ -156,17 +158,28 @@ fn asking_for_capacity(body: Bytes) -> Bytes {
     }
 }
 
-/// The capacity units an answer reports: one `ConsumedCapacity`, or one per table of a
-/// transaction or batch.
-fn consumed_capacity(body: &[u8]) -> f64 {
+/// The capacity units an answer reports (one `ConsumedCapacity`, or one per table of a
+/// transaction or batch), and the items it returns.
+fn consumed(body: &[u8]) -> (f64, u64) {
     let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return 0.0;
+        return (0.0, 0);
     };
     let units = |c: &serde_json::Value| c["CapacityUnits"].as_f64().unwrap_or_default();
-    match &answer["ConsumedCapacity"] {
+    let capacity = match &answer["ConsumedCapacity"] {
         serde_json::Value::Array(tables) => tables.iter().map(units).sum(),
         one => units(one),
-    }
+    };
+    let items = match (&answer["Count"], &answer["Item"], &answer["Responses"]) {
+        (serde_json::Value::Number(count), _, _) => count.as_u64().unwrap_or_default(),
+        (_, serde_json::Value::Object(_), _) => 1,
+        (_, _, serde_json::Value::Object(tables)) => tables
+            .values()
+            .filter_map(serde_json::Value::as_array)
+            .map(|items| items.len() as u64)
+            .sum(),
+        _ => 0,
+    };
+    (capacity, items)
 }
 
 async fn forward(
@@ -253,15 +266,13 @@ async fn forward(
             let headers = upstream.headers().clone();
             let body = upstream.bytes().await.unwrap_or_default();
             delay(latency).await;
+            let (capacity, items) = if counting { consumed(&body) } else { (0.0, 0) };
             shared.calls.lock().unwrap().push(Call {
                 operation,
                 started,
                 ended: Instant::now(),
-                capacity: if counting {
-                    consumed_capacity(&body)
-                } else {
-                    0.0
-                },
+                capacity,
+                items,
             });
             let mut response = (status, body).into_response();
             for (name, value) in &headers {
