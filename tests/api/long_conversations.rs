@@ -4,7 +4,7 @@
 use api_tests::{Call, FakeLlm, Script, TestApp, app_with_model, prompt_messages};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::domain::Message;
+use shared::domain::{Message, MessageDraft, MessageRole};
 
 const CHAT: &str = "/api/v1/chat/chat";
 /// More exchanges than the messages a turn reads at first.
@@ -137,4 +137,75 @@ async fn editing_the_first_question_of_a_long_conversation_starts_a_branch_from_
     assert_eq!(&listing.body[0]["id"], question);
     assert_eq!(listing.body[0]["parent_id"], Value::Null);
     assert_eq!(listing.body[0]["sibling_ids"], json!([q1.id, question]));
+}
+
+#[tokio::test]
+async fn a_turn_on_a_branch_older_than_the_newest_messages_reads_its_path_not_every_message() {
+    let fake = FakeLlm::start().await;
+    let (app, dynamodb) = TestApp::spawn_with_faults(&[
+        ("LLM_BASE_URL", &fake.base_url),
+        ("LLM_MODEL", "fake-model"),
+    ])
+    .await;
+    let (id, first_branch) = long_conversation(&app, 30).await;
+    // 300 exchanges on another branch, from the first answer, then back to the first branch.
+    app.store_branch("alice", &id, Some(&first_branch[1]), "b", 300)
+        .await;
+    let leaf = &first_branch[59];
+    let back = json!({"active_message_id": leaf.id});
+    let chosen = app
+        .put(&format!("/api/v1/chat/conversations/{id}"), "alice", &back)
+        .await;
+    assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.body);
+    dynamodb.count_capacity();
+    dynamodb.take_calls();
+    let every = format!("/api/v1/chat/conversations/{id}/messages?branch=all&limit=1");
+    assert_eq!(app.get(&every, "alice").await.status, StatusCode::OK);
+    let reading_everything = query_capacity(&dynamodb.take_calls());
+
+    ask(
+        &app,
+        &fake,
+        json!({"message": "q31", "conversation_id": id}),
+    )
+    .await;
+    let turn = query_capacity(&dynamodb.take_calls());
+    assert!(
+        turn * 2.0 < reading_everything,
+        "the turn's queries took {turn} read units, reading every message {reading_everything}"
+    );
+    let prompt = history_and_question(&fake);
+    assert_eq!(prompt.len(), 61, "{prompt:?}");
+    assert_eq!(prompt[0], ("user".into(), "q1".into()));
+    assert_eq!(prompt[59], ("assistant".into(), "a30".into()));
+    assert_eq!(prompt[60], ("user".into(), "q31".into()));
+}
+
+#[tokio::test]
+async fn regenerating_an_answer_older_than_the_newest_messages_lists_every_version() {
+    let (app, fake) = app_with_model(&[]).await;
+    let (id, messages) = long_conversation(&app, 2).await;
+    let (q2, a2) = (&messages[2], &messages[3]);
+    // A second version of a2, then a long talk after it.
+    let record = app.store().conversation("alice", &id).await.unwrap();
+    let again = MessageDraft::new(MessageRole::Assistant, "a2, again").following(q2);
+    let (_, again) = app
+        .store()
+        .append_messages(record, vec![again])
+        .await
+        .unwrap();
+    app.store_exchanges("alice", &id, EXCHANGES).await;
+
+    let body = json!({"conversation_id": id, "regenerate_message_id": a2.id});
+    let regenerated = ask(&app, &fake, body).await;
+    let said: Vec<String> = history_and_question(&fake)
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(said, ["q1", "a1", "q2"]);
+    let new = &regenerated["message"]["id"];
+    assert_eq!(
+        regenerated["message"]["sibling_ids"],
+        json!([a2.id, again[0].id, new])
+    );
 }

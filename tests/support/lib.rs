@@ -284,6 +284,20 @@ impl TestApp {
         conversation_id: &str,
         exchanges: usize,
     ) -> Vec<Message> {
+        self.store_branch(user_id, conversation_id, None, "", exchanges)
+            .await
+    }
+
+    /// [`Self::store_exchanges`] after `after` (the conversation's active message when
+    /// `None`), each content prefixed with `label`: "{label}q1", "{label}a1", ...
+    pub async fn store_branch(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        after: Option<&Message>,
+        label: &str,
+        exchanges: usize,
+    ) -> Vec<Message> {
         let mut record = self
             .store()
             .conversation(user_id, conversation_id)
@@ -292,19 +306,29 @@ impl TestApp {
         let drafts: Vec<MessageDraft> = (1..=exchanges)
             .flat_map(|i| {
                 [
-                    MessageDraft::new(MessageRole::User, format!("q{i}")),
-                    MessageDraft::new(MessageRole::Assistant, format!("a{i}")),
+                    MessageDraft::new(MessageRole::User, format!("{label}q{i}")),
+                    MessageDraft::new(MessageRole::Assistant, format!("{label}a{i}")),
                 ]
             })
             .collect();
-        let mut messages = Vec::new();
+        // As a turn would, the first message follows one that was read: so it knows its lineage.
+        let active = match (after, &record.conversation.active_message_id) {
+            (None, Some(active)) => self
+                .store()
+                .message_by_id(conversation_id, active)
+                .await
+                .unwrap(),
+            _ => None,
+        };
+        let after = after.or(active.as_ref());
+        let mut messages: Vec<Message> = Vec::new();
         // A transaction holds at most 100 items.
         for batch in drafts.chunks(40) {
-            let (next, stored) = self
-                .store()
-                .append_messages(record, batch.to_vec())
-                .await
-                .unwrap();
+            let mut batch = batch.to_vec();
+            if let Some(previous) = messages.last().or(after) {
+                batch[0] = batch[0].clone().following(previous);
+            }
+            let (next, stored) = self.store().append_messages(record, batch).await.unwrap();
             record = next;
             messages.extend(stored);
         }

@@ -2,8 +2,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::JsonObject;
 use super::tree::Parent;
+use super::{JsonObject, Lineage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -26,6 +26,10 @@ pub struct Message {
     /// The message it follows in its conversation's tree.
     #[serde(default, skip_serializing_if = "Parent::is_unrecorded")]
     pub parent: Parent,
+    /// Its ancestors' sequence numbers; `None` when they were not known as it was stored
+    /// (before messages kept them, or appended after a message the writer had not read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
     pub total_tokens: Option<u32>,
@@ -108,6 +112,13 @@ impl Message {
     pub fn is_streaming(&self) -> bool {
         self.status == Some(MessageStatus::Streaming)
     }
+
+    /// The lineage of a message that follows this one, when this one's is known.
+    pub fn lineage_below(&self) -> Option<Lineage> {
+        self.lineage
+            .as_ref()
+            .map(|lineage| lineage.then(self.sequence_number))
+    }
 }
 
 impl Feedback {
@@ -144,6 +155,9 @@ pub struct MessageDraft {
     /// first, the conversation's active leaf as the store finds it (a turn names its parent,
     /// so that parallel turns on one leaf become siblings instead of following each other).
     pub parent: Option<Parent>,
+    /// The lineage of the message it follows, and that message; `None` when the store derives
+    /// it (the parent is in the same append, or unknown).
+    pub lineage: Option<Lineage>,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
     pub model_used: Option<String>,
@@ -161,6 +175,7 @@ impl MessageDraft {
             role,
             content: content.into(),
             parent: None,
+            lineage: None,
             prompt_tokens: None,
             completion_tokens: None,
             model_used: None,
@@ -192,7 +207,13 @@ impl MessageDraft {
     /// The finished message that takes `answer`'s place: its id, position and creation time,
     /// and its parent unless the draft names another (tool results stored meanwhile).
     pub fn finishing(mut self, answer: &Message) -> Message {
-        let parent = self.parent.take().unwrap_or_else(|| answer.parent.clone());
+        let parent = match self.parent.take() {
+            Some(parent) => parent,
+            None => {
+                self.lineage.clone_from(&answer.lineage);
+                answer.parent.clone()
+            }
+        };
         Message {
             id: answer.id.clone(),
             created_at: answer.created_at,
@@ -200,9 +221,20 @@ impl MessageDraft {
         }
     }
 
-    /// The draft placed after `parent`.
+    /// The draft placed after `parent`, whose own lineage, when it is a message, the store
+    /// knows only if it is in the same append: [`Self::following`] says it.
     pub fn after(mut self, parent: Parent) -> Self {
+        if parent == Parent::Root {
+            self.lineage = Some(Lineage::root());
+        }
         self.parent = Some(parent);
+        self
+    }
+
+    /// The draft placed after `parent`, with the lineage that gives it.
+    pub fn following(mut self, parent: &Message) -> Self {
+        self.lineage = parent.lineage_below();
+        self.parent = Some(Parent::Message(parent.id.clone()));
         self
     }
 
@@ -220,6 +252,7 @@ impl MessageDraft {
             content: self.content,
             sequence_number,
             parent,
+            lineage: self.lineage,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
             total_tokens,

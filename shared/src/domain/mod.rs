@@ -5,6 +5,7 @@
 mod character;
 mod conversation;
 mod document;
+mod lineage;
 mod message;
 mod session;
 mod tree;
@@ -17,6 +18,7 @@ pub use conversation::{Conversation, ConversationPatch, ConversationStatus, NewC
 pub use document::{
     Document, DocumentChunk, DocumentPatch, DocumentStatus, DocumentType, NewDocument, sha256_hex,
 };
+pub use lineage::Lineage;
 pub use message::{
     Feedback, FinishReason, MAX_MESSAGE_CHARS, Message, MessageDraft, MessageRole, MessageStatus,
     Rating, StoredQuestion,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Message;
+use super::{Lineage, Message};
 
 /// Where a message hangs in its conversation's tree, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +84,9 @@ pub struct Tree {
     /// Whether older messages than these exist. Every child of a message read is newer than
     /// it, so it was read too: only the way back from the oldest messages can be cut.
     older_left_out: bool,
+    /// The oldest sequence number from which on every message was read; older messages read
+    /// since (a path's) may have children that were not.
+    read_from: u64,
 }
 
 impl Tree {
@@ -102,6 +105,23 @@ impl Tree {
             older_left_out,
         } = window;
         messages.sort_by_key(|m| m.sequence_number);
+        let read_from = match messages.first() {
+            Some(first) if older_left_out => first.sequence_number,
+            _ => 0,
+        };
+        Self::built(messages, older_left_out, read_from)
+    }
+
+    /// The tree with `more` of its conversation's messages read: older ones, whose other
+    /// children may not have been.
+    pub fn with(self, more: Vec<Message>) -> Self {
+        let mut messages = self.messages;
+        messages.extend(more);
+        messages.sort_by_key(|m| m.sequence_number);
+        Self::built(messages, self.older_left_out, self.read_from)
+    }
+
+    fn built(messages: Vec<Message>, older_left_out: bool, read_from: u64) -> Self {
         let index: HashMap<String, usize> = messages
             .iter()
             .enumerate()
@@ -111,8 +131,9 @@ impl Tree {
             .iter()
             .enumerate()
             .map(|(i, m)| match &m.parent {
-                Parent::Unrecorded => i.checked_sub(1),
-                Parent::Root => None,
+                // The one before it, where every message was read (not only a path).
+                Parent::Unrecorded if m.sequence_number > read_from => i.checked_sub(1),
+                Parent::Unrecorded | Parent::Root => None,
                 Parent::Message(id) => index.get(id).copied().filter(|&p| p < i),
             })
             .collect();
@@ -128,7 +149,14 @@ impl Tree {
             children,
             index,
             older_left_out,
+            read_from,
         }
+    }
+
+    /// Whether every message that follows `id` was read.
+    pub fn knows_children_of(&self, id: &str) -> bool {
+        self.get(id)
+            .is_some_and(|m| m.sequence_number >= self.read_from)
     }
 
     /// Whether the tree holds every message of its conversation.
@@ -155,7 +183,7 @@ impl Tree {
                     read += 1;
                 }
                 // Without a parent read: a first message, or one whose parent is older.
-                None => return self.messages[at].parent == Parent::Root,
+                None => return is_first(&self.messages[at]),
             }
         }
         true
@@ -172,6 +200,15 @@ impl Tree {
 
     pub fn get(&self, id: &str) -> Option<&Message> {
         self.index.get(id).map(|&i| &self.messages[i])
+    }
+
+    /// The lineage of a message that follows `parent`, when it is known.
+    pub fn lineage_below(&self, parent: &Parent) -> Option<Lineage> {
+        match parent {
+            Parent::Root => Some(Lineage::root()),
+            Parent::Message(id) => self.get(id)?.lineage_below(),
+            Parent::Unrecorded => None,
+        }
     }
 
     /// The id of the message `id` follows (`None` for a first message or an unknown id).
@@ -308,6 +345,11 @@ impl Tree {
     }
 }
 
+/// Whether `message` follows nothing, as far as it tells.
+fn is_first(message: &Message) -> bool {
+    message.parent == Parent::Root || message.lineage == Some(Lineage::root())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +397,23 @@ mod tests {
             every.reaches_back(Some("m4"), 3),
             "m3's parent is gone: m3 is first"
         );
+    }
+
+    #[test]
+    fn older_messages_read_along_a_path_join_it_but_not_their_other_children() {
+        // m1 <- m2 <- m3, m1 <- m4 (another branch), m3 <- m5; only m5 was read at first.
+        let mut m1 = message(1, Parent::Root);
+        m1.lineage = Some(Lineage::root());
+        let newest = Tree::of(MessageWindow {
+            messages: vec![message(5, under("m3"))],
+            older_left_out: true,
+        });
+        assert!(!newest.reaches_back(Some("m5"), 4));
+        let path = newest.with(vec![m1, message(2, under("m1")), message(3, under("m2"))]);
+        assert_eq!(ids(&path.path_to("m5")), ["m1", "m2", "m3", "m5"]);
+        assert!(path.reaches_back(Some("m5"), 10), "m1 keeps no ancestors");
+        assert!(path.knows_children_of("m5"));
+        assert!(!path.knows_children_of("m1"), "m4 was not read");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Taking a conversation out and bringing it back: an export is the conversation with every
 //! message; an import stores such a file as a new conversation of whoever sends it.
 
-use crate::domain::{Conversation, Feedback, Message, MessageDraft, NewConversation, Parent, Tree};
+use crate::domain::{
+    Conversation, Feedback, Lineage, Message, MessageDraft, NewConversation, Parent, Tree,
+};
 use crate::error::ServiceResult;
 use crate::store::Store;
 
@@ -73,15 +75,18 @@ pub async fn import(
     // Parents come earlier in the file, so each one's new id is known when its children come.
     let mut messages: Vec<Message> = Vec::with_capacity(import.messages.len());
     for (imported, sequence) in import.messages.into_iter().zip(1..) {
-        let parent = match imported.parent {
-            Some(index) => Parent::Message(messages[index].id.clone()),
-            None => Parent::Root,
+        let (parent, lineage) = match imported.parent {
+            Some(index) => (
+                Parent::Message(messages[index].id.clone()),
+                messages[index].lineage_below(),
+            ),
+            None => (Parent::Root, Some(Lineage::root())),
         };
+        let mut draft = imported.draft;
+        draft.lineage = lineage;
         messages.push(Message {
             feedback: imported.feedback,
-            ..imported
-                .draft
-                .into_message(&conversation.id, sequence, parent)
+            ..draft.into_message(&conversation.id, sequence, parent)
         });
     }
     let active = import.active.or(messages.len().checked_sub(1));

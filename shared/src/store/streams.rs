@@ -163,23 +163,8 @@ impl Store {
         if let Some(item) = self.get_consistent(answer_key(answer)).await? {
             return from_item::<MessageItem>(item).map(|i| Some(i.message));
         }
-        let output = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .index_name(keys::LSI1)
-            .key_condition_expression("pk = :pk AND lsi1sk = :id")
-            .expression_attribute_values(":pk", s(keys::conversation_pk(&answer.conversation_id)))
-            .expression_attribute_values(":id", s(keys::message_id_sk(&answer.id)))
-            .consistent_read(true)
-            .send()
+        self.message_by_id(&answer.conversation_id, &answer.id)
             .await
-            .map_err(classify)?;
-        output
-            .items
-            .and_then(|items| items.into_iter().next())
-            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
-            .transpose()
     }
 
     /// Stores the finished answer, with what it adds to its conversation's counters and

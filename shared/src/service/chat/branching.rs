@@ -6,8 +6,16 @@ use crate::store::Store;
 
 /// How many of its conversation's newest messages a turn reads: the longest default history
 /// (100) with room for the branches beside it. A turn that needs more of its path, or names a
-/// message older than these, reads every message.
+/// message older than these, reads that path by the lineage its messages keep.
 pub const TURN_WINDOW: usize = 128;
+
+/// How many more reads a turn makes to follow its path back before it reads every message
+/// instead (which only a path stored before messages kept their lineage needs).
+const PATH_READS: usize = 3;
+
+/// Ancestors read beyond the history a turn sends: room for what lies between a regenerated
+/// answer and its question (tool results).
+const PATH_MARGIN: usize = 28;
 
 /// Where a turn's question goes in its conversation's tree. Its prompt history is always the
 /// path to the question's parent, whatever the other branches hold.
@@ -34,9 +42,12 @@ pub(super) struct Placed {
 
 impl Placed {
     /// Places the question of a turn among its conversation's newest messages, `window`, with
-    /// `needed` messages of history before it. When the path it needs goes back past them, or
-    /// a message the turn names is older, every message of the conversation is read (one more
-    /// query) and the question placed among them. The tree it was placed in comes back too.
+    /// `needed` messages of history before it. When a message the turn names is older, it is
+    /// read by its id; when the path goes back past what was read, the nearest ancestors of
+    /// where it is cut are read by the sequence numbers that message keeps (its lineage). So
+    /// a turn reads the window, its path and nothing else, whatever the branches beside it.
+    /// Only a path whose messages keep no lineage (stored before they did) makes it read
+    /// every message. The tree it was placed in comes back too.
     pub(super) async fn in_conversation(
         store: &Store,
         conversation_id: &str,
@@ -45,42 +56,61 @@ impl Placed {
         resumed: Option<StoredQuestion>,
         needed: usize,
     ) -> ServiceResult<(Self, Tree)> {
-        let tree = Tree::of(window);
+        let mut tree = Tree::of(window);
         if tree.is_whole() {
             return Self::in_tree(&tree, active, branching, resumed).map(|placed| (placed, tree));
         }
-        if let Some(placed) = Self::among_newest(&tree, (active, branching), &resumed, needed) {
-            return Ok((placed, tree));
+        let anchors = anchors(active, branching, &resumed);
+        for _ in 0..=PATH_READS {
+            match Self::search(&tree, &anchors, (active, branching), &resumed, needed) {
+                Search::Found(placed) => return Ok((*placed, tree)),
+                Search::ReadEverything => break,
+                Search::ReadMore => {}
+            }
+            let more = more_of_the_path(store, conversation_id, &tree, &anchors, needed).await?;
+            if more.is_empty() {
+                break;
+            }
+            tree = tree.with(more);
         }
         let tree = Tree::new(store.every_message(conversation_id).await?);
         Self::in_tree(&tree, active, branching, resumed).map(|placed| (placed, tree))
     }
 
-    /// The question placed in a tree of the newest messages, when it holds all the turn needs.
-    fn among_newest(
+    /// What a tree of some of the conversation's messages tells of the turn's place.
+    fn search(
         tree: &Tree,
+        anchors: &[&str],
         (active, branching): (Option<&str>, &Branching),
         resumed: &Option<StoredQuestion>,
         needed: usize,
-    ) -> Option<Self> {
-        let named = match branching {
-            Branching::FollowActive => None,
-            Branching::Edit(id) | Branching::Regenerate(id) => Some(id.as_str()),
-        };
-        let resumed_id = resumed.as_ref().map(|q| q.message_id.as_str());
-        if [active, named, resumed_id]
-            .into_iter()
-            .flatten()
-            .any(|id| tree.get(id).is_none())
-        {
-            return None;
+    ) -> Search {
+        if anchors.iter().any(|id| tree.get(id).is_none()) {
+            return Search::ReadMore;
         }
-        let placed = Self::in_tree(tree, active, branching, resumed.clone()).ok()?;
+        // Whether a stored question was answered is known only where every child was read.
+        let resumed_id = resumed.as_ref().map(|q| q.message_id.as_str());
+        if resumed_id.is_some_and(|id| !tree.knows_children_of(id)) {
+            return Search::ReadEverything;
+        }
+        let Ok(placed) = Self::in_tree(tree, active, branching, resumed.clone()) else {
+            return Search::ReadMore;
+        };
+        // A regenerated answer lists its siblings: every answer to the same question.
+        if let Some(parent) = &placed.answer_after
+            && !tree.knows_children_of(parent)
+        {
+            return Search::ReadEverything;
+        }
         let parent = match &placed.parent {
             Parent::Message(id) => Some(id.as_str()),
             Parent::Root | Parent::Unrecorded => None,
         };
-        tree.reaches_back(parent, needed).then_some(placed)
+        if tree.reaches_back(parent, needed) {
+            Search::Found(Box::new(placed))
+        } else {
+            Search::ReadMore
+        }
     }
 
     /// Places the question of a turn in `tree`; an unknown message is a 404, a message of the
@@ -171,6 +201,70 @@ impl Placed {
             }
         }
     }
+}
+
+/// What a tree of some of a conversation's messages tells of a turn's place.
+enum Search {
+    Found(Box<Placed>),
+    /// The path goes back past what was read, or a message the turn names was not read.
+    ReadMore,
+    /// What the turn needs to know (the children of an older message) only every message
+    /// tells.
+    ReadEverything,
+}
+
+/// The messages a turn's placement starts from: the question it resumes, and the active leaf
+/// or the message it edits or regenerates.
+fn anchors<'a>(
+    active: Option<&'a str>,
+    branching: &'a Branching,
+    resumed: &'a Option<StoredQuestion>,
+) -> Vec<&'a str> {
+    let named = match branching {
+        Branching::FollowActive => active,
+        Branching::Edit(id) | Branching::Regenerate(id) => Some(id.as_str()),
+    };
+    resumed
+        .as_ref()
+        .map(|q| q.message_id.as_str())
+        .into_iter()
+        .chain(named)
+        .collect()
+}
+
+/// What a turn reads next to find its path in `tree`: the anchors it has not read, by id; or,
+/// once it has them all, the nearest ancestors of where each one's path is cut, by the lineage
+/// the oldest message read on it keeps. Nothing when neither tells more.
+async fn more_of_the_path(
+    store: &Store,
+    conversation_id: &str,
+    tree: &Tree,
+    anchors: &[&str],
+    needed: usize,
+) -> ServiceResult<Vec<Message>> {
+    let unread: Vec<&str> = anchors
+        .iter()
+        .copied()
+        .filter(|id| tree.get(id).is_none())
+        .collect();
+    if !unread.is_empty() {
+        let found = futures_util::future::try_join_all(
+            unread
+                .into_iter()
+                .map(|id| store.message_by_id(conversation_id, id)),
+        )
+        .await?;
+        return Ok(found.into_iter().flatten().collect());
+    }
+    let runs: Vec<_> = anchors
+        .iter()
+        .filter_map(|id| tree.path_to(id).first().copied())
+        .filter_map(|cut| cut.lineage.as_ref())
+        .flat_map(|lineage| lineage.nearest(needed + PATH_MARGIN))
+        .collect();
+    let mut read = store.messages_in_runs(conversation_id, &runs).await?;
+    read.retain(|m| tree.get(&m.id).is_none());
+    Ok(read)
 }
 
 fn role_name(role: MessageRole) -> &'static str {

@@ -21,8 +21,8 @@ use super::attributes::{conversation_key, n, s, user_stats_key, write_failed};
 use super::items::{ConversationItem, MessageItem, to_item};
 use super::{Store, StoreError, keys};
 use crate::domain::{
-    ChatSession, ChatSnapshot, Conversation, LifetimeUsage, Message, MessageDraft, MessageRole,
-    Parent, QuotaClaim, QuotaHold,
+    ChatSession, ChatSnapshot, Conversation, LifetimeUsage, Lineage, Message, MessageDraft,
+    MessageRole, Parent, QuotaClaim, QuotaHold,
 };
 
 /// A conversation with the bookkeeping an append needs.
@@ -116,17 +116,26 @@ impl ConversationRecord {
             .active_message_id
             .clone()
             .map_or(Parent::Unrecorded, Parent::Message);
-        let messages: Vec<Message> = drafts
-            .iter()
-            .zip(self.last_sequence + 1..)
-            .map(|(draft, seq)| {
-                let mut draft = draft.clone();
-                let parent = draft.parent.take().unwrap_or(previous.clone());
-                let message = draft.into_message(&conversation.id, seq, parent);
-                previous = Parent::Message(message.id.clone());
-                message
-            })
-            .collect();
+        let mut messages: Vec<Message> = Vec::with_capacity(drafts.len());
+        for (draft, seq) in drafts.iter().zip(self.last_sequence + 1..) {
+            let mut draft = draft.clone();
+            let parent = draft.parent.take().unwrap_or(previous.clone());
+            if draft.lineage.is_none() {
+                draft.lineage = match &parent {
+                    Parent::Message(id) => messages
+                        .iter()
+                        .find(|m| m.id == *id)
+                        .and_then(Message::lineage_below),
+                    // The first message of a conversation, which followed nothing.
+                    Parent::Unrecorded if self.last_sequence == 0 => Some(Lineage::root()),
+                    Parent::Root => Some(Lineage::root()),
+                    Parent::Unrecorded => None,
+                };
+            }
+            let message = draft.into_message(&conversation.id, seq, parent);
+            previous = Parent::Message(message.id.clone());
+            messages.push(message);
+        }
         let tokens: u64 = messages
             .iter()
             .filter_map(|m| m.total_tokens)

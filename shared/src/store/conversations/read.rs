@@ -1,8 +1,10 @@
 //! Reading conversations: one by its owner, a page of them, and a conversation's messages.
 
+use std::ops::RangeInclusive;
+
 use super::ConversationRecord;
 use crate::domain::{Conversation, Message, MessageWindow, Tree};
-use crate::store::attributes::{conversation_key, user_stats_key};
+use crate::store::attributes::{conversation_key, s, user_stats_key};
 use crate::store::items::{ConversationItem, MessageItem, from_item};
 use crate::store::ops::Partition;
 use crate::store::{Store, StoreError, classify, keys};
@@ -148,6 +150,53 @@ impl Store {
         self.query(partition)
             .await?
             .into_iter()
+            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
+            .collect()
+    }
+
+    /// A message of a conversation by its id, wherever its sequence number puts it; whose
+    /// conversation it is is the caller's to check.
+    pub async fn message_by_id(
+        &self,
+        conversation_id: &str,
+        message_id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let output = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(keys::LSI1)
+            .key_condition_expression("pk = :pk AND lsi1sk = :id")
+            .expression_attribute_values(":pk", s(keys::conversation_pk(conversation_id)))
+            .expression_attribute_values(":id", s(keys::message_id_sk(message_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        output
+            .items
+            .and_then(|items| items.into_iter().next())
+            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
+            .transpose()
+    }
+
+    /// The messages of a conversation whose sequence numbers lie in `runs` (a path, as a
+    /// [`crate::domain::Lineage`] names it), one query per run, all at once; whose
+    /// conversation it is is the caller's to check.
+    pub async fn messages_in_runs(
+        &self,
+        conversation_id: &str,
+        runs: &[RangeInclusive<u64>],
+    ) -> Result<Vec<Message>, StoreError> {
+        let queries = runs.iter().map(|run| {
+            let partition = Partition::of(keys::conversation_pk(conversation_id))
+                .between(keys::message_sk(*run.start()), keys::message_sk(*run.end()));
+            self.query(partition)
+        });
+        futures_util::future::try_join_all(queries)
+            .await?
+            .into_iter()
+            .flatten()
             .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
             .collect()
     }

@@ -287,10 +287,16 @@ impl Turn {
                 .await;
             }
             // The first result follows the turn's own last message; the others follow it in turn.
-            let mut after = Some(Parent::Message(self.answer_parent.clone()));
+            let mut after = Some((
+                Parent::Message(self.answer_parent.clone()),
+                self.answer_lineage.clone(),
+            ));
             let drafts = runs.iter().map(|run| {
                 let mut draft = MessageDraft::new(MessageRole::Tool, run.output.clone());
-                draft.parent = after.take();
+                if let Some((parent, lineage)) = after.take() {
+                    draft.parent = Some(parent);
+                    draft.lineage = lineage;
+                }
                 draft.metadata = Some(details([
                     ("tool_call_id", run.call_id.clone().into()),
                     ("tool", run.name.clone().into()),
@@ -309,6 +315,7 @@ impl Turn {
                     self.record = record;
                     if let Some(last) = stored.last() {
                         self.answer_parent.clone_from(&last.id);
+                        self.answer_lineage = last.lineage_below();
                     }
                 }
                 Err(e) => return generation(RoundEnd::Failed(e.into())),

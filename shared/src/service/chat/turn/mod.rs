@@ -26,7 +26,8 @@ use super::titles::PendingTitle;
 use crate::AppState;
 use crate::documents::Source;
 use crate::domain::{
-    Conversation, FinishReason, JsonObject, Message, Placement, QuotaHold, StoredQuestion, Workflow,
+    Conversation, FinishReason, JsonObject, Lineage, Message, Placement, QuotaHold, StoredQuestion,
+    Workflow,
 };
 use crate::error::{ServiceError, ServiceResult, UpstreamFailure};
 use crate::llm::{CompletionRequest, Provider, Usage};
@@ -83,6 +84,8 @@ pub struct Turn {
     /// (a regenerated answer follows what the answer it replaces followed). Each turn keeps
     /// its own, so that parallel turns on one leaf never answer each other's questions.
     answer_parent: String,
+    /// What the answer carries as its lineage, from its parent.
+    answer_lineage: Option<Lineage>,
     /// The answer's siblings already stored when the turn read its conversation.
     siblings: Vec<String>,
     pub provider: Arc<Provider>,

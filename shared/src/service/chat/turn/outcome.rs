@@ -29,6 +29,7 @@ impl Turn {
         let cost = self.provider.cost(usage);
         let mut draft = MessageDraft::new(MessageRole::Assistant, generation.content.clone())
             .after(Parent::Message(self.answer_parent.clone()));
+        draft.lineage.clone_from(&self.answer_lineage);
         draft.prompt_tokens = Some(usage.prompt_tokens);
         draft.completion_tokens = Some(usage.completion_tokens);
         draft.model_used = Some(self.request.model.clone());

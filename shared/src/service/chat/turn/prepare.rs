@@ -11,8 +11,8 @@ use super::{ChatInput, Delivery, Turn};
 use crate::AppState;
 use crate::documents::{self, RetrievalQuery};
 use crate::domain::{
-    Conversation, MessageDraft, MessageRole, MessageWindow, NewConversation, Parent, QuotaClaim,
-    StoredQuestion, Workflow,
+    Conversation, Message, MessageDraft, MessageRole, MessageWindow, NewConversation, Parent,
+    QuotaClaim, StoredQuestion, Workflow,
 };
 use crate::error::{ServiceError, ServiceResult};
 use crate::llm::CompletionRequest;
@@ -224,18 +224,27 @@ impl Turn {
         // The question's store runs to its end whatever retrieval, discovery or the model do:
         // neither an embedding provider nor an MCP server that fails may lose it.
         let message = input.message;
+        let question_lineage = tree.lineage_below(&parent);
         let mut user = MessageDraft::new(MessageRole::User, message.clone()).after(parent);
+        user.lineage = question_lineage;
         user.metadata = input.user_metadata;
         // The answer follows its question: the one stored with it, or one stored before (a
         // regenerated answer follows what the answer it replaces followed).
+        let answer_follows = match (&answer_after, &asked) {
+            (Some(parent), _) => tree.get(parent),
+            (None, Some(question)) => Some(question),
+            (None, None) => None,
+        };
         let answer = (input.delivery == Delivery::Streamed).then(|| {
             let draft = MessageDraft::streaming_answer();
-            match (&answer_after, &asked) {
-                (Some(parent), _) => draft.after(Parent::Message(parent.clone())),
-                (None, Some(question)) => draft.after(Parent::Message(question.id.clone())),
+            match (answer_follows, &answer_after) {
+                (Some(parent), _) => draft.following(parent),
+                (None, Some(parent)) => draft.after(Parent::Message(parent.clone())),
                 (None, None) => draft,
             }
         });
+        // `None` when the answer follows the question this turn is about to store.
+        let answer_lineage = answer_follows.map(Message::lineage_below);
         // A hold outlives the longest turn, so that it counts for as long as its turn runs.
         let claim = quota.as_ref().and_then(|quota| {
             let expires_at = crate::domain::now()
@@ -359,6 +368,7 @@ impl Turn {
         };
         Ok(Self {
             record,
+            answer_lineage: answer_lineage.unwrap_or_else(|| user_message.lineage_below()),
             answer_parent: answer_after.unwrap_or_else(|| user_message.id.clone()),
             siblings,
             user_message,
