@@ -209,3 +209,68 @@ async fn regenerating_an_answer_older_than_the_newest_messages_lists_every_versi
         json!([a2.id, again[0].id, new])
     );
 }
+
+#[tokio::test]
+async fn a_turn_on_an_old_branch_of_an_imported_conversation_reads_its_path_not_every_message() {
+    let fake = FakeLlm::start().await;
+    let (app, dynamodb) = TestApp::spawn_with_faults(&[
+        ("LLM_BASE_URL", &fake.base_url),
+        ("LLM_MODEL", "fake-model"),
+    ])
+    .await;
+    // A first branch of 60 messages, then 600 on another, from the second message; the first
+    // branch is the active one.
+    let message = |id: String, i: usize, parent: Option<String>| {
+        let role = if i.is_multiple_of(2) {
+            "user"
+        } else {
+            "assistant"
+        };
+        json!({"id": id, "role": role, "content": id, "parent_id": parent})
+    };
+    let first: Vec<Value> = (0..60)
+        .map(|i| {
+            message(
+                format!("m{i}"),
+                i,
+                i.checked_sub(1).map(|p| format!("m{p}")),
+            )
+        })
+        .collect();
+    let other = (0..600).map(|i| {
+        let parent = if i == 0 {
+            "m1".into()
+        } else {
+            format!("o{}", i - 1)
+        };
+        message(format!("o{i}"), i, Some(parent))
+    });
+    let file = json!({
+        "title": "Imported",
+        "active_message_id": "m59",
+        "messages": first.into_iter().chain(other).collect::<Vec<_>>(),
+    });
+    let imported = app
+        .post("/api/v1/chat/conversations/import", "alice", &file)
+        .await;
+    assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.body);
+    let id = imported.body["id"].as_str().unwrap();
+    dynamodb.count_capacity();
+    dynamodb.take_calls();
+
+    ask(
+        &app,
+        &fake,
+        json!({"message": "m60", "conversation_id": id}),
+    )
+    .await;
+    let items: u64 = dynamodb.take_calls().iter().map(|call| call.items).sum();
+    assert!(
+        items < 128 + 60 + 10,
+        "the turn read {items} items of a conversation of 660 messages"
+    );
+    let prompt = history_and_question(&fake);
+    assert_eq!(prompt.len(), 61, "{prompt:?}");
+    assert_eq!(prompt[0].1, "m0");
+    assert_eq!(prompt[59].1, "m59");
+}
