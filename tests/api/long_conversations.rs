@@ -1,7 +1,7 @@
 //! Long conversations: a turn reads its conversation's newest messages, not every one, and
 //! still finds a path that goes back further than they do.
 
-use api_tests::{Call, FakeLlm, Script, TestApp, app_with_model, prompt_messages};
+use api_tests::{Call, FakeLlm, FaultyDynamoDb, Script, TestApp, app_with_model, prompt_messages};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::domain::{Message, MessageDraft, MessageRole};
@@ -54,26 +54,36 @@ fn query_capacity(calls: &[Call]) -> f64 {
         .sum()
 }
 
-#[tokio::test]
-async fn a_turn_in_a_long_conversation_reads_its_newest_messages_not_every_one() {
+/// An app whose DynamoDB calls are counted, and its fake model.
+async fn app_counting_reads() -> (TestApp, FakeLlm, FaultyDynamoDb) {
     let fake = FakeLlm::start().await;
     let (app, dynamodb) = TestApp::spawn_with_faults(&[
         ("LLM_BASE_URL", &fake.base_url),
         ("LLM_MODEL", "fake-model"),
     ])
     .await;
-    let (id, _) = long_conversation(&app, EXCHANGES).await;
+    (app, fake, dynamodb)
+}
+
+/// Asks `message` in alice's conversation `id`: the turn's queries take under half the read
+/// units of reading every message (as listing every branch does).
+async fn ask_reading_under_half(
+    app: &TestApp,
+    fake: &FakeLlm,
+    dynamodb: &FaultyDynamoDb,
+    id: &str,
+    message: &str,
+) {
     dynamodb.count_capacity();
     dynamodb.take_calls();
-    // Listing every branch reads every message.
     let every = format!("/api/v1/chat/conversations/{id}/messages?branch=all&limit=1");
     assert_eq!(app.get(&every, "alice").await.status, StatusCode::OK);
     let reading_everything = query_capacity(&dynamodb.take_calls());
 
     ask(
-        &app,
-        &fake,
-        json!({"message": "q151", "conversation_id": id}),
+        app,
+        fake,
+        json!({"message": message, "conversation_id": id}),
     )
     .await;
     let turn = query_capacity(&dynamodb.take_calls());
@@ -81,6 +91,13 @@ async fn a_turn_in_a_long_conversation_reads_its_newest_messages_not_every_one()
         turn * 2.0 < reading_everything,
         "the turn's queries took {turn} read units, reading every message {reading_everything}"
     );
+}
+
+#[tokio::test]
+async fn a_turn_in_a_long_conversation_reads_its_newest_messages_not_every_one() {
+    let (app, fake, dynamodb) = app_counting_reads().await;
+    let (id, _) = long_conversation(&app, EXCHANGES).await;
+    ask_reading_under_half(&app, &fake, &dynamodb, &id, "q151").await;
     // The prompt still carries the newest 100 messages before the question.
     let prompt = history_and_question(&fake);
     assert_eq!(prompt.len(), 101, "{prompt:?}");
@@ -141,12 +158,7 @@ async fn editing_the_first_question_of_a_long_conversation_starts_a_branch_from_
 
 #[tokio::test]
 async fn a_turn_on_a_branch_older_than_the_newest_messages_reads_its_path_not_every_message() {
-    let fake = FakeLlm::start().await;
-    let (app, dynamodb) = TestApp::spawn_with_faults(&[
-        ("LLM_BASE_URL", &fake.base_url),
-        ("LLM_MODEL", "fake-model"),
-    ])
-    .await;
+    let (app, fake, dynamodb) = app_counting_reads().await;
     let (id, first_branch) = long_conversation(&app, 30).await;
     // 300 exchanges on another branch, from the first answer, then back to the first branch.
     app.store_branch("alice", &id, Some(&first_branch[1]), "b", 300)
@@ -157,23 +169,7 @@ async fn a_turn_on_a_branch_older_than_the_newest_messages_reads_its_path_not_ev
         .put(&format!("/api/v1/chat/conversations/{id}"), "alice", &back)
         .await;
     assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.body);
-    dynamodb.count_capacity();
-    dynamodb.take_calls();
-    let every = format!("/api/v1/chat/conversations/{id}/messages?branch=all&limit=1");
-    assert_eq!(app.get(&every, "alice").await.status, StatusCode::OK);
-    let reading_everything = query_capacity(&dynamodb.take_calls());
-
-    ask(
-        &app,
-        &fake,
-        json!({"message": "q31", "conversation_id": id}),
-    )
-    .await;
-    let turn = query_capacity(&dynamodb.take_calls());
-    assert!(
-        turn * 2.0 < reading_everything,
-        "the turn's queries took {turn} read units, reading every message {reading_everything}"
-    );
+    ask_reading_under_half(&app, &fake, &dynamodb, &id, "q31").await;
     let prompt = history_and_question(&fake);
     assert_eq!(prompt.len(), 61, "{prompt:?}");
     assert_eq!(prompt[0], ("user".into(), "q1".into()));
@@ -212,12 +208,7 @@ async fn regenerating_an_answer_older_than_the_newest_messages_lists_every_versi
 
 #[tokio::test]
 async fn a_turn_on_an_old_branch_of_an_imported_conversation_reads_its_path_not_every_message() {
-    let fake = FakeLlm::start().await;
-    let (app, dynamodb) = TestApp::spawn_with_faults(&[
-        ("LLM_BASE_URL", &fake.base_url),
-        ("LLM_MODEL", "fake-model"),
-    ])
-    .await;
+    let (app, fake, dynamodb) = app_counting_reads().await;
     // A first branch of 60 messages, then 600 on another, from the second message; the first
     // branch is the active one.
     let message = |id: String, i: usize, parent: Option<String>| {
