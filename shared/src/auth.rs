@@ -282,61 +282,12 @@ pub fn issue_token(secret: &Secret, user_id: &str, ttl: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
     use super::*;
 
     const SECRET: &str = "unit-test-secret-0123456789abcdef0123";
-    /// The P-256 test key of tests/api/auth.rs; it signs nothing outside tests.
-    const EC_PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgPNNAFg4uvWWGjBoA
-uutVxkx5F2Isxke6Lof2qEhttzGhRANCAAQ/d3nHRLQEDbUWASdWsC3QeKfO08qX
-mTdE6pFSwm7aEuJirU78HI+vQUaC+KRADv2z5HdsUuR5wG7lCumUz/+i
------END PRIVATE KEY-----";
-
     fn client() -> reqwest::Client {
         crate::install_crypto_provider();
         reqwest::Client::new()
-    }
-
-    fn es256(kid: &str) -> String {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(kid.into());
-        let claims = Claims {
-            sub: "alice".into(),
-            exp: jsonwebtoken::get_current_timestamp() + 600,
-        };
-        jsonwebtoken::encode(
-            &header,
-            &claims,
-            &EncodingKey::from_ec_pem(EC_PRIVATE_KEY.as_bytes()).unwrap(),
-        )
-        .unwrap()
-    }
-
-    /// A JWKS host that counts its fetches and fails while `failing` is set.
-    async fn jwks_host(failing: Arc<AtomicBool>, fetches: Arc<AtomicUsize>) -> String {
-        let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
-            "x": "P3d5x0S0BA21FgEnVrAt0HinztPKl5k3ROqRUsJu2hI", "y": "4mKtTvwcj69BRoL4pEAO_bPkd2xS5HnAbuUK6ZTP_6I"}]});
-        let router = axum::Router::new().route(
-            "/jwks",
-            axum::routing::get(move || {
-                let (failing, fetches, jwks) = (failing.clone(), fetches.clone(), jwks.clone());
-                async move {
-                    fetches.fetch_add(1, Ordering::SeqCst);
-                    if failing.load(Ordering::SeqCst) {
-                        Err(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
-                    } else {
-                        Ok(axum::Json(jwks))
-                    }
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        url
     }
 
     #[tokio::test]
@@ -353,50 +304,5 @@ mTdE6pFSwm7aEuJirU78HI+vQUaC+KRADv2z5HdsUuR5wG7lCumUz/+i
             auth.verify(&token).await,
             Err(ServiceError::Unauthorized(_))
         ));
-    }
-
-    #[tokio::test]
-    async fn expired_keys_keep_verifying_while_the_key_host_fails_and_the_failure_is_cached() {
-        let failing = Arc::new(AtomicBool::new(false));
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let url = jwks_host(failing.clone(), fetches.clone()).await;
-        let config = JwtConfig {
-            jwks_url: Some(url),
-            ..Default::default()
-        };
-        // Keys expire at once, so every request wants a refetch.
-        let policy = JwksPolicy {
-            ttl: Duration::ZERO,
-            min_refetch: Duration::ZERO,
-            failure_backoff: Duration::from_secs(3600),
-        };
-        let auth = Authenticator::with_policy(&config, client(), policy);
-        assert_eq!(auth.verify(&es256("k1")).await.unwrap().user_id, "alice");
-        assert_eq!(fetches.load(Ordering::SeqCst), 1);
-        failing.store(true, Ordering::SeqCst);
-        for _ in 0..5 {
-            assert_eq!(auth.verify(&es256("k1")).await.unwrap().user_id, "alice");
-        }
-        // One failed attempt, then none until the backoff is over.
-        assert_eq!(fetches.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test]
-    async fn without_any_keys_a_failing_key_host_is_503_and_is_not_asked_again_at_once() {
-        let failing = Arc::new(AtomicBool::new(true));
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let url = jwks_host(failing.clone(), fetches.clone()).await;
-        let config = JwtConfig {
-            jwks_url: Some(url),
-            ..Default::default()
-        };
-        let auth = Authenticator::new(&config, client());
-        for _ in 0..5 {
-            assert!(matches!(
-                auth.verify(&es256("k1")).await,
-                Err(ServiceError::Unavailable { .. })
-            ));
-        }
-        assert_eq!(fetches.load(Ordering::SeqCst), 1);
     }
 }

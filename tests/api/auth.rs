@@ -1,11 +1,14 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use api_tests::{TEST_SECRET, TestApp};
 use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use shared::auth::{Authenticator, JwksPolicy};
+use shared::config::JwtConfig;
 
 const CONVERSATIONS: &str = "/api/v1/chat/conversations";
 
@@ -379,6 +382,35 @@ async fn a_failing_jwks_host_is_asked_once_and_the_last_good_keys_keep_working()
         );
     }
     assert_eq!(host.fetches(), 2);
+}
+
+#[tokio::test]
+async fn expired_keys_keep_verifying_while_the_key_host_fails_and_the_failure_is_remembered() {
+    let host = JwksHost::start(vec![ec_jwk("k1")]).await;
+    let config = JwtConfig {
+        jwks_url: Some(host.url.clone()),
+        ..Default::default()
+    };
+    // Keys expire at once, so every request wants a refetch.
+    let policy = JwksPolicy {
+        ttl: Duration::ZERO,
+        min_refetch: Duration::ZERO,
+        failure_backoff: Duration::from_secs(3600),
+    };
+    shared::install_crypto_provider();
+    let auth = Authenticator::with_policy(&config, reqwest::Client::new(), policy);
+    let token = es256(&valid_claims(), "k1");
+    assert_eq!(auth.verify(&token).await.unwrap().user_id, "alice");
+    assert_eq!(host.fetches(), 1);
+    host.failing.store(true, Ordering::SeqCst);
+    for _ in 0..5 {
+        assert_eq!(auth.verify(&token).await.unwrap().user_id, "alice");
+    }
+    assert_eq!(
+        host.fetches(),
+        2,
+        "one failed attempt, then none until the backoff is over"
+    );
 }
 
 #[tokio::test]
