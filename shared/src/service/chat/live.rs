@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::turn::TurnEvent;
+use super::events::TurnEvent;
 use crate::domain::Message;
 use crate::store::{Checkpoint, Store};
 

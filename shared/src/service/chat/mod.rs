@@ -2,6 +2,7 @@
 //! call the model, store the answer with its usage and cost.
 
 mod branching;
+mod events;
 mod live;
 mod prompt;
 pub mod templates;
@@ -9,8 +10,7 @@ mod titles;
 mod turn;
 
 pub use branching::{Branching, TURN_WINDOW};
+pub use events::{TurnEvent, TurnOutcome};
 pub use live::CHECKPOINT_INTERVAL;
 pub use templates::Template;
-pub use turn::{
-    ChatInput, Delivery, Turn, TurnEvent, TurnOutcome, beside_the_question, within_rate_limit,
-};
+pub use turn::{ChatInput, Delivery, Turn, beside_the_question, within_rate_limit};

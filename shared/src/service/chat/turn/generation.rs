@@ -6,7 +6,7 @@ use std::time::Instant;
 use futures_util::StreamExt;
 
 use super::deadline::Deadline;
-use super::{Delivery, Turn, TurnEvent};
+use super::{Delivery, Turn};
 use crate::AppState;
 use crate::domain::{FinishReason, JsonObject, MessageDraft, MessageRole, Parent, Workflow};
 use crate::error::ServiceError;
@@ -14,6 +14,7 @@ use crate::llm::{
     Completion, CompletionRequest, CompletionStream, PromptMessage, Provider, StreamEvent,
     ToolCall, Usage,
 };
+use crate::service::chat::events::TurnEvent;
 use crate::service::chat::live::Listeners;
 use crate::service::chat::prompt::estimated_usage;
 use crate::tools::ToolRun;

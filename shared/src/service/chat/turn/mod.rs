@@ -20,17 +20,17 @@ use self::outcome::error_class;
 pub use self::prepare::within_rate_limit;
 pub use self::question::beside_the_question;
 use super::branching::Branching;
+use super::events::{TurnEvent, TurnOutcome};
 use super::live::{self, Listeners};
 use super::templates::Template;
 use super::titles::PendingTitle;
 use crate::AppState;
 use crate::documents::Source;
 use crate::domain::{
-    Conversation, FinishReason, JsonObject, Lineage, Message, Placement, QuotaHold, StoredQuestion,
-    Workflow,
+    FinishReason, JsonObject, Lineage, Message, QuotaHold, StoredQuestion, Workflow,
 };
 use crate::error::{ServiceError, ServiceResult, UpstreamFailure};
-use crate::llm::{CompletionRequest, Provider, Usage};
+use crate::llm::{CompletionRequest, Provider};
 use crate::metrics::{Dialect, TurnMetrics};
 use crate::service::sessions::{self, SessionTurn};
 use crate::store::{ConversationRecord, Execution, PendingCount};
@@ -104,43 +104,6 @@ pub struct Turn {
     title: Option<PendingTitle>,
     /// The first model call, made while the question was being stored.
     opened: Option<Opened>,
-}
-
-/// The stored answer of a finished turn.
-pub struct TurnOutcome {
-    pub conversation: Conversation,
-    pub message: Message,
-    /// Where the answer sits in its conversation's tree.
-    pub placement: Placement,
-    pub usage: Usage,
-    pub cost: f64,
-}
-
-/// What a streaming turn reports, in order, to whichever dialect frames it. Each model call
-/// and each tool run is a node, announced when it starts and when it completes.
-#[derive(Debug)]
-pub enum TurnEvent {
-    NodeStarted {
-        node: &'static str,
-        details: JsonObject,
-    },
-    Token(String),
-    NodeCompleted {
-        node: &'static str,
-        duration_ms: u64,
-        details: JsonObject,
-    },
-    Finished(Box<TurnOutcome>),
-    Failed(Box<ServiceError>),
-}
-
-impl std::fmt::Debug for TurnOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TurnOutcome")
-            .field("message_id", &self.message.id)
-            .field("usage", &self.usage)
-            .finish()
-    }
 }
 
 impl Turn {

@@ -1,8 +1,8 @@
 //! How a turn ends: its answer stored with usage and cost, its execution recorded, and what
 //! it held or left behind let go of.
 
+use super::Turn;
 use super::generation::{Generation, details};
-use super::{Turn, TurnOutcome};
 use crate::AppState;
 use crate::domain::{
     FinishReason, JsonObject, Message, MessageDraft, MessageRole, Parent, Placement, QuotaHold,
@@ -10,6 +10,7 @@ use crate::domain::{
 };
 use crate::error::{ServiceError, ServiceResult};
 use crate::metrics::{Failure, Stage, TurnMetrics};
+use crate::service::chat::events::TurnOutcome;
 use crate::store::{AnswerPlace, Execution, QuotaChange};
 
 /// The class under which a failed execution is counted.
