@@ -65,39 +65,36 @@ async fn app_counting_reads() -> (TestApp, FakeLlm, FaultyDynamoDb) {
     (app, fake, dynamodb)
 }
 
-/// Asks `message` in alice's conversation `id`: the turn's queries take under half the read
-/// units of reading every message (as listing every branch does).
+/// Asks `body` in alice's conversation `id`: the turn's queries take under half the read
+/// units of reading every message (as listing every branch does). The reply.
 async fn ask_reading_under_half(
     app: &TestApp,
     fake: &FakeLlm,
     dynamodb: &FaultyDynamoDb,
     id: &str,
-    message: &str,
-) {
+    body: Value,
+) -> Value {
     dynamodb.count_capacity();
     dynamodb.take_calls();
     let every = format!("/api/v1/chat/conversations/{id}/messages?branch=all&limit=1");
     assert_eq!(app.get(&every, "alice").await.status, StatusCode::OK);
     let reading_everything = query_capacity(&dynamodb.take_calls());
 
-    ask(
-        app,
-        fake,
-        json!({"message": message, "conversation_id": id}),
-    )
-    .await;
+    let reply = ask(app, fake, body).await;
     let turn = query_capacity(&dynamodb.take_calls());
     assert!(
         turn * 2.0 < reading_everything,
         "the turn's queries took {turn} read units, reading every message {reading_everything}"
     );
+    reply
 }
 
 #[tokio::test]
 async fn a_turn_in_a_long_conversation_reads_its_newest_messages_not_every_one() {
     let (app, fake, dynamodb) = app_counting_reads().await;
     let (id, _) = long_conversation(&app, EXCHANGES).await;
-    ask_reading_under_half(&app, &fake, &dynamodb, &id, "q151").await;
+    let question = json!({"message": "q151", "conversation_id": id});
+    ask_reading_under_half(&app, &fake, &dynamodb, &id, question).await;
     // The prompt still carries the newest 100 messages before the question.
     let prompt = history_and_question(&fake);
     assert_eq!(prompt.len(), 101, "{prompt:?}");
@@ -169,7 +166,8 @@ async fn a_turn_on_a_branch_older_than_the_newest_messages_reads_its_path_not_ev
         .put(&format!("/api/v1/chat/conversations/{id}"), "alice", &back)
         .await;
     assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.body);
-    ask_reading_under_half(&app, &fake, &dynamodb, &id, "q31").await;
+    let question = json!({"message": "q31", "conversation_id": id});
+    ask_reading_under_half(&app, &fake, &dynamodb, &id, question).await;
     let prompt = history_and_question(&fake);
     assert_eq!(prompt.len(), 61, "{prompt:?}");
     assert_eq!(prompt[0], ("user".into(), "q1".into()));
@@ -179,7 +177,7 @@ async fn a_turn_on_a_branch_older_than_the_newest_messages_reads_its_path_not_ev
 
 #[tokio::test]
 async fn regenerating_an_answer_older_than_the_newest_messages_lists_every_version() {
-    let (app, fake) = app_with_model(&[]).await;
+    let (app, fake, dynamodb) = app_counting_reads().await;
     let (id, messages) = long_conversation(&app, 2).await;
     let (q2, a2) = (&messages[2], &messages[3]);
     // A second version of a2, then a long talk after it.
@@ -190,10 +188,10 @@ async fn regenerating_an_answer_older_than_the_newest_messages_lists_every_versi
         .append_messages(record, vec![again])
         .await
         .unwrap();
-    app.store_exchanges("alice", &id, EXCHANGES).await;
+    app.store_exchanges("alice", &id, 2 * EXCHANGES).await;
 
     let body = json!({"conversation_id": id, "regenerate_message_id": a2.id});
-    let regenerated = ask(&app, &fake, body).await;
+    let regenerated = ask_reading_under_half(&app, &fake, &dynamodb, &id, body).await;
     let said: Vec<String> = history_and_question(&fake)
         .into_iter()
         .map(|(_, c)| c)

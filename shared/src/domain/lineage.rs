@@ -35,6 +35,11 @@ impl Lineage {
         Self(runs)
     }
 
+    /// The sequence number of the parent: the newest ancestor.
+    pub fn parent_sequence(&self) -> Option<u64> {
+        self.0.last().map(|&[_, last]| last)
+    }
+
     /// The sequence numbers of the nearest `count` ancestors (fewer when it names fewer), as
     /// runs, oldest first.
     pub fn nearest(&self, count: usize) -> Vec<RangeInclusive<u64>> {

@@ -2,7 +2,7 @@
 //! message); an edit or a regenerated answer is a sibling of what it replaces, and the active
 //! branch is the path from a first message to the conversation's active leaf.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +87,8 @@ pub struct Tree {
     /// The oldest sequence number from which on every message was read; older messages read
     /// since (a path's) may have children that were not.
     read_from: u64,
+    /// Older messages whose every child was read since.
+    children_read: HashSet<String>,
 }
 
 impl Tree {
@@ -116,9 +118,20 @@ impl Tree {
     /// children may not have been.
     pub fn with(self, more: Vec<Message>) -> Self {
         let mut messages = self.messages;
-        messages.extend(more);
+        messages.extend(more.into_iter().filter(|m| !self.index.contains_key(&m.id)));
         messages.sort_by_key(|m| m.sequence_number);
-        Self::built(messages, self.older_left_out, self.read_from)
+        Self {
+            children_read: self.children_read,
+            ..Self::built(messages, self.older_left_out, self.read_from)
+        }
+    }
+
+    /// The tree with every child of `parent` read.
+    pub fn with_children_of(self, parent: &str, children: Vec<Message>) -> Self {
+        let parent = parent.to_owned();
+        let mut tree = self.with(children);
+        tree.children_read.insert(parent);
+        tree
     }
 
     fn built(messages: Vec<Message>, older_left_out: bool, read_from: u64) -> Self {
@@ -150,13 +163,14 @@ impl Tree {
             index,
             older_left_out,
             read_from,
+            children_read: HashSet::new(),
         }
     }
 
     /// Whether every message that follows `id` was read.
     pub fn knows_children_of(&self, id: &str) -> bool {
         self.get(id)
-            .is_some_and(|m| m.sequence_number >= self.read_from)
+            .is_some_and(|m| m.sequence_number >= self.read_from || self.children_read.contains(id))
     }
 
     /// Whether the tree holds every message of its conversation.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use super::keys;
 use crate::domain::{
-    Backend, Character, ChatSession, ChatSnapshot, Conversation, LifetimeUsage, Message,
+    Backend, Character, ChatSession, ChatSnapshot, Conversation, LifetimeUsage, Lineage, Message,
 };
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -174,16 +174,28 @@ pub struct MessageItem {
     pub pk: String,
     pub sk: String,
     pub lsi1sk: String,
+    /// Set on a message that does not directly follow its parent (see [`keys::forks_pk`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi1sk: Option<String>,
     #[serde(flatten)]
     pub message: Message,
 }
 
 impl MessageItem {
     pub fn new(message: Message) -> Self {
+        let fork = message
+            .lineage
+            .as_ref()
+            .and_then(Lineage::parent_sequence)
+            .filter(|parent| parent + 1 != message.sequence_number);
         Self {
             pk: keys::conversation_pk(&message.conversation_id),
             sk: keys::message_sk(message.sequence_number),
             lsi1sk: keys::message_id_sk(&message.id),
+            gsi1pk: fork.map(|parent| keys::forks_pk(&message.conversation_id, parent)),
+            gsi1sk: fork.map(|_| keys::message_sk(message.sequence_number)),
             message,
         }
     }

@@ -3,7 +3,7 @@
 //! | item                | pk                  | sk                | gsi1pk              | gsi1sk                  | lsi1sk          |
 //! |---------------------|---------------------|-------------------|---------------------|-------------------------|-----------------|
 //! | conversation        | `CONV#<id>`         | `META`            | `USER#<uid>#CONVS`  | `<updated_at>#<id>`     | –               |
-//! | message             | `CONV#<id>`         | `MSG#<seq:012>`   | –                   | –                       | `MSGID#<msgid>` |
+//! | message             | `CONV#<id>`         | `MSG#<seq:012>`   | fork only: `CONV#<id>#FORKS#<parent seq:012>` | `MSG#<seq:012>` | `MSGID#<msgid>` |
 //! | user counters       | `USER#<uid>`        | `STATS`           | –                   | –                       | –               |
 //! | execution stats     | `USER#<uid>`        | `EXECUTIONS`      | –                   | –                       | –               |
 //! | idempotency record  | `IDEM#<sha256>`     | `RESPONSE`        | –                   | –                       | –               |
@@ -64,6 +64,14 @@ pub fn message_sk(sequence_number: u64) -> String {
 
 pub fn message_id_sk(message_id: &str) -> String {
     format!("MSGID#{message_id}")
+}
+
+/// In `gsi1`, the messages that follow the message at `parent_sequence` without coming right
+/// after it (an edit, a regenerated answer, a turn beside another): with the one right after
+/// it, when that one follows it, they are all of its children, found without reading the
+/// messages between. Only such forks are in the index, so it costs a copy of them alone.
+pub fn forks_pk(conversation_id: &str, parent_sequence: u64) -> String {
+    format!("CONV#{conversation_id}#FORKS#{parent_sequence:012}")
 }
 
 pub fn user_conversations_pk(user_id: &str) -> String {

@@ -64,14 +64,23 @@ impl Placed {
         for _ in 0..=PATH_READS {
             match Self::search(&tree, &anchors, (active, branching), &resumed, needed) {
                 Search::Found(placed) => return Ok((*placed, tree)),
-                Search::ReadEverything => break,
-                Search::ReadMore => {}
+                Search::ReadMore => {
+                    let more =
+                        more_of_the_path(store, conversation_id, &tree, &anchors, needed).await?;
+                    if more.is_empty() {
+                        break;
+                    }
+                    tree = tree.with(more);
+                }
+                Search::ReadChildren(id) => {
+                    // Only a message that keeps its lineage has every fork of it indexed.
+                    let Some(parent) = tree.get(&id).filter(|m| m.lineage.is_some()) else {
+                        break;
+                    };
+                    let children = store.children_of(conversation_id, parent).await?;
+                    tree = tree.with_children_of(&id, children);
+                }
             }
-            let more = more_of_the_path(store, conversation_id, &tree, &anchors, needed).await?;
-            if more.is_empty() {
-                break;
-            }
-            tree = tree.with(more);
         }
         let tree = Tree::new(store.every_message(conversation_id).await?);
         Self::in_tree(&tree, active, branching, resumed).map(|placed| (placed, tree))
@@ -90,8 +99,8 @@ impl Placed {
         }
         // Whether a stored question was answered is known only where every child was read.
         let resumed_id = resumed.as_ref().map(|q| q.message_id.as_str());
-        if resumed_id.is_some_and(|id| !tree.knows_children_of(id)) {
-            return Search::ReadEverything;
+        if let Some(id) = resumed_id.filter(|id| !tree.knows_children_of(id)) {
+            return Search::ReadChildren(id.to_owned());
         }
         let Ok(placed) = Self::in_tree(tree, active, branching, resumed.clone()) else {
             return Search::ReadMore;
@@ -100,7 +109,7 @@ impl Placed {
         if let Some(parent) = &placed.answer_after
             && !tree.knows_children_of(parent)
         {
-            return Search::ReadEverything;
+            return Search::ReadChildren(parent.clone());
         }
         let parent = match &placed.parent {
             Parent::Message(id) => Some(id.as_str()),
@@ -208,9 +217,9 @@ enum Search {
     Found(Box<Placed>),
     /// The path goes back past what was read, or a message the turn names was not read.
     ReadMore,
-    /// What the turn needs to know (the children of an older message) only every message
-    /// tells.
-    ReadEverything,
+    /// Every child of this message older than the newest ones (a regenerated answer lists
+    /// its siblings; a stored question is resumed only while nothing follows it).
+    ReadChildren(String),
 }
 
 /// The messages a turn's placement starts from: the question it resumes, and the active leaf

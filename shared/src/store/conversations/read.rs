@@ -3,9 +3,9 @@
 use std::ops::RangeInclusive;
 
 use super::ConversationRecord;
-use crate::domain::{Conversation, Message, MessageWindow, Tree};
+use crate::domain::{Conversation, Message, MessageWindow, Parent, Tree};
 use crate::store::attributes::{conversation_key, s, user_stats_key};
-use crate::store::items::{ConversationItem, MessageItem, from_item};
+use crate::store::items::{ConversationItem, Item, MessageItem, from_item};
 use crate::store::ops::Partition;
 use crate::store::{Store, StoreError, classify, keys};
 
@@ -199,6 +199,39 @@ impl Store {
             .flatten()
             .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
             .collect()
+    }
+
+    /// Every message that follows `parent`, in sequence order: the one right after it, when it
+    /// follows it, and the forks the index lists (see [`keys::forks_pk`]). Complete for a
+    /// parent that keeps its lineage, as every message written since messages kept theirs
+    /// does (its children know theirs, so each fork is in the index); eventually consistent
+    /// for the forks, as the index is.
+    pub async fn children_of(
+        &self,
+        conversation_id: &str,
+        parent: &Message,
+    ) -> Result<Vec<Message>, StoreError> {
+        let next = Item::from([
+            (
+                keys::PK.to_owned(),
+                s(keys::conversation_pk(conversation_id)),
+            ),
+            (
+                keys::SK.to_owned(),
+                s(keys::message_sk(parent.sequence_number + 1)),
+            ),
+        ]);
+        let forks = Partition::of_gsi1(keys::forks_pk(conversation_id, parent.sequence_number));
+        let (next, forks) = tokio::try_join!(self.get_consistent(next), self.query(forks))?;
+        let mut children = Vec::with_capacity(forks.len() + 1);
+        for item in next.into_iter().chain(forks) {
+            let message = from_item::<MessageItem>(item)?.message;
+            if message.parent == Parent::Message(parent.id.clone()) {
+                children.push(message);
+            }
+        }
+        children.sort_by_key(|m| m.sequence_number);
+        Ok(children)
     }
 
     /// A conversation's latest `limit` messages, newest first, read page by page so that large
