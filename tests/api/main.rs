@@ -14,6 +14,7 @@ mod feedback;
 mod freechat;
 mod http_layer;
 mod idempotency;
+mod kept_windows;
 mod limits;
 mod long_conversations;
 mod openapi;

@@ -10,6 +10,7 @@ pub mod items;
 pub mod keys;
 mod ops;
 mod rate_limit;
+mod recent;
 mod sessions;
 mod stats;
 mod streams;
@@ -27,6 +28,7 @@ use aws_smithy_http_client::tls;
 pub use conversations::{ConversationRecord, QuotaChange, QuotaState};
 pub use feedback::FeedbackCounts;
 pub use rate_limit::{PendingCount, RateLimitStatus};
+pub use recent::KEPT_MESSAGES;
 pub use sessions::ChatRecord;
 pub use stats::{Execution, ExecutionStats, ToolFigures};
 pub use streams::{AnswerPlace, Checkpoint};
@@ -96,6 +98,8 @@ pub struct Store {
     client: Client,
     table: Arc<str>,
     append_locks: Arc<[tokio::sync::Mutex<()>]>,
+    /// The newest messages of the conversations this instance used, between requests.
+    recent: Arc<recent::RecentWindows>,
 }
 
 /// Appends to one conversation from this instance queue on one of these locks instead of
@@ -145,6 +149,7 @@ impl Store {
             append_locks: (0..APPEND_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            recent: Arc::default(),
         }
     }
 

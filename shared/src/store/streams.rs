@@ -284,6 +284,7 @@ impl Store {
             .send()
             .await
             .map_err(|e| write_failed(e, StoreError::Conflict))?;
+        self.recent.settled(record, &next, placeholder, answer);
         Ok((next, answer.clone()))
     }
 

@@ -151,6 +151,7 @@ impl Store {
                 write_failed(e, StoreError::Conflict)
             }
         })?;
+        self.recent.appended(record, &updated, &messages);
         Ok((updated, messages))
     }
 

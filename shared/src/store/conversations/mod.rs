@@ -180,6 +180,7 @@ impl Store {
         item.usage = LifetimeUsage::of(&messages);
         self.insert_conversation(item, &messages, Vec::new())
             .await?;
+        self.recent.appended(&record, &created, &messages);
         Ok((created, messages))
     }
 
@@ -244,6 +245,7 @@ impl Store {
         user_id: &str,
         conversation_id: &str,
     ) -> Result<(), StoreError> {
+        self.recent.forget(conversation_id);
         for _ in 0..MAX_APPEND_ATTEMPTS {
             let record = self.conversation(user_id, conversation_id).await?;
             self.purge(

@@ -110,17 +110,56 @@ impl Store {
 
     /// The caller's conversation with its newest `count` messages (every one when it has no
     /// more), read together as [`Self::conversation_tree`] reads them: what a turn reads, so
-    /// that it costs the history it sends rather than the whole conversation.
+    /// that it costs the history it sends rather than the whole conversation. When this
+    /// instance kept the conversation's newest messages, only those appended since are read
+    /// beside the conversation (see `recent`); should the conversation show a change they do
+    /// not, the newest are read again.
     pub async fn conversation_window(
         &self,
         user_id: &str,
         conversation_id: &str,
         count: usize,
     ) -> Result<(ConversationRecord, MessageWindow), StoreError> {
-        tokio::try_join!(
+        if let Some(kept_until) = self.recent.kept_until(conversation_id, count) {
+            let (record, newer) = tokio::try_join!(
+                self.conversation(user_id, conversation_id),
+                self.messages_after(conversation_id, kept_until, count + 1)
+            )?;
+            if let Some(window) = self.recent.window(conversation_id, count, &record, newer) {
+                return Ok((record, window));
+            }
+        }
+        let (record, window) = tokio::try_join!(
             self.conversation(user_id, conversation_id),
             self.newest_messages_in(conversation_id, count)
-        )
+        )?;
+        self.recent.keep(&record, &window);
+        Ok((record, window))
+    }
+
+    /// The newest `limit` messages after the sequence number `after`, in sequence order.
+    async fn messages_after(
+        &self,
+        conversation_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let partition = Partition::of(keys::conversation_pk(conversation_id))
+            // The largest sequence number twelve digits write.
+            .between(
+                keys::message_sk(after + 1),
+                keys::message_sk(999_999_999_999),
+            )
+            .backward()
+            .limit(limit);
+        let mut messages = self
+            .query(partition)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<MessageItem>(item).map(|i| i.message))
+            .collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        Ok(messages)
     }
 
     /// A conversation's newest `count` messages, and whether it has older ones; whose

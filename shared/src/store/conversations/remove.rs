@@ -119,6 +119,8 @@ impl Store {
         on_message_gone: StoreError,
         active: Option<&str>,
     ) -> Result<(), StoreError> {
+        // Another instance notices the removal by the message count; this one forgets at once.
+        self.recent.forget(conversation_id);
         let now = crate::domain::now();
         let tokens: i64 = messages
             .iter()
