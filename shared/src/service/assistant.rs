@@ -44,16 +44,20 @@ where
         within_rate_limit(count),
         own_chat(state, user_id, chat_id),
         visible_character(state, user_id, assistant_uid),
-        state.store.newest_messages_in(chat_id, TURN_WINDOW)
+        state.store.window_read(chat_id, TURN_WINDOW)
     );
     admitted?;
     let chat = chat?;
+    let messages = state
+        .store
+        .window_as_of(&chat.record, TURN_WINDOW, messages?)
+        .await?;
     let (assistant, backends) = assistant?;
     let backend = default_backend(&assistant, &backends)
         .ok_or_else(|| ServiceError::BadRequest("No backend found.".into()))?;
     let (provider, model) = backend_model(state, backend)?;
     let window = backend.settings.message_window_size as usize;
-    let newest = active_branch_newest(state, &chat, messages?, window).await?;
+    let newest = active_branch_newest(state, &chat, messages, window).await?;
     let prompt = |ready: &ReadyChat| {
         let system = format!(
             "{}\n\n{ASSISTANT_TASK}",

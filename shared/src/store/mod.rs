@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls;
 
-pub use conversations::{ConversationRecord, QuotaChange, QuotaState};
+pub use conversations::{ConversationRecord, QuotaChange, QuotaState, WindowRead};
 pub use feedback::FeedbackCounts;
 pub use rate_limit::{PendingCount, RateLimitStatus};
 pub use recent::KEPT_MESSAGES;

@@ -279,3 +279,27 @@ async fn a_send_in_a_long_chat_carries_its_whole_window_even_past_the_newest_mes
     assert_eq!(prompt[199], ("assistant".into(), "a150".into()));
     assert_eq!(prompt[200], ("user".into(), "q151".into()));
 }
+
+#[tokio::test]
+async fn a_send_through_another_instance_is_in_the_next_sends_prompt() {
+    let (app, fake) = app_with_model(&[]).await;
+    let other = app
+        .spawn_beside(&[
+            ("LLM_BASE_URL", fake.base_url.as_str()),
+            ("LLM_MODEL", "fake-model"),
+        ])
+        .await;
+    let (_, uid, _) = jack(&app, "alice", json!({"messageWindowSize": 10})).await;
+    let chat = start(&app, "alice", json!({"characterUid": uid})).await;
+
+    talk(&app, &fake, "alice", &chat, "q1", "a1").await;
+    talk(&other, &fake, "alice", &chat, "q2", "a2").await;
+    talk(&app, &fake, "alice", &chat, "q3", "a3").await;
+
+    let prompt = prompt_messages(fake.requests().last().unwrap());
+    let said: Vec<&str> = prompt[prompt.len() - 5..]
+        .iter()
+        .map(|(_, content)| content.as_str())
+        .collect();
+    assert_eq!(said, ["q1", "a1", "q2", "a2", "q3"]);
+}

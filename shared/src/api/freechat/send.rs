@@ -129,10 +129,14 @@ async fn begin_turn(
     let (admitted, chat, messages) = tokio::join!(
         within_rate_limit(count.as_ref().map(|Extension(count)| count)),
         own_chat(state, user_id, chat_id),
-        state.store.newest_messages_in(chat_id, TURN_WINDOW)
+        state.store.window_read(chat_id, TURN_WINDOW)
     );
     admitted?;
     let (chat, messages) = (chat?, messages?);
+    let messages = state
+        .store
+        .window_as_of(&chat.record, TURN_WINDOW, messages)
+        .await?;
     let resume = resume.map(|Extension(question)| question);
     let ready = ready(state, user_id, chat.clone()).await?;
     let asked = Asked {

@@ -10,6 +10,8 @@ mod read;
 mod remove;
 mod update;
 
+pub use read::WindowRead;
+
 pub(super) use self::append::{counted, hold_values};
 
 use std::time::Duration;

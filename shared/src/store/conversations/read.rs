@@ -9,6 +9,16 @@ use crate::store::items::{ConversationItem, Item, MessageItem, from_item};
 use crate::store::ops::Partition;
 use crate::store::{Store, StoreError, classify, keys};
 
+/// A conversation's newest messages as read beside its item, before the item says whether
+/// what this instance kept of them still holds.
+#[derive(Debug)]
+pub enum WindowRead {
+    /// Its newest messages.
+    Newest(MessageWindow),
+    /// The messages appended after those this instance kept.
+    Since(Vec<Message>),
+}
+
 impl Store {
     /// The caller's conversation, or `NotFound` whether it is missing or someone else's.
     pub async fn conversation(
@@ -110,31 +120,60 @@ impl Store {
 
     /// The caller's conversation with its newest `count` messages (every one when it has no
     /// more), read together as [`Self::conversation_tree`] reads them: what a turn reads, so
-    /// that it costs the history it sends rather than the whole conversation. When this
-    /// instance kept the conversation's newest messages, only those appended since are read
-    /// beside the conversation (see `recent`); should the conversation show a change they do
-    /// not, the newest are read again.
+    /// that it costs the history it sends rather than the whole conversation.
     pub async fn conversation_window(
         &self,
         user_id: &str,
         conversation_id: &str,
         count: usize,
     ) -> Result<(ConversationRecord, MessageWindow), StoreError> {
-        if let Some(kept_until) = self.recent.kept_until(conversation_id, count) {
-            let (record, newer) = tokio::try_join!(
-                self.conversation(user_id, conversation_id),
-                self.messages_after(conversation_id, kept_until, count + 1)
-            )?;
-            if let Some(window) = self.recent.window(conversation_id, count, &record, newer) {
-                return Ok((record, window));
-            }
-        }
-        let (record, window) = tokio::try_join!(
+        let (record, read) = tokio::try_join!(
             self.conversation(user_id, conversation_id),
-            self.newest_messages_in(conversation_id, count)
+            self.window_read(conversation_id, count)
         )?;
-        self.recent.keep(&record, &window);
+        let window = self.window_as_of(&record, count, read).await?;
         Ok((record, window))
+    }
+
+    /// The read of a conversation's newest `count` messages that goes beside the read of its
+    /// item (whose owner the caller checks): when this instance kept its newest messages,
+    /// only those appended since (see `recent`). [`Self::window_as_of`] finishes it.
+    pub async fn window_read(
+        &self,
+        conversation_id: &str,
+        count: usize,
+    ) -> Result<WindowRead, StoreError> {
+        match self.recent.kept_until(conversation_id, count) {
+            Some(kept_until) => self
+                .messages_after(conversation_id, kept_until, count + 1)
+                .await
+                .map(WindowRead::Since),
+            None => self
+                .newest_messages_in(conversation_id, count)
+                .await
+                .map(WindowRead::Newest),
+        }
+    }
+
+    /// The newest `count` messages of the conversation `record` (read beside `read`) shows:
+    /// what was kept with what was appended since, when the record shows nothing kept
+    /// changed; otherwise they are read again.
+    pub async fn window_as_of(
+        &self,
+        record: &ConversationRecord,
+        count: usize,
+        read: WindowRead,
+    ) -> Result<MessageWindow, StoreError> {
+        let id = &record.conversation.id;
+        let window = match read {
+            WindowRead::Newest(window) => window,
+            WindowRead::Since(newer) => match self.recent.window(id, count, record, newer) {
+                Some(window) => return Ok(window),
+                None => self.newest_messages_in(id, count).await?,
+            },
+        };
+        self.recent.keep(record, &window);
+        Ok(window)
     }
 
     /// The newest `limit` messages after the sequence number `after`, in sequence order.
