@@ -19,6 +19,11 @@ use crate::domain::{Message, MessageWindow};
 pub const KEPT_MESSAGES: usize = 128;
 /// How many conversations an instance keeps: a Lambda instance serves a few users at a time.
 const CONVERSATIONS_KEPT: usize = 64;
+/// How much of the function's memory what is kept may take, about (a message's content and
+/// a fixed share for the rest of it): messages can be long.
+const KEPT_BYTES: usize = 16 << 20;
+/// What a message takes besides its content, about.
+const MESSAGE_OVERHEAD_BYTES: usize = 512;
 
 #[derive(Debug)]
 struct Kept {
@@ -81,6 +86,7 @@ impl RecentWindows {
         entry.used = *clock;
         let window = newest(&entry.window, count);
         entries.insert(conversation_id.to_owned(), entry);
+        make_room(entries);
         Some(window)
     }
 
@@ -96,17 +102,13 @@ impl RecentWindows {
 
     fn insert(&self, record: &ConversationRecord, window: &MessageWindow) {
         let id = &record.conversation.id;
+        // One conversation too large to keep must not push out all the others.
+        if bytes(window) > KEPT_BYTES {
+            self.forget(id);
+            return;
+        }
         let mut kept = self.kept.lock().unwrap();
         let (entries, clock) = &mut *kept;
-        if entries.len() >= CONVERSATIONS_KEPT && !entries.contains_key(id) {
-            let oldest = entries
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(id, _)| id.clone());
-            if let Some(oldest) = oldest {
-                entries.remove(&oldest);
-            }
-        }
         *clock += 1;
         let mut window = window.clone();
         trim(&mut window);
@@ -119,6 +121,7 @@ impl RecentWindows {
                 used: *clock,
             },
         );
+        make_room(entries);
     }
 
     /// `messages` were appended to the conversation `before` described, which `after`
@@ -172,20 +175,52 @@ impl RecentWindows {
         write: impl FnOnce(&mut MessageWindow),
     ) {
         let mut kept = self.kept.lock().unwrap();
-        let Some(entry) = kept.0.get_mut(id) else {
+        let (entries, clock) = &mut *kept;
+        let Some(entry) = entries.get_mut(id) else {
             return;
         };
         if entry.last_sequence != before.last_sequence
             || entry.message_count != before.conversation.message_count
         {
-            kept.0.remove(id);
+            entries.remove(id);
             return;
         }
         write(&mut entry.window);
         entry.last_sequence = after.last_sequence;
         entry.message_count = after.conversation.message_count;
         trim(&mut entry.window);
+        *clock += 1;
+        entry.used = *clock;
+        make_room(entries);
     }
+}
+
+/// Lets go of the least recently used conversations while more are kept than
+/// [`CONVERSATIONS_KEPT`] or they take more than [`KEPT_BYTES`].
+fn make_room(entries: &mut HashMap<String, Kept>) {
+    let weight = |entry: &Kept| bytes(&entry.window);
+    let mut total: usize = entries.values().map(weight).sum();
+    while entries.len() > CONVERSATIONS_KEPT || total > KEPT_BYTES {
+        let Some(oldest) = entries
+            .iter()
+            .min_by_key(|(_, e)| e.used)
+            .map(|(id, _)| id.clone())
+        else {
+            return;
+        };
+        if let Some(entry) = entries.remove(&oldest) {
+            total -= weight(&entry);
+        }
+    }
+}
+
+/// What a window takes of the function's memory, about.
+fn bytes(window: &MessageWindow) -> usize {
+    window
+        .messages
+        .iter()
+        .map(|m| m.content.len() + MESSAGE_OVERHEAD_BYTES)
+        .sum()
 }
 
 /// In sequence order, and no more than [`KEPT_MESSAGES`].
@@ -204,5 +239,82 @@ fn newest(window: &MessageWindow, count: usize) -> MessageWindow {
     MessageWindow {
         messages: window.messages[skip..].to_vec(),
         older_left_out: window.older_left_out || skip > 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Conversation, MessageDraft, MessageRole, NewConversation, Parent};
+
+    fn record(id: &str, last_sequence: u64) -> ConversationRecord {
+        let mut conversation = Conversation::create("alice", NewConversation::default());
+        conversation.id = id.into();
+        conversation.message_count = last_sequence;
+        ConversationRecord {
+            last_sequence,
+            ..ConversationRecord::new(conversation)
+        }
+    }
+
+    fn messages(id: &str, sequences: std::ops::RangeInclusive<u64>) -> Vec<Message> {
+        sequences
+            .map(|seq| {
+                MessageDraft::new(MessageRole::User, format!("m{seq}")).into_message(
+                    id,
+                    seq,
+                    Parent::Unrecorded,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_was_kept_serves_with_what_came_since_while_the_count_agrees() {
+        let recent = RecentWindows::default();
+        recent.keep(&record("c", 3), &MessageWindow::every(messages("c", 1..=3)));
+        assert_eq!(recent.kept_until("c", 128), Some(3));
+
+        let window = recent.window("c", 128, &record("c", 5), messages("c", 4..=5));
+        let contents: Vec<_> = window
+            .unwrap()
+            .messages
+            .into_iter()
+            .map(|m| m.content)
+            .collect();
+        assert_eq!(contents, ["m1", "m2", "m3", "m4", "m5"]);
+
+        // Another instance removed one of them: the count says so, and nothing is kept.
+        let mut removed = record("c", 6);
+        removed.conversation.message_count = 5;
+        assert!(
+            recent
+                .window("c", 128, &removed, messages("c", 6..=6))
+                .is_none()
+        );
+        assert_eq!(recent.kept_until("c", 128), None);
+    }
+
+    #[test]
+    fn the_least_recently_used_conversations_are_let_go_first() {
+        let recent = RecentWindows::default();
+        for i in 0..=CONVERSATIONS_KEPT {
+            let id = format!("c{i}");
+            recent.keep(&record(&id, 1), &MessageWindow::every(messages(&id, 1..=1)));
+        }
+        assert_eq!(recent.kept_until("c0", 1), None);
+        assert_eq!(recent.kept_until("c1", 1), Some(1));
+
+        let long = "x".repeat(KEPT_BYTES / 2);
+        let mut big = messages("big", 1..=3);
+        for message in &mut big {
+            message.content.clone_from(&long);
+        }
+        recent.keep(&record("big", 3), &MessageWindow::every(big));
+        assert_eq!(
+            recent.kept_until("big", 1),
+            None,
+            "more than the whole budget"
+        );
     }
 }
