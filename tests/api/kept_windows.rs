@@ -26,15 +26,6 @@ fn last_prompt(fake: &FakeLlm) -> Vec<String> {
         .collect()
 }
 
-/// A second instance over `app`'s table, with the same model.
-async fn beside(app: &TestApp, fake: &FakeLlm) -> TestApp {
-    app.spawn_beside(&[
-        ("LLM_BASE_URL", fake.base_url.as_str()),
-        ("LLM_MODEL", "fake-model"),
-    ])
-    .await
-}
-
 #[tokio::test]
 async fn a_warm_instances_next_turn_reads_only_what_was_appended_since() {
     let fake = FakeLlm::start().await;
@@ -69,7 +60,7 @@ async fn a_warm_instances_next_turn_reads_only_what_was_appended_since() {
 #[tokio::test]
 async fn a_warm_instance_sees_what_another_instance_appended_since() {
     let (first, fake) = app_with_model(&[]).await;
-    let second = beside(&first, &fake).await;
+    let second = first.beside_with_model(&fake).await;
     let id = first.create_conversation("alice", "Two instances").await;
 
     ask(&first, &fake, &id, "q1").await;
@@ -82,7 +73,7 @@ async fn a_warm_instance_sees_what_another_instance_appended_since() {
 #[tokio::test]
 async fn a_warm_instance_sees_what_another_instance_deleted() {
     let (first, fake) = app_with_model(&[]).await;
-    let second = beside(&first, &fake).await;
+    let second = first.beside_with_model(&fake).await;
     let id = first.create_conversation("alice", "Two instances").await;
     ask(&first, &fake, &id, "q1").await;
     let answer = ask(&first, &fake, &id, "q2").await;

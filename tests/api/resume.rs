@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use api_tests::{FakeLlm, Reply, Script, TestApp, app_with_model, sse_frames, sse_ids};
+use api_tests::{Reply, Script, TestApp, app_with_model, sse_frames, sse_ids};
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -13,15 +13,6 @@ const STREAMING: &str = "/api/v1/chat/streaming";
 /// Thirty words, streamed 40 ms apart: a turn that runs long enough to be resumed or stopped.
 fn long_answer() -> String {
     (1..=30).map(|i| format!("word{i} ")).collect()
-}
-
-/// A second instance over the first one's table, with the same model.
-async fn beside(app: &TestApp, fake: &FakeLlm) -> TestApp {
-    app.spawn_beside(&[
-        ("LLM_BASE_URL", fake.base_url.as_str()),
-        ("LLM_MODEL", "fake-model"),
-    ])
-    .await
 }
 
 fn stream_path(conversation_id: &str) -> String {
@@ -131,7 +122,7 @@ async fn every_frame_of_a_stream_has_an_id_increasing_through_the_turn() {
 #[tokio::test]
 async fn a_stream_dropped_on_one_instance_resumes_on_another_with_exactly_the_missing_text() {
     let (app, fake) = app_with_model(&[]).await;
-    let other = beside(&app, &fake).await;
+    let other = app.beside_with_model(&fake).await;
     fake.push(Script::slow_reply(
         &long_answer(),
         Duration::from_millis(40),
@@ -175,7 +166,7 @@ async fn a_stream_dropped_on_one_instance_resumes_on_another_with_exactly_the_mi
 #[tokio::test]
 async fn a_stream_resumed_without_an_id_starts_with_the_answer_and_the_text_so_far() {
     let (app, fake) = app_with_model(&[]).await;
-    let other = beside(&app, &fake).await;
+    let other = app.beside_with_model(&fake).await;
     fake.push(Script::slow_reply(
         &long_answer(),
         Duration::from_millis(40),
@@ -197,7 +188,7 @@ async fn a_stream_resumed_without_an_id_starts_with_the_answer_and_the_text_so_f
 #[tokio::test]
 async fn a_stop_from_another_instance_ends_the_turn_and_drops_the_model_request() {
     let (app, fake) = app_with_model(&[]).await;
-    let other = beside(&app, &fake).await;
+    let other = app.beside_with_model(&fake).await;
     fake.push(Script::slow_reply(
         &long_answer(),
         Duration::from_millis(40),
@@ -255,7 +246,7 @@ async fn a_stop_from_another_instance_ends_the_turn_and_drops_the_model_request(
 #[tokio::test]
 async fn a_stopped_freechat_stream_ends_with_its_partial_message() {
     let (app, fake) = app_with_model(&[]).await;
-    let other = beside(&app, &fake).await;
+    let other = app.beside_with_model(&fake).await;
     let chat = app.start_freechat_chat("alice", "Jack").await;
     fake.push(Script::slow_reply(
         &long_answer(),

@@ -90,6 +90,16 @@ impl TestApp {
         Self::spawn_over(self._dynamodb.clone(), &endpoint, overrides).await
     }
 
+    /// A second instance over this one's table, asking `fake` as its model: a second Lambda
+    /// instance.
+    pub async fn beside_with_model(&self, fake: &FakeLlm) -> Self {
+        self.spawn_beside(&[
+            ("LLM_BASE_URL", fake.base_url.as_str()),
+            ("LLM_MODEL", "fake-model"),
+        ])
+        .await
+    }
+
     /// A stack whose DynamoDB endpoint refuses every connection (nothing listens there).
     pub async fn spawn_without_dynamodb(overrides: &[(&str, &str)]) -> Self {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

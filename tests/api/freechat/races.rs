@@ -16,12 +16,7 @@ const PARALLEL_SENDS: usize = 20;
 /// table and model.
 async fn chat_on_two_instances(backend: Value) -> (TestApp, TestApp, FakeLlm, String) {
     let (app, fake) = app_with_model(&[]).await;
-    let beside = app
-        .spawn_beside(&[
-            ("LLM_BASE_URL", fake.base_url.as_str()),
-            ("LLM_MODEL", "fake-model"),
-        ])
-        .await;
+    let beside = app.beside_with_model(&fake).await;
     let (_, uid, _) = jack(&app, "alice", json!({})).await;
     let limited = add_backend(&app, "alice", &uid, backend).await;
     let chat = start(

@@ -283,12 +283,7 @@ async fn a_send_in_a_long_chat_carries_its_whole_window_even_past_the_newest_mes
 #[tokio::test]
 async fn a_send_through_another_instance_is_in_the_next_sends_prompt() {
     let (app, fake) = app_with_model(&[]).await;
-    let other = app
-        .spawn_beside(&[
-            ("LLM_BASE_URL", fake.base_url.as_str()),
-            ("LLM_MODEL", "fake-model"),
-        ])
-        .await;
+    let other = app.beside_with_model(&fake).await;
     let (_, uid, _) = jack(&app, "alice", json!({"messageWindowSize": 10})).await;
     let chat = start(&app, "alice", json!({"characterUid": uid})).await;
 

@@ -83,12 +83,7 @@ async fn a_character_edited_on_another_instance_between_two_turns_speaks_in_the_
         id: chat,
         ..
     } = chat_behind_the_proxy(json!({})).await;
-    let beside = app
-        .spawn_beside(&[
-            ("LLM_BASE_URL", fake.base_url.as_str()),
-            ("LLM_MODEL", "fake-model"),
-        ])
-        .await;
+    let beside = app.beside_with_model(&fake).await;
     // FreeChat's sends, and a Chatter turn in the same chat.
     let turns = [
         format!("{CHAT}/send/{chat}"),
